@@ -1,0 +1,92 @@
+"""MAE-AST loss: MSE reconstruction + SSAST InfoNCE classification of masked patches."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from fairseq import metrics
+from fairseq.criterions import FairseqCriterion, register_criterion
+from fairseq.dataclass import FairseqDataclass
+
+
+@dataclass
+class MAE_AST_Criterion_Config(FairseqDataclass):
+    reconstruction_weight: float = field(
+        default=10.0, metadata={"help": "weight of the MSE reconstruction loss (lambda); 0 disables it"}
+    )
+    classification_weight: float = field(
+        default=1.0, metadata={"help": "weight of the InfoNCE classification loss; 0 disables it"}
+    )
+
+
+def info_nce(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per clip, each masked patch's logit must pick its own target among the clip's
+    masked targets. Returns the loss (mean over clips and patches) and the accuracy."""
+    scores = torch.matmul(logits, targets.transpose(-1, -2))  # (B, M, M)
+    loss = -torch.diagonal(torch.log_softmax(scores, dim=-1), dim1=-2, dim2=-1).mean()
+    correct = scores.argmax(dim=-1) == torch.arange(scores.shape[-1], device=scores.device)
+    return loss, correct.float().mean()
+
+
+@register_criterion("mae_ast", dataclass=MAE_AST_Criterion_Config)
+class MAE_AST_Criterion(FairseqCriterion):
+    def __init__(self, task, reconstruction_weight: float, classification_weight: float) -> None:
+        super().__init__(task)
+        if reconstruction_weight <= 0 and classification_weight <= 0:
+            raise ValueError("criterion: reconstruction_weight or classification_weight must be > 0")
+        self.reconstruction_weight = reconstruction_weight
+        self.classification_weight = classification_weight
+
+    def forward(self, model, sample: dict, reduce: bool = True):
+        net_output = model(**sample["net_input"])
+        recon, classes = model.get_logits(net_output)
+        targets = model.get_targets(net_output)
+
+        loss = recon.new_zeros(())
+        log: dict = {}
+        if self.reconstruction_weight > 0:
+            loss_recon = F.mse_loss(recon, targets)
+            loss = loss + self.reconstruction_weight * loss_recon
+            log["loss_recon"] = loss_recon.detach()
+        if self.classification_weight > 0:
+            loss_nce, acc = info_nce(classes, targets)
+            loss = loss + self.classification_weight * loss_nce
+            log["loss_info_nce"] = loss_nce.detach()
+            log["nce_acc"] = acc.detach()
+
+        # Tensors, not .item(): no host sync here; fairseq reduces them when it logs.
+        logging_output = {
+            "loss": loss.detach(),
+            "ntokens": targets.shape[1],
+            "nsentences": sample["id"].numel(),
+            "sample_size": 1,
+            "nbatches": 1,
+            "mask_ratio": net_output["mask_ratio"],
+            "skipped_clips": sample.get("n_skipped", 0),
+            **log,
+        }
+        return loss, 1, logging_output
+
+    @staticmethod
+    def reduce_metrics(logging_outputs) -> None:
+        def total(key):
+            return sum(log.get(key, 0) for log in logging_outputs)
+
+        sample_size = total("sample_size")
+        nbatches = max(total("nbatches"), 1)
+        # As the original: losses per batch, in bits (÷ ln 2).
+        metrics.log_scalar("loss", total("loss") / sample_size / math.log(2), sample_size, round=3)
+        for key in ("loss_recon", "loss_info_nce"):
+            if key in logging_outputs[0]:
+                metrics.log_scalar(key, total(key) / sample_size / math.log(2), sample_size, round=3)
+        if "nce_acc" in logging_outputs[0]:
+            metrics.log_scalar("nce_acc", total("nce_acc") / nbatches, nbatches, round=3)
+        metrics.log_scalar("mask_ratio", total("mask_ratio") / nbatches, nbatches, round=3)
+        metrics.log_scalar_sum("skipped_clips", total("skipped_clips"))
+
+    @staticmethod
+    def logging_outputs_can_be_summed() -> bool:
+        return True

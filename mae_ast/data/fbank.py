@@ -1,0 +1,111 @@
+"""Kaldi-compatible log-mel filterbank, as the original computed it.
+
+The original called ``torchaudio.compliance.kaldi.fbank(wav, sample_frequency=16000,
+use_energy=False, num_mel_bins=128)`` with every other argument at its default. This
+module reproduces those defaults in plain torch, so neither torchaudio (no release
+matches current torch) nor kaldi-native-fbank (refuses 128 bins at 16 kHz) is needed,
+and it runs batched on any device.
+
+Defaults reproduced: 25 ms povey window, 10 ms shift, ``snip_edges`` framing, no
+dither, per-frame DC removal, pre-emphasis 0.97, FFT size rounded up to a power of
+two, power spectrum, triangular mel bins between 20 Hz and Nyquist, natural log
+floored at float32 epsilon (so mel bins that cover no FFT bin sit at -15.94, as in
+torchaudio).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+
+FLOAT_EPS = torch.finfo(torch.float32).eps
+
+
+def mel_scale(freq: torch.Tensor | float) -> torch.Tensor | float:
+    """Kaldi's mel scale: 1127 ln(1 + f / 700)."""
+    if isinstance(freq, torch.Tensor):
+        return 1127.0 * (1.0 + freq / 700.0).log()
+    return 1127.0 * math.log(1.0 + freq / 700.0)
+
+
+@functools.lru_cache(maxsize=16)
+def mel_banks(
+    num_bins: int, fft_size: int, sample_rate: float, low_freq: float, high_freq: float
+) -> torch.Tensor:
+    """Triangular mel filters, (num_bins, fft_size // 2 + 1); the Nyquist column is zero
+    as in Kaldi, which builds filters over the first fft_size // 2 bins only."""
+    nyquist = 0.5 * sample_rate
+    if high_freq <= 0.0:
+        high_freq += nyquist
+    if not 0.0 <= low_freq < high_freq <= nyquist:
+        raise ValueError(f"bad mel range: low_freq={low_freq}, high_freq={high_freq}")
+    mel_low, mel_high = mel_scale(low_freq), mel_scale(high_freq)
+    delta = (mel_high - mel_low) / (num_bins + 1)
+    edge = torch.arange(num_bins, dtype=torch.float32).unsqueeze(1)
+    left = mel_low + edge * delta
+    center = mel_low + (edge + 1.0) * delta
+    right = mel_low + (edge + 2.0) * delta
+    fft_mel = mel_scale(
+        (sample_rate / fft_size) * torch.arange(fft_size // 2, dtype=torch.float32)
+    ).unsqueeze(0)
+    up = (fft_mel - left) / (center - left)
+    down = (right - fft_mel) / (right - center)
+    banks = torch.clamp(torch.minimum(up, down), min=0.0)
+    return torch.nn.functional.pad(banks, (0, 1))
+
+
+@functools.lru_cache(maxsize=16)
+def povey_window(size: int) -> torch.Tensor:
+    """Kaldi's povey window: a symmetric Hann window raised to 0.85."""
+    return torch.hann_window(size, periodic=False).pow(0.85)
+
+
+def frame_count(num_samples: int, sample_rate: int = 16000) -> int:
+    """Frames produced for ``num_samples`` (snip_edges): 0 when shorter than a window."""
+    window = int(sample_rate * 0.025)
+    shift = int(sample_rate * 0.010)
+    return 0 if num_samples < window else 1 + (num_samples - window) // shift
+
+
+def fbank(
+    waveform: torch.Tensor,
+    num_mel_bins: int = 128,
+    sample_rate: int = 16000,
+    frame_length_ms: float = 25.0,
+    frame_shift_ms: float = 10.0,
+    preemphasis: float = 0.97,
+    low_freq: float = 20.0,
+    high_freq: float = 0.0,
+) -> torch.Tensor:
+    """Log-mel fbank of ``waveform`` (``(N,)`` or ``(B, N)``, scale [-1, 1]).
+
+    Returns ``(frames, num_mel_bins)`` or ``(B, frames, num_mel_bins)`` in float32 on the
+    input's device. Raises ``ValueError`` when the input is shorter than one window.
+    """
+    squeeze = waveform.dim() == 1
+    wav = waveform.unsqueeze(0) if squeeze else waveform
+    if wav.dim() != 2:
+        raise ValueError(f"fbank expects (N,) or (B, N) audio, got shape {tuple(waveform.shape)}")
+    wav = wav.float()
+    window_size = int(sample_rate * frame_length_ms * 0.001)
+    window_shift = int(sample_rate * frame_shift_ms * 0.001)
+    if wav.shape[-1] < window_size:
+        raise ValueError(
+            f"audio of {wav.shape[-1]} samples is shorter than one {window_size}-sample window"
+        )
+    fft_size = 1 << (window_size - 1).bit_length()
+
+    frames = wav.unfold(-1, window_size, window_shift)  # (B, F, W)
+    frames = frames - frames.mean(dim=-1, keepdim=True)
+    # Pre-emphasis with the first sample repeated, as Kaldi does (x[-1] := x[0]).
+    previous = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)
+    frames = frames - preemphasis * previous
+    frames = frames * povey_window(window_size).to(frames.device)
+    power = torch.fft.rfft(frames, n=fft_size).abs().pow(2.0)
+
+    banks = mel_banks(num_mel_bins, fft_size, float(sample_rate), low_freq, high_freq)
+    mel = torch.matmul(power, banks.to(power.device).T)
+    out = torch.clamp(mel, min=FLOAT_EPS).log()
+    return out.squeeze(0) if squeeze else out

@@ -1,0 +1,293 @@
+"""MAE-AST: a masked autoencoder over fbank patches or frames.
+
+The forward pass reads as MAE's four steps: ``forward_mask`` (which tokens the encoder
+sees), ``forward_encoder`` (retained tokens only), ``forward_decoder`` (encoder output
+scattered back among mask embeddings) and the heads at masked positions; the loss is
+the criterion's. Parameter and buffer names equal the original's, so the released
+checkpoints and the s3prl upstream load ours and we load theirs, strictly.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from fairseq import utils
+from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from fairseq.models import BaseFairseqModel, register_model
+
+from .masking import MaskPlan, compute_mask
+from .transformer import SinusoidalPositionalEncoding, TransformerEncoder
+
+logger = logging.getLogger(__name__)
+
+MASKING_DISTRIBUTION_CHOICES = ChoiceEnum(["static", "uniform", "normal", "poisson"])
+
+
+@dataclass
+class MAE_AST_Config(FairseqDataclass):
+    # Patch (16x16) or frame (2x128) tokens: kernel = stride in every released model.
+    ast_kernel_size_chan: int = field(default=16, metadata={"help": "patch size along mel channels"})
+    ast_kernel_size_time: int = field(default=16, metadata={"help": "patch size along time frames"})
+    ast_kernel_stride_chan: int = field(default=16, metadata={"help": "patch stride along mel channels"})
+    ast_kernel_stride_time: int = field(default=16, metadata={"help": "patch stride along time frames"})
+
+    encoder_layers: int = field(default=12, metadata={"help": "encoder transformer layers"})
+    encoder_embed_dim: int = field(default=768, metadata={"help": "encoder width"})
+    encoder_ffn_embed_dim: int = field(default=3072, metadata={"help": "FFN width (encoder and decoder)"})
+    encoder_attention_heads: int = field(default=12, metadata={"help": "attention heads (encoder and decoder)"})
+    activation_fn: ChoiceEnum(utils.get_available_activation_fns()) = field(
+        default="gelu", metadata={"help": "FFN activation (gelu or relu)"}
+    )
+    layer_norm_first: bool = field(default=False, metadata={"help": "pre-LN blocks instead of post-LN"})
+    # The feature extractor is the identity on a gradient-free input, so this scales
+    # nothing; kept because configs and checkpoints carry it.
+    feature_grad_mult: float = field(default=1.0, metadata={"help": "gradient scale of the (identity) feature extractor"})
+
+    use_post_enc_proj: bool = field(
+        default=False, metadata={"help": "project encoder output to decoder width (needed if widths differ)"}
+    )
+    decoder_embed_dim: int = field(default=768, metadata={"help": "decoder width"})
+    decoder_layers: int = field(default=2, metadata={"help": "decoder transformer layers"})
+    decoder_layerdrop: float = field(default=0.0, metadata={"help": "probability of dropping a decoder layer"})
+
+    dropout: float = field(default=0.1, metadata={"help": "dropout in the transformer"})
+    attention_dropout: float = field(default=0.1, metadata={"help": "dropout on attention weights"})
+    activation_dropout: float = field(default=0.0, metadata={"help": "dropout after the FFN activation"})
+    encoder_layerdrop: float = field(default=0.0, metadata={"help": "probability of dropping an encoder layer"})
+    dropout_input: float = field(default=0.0, metadata={"help": "dropout on projected patches (masking only)"})
+
+    random_mask_prob: float = field(
+        default=0.75,
+        metadata={"help": "fraction of tokens masked; for retain_spans the span probability of "
+                  "compute_mask_indices, whose spans are RETAINED (1.45 masks ~24%)"},
+    )
+    mask_length: int = field(default=10, metadata={"help": "retain_spans: span length"})
+    mask_selection: MASKING_DISTRIBUTION_CHOICES = field(
+        default="static", metadata={"help": "retain_spans: how to choose span lengths"}
+    )
+    mask_other: float = field(default=0, metadata={"help": "retain_spans: secondary span-length argument"})
+    no_mask_overlap: bool = field(default=False, metadata={"help": "retain_spans: forbid overlapping spans"})
+    mask_min_space: int = field(default=0, metadata={"help": "retain_spans: min space between spans if no overlap"})
+
+    conv_pos: int = field(default=128, metadata={"help": "convolutional positions: kernel size"})
+    conv_pos_groups: int = field(default=16, metadata={"help": "convolutional positions: groups"})
+    # Accepted for config compatibility; the original raised for it too.
+    checkpoint_activations: bool = field(default=False, metadata={"help": "not supported (the original did not implement it)"})
+
+    max_token_length: int = field(default=48000, metadata={"help": "rows of the sinusoidal position table"})
+    enc_sine_pos: bool = field(default=False, metadata={"help": "sinusoidal positions before the encoder"})
+    enc_conv_pos: bool = field(default=False, metadata={"help": "convolutional positions before the encoder"})
+    dec_sine_pos: bool = field(default=False, metadata={"help": "sinusoidal positions before the decoder"})
+    dec_conv_pos: bool = field(default=False, metadata={"help": "convolutional positions before the decoder"})
+
+
+class ConvPosEmbed(nn.Module):
+    """wav2vec 2.0 convolutional positions (weight-normed grouped conv, GELU); kept so
+    configs that enable them build, with the original's parameter names."""
+
+    def __init__(self, cfg: Any, dim: int) -> None:
+        super().__init__()
+        conv = nn.Conv1d(dim, dim, cfg.conv_pos, padding=cfg.conv_pos // 2, groups=cfg.conv_pos_groups)
+        nn.init.normal_(conv.weight, mean=0, std=math.sqrt(4 / (cfg.conv_pos * dim)))
+        nn.init.constant_(conv.bias, 0)
+        self.even = cfg.conv_pos % 2 == 0
+        self.pos_conv = nn.Sequential(nn.utils.weight_norm(conv, name="weight", dim=2))
+
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
+        if padding_mask is not None:
+            x = x.masked_fill(padding_mask.unsqueeze(-1), 0.0)
+        y = self.pos_conv(x.transpose(1, 2))
+        if self.even:  # SamePad: an even kernel yields one extra frame
+            y = y[..., :-1]
+        return F.gelu(y).transpose(1, 2)
+
+
+@register_model("mae_ast", dataclass=MAE_AST_Config)
+class MAE_AST(BaseFairseqModel):
+    def __init__(self, cfg: MAE_AST_Config, task_cfg: Any) -> None:
+        super().__init__()
+        if task_cfg.feature_type == "wav":
+            raise ValueError("MAE-AST needs spectrogram input: set task.feature_type=fbank")
+        if cfg.checkpoint_activations:
+            raise NotImplementedError("model.checkpoint_activations is not implemented (nor was it in the original)")
+        if cfg.decoder_embed_dim != cfg.encoder_embed_dim and not cfg.use_post_enc_proj:
+            raise ValueError("decoder_embed_dim != encoder_embed_dim needs model.use_post_enc_proj=true")
+        self.cfg = cfg
+        self.task_cfg = task_cfg
+        kt, kc = cfg.ast_kernel_size_time, cfg.ast_kernel_size_chan
+        self.feature_dim = task_cfg.feature_dim * (3 if getattr(task_cfg, "deltas", False) else 1)
+        if kc > self.feature_dim:
+            raise ValueError(f"ast_kernel_size_chan={kc} exceeds the {self.feature_dim} feature bins")
+        self.chan_blocks = (self.feature_dim - kc) // cfg.ast_kernel_stride_chan + 1
+
+        self.batch_norm = nn.BatchNorm2d(num_features=1, affine=False)
+        # Unused in forward, as in the original; kept so checkpoints load strictly.
+        self.layer_norm = nn.LayerNorm(task_cfg.feature_dim)
+        self.post_extract_proj = nn.Linear(kt * kc, cfg.encoder_embed_dim)
+        self.dropout_input = nn.Dropout(cfg.dropout_input)
+        # Masked tokens are dropped before the encoder, so this never reaches it; the
+        # original had it too, and checkpoints carry it.
+        self.encoder_mask_emb = nn.Parameter(torch.FloatTensor(cfg.encoder_embed_dim).uniform_())
+        if cfg.enc_conv_pos:
+            self.enc_conv_pos_embed = ConvPosEmbed(cfg, cfg.encoder_embed_dim)
+        if cfg.enc_sine_pos:
+            self.enc_sine_pos_embed = SinusoidalPositionalEncoding(cfg.encoder_embed_dim, cfg.max_token_length)
+        self.encoder = TransformerEncoder(cfg)
+
+        if cfg.use_post_enc_proj:
+            self.post_enc_proj = nn.Linear(cfg.encoder_embed_dim, cfg.decoder_embed_dim)
+        self.decoder_mask_emb = nn.Parameter(torch.FloatTensor(cfg.decoder_embed_dim).uniform_())
+        if cfg.dec_conv_pos:
+            self.dec_conv_pos_embed = ConvPosEmbed(cfg, cfg.decoder_embed_dim)
+        if cfg.dec_sine_pos:
+            self.dec_sine_pos_embed = SinusoidalPositionalEncoding(cfg.decoder_embed_dim, cfg.max_token_length)
+        self.decoder = TransformerEncoder(cfg, decoder=True)
+
+        self.final_proj_reconstruction = nn.Linear(cfg.decoder_embed_dim, kt * kc)
+        self.final_proj_classification = nn.Linear(cfg.decoder_embed_dim, kt * kc)
+
+    @classmethod
+    def build_model(cls, cfg: MAE_AST_Config, task) -> "MAE_AST":
+        return cls(cfg, task.cfg)
+
+    # ---- input: normalisation, patches, padding --------------------------------------
+
+    def patchify(self, source: torch.Tensor) -> torch.Tensor:
+        """``(B, frames, bins)`` -> ``(B, tokens, kt*kc)``, normalised; tokens ordered
+        time-block major, channel-block minor (``nn.Unfold``'s order)."""
+        cfg = self.cfg
+        x = self.batch_norm(source.unsqueeze(1)) * 0.5  # AST-style: mean 0, std 0.5
+        kt, kc = cfg.ast_kernel_size_time, cfg.ast_kernel_size_chan
+        st, sc = cfg.ast_kernel_stride_time, cfg.ast_kernel_stride_chan
+        if x.shape[2] < kt:
+            raise ValueError(f"input of {x.shape[2]} frames is shorter than one patch ({kt} frames)")
+        if (st, sc) != (kt, kc):
+            return F.unfold(x, (kt, kc), stride=(st, sc)).transpose(1, 2)
+        B, nt, nc = x.shape[0], x.shape[2] // kt, x.shape[3] // kc
+        x = x[:, 0, : nt * kt, : nc * kc].reshape(B, nt, kt, nc, kc)
+        return x.permute(0, 1, 3, 2, 4).reshape(B, nt * nc, kt * kc)
+
+    def forward_padding_mask(self, padding_mask: torch.Tensor, num_tokens: int) -> torch.Tensor:
+        """Frame padding -> token padding: a token is padding when its first frame is."""
+        valid = (~padding_mask).sum(dim=-1, keepdim=True)  # (B, 1) frames
+        start = torch.arange(num_tokens // self.chan_blocks, device=padding_mask.device)
+        start = (start * self.cfg.ast_kernel_stride_time).repeat_interleave(self.chan_blocks)
+        return start.unsqueeze(0) >= valid
+
+    # ---- the four steps -------------------------------------------------------------
+
+    def forward_mask(self, B: int, T: int, padding_mask: torch.Tensor | None, device) -> MaskPlan:
+        cfg = self.cfg
+        return compute_mask(
+            self.task_cfg.mask_type, B, T, cfg.random_mask_prob, device,
+            chan_blocks=self.chan_blocks, padding_mask=padding_mask,
+            mask_length=cfg.mask_length, selection=cfg.mask_selection, other=cfg.mask_other,
+            no_overlap=cfg.no_mask_overlap, min_space=cfg.mask_min_space,
+        )
+
+    def forward_encoder(
+        self, x: torch.Tensor, plan: MaskPlan | None, padding_mask: torch.Tensor | None,
+        output_layer: int | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor]]:
+        if plan is not None:
+            x = torch.gather(x, 1, plan.keep.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+            if padding_mask is not None:
+                padding_mask = torch.gather(padding_mask, 1, plan.keep)
+        layer = None if output_layer is None else output_layer - 1
+        x, hidden_states = self.encoder(x, padding_mask=padding_mask, layer=layer)
+        return x, padding_mask, hidden_states
+
+    def forward_decoder(
+        self, x: torch.Tensor, plan: MaskPlan, padding_mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        if self.cfg.use_post_enc_proj:
+            x = self.post_enc_proj(x)
+        B, T, C = plan.mask.shape[0], plan.mask.shape[1], x.shape[-1]
+        full = self.decoder_mask_emb.to(x.dtype).expand(B, T, C)
+        full = full.scatter(1, plan.keep.unsqueeze(-1).expand(-1, -1, C), x)
+        full = self.add_positions(full, padding_mask, "dec")
+        return self.decoder(full, padding_mask=padding_mask)
+
+    def add_positions(self, x: torch.Tensor, padding_mask: torch.Tensor | None, which: str) -> torch.Tensor:
+        if getattr(self.cfg, f"{which}_conv_pos"):
+            x = x + getattr(self, f"{which}_conv_pos_embed")(x, padding_mask)
+        if getattr(self.cfg, f"{which}_sine_pos"):
+            x = x + getattr(self, f"{which}_sine_pos_embed")(x.shape[1], padding_mask).to(x.dtype)
+        return x
+
+    def forward(
+        self,
+        source: torch.Tensor,
+        padding_mask: torch.Tensor | None = None,
+        mask: bool = True,
+        features_only: bool = False,
+        output_layer: int | None = None,
+        is_decoder_finetune: bool = False,
+        is_input_prepatched: bool = False,
+    ) -> dict[str, Any]:
+        patches = source if is_input_prepatched else self.patchify(source)
+        B, T, _ = patches.shape
+        # One host check: without padding, attention takes the flash path (no mask).
+        token_pad = None
+        if padding_mask is not None and not is_input_prepatched and bool(padding_mask.any()):
+            token_pad = self.forward_padding_mask(padding_mask, T)
+
+        features = self.post_extract_proj(patches)
+        if mask:
+            features = self.dropout_input(features)
+        features = self.add_positions(features, token_pad, "enc")
+
+        plan = self.forward_mask(B, T, token_pad, features.device) if mask else None
+        x, enc_pad, encoder_hidden = self.forward_encoder(features, plan, token_pad, output_layer)
+        if enc_pad is None:
+            enc_pad = torch.zeros(x.shape[:2], dtype=torch.bool, device=x.device)
+
+        if not is_decoder_finetune and (features_only or not mask):
+            return {"x": x, "padding_mask": enc_pad, "features": features, "hidden_states": encoder_hidden}
+        if plan is None:  # decoder states without masking: nothing is masked
+            plan = MaskPlan.from_mask(torch.zeros(B, T, dtype=torch.bool, device=x.device), T)
+
+        y, decoder_hidden = self.forward_decoder(x, plan, token_pad)
+        full_pad = token_pad if token_pad is not None else torch.zeros(B, T, dtype=torch.bool, device=y.device)
+        if is_decoder_finetune:
+            return {"x": y, "padding_mask": full_pad, "features": features,
+                    "hidden_states": encoder_hidden + decoder_hidden}
+
+        index = plan.masked.unsqueeze(-1)
+        y_masked = torch.gather(y, 1, index.expand(-1, -1, y.shape[-1]))
+        return {
+            "logit_m_list_recon": self.final_proj_reconstruction(y_masked),
+            "logit_m_list_class": self.final_proj_classification(y_masked),
+            "target_m_list": torch.gather(patches, 1, index.expand(-1, -1, patches.shape[-1])),
+            "padding_mask": full_pad,
+            "mask_ratio": plan.mask_ratio,
+        }
+
+    # ---- HuBERT-style surface ----------------------------------------------------------
+
+    def extract_features(
+        self, source: torch.Tensor, padding_mask: torch.Tensor | None = None, mask: bool = False,
+        ret_conv: bool = False, output_layer: int | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        res = self.forward(source, padding_mask=padding_mask, mask=mask, features_only=True,
+                           output_layer=output_layer)
+        return (res["features"] if ret_conv else res["x"]), res["padding_mask"]
+
+    def get_logits(self, net_output: dict) -> list[torch.Tensor]:
+        return [net_output["logit_m_list_recon"].float(), net_output["logit_m_list_class"].float()]
+
+    def get_targets(self, net_output: dict, is_masked: bool = True) -> torch.Tensor:
+        return net_output["target_m_list"].float()
+
+    def get_extra_losses(self, net_output: dict) -> tuple[list, list]:
+        return [], []
+
+    def remove_pretraining_modules(self) -> None:
+        self.final_proj_reconstruction = None
+        self.final_proj_classification = None

@@ -1,0 +1,166 @@
+"""Transformer blocks with the original's parameter names and numerics.
+
+The layout is fairseq's ``TransformerSentenceEncoderLayer`` (post-LN unless
+``layer_norm_first``), and the stack is wav2vec 2.0's ``TransformerEncoder`` without its
+convolutional positions: input LayerNorm (post-LN) and dropout, then the layers, every
+layer's output collected. Attention keeps fairseq's ``q_proj/k_proj/v_proj/out_proj``
+so released checkpoints load strictly, but runs through
+``F.scaled_dot_product_attention`` (flash / memory-efficient kernels) in batch-first
+layout, with the three projections fused into one matmul.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class MultiheadSelfAttention(nn.Module):
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"embedding dim {dim} is not divisible by {heads} heads")
+        self.heads = heads
+        self.dropout = dropout
+        self.q_proj = nn.Linear(dim, dim)
+        self.k_proj = nn.Linear(dim, dim)
+        self.v_proj = nn.Linear(dim, dim)
+        self.out_proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        B, T, C = x.shape
+        weight = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
+        bias = torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias])
+        qkv = F.linear(x, weight, bias).view(B, T, 3, self.heads, C // self.heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, T, head_dim)
+        attn_mask = None
+        if key_padding_mask is not None:  # True marks padding; SDPA wants True = attend
+            attn_mask = ~key_padding_mask[:, None, None, :]
+        x = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
+        )
+        return self.out_proj(x.transpose(1, 2).reshape(B, T, C))
+
+
+class TransformerSentenceEncoderLayer(nn.Module):
+    def __init__(
+        self,
+        dim: int,
+        ffn_dim: int,
+        heads: int,
+        dropout: float,
+        attention_dropout: float,
+        activation_dropout: float,
+        activation_fn: str = "gelu",
+        layer_norm_first: bool = False,
+    ) -> None:
+        super().__init__()
+        if activation_fn not in ("gelu", "relu"):
+            raise ValueError(f"activation_fn {activation_fn!r} is not supported (gelu, relu)")
+        self.activation = F.gelu if activation_fn == "gelu" else F.relu
+        self.layer_norm_first = layer_norm_first
+        self.self_attn = MultiheadSelfAttention(dim, heads, attention_dropout)
+        self.self_attn_layer_norm = nn.LayerNorm(dim)
+        self.fc1 = nn.Linear(dim, ffn_dim)
+        self.fc2 = nn.Linear(ffn_dim, dim)
+        self.final_layer_norm = nn.LayerNorm(dim)
+        self.dropout1 = nn.Dropout(dropout)
+        self.dropout2 = nn.Dropout(activation_dropout)
+        self.dropout3 = nn.Dropout(dropout)
+
+    def _ffn(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout3(self.fc2(self.dropout2(self.activation(self.fc1(x)))))
+
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if self.layer_norm_first:
+            x = x + self.dropout1(self.self_attn(self.self_attn_layer_norm(x), padding_mask))
+            return x + self._ffn(self.final_layer_norm(x))
+        x = self.self_attn_layer_norm(x + self.dropout1(self.self_attn(x, padding_mask)))
+        return self.final_layer_norm(x + self._ffn(x))
+
+
+def init_bert_params(module: nn.Module) -> None:
+    """BERT init as fairseq's ``init_bert_params``: linear weights N(0, 0.02), biases 0."""
+    if isinstance(module, nn.Linear):
+        module.weight.data.normal_(mean=0.0, std=0.02)
+        if module.bias is not None:
+            module.bias.data.zero_()
+
+
+class TransformerEncoder(nn.Module):
+    """``layers`` blocks of width ``dim``; the MAE-AST decoder is the same stack with
+    the decoder's depth, width and layerdrop (FFN size and heads are the encoder's)."""
+
+    def __init__(self, cfg, decoder: bool = False) -> None:
+        super().__init__()
+        dim = cfg.decoder_embed_dim if decoder else cfg.encoder_embed_dim
+        depth = cfg.decoder_layers if decoder else cfg.encoder_layers
+        self.layerdrop = cfg.decoder_layerdrop if decoder else cfg.encoder_layerdrop
+        self.dropout = cfg.dropout
+        self.layer_norm_first = cfg.layer_norm_first
+        self.layers = nn.ModuleList(
+            TransformerSentenceEncoderLayer(
+                dim,
+                cfg.encoder_ffn_embed_dim,
+                cfg.encoder_attention_heads,
+                cfg.dropout,
+                cfg.attention_dropout,
+                cfg.activation_dropout,
+                cfg.activation_fn,
+                cfg.layer_norm_first,
+            )
+            for _ in range(depth)
+        )
+        self.layer_norm = nn.LayerNorm(dim)
+        self.apply(init_bert_params)
+
+    def forward(
+        self, x: torch.Tensor, padding_mask: torch.Tensor | None = None, layer: int | None = None
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Returns the output and each layer's output (input excluded). ``layer`` (0-based)
+        stops after that layer, as the original's ``output_layer - 1``."""
+        if not self.layer_norm_first:
+            x = self.layer_norm(x)
+        x = F.dropout(x, p=self.dropout, training=self.training)
+        hidden_states = []
+        # Layerdrop draws on the CPU generator: no device sync, seeded by fairseq per update.
+        drops = torch.rand(len(self.layers)) if self.training and self.layerdrop > 0 else None
+        for i, block in enumerate(self.layers):
+            if drops is None or drops[i] > self.layerdrop:
+                x = block(x, padding_mask)
+                hidden_states.append(x)
+            if i == layer:
+                return x, hidden_states
+        if self.layer_norm_first:
+            x = self.layer_norm(x)
+        return x, hidden_states
+
+
+class SinusoidalPositionalEncoding(nn.Module):
+    """Standard sin/cos table (base 10000) over token index. The table is a persistent
+    buffer of ``max_len`` rows because the original saved it in every checkpoint
+    (``*_sine_pos_embed.pe``), and strict loading needs the key."""
+
+    def __init__(self, dim: int, max_len: int) -> None:
+        super().__init__()
+        position = torch.arange(max_len, dtype=torch.float32).unsqueeze(1)
+        div = torch.exp(torch.arange(0, dim, 2) * (-math.log(10000.0) / dim))
+        pe = torch.zeros(1, max_len, dim)
+        pe[0, :, 0::2] = torch.sin(position * div)
+        pe[0, :, 1::2] = torch.cos(position * div)
+        self.register_buffer("pe", pe)
+
+    def forward(self, length: int, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``(1, length, dim)`` or, with a padding mask, ``(B, length, dim)`` zeroed at pads."""
+        if length > self.pe.shape[1]:
+            raise ValueError(
+                f"{length} tokens exceed model.max_token_length={self.pe.shape[1]}; "
+                "crop the input or raise max_token_length"
+            )
+        pe = self.pe[:, :length]
+        if padding_mask is not None:
+            pe = pe.masked_fill(padding_mask.unsqueeze(-1), 0.0)
+        return pe

@@ -1,0 +1,112 @@
+"""The ``mae_ast_pretraining`` task: owns manifests, datasets and batching."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from fairseq.tasks import FairseqTask, register_task
+from omegaconf import MISSING
+
+from ..data import MAE_AST_Dataset
+from ..models.masking import MASK_TYPES
+
+logger = logging.getLogger(__name__)
+
+MASK_TYPE_CHOICES = ChoiceEnum(list(MASK_TYPES))
+
+
+@dataclass
+class MAE_AST_Pretraining_Config(FairseqDataclass):
+    data: str = field(default=MISSING, metadata={"help": "folder holding {train,valid,test}.tsv manifests"})
+    sample_rate: int = field(default=16_000, metadata={"help": "audio is resampled to this rate"})
+    # normalize, enable_padding and mask_spans were unused in the original; they stay so
+    # that its configs and checkpoints' cfg load.
+    normalize: bool = field(default=False, metadata={"help": "unused (the original ignored it for fbank)"})
+    enable_padding: bool = field(default=False, metadata={"help": "unused (as in the original)"})
+    max_keep_size: Optional[int] = field(default=None, metadata={"help": "skip clips longer than this (samples)"})
+    max_sample_size: Optional[int] = field(
+        default=None, metadata={"help": "cap on a clip's size for batching (samples), also a frame cap when cropping"}
+    )
+    min_sample_size: Optional[int] = field(default=None, metadata={"help": "skip clips shorter than this (samples)"})
+    random_crop: Optional[bool] = field(default=True, metadata={"help": "crop at a random offset (else from the start)"})
+    pad_audio: Optional[bool] = field(default=False, metadata={"help": "pad to the longest clip instead of cropping"})
+    feature_type: Optional[str] = field(
+        default="wav", metadata={"help": "input features: fbank (wav, spectrogram, mfcc are not supported)"}
+    )
+    feature_rate: Optional[int] = field(default=100, metadata={"help": "feature frames per second"})
+    feature_dim: Optional[int] = field(default=100, metadata={"help": "mel bins (128 for MAE-AST)"})
+    deltas: Optional[bool] = field(default=True, metadata={"help": "append deltas and delta-deltas to the fbank"})
+    mask_spans: Optional[bool] = field(default=False, metadata={"help": "unused (as in the original)"})
+    mask_type: MASK_TYPE_CHOICES = field(
+        default="random_mask",
+        metadata={"help": "retain_spans (frames; wav2vec2 spans, RETAINED), random_mask, "
+                  "random_mask_batched (one mask per batch), chunk_mask (SSAST chunks, one per batch)"},
+    )
+
+
+@register_task("mae_ast_pretraining", dataclass=MAE_AST_Pretraining_Config)
+class MAE_AST_Pretraining_Task(FairseqTask):
+    cfg: MAE_AST_Pretraining_Config
+
+    def __init__(self, cfg: MAE_AST_Pretraining_Config) -> None:
+        super().__init__(cfg)
+        if cfg.feature_type != "fbank":
+            raise ValueError(
+                f"task.feature_type={cfg.feature_type!r} is not supported: MAE-AST trains on "
+                "Kaldi fbank (set task.feature_type=fbank, as config/pretrain/mae_ast.yaml does)"
+            )
+        if cfg.feature_rate != 100:
+            raise ValueError("task.feature_rate must be 100: the fbank uses a 10 ms shift")
+        self.min_frames = 1
+
+    @classmethod
+    def setup_task(cls, cfg: MAE_AST_Pretraining_Config, **kwargs) -> "MAE_AST_Pretraining_Task":
+        return cls(cfg)
+
+    @property
+    def source_dictionary(self):
+        return None
+
+    @property
+    def target_dictionary(self):
+        return None
+
+    @property
+    def dictionaries(self):
+        return None
+
+    def load_dataset(self, split: str, **kwargs) -> None:
+        manifest = os.path.join(self.cfg.data, f"{split}.tsv")
+        dataset = MAE_AST_Dataset(
+            manifest,
+            sample_rate=self.cfg.sample_rate,
+            max_keep_sample_size=self.cfg.max_keep_size,
+            min_keep_sample_size=self.cfg.min_sample_size,
+            max_sample_size=self.cfg.max_sample_size,
+            pad_audio=self.cfg.pad_audio,
+            random_crop=self.cfg.random_crop,
+            feature_dim=self.cfg.feature_dim,
+            deltas=self.cfg.deltas,
+        )
+        dataset.min_frames = self.min_frames
+        self.datasets[split] = dataset
+
+    def build_model(self, cfg, from_checkpoint: bool = False):
+        model = super().build_model(cfg, from_checkpoint)
+        # Clips shorter than one patch cannot make a token: datasets skip (and log) them.
+        self.min_frames = getattr(cfg, "ast_kernel_size_time", 1)
+        for dataset in self.datasets.values():
+            dataset.min_frames = self.min_frames
+        return model
+
+    def max_positions(self) -> tuple[int, int]:
+        return (sys.maxsize, sys.maxsize)
+
+    def filter_indices_by_size(self, indices: np.ndarray, *args, **kwargs) -> np.ndarray:
+        return indices
