@@ -1,7 +1,5 @@
 """MAE-AST loss: MSE reconstruction + SSAST InfoNCE classification of masked patches."""
 
-from __future__ import annotations
-
 import math
 from dataclasses import dataclass, field
 

@@ -7,8 +7,6 @@ the criterion's. Parameter and buffer names equal the original's, so the release
 checkpoints and the s3prl upstream load ours and we load theirs, strictly.
 """
 
-from __future__ import annotations
-
 import logging
 import math
 from dataclasses import dataclass, field

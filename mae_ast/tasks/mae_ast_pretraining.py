@@ -1,7 +1,5 @@
 """The ``mae_ast_pretraining`` task: owns manifests, datasets and batching."""
 
-from __future__ import annotations
-
 import logging
 import os
 import sys
