@@ -124,16 +124,17 @@ def retain_spans_mask(
 
 
 def _static_spans(B: int, T: int, mask_prob: float, span: int) -> torch.Tensor:
-    num_spans = (mask_prob * T / span + torch.rand(B)).long().clamp(min=2)  # per row
+    # One span count for the batch, with probabilistic rounding (fairseq's default).
+    num_spans = max(2, int(mask_prob * T / span + torch.rand(()).item()))
     start_range = T - span
-    if start_range <= num_spans.max():  # fairseq shortens the span range likewise
-        start_range = int(num_spans.max()) + 1
+    if start_range <= num_spans:  # fairseq shortens the span range likewise
+        start_range = num_spans + 1
     if start_range > T:
-        raise ValueError(f"retain_spans: {T} tokens are too few for {int(num_spans.max())} spans")
+        raise ValueError(f"retain_spans: {T} tokens are too few for {num_spans} spans")
     # Distinct random starts per row: the first num_spans of a random permutation.
     rank = torch.rand(B, start_range).argsort(dim=1).argsort(dim=1)
     starts = torch.zeros(B, T)
-    starts[:, :start_range] = (rank < num_spans.unsqueeze(1)).float()
+    starts[:, :start_range] = (rank < num_spans).float()
     # A token is covered when a start lies in the span before it (a sliding sum).
     covered = torch.nn.functional.conv1d(
         torch.nn.functional.pad(starts.unsqueeze(1), (span - 1, 0)), torch.ones(1, 1, span)
