@@ -31,7 +31,7 @@ class MaskPlan:
     masked: torch.Tensor  # (B, M) indices of masked tokens, increasing
 
     @classmethod
-    def from_mask(cls, mask: torch.Tensor, num_retained: int) -> "MaskPlan":
+    def from_mask(cls, mask: torch.Tensor, num_retained: int) -> MaskPlan:
         # A stable sort of the 0/1 mask lists retained tokens first, each group in
         # increasing index order: the order the original's loss used for masked tokens.
         order = torch.sort(mask.to(torch.int8), dim=1, stable=True).indices

@@ -1,0 +1,180 @@
+"""Manifests, audio loading, the dataset's batches, and bad input."""
+
+import logging
+import os
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from conftest import DEMO
+from mae_ast.data import MAE_AST_Dataset, ManifestError, read_audio, read_manifest
+from mae_ast.data.audio_io import AudioError
+from mae_ast.data.fbank import fbank
+from mae_ast.data.resample import resample
+from mae_ast.tools.manifest import audio_length
+
+
+def write_manifest(folder, rows, root=None):
+    path = os.path.join(folder, "train.tsv")
+    with open(path, "w") as f:
+        f.write((root or str(folder)) + "\n")
+        for row in rows:
+            f.write(row + "\n")
+    return path
+
+
+def tone(seconds=2.5, rate=16000, freq=440.0, channels=1):
+    t = np.arange(int(seconds * rate)) / rate
+    wav = 0.3 * np.sin(2 * np.pi * freq * t).astype(np.float32)
+    return np.stack([wav] * channels, axis=1) if channels > 1 else wav
+
+
+def test_demo_manifests_resolve_against_their_folder():
+    for split, n in (("train", 24), ("valid", 8), ("test", 8)):
+        m = read_manifest(str(DEMO / f"{split}.tsv"))
+        assert len(m.paths) == n and all(os.path.isfile(p) for p in m.paths)
+
+
+def test_manifest_lengths_match_the_files():
+    m = read_manifest(str(DEMO / "train.tsv"))
+    for path, size in zip(m.paths, m.sizes):
+        assert audio_length(path) == size
+
+
+def test_manifest_min_max_keep_skip_with_counts(tmp_path, caplog):
+    path = write_manifest(tmp_path, ["a.flac\t100", "b.flac\t40000", "c.flac\t900000"])
+    with caplog.at_level(logging.INFO):
+        m = read_manifest(path, min_keep=32000, max_keep=500000)
+    assert [os.path.basename(p) for p in m.paths] == ["b.flac"]
+    assert "skipped 1 short and 1 long" in caplog.text
+
+
+@pytest.mark.parametrize("bad", ["a.flac", "a.flac\tten", "a.flac\t10\textra"])
+def test_malformed_manifest_line_names_file_and_line(tmp_path, bad):
+    path = write_manifest(tmp_path, ["ok.flac\t40000", bad])
+    with pytest.raises(ManifestError, match=r"train\.tsv:3: expected 'path<TAB>length_in_samples'"):
+        read_manifest(path)
+
+
+def test_stereo_44k_is_averaged_and_resampled(tmp_path):
+    stereo = tone(2.0, 44100, channels=2)
+    stereo[:, 1] *= 0.5
+    sf.write(tmp_path / "s.flac", stereo, 44100)
+    wav = read_audio(str(tmp_path / "s.flac"))
+    expected = resample(torch.from_numpy(stereo.mean(axis=1)), 44100, 16000)
+    assert wav.shape == (32000,)
+    assert torch.allclose(wav, expected, atol=1e-5)
+
+
+def test_mkv_decodes_like_its_source():
+    wav = read_audio(str(DEMO / "audio" / "env_14.mkv"))  # AAC in Matroska, 16 kHz
+    assert wav.dtype == torch.float32 and wav.dim() == 1
+    assert 0.05 < wav.abs().max() <= 1.0 and abs(len(wav) - audio_length(str(DEMO / "audio" / "env_14.mkv"))) < 2048
+
+
+def _bad_files(tmp_path):
+    sf.write(tmp_path / "good.flac", tone(), 16000)
+    (tmp_path / "empty.flac").write_bytes(b"")
+    (tmp_path / "garbage.flac").write_bytes(os.urandom(4000))
+    good = (tmp_path / "good.flac").read_bytes()
+    (tmp_path / "truncated.flac").write_bytes(good[:200])
+    sf.write(tmp_path / "short.wav", tone(0.12), 16000)  # 10 frames: less than a 16-frame patch
+    sf.write(tmp_path / "tiny.wav", tone(0.02), 16000)  # less than one fbank window
+    nan = tone()
+    nan[100] = np.nan
+    sf.write(tmp_path / "nan.wav", nan, 16000, subtype="FLOAT")
+    return {
+        "missing.flac": "file not found",
+        "empty.flac": "file is empty",
+        "garbage.flac": "soundfile could not decode it",
+        "truncated.flac": "soundfile could not decode it",
+        "short.wav": "shorter than one patch",
+        "tiny.wav": "shorter than one 400-sample window",
+        "nan.wav": "NaN or inf",
+    }
+
+
+def test_bad_files_are_skipped_named_once_and_counted(tmp_path, caplog):
+    reasons = _bad_files(tmp_path)
+    rows = ["good.flac\t40000"] + [f"{name}\t40000" for name in reasons]
+    ds = MAE_AST_Dataset(write_manifest(tmp_path, rows), feature_dim=128)
+    ds.min_frames = 16
+    with caplog.at_level(logging.WARNING):
+        samples = [ds[i] for i in range(len(ds))] + [ds[i] for i in range(len(ds))]
+    batch = ds.collater(samples)
+    assert batch["n_skipped"] == 2 * len(reasons)
+    assert batch["net_input"]["source"].shape == (2, 248, 128)
+    for lineno, (name, reason) in enumerate(reasons.items(), start=3):
+        lines = [r.message for r in caplog.records if name in r.message]
+        assert len(lines) == 1, name  # named once, with its reason and manifest line
+        assert reason in lines[0] and f"train.tsv:{lineno}" in lines[0]
+
+
+def test_read_audio_errors_name_the_file(tmp_path):
+    with pytest.raises(AudioError, match=r"nope\.flac: file not found"):
+        read_audio(str(tmp_path / "nope.flac"))
+
+
+def test_mkv_without_audio_stream_is_an_error(tmp_path):
+    import av
+
+    path = str(tmp_path / "video.mkv")
+    with av.open(path, "w", format="matroska") as out:
+        stream = out.add_stream("mpeg4", rate=10)
+        stream.width = stream.height = 32
+        for _ in range(3):
+            frame = av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    with pytest.raises(AudioError, match="no audio stream"):
+        read_audio(path)
+
+
+def test_collater_crops_to_shortest_with_random_offsets():
+    np.random.seed(0)
+    ds = MAE_AST_Dataset(str(DEMO / "train.tsv"), min_keep_sample_size=32000, max_sample_size=250000)
+    samples = [ds[i] for i in range(4)]
+    batch = ds.collater(samples)
+    shortest = min(len(s["source"]) for s in samples)
+    src = batch["net_input"]["source"]
+    assert src.shape == (4, shortest, 128) and not batch["net_input"]["padding_mask"].any()
+    for i, s in enumerate(samples):  # each row is a contiguous window of its clip
+        full = s["source"]
+        starts = [o for o in range(len(full) - shortest + 1) if torch.equal(full[o : o + shortest], src[i])]
+        assert starts, i
+
+
+def test_dataset_features_are_the_fbank_of_the_audio():
+    ds = MAE_AST_Dataset(str(DEMO / "valid.tsv"))
+    item = ds[0]
+    assert torch.equal(item["source"], fbank(read_audio(ds.paths[0])))
+
+
+def test_num_tokens_counts_samples_capped_and_order_is_longest_first():
+    ds = MAE_AST_Dataset(str(DEMO / "train.tsv"), max_sample_size=100000)
+    assert all(ds.num_tokens(i) == min(ds.sizes[i], 100000) for i in range(len(ds)))
+    order = ds.ordered_indices()
+    assert sorted(order.tolist()) == list(range(len(ds)))
+    assert (np.diff(ds.sizes[order]) <= 0).all()
+
+
+def test_padding_mode_pads_and_marks_frames():
+    ds = MAE_AST_Dataset(str(DEMO / "valid.tsv"), pad_audio=True)
+    samples = [ds[0], ds[1]]
+    batch = ds.collater(samples)
+    lengths = [len(s["source"]) for s in samples]
+    pad = batch["net_input"]["padding_mask"]
+    assert pad.shape == (2, max(lengths))
+    assert [int((~row).sum()) for row in pad] == lengths
+
+
+def test_relative_paths_and_absolute_paths_both_load(tmp_path):
+    shutil.copy(DEMO / "audio" / "speech_00.flac", tmp_path / "rel.flac")
+    rows = ["rel.flac\t1", f"{DEMO / 'audio' / 'speech_01.flac'}\t1"]
+    ds = MAE_AST_Dataset(write_manifest(tmp_path, rows, root="."))
+    assert all(ds[i]["source"] is not None for i in range(2))
