@@ -73,20 +73,28 @@ def hydra_train(run_dir: Path, *overrides: str, data: Path = DEMO, timeout: int 
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
 
 
-@pytest.fixture(scope="session")
-def frame_checkpoint(tmp_path_factory) -> Path:
-    """A small frame model (2x128, random_mask) trained for 3 updates by the real CLI."""
-    run = tmp_path_factory.mktemp("frame_run")
+def _small_run(run: Path, kt: int, kc: int, mask_type: str) -> Path:
     proc = hydra_train(
-        run, "model.encoder_layers=2", "model.decoder_layers=1",
-        "model.ast_kernel_size_chan=128", "model.ast_kernel_size_time=2",
-        "model.ast_kernel_stride_chan=128", "model.ast_kernel_stride_time=2",
-        "model.encoder_layerdrop=0.0", "distributed_training.distributed_world_size=1",
-        "distributed_training.nprocs_per_node=1", "common.cpu=true", "dataset.num_workers=0",
-        "optimization.max_update=3", "dataset.max_tokens=1000000",
+        run, "model.encoder_layers=2", "model.decoder_layers=1", f"task.mask_type={mask_type}",
+        f"model.ast_kernel_size_chan={kc}", f"model.ast_kernel_size_time={kt}",
+        f"model.ast_kernel_stride_chan={kc}", f"model.ast_kernel_stride_time={kt}",
+        "distributed_training.distributed_world_size=1", "distributed_training.nprocs_per_node=1",
+        "common.cpu=true", "dataset.num_workers=0", "optimization.max_update=3", "dataset.max_tokens=1000000",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return run / "checkpoints" / "checkpoint_last.pt"
+
+
+@pytest.fixture(scope="session")
+def frame_checkpoint(tmp_path_factory) -> Path:
+    """A small frame model (2x128, random_mask) trained for 3 updates by the real CLI."""
+    return _small_run(tmp_path_factory.mktemp("frame_run"), 2, 128, "random_mask")
+
+
+@pytest.fixture(scope="session")
+def patch_checkpoint(tmp_path_factory) -> Path:
+    """A small patch model (16x16, chunk_mask) trained for 3 updates by the real CLI."""
+    return _small_run(tmp_path_factory.mktemp("patch_run"), 16, 16, "chunk_mask")
 
 
 def make_batch(B=2, frames=200, bins=128, seed=0):

@@ -19,7 +19,11 @@ import sys
 import numpy as np
 import torch
 import torch.nn.functional as F
-from fairseq.data import FairseqDataset
+
+try:
+    from fairseq.data import FairseqDataset
+except ImportError:  # feature extraction without fairseq: a plain torch dataset
+    from torch.utils.data import Dataset as FairseqDataset
 
 from .audio_io import AudioError, read_audio
 from .fbank import fbank

@@ -15,10 +15,14 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from fairseq import utils
-from fairseq.dataclass import ChoiceEnum, FairseqDataclass
-from fairseq.models import BaseFairseqModel, register_model
-
+from .._fairseq import (
+    BaseFairseqModel,
+    ChoiceEnum,
+    FairseqDataclass,
+    get_available_activation_fns,
+    register_model,
+)
+from ..data.fbank import fbank
 from .masking import MaskPlan, compute_mask
 from .transformer import SinusoidalPositionalEncoding, TransformerEncoder
 
@@ -39,7 +43,7 @@ class MAE_AST_Config(FairseqDataclass):
     encoder_embed_dim: int = field(default=768, metadata={"help": "encoder width"})
     encoder_ffn_embed_dim: int = field(default=3072, metadata={"help": "FFN width (encoder and decoder)"})
     encoder_attention_heads: int = field(default=12, metadata={"help": "attention heads (encoder and decoder)"})
-    activation_fn: ChoiceEnum(utils.get_available_activation_fns()) = field(
+    activation_fn: ChoiceEnum(get_available_activation_fns()) = field(
         default="gelu", metadata={"help": "FFN activation (gelu or relu)"}
     )
     layer_norm_first: bool = field(default=False, metadata={"help": "pre-LN blocks instead of post-LN"})
@@ -264,8 +268,51 @@ class MAE_AST(BaseFairseqModel):
             "logit_m_list_class": self.final_proj_classification(y_masked),
             "target_m_list": torch.gather(patches, 1, index.expand(-1, -1, patches.shape[-1])),
             "padding_mask": full_pad,
+            "mask": plan.mask,
             "mask_ratio": plan.mask_ratio,
         }
+
+    # ---- features for downstream use (s3prl, extraction) --------------------------------
+
+    def wavs_to_fbank(self, wavs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Kaldi fbank of each waveform (16 kHz, [-1, 1]) on its device, zero-padded to
+        the longest, with the frame padding mask (True = padding)."""
+        sample_rate = getattr(self.task_cfg, "sample_rate", 16000)
+        feats = [fbank(w.reshape(-1), num_mel_bins=self.task_cfg.feature_dim, sample_rate=sample_rate) for w in wavs]
+        lengths = torch.tensor([len(f) for f in feats], device=feats[0].device)
+        padded = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
+        return padded, torch.arange(padded.shape[1], device=padded.device)[None] >= lengths[:, None]
+
+    def extract_layers(
+        self, inputs: list[torch.Tensor] | torch.Tensor, padding_mask: torch.Tensor | None = None,
+        time_aligned: bool = True,
+    ) -> dict[str, Any]:
+        """Encoder features of waveforms (a list of 1-D 16 kHz tensors) or of a fbank
+        batch ``(B, frames, bins)``.
+
+        Returns ``last_hidden_state``, ``hidden_states`` (output of encoder layer 1..L, as
+        the original upstream: no input embedding) and ``padding_mask``. With
+        ``time_aligned`` (default), patch tokens of one time step are averaged over the
+        channel blocks, so every model gives one vector per ``ast_kernel_stride_time``
+        frames (frame models are unchanged: one token per step already). Each clip's
+        valid frames are cut to whole time steps, so a clip padded in a batch gives the
+        same features as alone."""
+        if isinstance(inputs, (list, tuple)):
+            source, padding_mask = self.wavs_to_fbank(list(inputs))
+        else:
+            source = inputs
+        if padding_mask is not None:
+            stride = self.cfg.ast_kernel_stride_time
+            valid = (~padding_mask).sum(dim=1, keepdim=True)
+            whole = valid - (valid - self.cfg.ast_kernel_size_time).clamp(min=0) % stride
+            padding_mask = torch.arange(source.shape[1], device=source.device)[None] >= whole
+        out = self.forward(source, padding_mask=padding_mask, mask=False, features_only=True)
+        states, pad = out["hidden_states"], out["padding_mask"]
+        if time_aligned:
+            nc = self.chan_blocks
+            states = [h.reshape(h.shape[0], -1, nc, h.shape[-1]).mean(dim=2) for h in states]
+            pad = pad[:, ::nc]
+        return {"last_hidden_state": states[-1], "hidden_states": states, "padding_mask": pad}
 
     # ---- HuBERT-style surface ----------------------------------------------------------
 

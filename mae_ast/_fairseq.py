@@ -1,0 +1,35 @@
+"""fairseq when it is installed, stand-ins when it is not.
+
+Training needs fairseq. Loading a checkpoint and extracting features do not: without
+fairseq, the model is a plain ``nn.Module`` built from the checkpoint's saved config,
+so s3prl users and feature pipelines need only torch.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch.nn as nn
+
+try:
+    from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+    from fairseq.models import BaseFairseqModel, register_model
+    from fairseq.utils import get_available_activation_fns
+
+    HAVE_FAIRSEQ = True
+except ImportError:  # pragma: no cover - exercised by a subprocess test
+    HAVE_FAIRSEQ = False
+
+    @dataclass
+    class FairseqDataclass:
+        _name: Any = None
+
+    def ChoiceEnum(choices: list[str]) -> type:  # noqa: N802 (fairseq's name)
+        return str
+
+    def register_model(name: str, dataclass: Any = None):
+        return lambda cls: cls
+
+    def get_available_activation_fns() -> list[str]:
+        return ["relu", "gelu"]
+
+    BaseFairseqModel = nn.Module

@@ -1,0 +1,90 @@
+"""``mae-ast-extract``: write one ``.npy`` of encoder features per audio file.
+
+    mae-ast-extract CKPT AUDIO_OR_FOLDER_OR_MANIFEST --out DIR [--layer N] [--batch-size 8]
+
+Features are time-aligned (one row per ``ast_kernel_stride_time`` x 10 ms), float32,
+shape (time, dim). ``--layer`` counts encoder layers from 1 (default: the last). Outputs
+mirror the inputs' relative paths. Unreadable files are reported and skipped; the exit
+code is 1 if any were.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..data.audio_io import AudioError, read_audio
+from ..data.manifest import read_manifest
+from ..inference import load
+from .manifest import find_audio
+
+
+def list_inputs(path: str) -> list[tuple[str, str]]:
+    """(full path, relative output stem) pairs for a file, a folder or a manifest."""
+    if os.path.isdir(path):
+        return [(os.path.join(path, rel), os.path.splitext(rel)[0])
+                for rel in find_audio(path, {"flac", "wav", "mkv", "ogg", "mp3", "mp4", "m4a", "webm"})]
+    if path.endswith(".tsv"):
+        m = read_manifest(path)
+        return [(p, os.path.splitext(os.path.relpath(p, m.root))[0]) for p in m.paths]
+    return [(path, os.path.splitext(os.path.basename(path))[0])]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mae-ast-extract", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint")
+    parser.add_argument("inputs", help="an audio file, a folder of audio, or a manifest .tsv")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--layer", type=int, default=None, help="encoder layer 1..L (default: last)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
+    args = parser.parse_args(argv)
+
+    model = load(args.checkpoint, device=args.device)
+    device = next(model.parameters()).device
+    depth = len(model.encoder.layers)
+    layer = depth if args.layer is None else args.layer
+    if not 1 <= layer <= depth:
+        parser.error(f"--layer must be in 1..{depth}")
+
+    items = list_inputs(args.inputs)
+    bad: list[AudioError] = []
+    written = 0
+    progress = tqdm(total=len(items), desc="extracting", unit="file")
+    # Read a batch, sort by length so padding stays small, run, write.
+    for start in range(0, len(items), args.batch_size):
+        batch = []
+        for path, stem in items[start : start + args.batch_size]:
+            try:
+                wav = read_audio(path)
+                if len(wav) < 400 + 160 * (model.cfg.ast_kernel_size_time - 1):
+                    raise AudioError(path, "shorter than one patch")
+                batch.append((stem, wav.to(device)))
+            except AudioError as err:
+                bad.append(err)
+        if batch:
+            with torch.inference_mode():
+                out = model.extract_layers([w for _, w in batch])
+            feats, pad = out["hidden_states"][layer - 1], out["padding_mask"]
+            for i, (stem, _) in enumerate(batch):
+                dest = os.path.join(args.out, stem + ".npy")
+                os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
+                np.save(dest, feats[i][~pad[i]].float().cpu().numpy())
+                written += 1
+        progress.update(len(items[start : start + args.batch_size]))
+    progress.close()
+    for err in bad:
+        print(f"skipped: {err}", file=sys.stderr)
+    print(f"wrote {written} feature files (layer {layer} of {depth}, dim {model.cfg.encoder_embed_dim}) "
+          f"to {args.out}; skipped {len(bad)} unreadable")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""s3prl upstream for MAE-AST checkpoints (ours and the released ones).
+
+Follows s3prl's upstream interface: a list of 16 kHz waveforms in, a dict with
+``last_hidden_state`` and ``hidden_states`` out. Differences from the original expert:
+- no hard-coded path, no torchaudio, no fairseq needed (``mae_ast.load``);
+- patch models return time-aligned states: the tokens of one time step (8 channel
+  blocks for 16x16 patches) are averaged, so every key has one frame per
+  ``ast_kernel_stride_time`` x 10 ms and ``get_downsample_rates`` is right for patch and
+  frame models alike (the original returned 320 for both). Utterance-level mean
+  pooling, the paper's SUPERB setup, is unchanged by this: the mean of the means of
+  equal-size groups is the overall mean;
+- ``hidden_states`` are the outputs of encoder layers 1..12, as the original expert
+  returned them (no input embedding first, unlike other s3prl upstreams), so weighted
+  sums over layers see the same 12 states as in the paper's SUPERB runs.
+"""
+
+from __future__ import annotations
+
+import torch
+
+import mae_ast
+
+try:
+    from s3prl.upstream.interfaces import UpstreamBase
+except ImportError:  # usable as a plain module outside s3prl
+    UpstreamBase = torch.nn.Module
+
+FRAME_SHIFT_SAMPLES = 160  # 10 ms at 16 kHz
+
+
+class UpstreamExpert(UpstreamBase):
+    def __init__(self, ckpt: str, is_decoder_finetune: bool = False, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.model = mae_ast.load(ckpt, device="cpu")
+        self.model.train(False)
+        self.is_decoder_finetune = is_decoder_finetune
+        self.sample_rate = getattr(self.model.task_cfg, "sample_rate", 16000)
+        if self.sample_rate != 16000:
+            raise ValueError(f"{ckpt}: trained at {self.sample_rate} Hz; s3prl feeds 16 kHz audio")
+
+    def get_downsample_rates(self, key: str) -> int:
+        return self.model.cfg.ast_kernel_stride_time * FRAME_SHIFT_SAMPLES
+
+    def forward(self, wavs: list[torch.Tensor]) -> dict:
+        out = self.model.extract_layers(wavs)
+        return {"last_hidden_state": out["last_hidden_state"], "hidden_states": out["hidden_states"]}

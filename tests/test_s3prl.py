@@ -1,0 +1,97 @@
+"""The s3prl upstream, through the real s3prl package's upstream machinery, on
+checkpoints written by real fairseq-hydra-train runs."""
+
+import importlib.util
+import sys
+
+import pytest
+import torch
+
+from conftest import ROOT
+
+interfaces = pytest.importorskip("s3prl.upstream.interfaces")
+
+
+def load_upstream_package():
+    """Import s3prl/mae_ast as s3prl would after copying it to upstream/mae_ast_plus."""
+    name = "s3prl.upstream.mae_ast_plus"
+    if name not in sys.modules:
+        folder = ROOT / "s3prl" / "mae_ast"
+        spec = importlib.util.spec_from_file_location(name, folder / "__init__.py",
+                                                      submodule_search_locations=[str(folder)])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return importlib.import_module(name + ".hubconf")
+
+
+def waves(*seconds):
+    g = torch.Generator().manual_seed(0)
+    t = [torch.arange(int(s * 16000)) / 16000 for s in seconds]
+    return [0.3 * torch.sin(2 * torch.pi * (200 + 100 * i) * x) + 0.01 * torch.randn(len(x), generator=g)
+            for i, x in enumerate(t)]
+
+
+@pytest.mark.parametrize("which,rate", [("frame_checkpoint", 320), ("patch_checkpoint", 2560)])
+def test_upstream_through_s3prl_featurizer(request, which, rate):
+    ckpt = request.getfixturevalue(which)
+    hub = load_upstream_package()
+    upstream = hub.mae_ast(str(ckpt))
+    assert isinstance(upstream, interfaces.UpstreamBase)
+    assert upstream.get_downsample_rates("hidden_states") == rate
+
+    wavs = waves(3.0, 1.3, 2.2)
+    with torch.no_grad():
+        feats = upstream(wavs)
+    hidden = feats["hidden_states"]
+    assert len(hidden) == 2 and torch.equal(feats["last_hidden_state"], hidden[-1])
+    longest = max(len(w) for w in wavs)
+    assert hidden[0].shape[0] == 3 and hidden[0].shape[-1] == 768
+    # The rate matches the frames returned: 16 kHz samples per output frame.
+    assert abs(hidden[0].shape[1] - longest / rate) <= 1
+
+    featurizer = interfaces.Featurizer(upstream, feature_selection="hidden_states", upstream_device="cpu")
+    assert featurizer.downsample_rate == rate
+    per_clip = featurizer(wavs, feats)
+    # s3prl cuts each clip to round(len / rate) frames; the fbank's edge frames make
+    # ours at most one short of that.
+    for f, w in zip(per_clip, wavs):
+        assert round(len(w) / rate) - 1 <= len(f) <= round(len(w) / rate)
+
+    # A short clip padded in the batch gives the same valid features as alone.
+    with torch.no_grad():
+        alone = upstream([wavs[1]])["hidden_states"]
+    n = alone[-1].shape[1]
+    for h_batch, h_alone in zip(hidden, alone):
+        assert (h_batch[1, :n] - h_alone[0]).abs().max() < 1e-4
+
+
+def test_time_aligned_states_are_means_over_channel_blocks(patch_checkpoint):
+    import mae_ast
+
+    model = mae_ast.load(str(patch_checkpoint), device="cpu")
+    wav = waves(2.0)
+    with torch.no_grad():
+        aligned = model.extract_layers(wav)["hidden_states"][-1]
+        feats, pad = model.wavs_to_fbank(wav)
+        tokens = model(feats, padding_mask=pad, mask=False, features_only=True)["x"]
+    assert tokens.shape[1] == aligned.shape[1] * 8
+    assert torch.allclose(aligned, tokens.reshape(1, -1, 8, 768).mean(2), atol=1e-6)
+    # Utterance mean pooling is unchanged by the alignment.
+    assert torch.allclose(aligned.mean(1), tokens.mean(1), atol=1e-5)
+
+
+def test_hubconf_missing_file_is_a_clear_error(tmp_path):
+    hub = load_upstream_package()
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+        hub.mae_ast(str(tmp_path / "nope.pt"))
+
+
+def test_s3prl_builtin_upstream_model_loads_our_checkpoint(frame_checkpoint):
+    """s3prl 0.4.18's own mae_ast model (a copy of the original) loads ours strictly."""
+    from types import SimpleNamespace
+
+    orig = pytest.importorskip("s3prl.upstream.mae_ast.mae_ast")
+    state = torch.load(frame_checkpoint, weights_only=True)
+    model = orig.MAE_AST(SimpleNamespace(**state["cfg"]["model"]), SimpleNamespace(**state["cfg"]["task"]))
+    model.load_state_dict(state["model"], strict=True)
