@@ -78,5 +78,9 @@ def read_audio(path: str, sample_rate: int = 16000) -> torch.Tensor:
         raise AudioError(path, "file holds no samples")
     if not np.isfinite(wav).all():
         raise AudioError(path, "samples contain NaN or inf")
+    if not np.any(wav):
+        # Every fbank bin would sit at the log floor: nothing to learn, and a clip that
+        # is all zeros is almost always a failed download or decode.
+        raise AudioError(path, "digital silence (all samples are zero)")
     wav = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))
     return resample(wav, int(rate), sample_rate)

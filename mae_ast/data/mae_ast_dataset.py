@@ -69,7 +69,18 @@ class MAE_AST_Dataset(FairseqDataset):
         # Clips with fewer frames than one patch cannot make a token; the task sets this
         # to the model's kernel time once the model is built.
         self.min_frames = 1
+        self.epoch = 1
         self._reported: set[int] = set()
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    @property
+    def can_reuse_epoch_itr_across_epochs(self) -> bool:
+        # Crops depend on the epoch. A reused iterator keeps its persistent dataloader
+        # workers, which never see set_epoch: crops would repeat every epoch, and a
+        # resumed run (fresh workers) would crop differently from an uninterrupted one.
+        return False
 
     def __len__(self) -> int:
         return len(self.sizes)
@@ -103,11 +114,15 @@ class MAE_AST_Dataset(FairseqDataset):
             return self._skip(index, f"{len(feat)} frames is shorter than one patch ({self.min_frames})")
         return {"id": index, "source": feat}
 
-    def crop_to_max_size(self, feat: torch.Tensor, target: int) -> torch.Tensor:
+    def crop_to_max_size(self, feat: torch.Tensor, target: int, index: int) -> torch.Tensor:
         diff = len(feat) - target
         if diff <= 0:
             return feat
-        start = np.random.randint(0, diff + 1) if self.random_crop else 0
+        # The offset depends only on (epoch, clip, length): the same in any dataloader
+        # worker and after a resume, new every epoch. (The original drew from the global
+        # numpy state, which forked workers share and a restart resets.)
+        rng = np.random.default_rng((self.epoch, index, target))
+        start = int(rng.integers(0, diff + 1)) if self.random_crop else 0
         return feat[start : start + target]
 
     def collater(self, samples: list[dict]) -> dict:
@@ -122,8 +137,8 @@ class MAE_AST_Dataset(FairseqDataset):
         target = min(max(lengths) if self.pad_audio else min(lengths), self.max_sample_size)
         source = feats[0].new_zeros(len(feats), target, feats[0].shape[1])
         padding_mask = torch.zeros(len(feats), target, dtype=torch.bool)
-        for i, feat in enumerate(feats):
-            feat = self.crop_to_max_size(feat, target)
+        for i, (sample, feat) in enumerate(zip(samples, feats)):
+            feat = self.crop_to_max_size(feat, target, sample["id"])
             source[i, : len(feat)] = feat
             padding_mask[i, len(feat) :] = True
         return {

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
+import torch
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.tasks import FairseqTask, register_task
 from omegaconf import MISSING
@@ -102,6 +103,23 @@ class MAE_AST_Pretraining_Task(FairseqTask):
         for dataset in self.datasets.values():
             dataset.min_frames = self.min_frames
         return model
+
+    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
+        loss, sample_size, logging_output = super().train_step(
+            sample, model, criterion, optimizer, update_num, ignore_grad
+        )
+        # Checked after backward is queued: fairseq's grad-norm check waits for it anyway,
+        # so this adds no stall. fairseq then handles the step (fp16: lower the loss scale
+        # and skip; fp32: stop with FloatingPointError); we add which clips were in it.
+        if not bool(torch.isfinite(loss)):
+            self.report_nonfinite(sample, update_num)
+        return loss, sample_size, logging_output
+
+    def report_nonfinite(self, sample: dict, update_num: int) -> None:
+        ids = sample["id"].tolist()
+        dataset = self.datasets.get("train")
+        files = [dataset.paths[i] for i in ids] if dataset is not None else "(no 'train' split loaded)"
+        logger.error(f"non-finite loss at update {update_num}: sample ids {ids}, files {files}")
 
     def max_positions(self) -> tuple[int, int]:
         return (sys.maxsize, sys.maxsize)

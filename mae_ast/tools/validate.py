@@ -1,0 +1,101 @@
+"""``mae-ast-validate``: check a data folder's manifests before a long run.
+
+    mae-ast-validate DATA_DIR [--splits train,valid,test] [--workers 8]
+
+Parses each ``{split}.tsv`` and decodes every file exactly as training does (PyAV or
+soundfile, resample, NaN/inf and silence checks, at least one fbank window). Prints each
+problem with its manifest line, then a summary table per split. Exit code 1 if anything
+is wrong, so it can gate a job script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import multiprocessing
+import os
+import sys
+
+from tqdm import tqdm
+
+from ..data.audio_io import AudioError, read_audio
+from ..data.manifest import ManifestError, read_manifest
+
+MIN_SAMPLES = 400  # one 25 ms fbank window at 16 kHz
+
+
+def check_file(item: tuple[str, int]) -> tuple[int, str | None]:
+    path, lineno = item
+    try:
+        wav = read_audio(path)
+    except AudioError as err:
+        return lineno, err.reason
+    if len(wav) < MIN_SAMPLES:
+        return lineno, f"{len(wav)} samples at 16 kHz is shorter than one fbank window"
+    return lineno, None
+
+
+def validate_split(manifest: str, workers: int) -> tuple[int, collections.Counter, list[str]]:
+    m = read_manifest(manifest)
+    items = list(zip(m.paths, m.lines))
+    reasons: collections.Counter = collections.Counter()
+    problems = []
+    by_line = dict(zip(m.lines, m.paths))
+    with multiprocessing.Pool(workers) if workers > 1 else _Serial() as pool:
+        results = pool.imap(check_file, items, chunksize=8)
+        for lineno, reason in tqdm(results, total=len(items), desc=os.path.basename(manifest), unit="file"):
+            if reason is not None:
+                reasons[reason.split(" (")[0]] += 1
+                problems.append(f"{manifest}:{lineno}: {by_line[lineno]}: {reason}")
+    return len(items), reasons, problems
+
+
+class _Serial:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def imap(self, fn, items, chunksize=1):
+        return map(fn, items)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mae-ast-validate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("data", help="folder holding the {split}.tsv manifests")
+    parser.add_argument("--splits", default="train,valid,test", help="comma-separated splits (missing ones skipped)")
+    parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
+    args = parser.parse_args(argv)
+
+    rows, failed = [], False
+    for split in args.splits.split(","):
+        manifest = os.path.join(args.data, f"{split}.tsv")
+        if not os.path.exists(manifest):
+            continue
+        try:
+            total, reasons, problems = validate_split(manifest, args.workers)
+        except ManifestError as err:
+            print(f"error: {err}", file=sys.stderr)
+            rows.append((split, "-", "-", "malformed manifest"))
+            failed = True
+            continue
+        for line in problems:
+            print(line, file=sys.stderr)
+        bad = sum(reasons.values())
+        failed |= bad > 0
+        detail = ", ".join(f"{n} {r}" for r, n in reasons.most_common()) or "-"
+        rows.append((split, str(total), str(bad), detail))
+    if not rows:
+        print(f"error: no manifests ({args.splits}) in {args.data}", file=sys.stderr)
+        return 1
+    print(f"\n{'split':<8}{'files':>8}{'bad':>6}  problems")
+    for split, total, bad, detail in rows:
+        print(f"{split:<8}{total:>8}{bad:>6}  {detail}")
+    print("\nOK: every file decodes" if not failed else "\nFAILED: fix or remove the files above")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
