@@ -76,7 +76,8 @@ def test_sigkill_and_resume_matches_an_uninterrupted_run(tmp_path):
     lr_straight = {int(r["num_updates"]): r["lr"] for r in _logged(straight, "train_inner")}
     assert all(r["lr"] == lr_straight[int(r["num_updates"])] for r in resumed)
 
-    a, b = _params(straight / "checkpoints" / "checkpoint_last.pt"), _params(killed / "checkpoints" / "checkpoint_last.pt")
+    a = _params(straight / "checkpoints" / "checkpoint_last.pt")
+    b = _params(killed / "checkpoints" / "checkpoint_last.pt")
     assert a.keys() == b.keys()
     worst = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
     assert worst < 1e-6, worst

@@ -121,6 +121,20 @@ class MAE_AST_Pretraining_Task(FairseqTask):
         files = [dataset.paths[i] for i in ids] if dataset is not None else "(no 'train' split loaded)"
         logger.error(f"non-finite loss at update {update_num}: sample ids {ids}, files {files}")
 
+    def begin_valid_epoch(self, epoch: int, model) -> None:
+        """Check that data-parallel replicas hold the same weights: every rank sums its
+        parameters, and the spread of the sums across ranks is logged (0 when in sync)."""
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return
+        world = torch.distributed.get_world_size()
+        checksum = sum(p.detach().double().sum() for p in model.parameters())
+        sums = [torch.zeros((), dtype=torch.float64, device=checksum.device) for _ in range(world)]
+        torch.distributed.all_gather(sums, checksum)
+        spread = float(max(sums) - min(sums))
+        log = logger.info if spread == 0.0 else logger.warning
+        log(f"replica check before validation (epoch {epoch}): parameter checksum spread "
+            f"across {world} ranks = {spread:.3g}")
+
     def max_positions(self) -> tuple[int, int]:
         return (sys.maxsize, sys.maxsize)
 
