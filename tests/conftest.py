@@ -2,7 +2,9 @@
 checkpoint written by a real fairseq-hydra-train run."""
 
 import importlib.util
+import json
 import os
+import re
 import subprocess
 import sys
 import types
@@ -95,6 +97,16 @@ def frame_checkpoint(tmp_path_factory) -> Path:
 def patch_checkpoint(tmp_path_factory) -> Path:
     """A small patch model (16x16, chunk_mask) trained for 3 updates by the real CLI."""
     return _small_run(tmp_path_factory.mktemp("patch_run"), 16, 16, "chunk_mask")
+
+
+def logged(run_dir: Path, tag: str) -> list[dict]:
+    """The JSON records fairseq logged under ``tag`` (train_inner, train, valid)."""
+    rows = []
+    for line in (run_dir / "hydra_train.log").read_text().splitlines():
+        m = re.search(rf"\]\[{tag}\]\[INFO\] - (\{{.*\}})$", line)
+        if m:
+            rows.append(json.loads(m.group(1)))
+    return rows
 
 
 def make_batch(B=2, frames=200, bins=128, seed=0):

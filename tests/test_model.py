@@ -144,3 +144,15 @@ def test_checkpoint_keys_round_trip_through_state_dict(tmp_path):
     other.load_state_dict(torch.load(tmp_path / "m.pt", weights_only=True)["model"], strict=True)
     x = make_batch(1, 64)
     assert torch.equal(model.eval()(x, mask=False)["x"], other.eval()(x, mask=False)["x"])
+
+
+def test_compiled_blocks_match_eager_and_keep_checkpoint_keys():
+    torch.manual_seed(0)
+    eager = tiny_model().eval()
+    compiled = tiny_model(compile_blocks=True).eval()
+    compiled.load_state_dict(eager.state_dict(), strict=True)
+    assert eager.state_dict().keys() == compiled.state_dict().keys()
+    x = make_batch(2, 96)
+    with torch.no_grad():
+        a, b = eager(x, mask=False)["x"], compiled(x, mask=False)["x"]
+    assert (a - b).abs().max() < 1e-4

@@ -1,10 +1,8 @@
 """Reliability: resume after SIGKILL, bad files at scale, non-finite losses, and the
 validator."""
 
-import json
 import logging
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -15,22 +13,13 @@ import pytest
 import soundfile as sf
 import torch
 
-from conftest import BIN, DEMO, ROOT, hydra_train
+from conftest import BIN, DEMO, ROOT, hydra_train, logged
 
 # Keys absent from config/pretrain/mae_ast.yaml take hydra's "+" to be added.
 TINY = ["model.encoder_layers=2", "model.decoder_layers=1", "+model.encoder_embed_dim=64",
         "+model.decoder_embed_dim=64", "+model.encoder_ffn_embed_dim=128", "+model.encoder_attention_heads=4",
         "+model.max_token_length=2000", "distributed_training.distributed_world_size=1",
         "distributed_training.nprocs_per_node=1", "common.cpu=true", "common.log_interval=1"]
-
-
-def _logged(run_dir, tag):
-    out = []
-    for line in (run_dir / "hydra_train.log").read_text().splitlines():
-        m = re.search(rf"\]\[{tag}\]\[INFO\] - (\{{.*\}})$", line)
-        if m:
-            out.append(json.loads(m.group(1)))
-    return out
 
 
 def _params(ckpt):
@@ -63,17 +52,17 @@ def test_sigkill_and_resume_matches_an_uninterrupted_run(tmp_path):
         pytest.fail("the run never saved at update 6")
     os.killpg(child.pid, signal.SIGKILL)
     child.wait()
-    assert not any(int(r["num_updates"]) >= 10 for r in _logged(killed, "train_inner"))
+    assert not any(int(r["num_updates"]) >= 10 for r in logged(killed, "train_inner"))
 
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = log.read_text()
     assert "Loaded checkpoint" in text and "(epoch" in text
-    resumed = [r for r in _logged(killed, "train_inner")]
+    resumed = [r for r in logged(killed, "train_inner")]
     updates = [int(r["num_updates"]) for r in resumed]
     assert updates[-1] == 10 and 7 in updates  # continued past the checkpoint at 6
     # learning rate continues: the resumed update 7 has the straight run's lr
-    lr_straight = {int(r["num_updates"]): r["lr"] for r in _logged(straight, "train_inner")}
+    lr_straight = {int(r["num_updates"]): r["lr"] for r in logged(straight, "train_inner")}
     assert all(r["lr"] == lr_straight[int(r["num_updates"])] for r in resumed)
 
     a = _params(straight / "checkpoints" / "checkpoint_last.pt")
@@ -154,7 +143,7 @@ def test_training_runs_through_bad_files_naming_each_once(tmp_path, messy_data):
         named = [line for line in skips if f"/{name} (" in line]
         assert len(named) == 1, (name, named)
         assert reason in named[0]
-    epoch = _logged(run, "train")[-1]
+    epoch = logged(run, "train")[-1]
     assert int(float(epoch["train_skipped_clips"])) == len(broken)
     assert int(float(epoch["train_bsz"])) > 0
 

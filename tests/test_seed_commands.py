@@ -2,7 +2,6 @@
 fairseq-hydra-train on the demo audio: only the paths, max_update and a tiny encoder
 changed, plus common.cpu=true. Each writes a checkpoint that reloads."""
 
-import json
 import re
 import shlex
 from types import SimpleNamespace
@@ -10,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from conftest import DEMO, ROOT, hydra_train
+from conftest import DEMO, ROOT, hydra_train, logged
 
 README = (ROOT / "README.md").read_text()
 COMMANDS = [b for b in re.findall(r"```\n(fairseq-hydra-train.*?)```", README, re.S)]
@@ -41,21 +40,12 @@ def test_readme_holds_the_three_seed_commands():
         ["chunk_mask", "random_mask", "retain_spans"]
 
 
-def _logged(run_dir, tag):
-    rows = []
-    for line in (run_dir / "hydra_train.log").read_text().splitlines():
-        m = re.search(rf"\]\[{tag}\]\[INFO\] - (\{{.*\}})$", line)
-        if m:
-            rows.append(json.loads(m.group(1)))
-    return rows
-
-
 @pytest.mark.parametrize("index,expected_mask", [(0, (0.74, 0.76)), (1, (0.74, 0.76)), (2, (0.15, 0.45))])
 def test_seed_command_trains_and_checkpoint_reloads(tmp_path, index, expected_mask):
     run = tmp_path / "run"
     proc = hydra_train(run, *seed_overrides(COMMANDS[index], run))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    train = _logged(run, "train")
+    train = logged(run, "train")
     assert train and int(train[-1]["train_num_updates"]) == 2
     assert expected_mask[0] <= float(train[-1]["train_mask_ratio"]) <= expected_mask[1]
 
@@ -100,4 +90,4 @@ def test_short_clip_is_skipped_in_a_real_run(tmp_path):
     log = (run / "hydra_train.log").read_text()
     assert "short.flac" in log and "shorter than one patch" in log
     assert "broken.flac" in log and "could not decode" in log
-    assert int(_logged(run, "train")[-1]["train_skipped_clips"]) >= 2
+    assert int(logged(run, "train")[-1]["train_skipped_clips"]) >= 2

@@ -82,6 +82,11 @@ class MAE_AST_Config(FairseqDataclass):
     # Accepted for config compatibility; the original raised for it too.
     checkpoint_activations: bool = field(default=False, metadata={"help": "not supported (the original did not implement it)"})
 
+    # Ours, not the original's: checkpoints without it load with the default.
+    compile_blocks: bool = field(
+        default=False, metadata={"help": "torch.compile each transformer block (in place: same checkpoint keys)"}
+    )
+
     max_token_length: int = field(default=48000, metadata={"help": "rows of the sinusoidal position table"})
     enc_sine_pos: bool = field(default=False, metadata={"help": "sinusoidal positions before the encoder"})
     enc_conv_pos: bool = field(default=False, metadata={"help": "convolutional positions before the encoder"})
@@ -153,6 +158,11 @@ class MAE_AST(BaseFairseqModel):
 
         self.final_proj_reconstruction = nn.Linear(cfg.decoder_embed_dim, kt * kc)
         self.final_proj_classification = nn.Linear(cfg.decoder_embed_dim, kt * kc)
+        if getattr(cfg, "compile_blocks", False):
+            # Blocks, not the whole model: masking and gathers stay eager, and the token
+            # count varies between batches, hence dynamic shapes.
+            for block in (*self.encoder.layers, *self.decoder.layers):
+                block.compile(dynamic=True)
 
     @classmethod
     def build_model(cls, cfg: MAE_AST_Config, task) -> "MAE_AST":
