@@ -6,7 +6,8 @@ crop and collate, as fairseq's dataloader runs it, for 10 s clips.
 Formats: 16 kHz mono flac, and 48 kHz stereo Opus in Matroska (AudioSet's downloads:
 decode and resampling both cost). The clips are synthetic (tones and noise) and are
 written to a temporary folder first. Each configuration reads every clip once through
-a torch DataLoader with the dataset's collater, batches of 32 clips.
+a torch DataLoader with the dataset's collater, batches of 8 clips (so workers
+have batches to share).
 """
 
 from __future__ import annotations
@@ -39,10 +40,14 @@ def write_mkv(path: str, wav: np.ndarray, rate: int) -> None:
 
     with av.open(path, "w", format="matroska") as out:
         stream = out.add_stream("libopus", rate=rate, layout="stereo")
-        fmt = stream.codec_context.format.name
-        planar = np.ascontiguousarray(wav.T)
-        for start in range(0, planar.shape[1], 960):
-            frame = av.AudioFrame.from_ndarray(planar[:, start : start + 960], format=fmt, layout="stereo")
+        fmt = stream.codec_context.format
+        for start in range(0, len(wav), 960):
+            chunk = wav[start : start + 960]
+            if fmt.name.startswith("s16"):
+                chunk = (np.clip(chunk, -1, 1) * 32767).astype(np.int16)
+            # planar formats take (channels, samples); packed ones interleaved (1, samples*channels)
+            chunk = np.ascontiguousarray(chunk.T) if fmt.is_planar else chunk.reshape(1, -1)
+            frame = av.AudioFrame.from_ndarray(chunk, format=fmt.name, layout="stereo")
             frame.sample_rate = rate
             for packet in stream.encode(frame):
                 out.mux(packet)
@@ -67,7 +72,7 @@ def make_set(folder: str, kind: str, n: int) -> str:
     return manifest
 
 
-def throughput(manifest: str, workers: int, batch: int = 32) -> float:
+def throughput(manifest: str, workers: int, batch: int = 8) -> float:
     ds = MAE_AST_Dataset(manifest, max_sample_size=250000)
     loader = torch.utils.data.DataLoader(ds, batch_size=batch, num_workers=workers, collate_fn=ds.collater,
                                          shuffle=False, persistent_workers=False)
