@@ -13,7 +13,6 @@ have batches to share).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -25,6 +24,7 @@ import soundfile as sf
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from results_io import save_results  # noqa: E402
 from mae_ast.data import MAE_AST_Dataset  # noqa: E402
 
 
@@ -106,10 +106,7 @@ def main() -> None:
     print(f"{'format':8}{'workers':>8}{'clips/s':>10}{'ms/clip/core':>14}")
     for r in rows:
         print(f"{r['format']:8}{r['workers']:>8}{r['clips_per_s']:>10.1f}{r['ms_per_clip_per_core']:>14.1f}")
-    os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, f"data_pipeline_{cores}cores.json")
-    with open(path, "w") as f:
-        json.dump({"env": env, "rows": rows}, f, indent=1)
+    path = save_results(args.out, f"data_pipeline_{cores}cores", env, rows)
     print(f"wrote {path}")
 
 

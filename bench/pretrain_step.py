@@ -19,7 +19,6 @@ device at start-up: bf16 on a GPU, fp32 on a CPU (where bf16 is emulated). Print
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -30,6 +29,7 @@ from types import SimpleNamespace
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from results_io import save_results  # noqa: E402
 from mae_ast.criterions.mae_ast_criterion import info_nce  # noqa: E402
 from mae_ast.models.mae_ast import MAE_AST, MAE_AST_Config  # noqa: E402
 
@@ -225,10 +225,7 @@ def main() -> None:
         mem = f"{r['peak_mem_gib']:.1f}" if r["peak_mem_gib"] is not None else "-"
         print(f"{r['model']:7}{r['variant']:13}{r['dtype']:6}{r['step_s'] * 1e3:9.1f}{r['clips_per_s']:9.1f}"
               f"{r['tokens_per_s']:11.0f}{r['tflops']:9.2f}{r['mfu']:7.1%}{mem:>10}{ratio:>9}")
-    os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, f"pretrain_step_{device.type}.json")
-    with open(path, "w") as f:
-        json.dump({"env": env, "rows": rows}, f, indent=1)
+    path = save_results(args.out, f"pretrain_step_{device.type}", env, rows)
     print(f"wrote {path}")
 
 

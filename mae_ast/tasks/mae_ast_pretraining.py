@@ -108,9 +108,10 @@ class MAE_AST_Pretraining_Task(FairseqTask):
         loss, sample_size, logging_output = super().train_step(
             sample, model, criterion, optimizer, update_num, ignore_grad
         )
-        # Checked after backward is queued: fairseq's grad-norm check waits for it anyway,
-        # so this adds no stall. fairseq then handles the step (fp16: lower the loss scale
-        # and skip; fp32: stop with FloatingPointError); we add which clips were in it.
+        # Checked after backward is queued: fairseq's grad-norm check waits for backward
+        # a moment later anyway, so this host sync costs little. fairseq then handles the
+        # step (fp16: lower the loss scale and skip; fp32: stop with FloatingPointError);
+        # we add which clips were in it.
         if not bool(torch.isfinite(loss)):
             self.report_nonfinite(sample, update_num)
         return loss, sample_size, logging_output

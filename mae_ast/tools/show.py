@@ -49,7 +49,10 @@ def reconstruct(model, feats: torch.Tensor) -> dict[str, np.ndarray]:
 def render(panels: dict[str, np.ndarray], path: str, title: str) -> None:
     import logging
 
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError as err:
+        raise SystemExit("mae-ast-show needs matplotlib: pip install 'mae-ast[viz]'") from err
 
     matplotlib.use("Agg")
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
