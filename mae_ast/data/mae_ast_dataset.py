@@ -57,6 +57,8 @@ class MAE_AST_Dataset(FairseqDataset):
     ) -> None:
         manifest = read_manifest(manifest_path, min_keep_sample_size, max_keep_sample_size)
         self.manifest_path = manifest_path
+        self.min_keep, self.max_keep = min_keep_sample_size, max_keep_sample_size
+        self.cache = None  # an FbankCache (use_cache) replaces decoding and fbank
         self.paths, self.lines = manifest.paths, manifest.lines
         self.sizes = np.asarray(manifest.sizes, dtype=np.int64)
         self.sample_rate = sample_rate
@@ -94,7 +96,15 @@ class MAE_AST_Dataset(FairseqDataset):
             )
         return {"id": index, "source": None}
 
+    def use_cache(self, cache_dir: str, split: str) -> None:
+        from .fbank_cache import FbankCache
+
+        self.cache = FbankCache(cache_dir, split, self)
+        logger.info(f"{self.manifest_path}: reading features from the cache in {cache_dir}")
+
     def get_features(self, index: int) -> torch.Tensor:
+        if self.cache is not None:
+            return self.cache[index]
         wav = read_audio(self.paths[index], self.sample_rate)
         try:
             feat = fbank(wav, num_mel_bins=self.feature_dim, sample_rate=self.sample_rate)

@@ -42,6 +42,10 @@ class MAE_AST_Pretraining_Config(FairseqDataclass):
     feature_dim: Optional[int] = field(default=100, metadata={"help": "mel bins (128 for MAE-AST)"})
     deltas: Optional[bool] = field(default=True, metadata={"help": "append deltas and delta-deltas to the fbank"})
     mask_spans: Optional[bool] = field(default=False, metadata={"help": "unused (as in the original)"})
+    # Ours, not the original's.
+    fbank_cache: Optional[str] = field(
+        default=None, metadata={"help": "folder written by mae-ast-cache: read precomputed fbank instead of audio"}
+    )
     mask_type: MASK_TYPE_CHOICES = field(
         default="random_mask",
         metadata={"help": "retain_spans (frames; wav2vec2 spans, RETAINED), random_mask, "
@@ -94,6 +98,8 @@ class MAE_AST_Pretraining_Task(FairseqTask):
             deltas=self.cfg.deltas,
         )
         dataset.min_frames = self.min_frames
+        if getattr(self.cfg, "fbank_cache", None):
+            dataset.use_cache(self.cfg.fbank_cache, split)
         self.datasets[split] = dataset
 
     def build_model(self, cfg, from_checkpoint: bool = False):

@@ -1,0 +1,131 @@
+"""A precomputed-fbank cache: every clip's features in one memory-mapped file per split.
+
+Decoding AudioSet's Opus mkv costs ~35 ms per 10 s clip per core (BENCHMARKS.md), which
+can fall behind a GPU step. The cache moves decode, resampling and fbank out of the
+training loop; random crops and masks still change every epoch.
+
+Layout in the cache folder, per split:
+- ``{split}.fbank.bin``: float32 (or float16) frames, ``feature_dim`` wide, clips back to back;
+- ``{split}.fbank.idx.npy``: int64 ``(n, 2)``: first frame and frame count of each manifest
+  entry (count -1: the clip was unusable when the cache was written);
+- ``{split}.fbank.json``: dtype, feature_dim, the manifest's SHA-1 and the reasons
+  unusable clips were left out. A cache whose manifest changed is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .audio_io import AudioError
+
+
+class CacheError(ValueError):
+    """A cache that does not match its manifest, or is incomplete."""
+
+
+def manifest_digest(manifest_path: str) -> str:
+    with open(manifest_path, "rb") as f:
+        return hashlib.sha1(f.read()).hexdigest()
+
+
+def _paths(cache_dir: str, split: str) -> tuple[str, str, str]:
+    base = os.path.join(cache_dir, f"{split}.fbank")
+    return base + ".bin", base + ".idx.npy", base + ".json"
+
+
+_DATASET = None  # per worker process: the dataset whose get_features we call
+
+
+def _init_worker(dataset) -> None:
+    global _DATASET
+    _DATASET = dataset
+    torch.set_num_threads(1)
+
+
+def _features(index: int) -> tuple[int, np.ndarray | None, str | None]:
+    try:
+        return index, _DATASET.get_features(index).numpy(), None
+    except AudioError as err:
+        return index, None, err.reason
+
+
+def write_cache(dataset, split: str, cache_dir: str, workers: int = 1, dtype: str = "float32") -> dict:
+    """Compute the features of every entry of ``dataset`` (a ``MAE_AST_Dataset``, whose
+    manifest filters were applied) with its own ``get_features`` and write the cache."""
+    os.makedirs(cache_dir, exist_ok=True)
+    bin_path, idx_path, meta_path = _paths(cache_dir, split)
+    index = np.full((len(dataset), 2), -1, dtype=np.int64)
+    skipped: dict[str, str] = {}
+    offset = 0
+    pool = multiprocessing.Pool(workers, _init_worker, (dataset,)) if workers > 1 else None
+    if pool is None:
+        _init_worker(dataset)
+    results = pool.imap(_features, range(len(dataset)), chunksize=4) if pool else map(_features, range(len(dataset)))
+    tmp = bin_path + ".partial"
+    with open(tmp, "wb") as out:
+        for i, feat, reason in tqdm(results, total=len(dataset), desc=f"caching {split}", unit="clip"):
+            if feat is None:
+                skipped[dataset.paths[i]] = reason
+                continue
+            out.write(feat.astype(dtype).tobytes())
+            index[i] = (offset, len(feat))
+            offset += len(feat)
+    if pool:
+        pool.close()
+        pool.join()
+    os.replace(tmp, bin_path)  # only a complete cache gets the final name
+    np.save(idx_path, index)
+    meta = {"dtype": dtype, "feature_dim": int(dataset.feature_dim * (3 if dataset.deltas else 1)),
+            "manifest": os.path.abspath(dataset.manifest_path), "manifest_sha1": manifest_digest(dataset.manifest_path),
+            "min_keep": dataset.min_keep, "max_keep": dataset.max_keep, "clips": len(dataset),
+            "frames": offset, "skipped": skipped}
+    with open(meta_path, "w") as f:
+        json.dump(meta, f, indent=1)
+    return meta
+
+
+class FbankCache:
+    """Read side: ``cache[i]`` is entry i's ``(frames, dim)`` float32 tensor, or raises
+    ``AudioError`` with the reason it was left out."""
+
+    def __init__(self, cache_dir: str, split: str, dataset) -> None:
+        bin_path, idx_path, meta_path = _paths(cache_dir, split)
+        for path in (bin_path, idx_path, meta_path):
+            if not os.path.isfile(path):
+                raise CacheError(f"{path}: missing; write the cache with mae-ast-cache")
+        with open(meta_path) as f:
+            self.meta = json.load(f)
+        if self.meta["manifest_sha1"] != manifest_digest(dataset.manifest_path):
+            raise CacheError(f"{meta_path}: written for another version of {dataset.manifest_path}; "
+                             "rewrite it with mae-ast-cache")
+        if (self.meta["min_keep"], self.meta["max_keep"]) != (dataset.min_keep, dataset.max_keep):
+            raise CacheError(f"{meta_path}: written with min/max_keep {self.meta['min_keep']}/"
+                             f"{self.meta['max_keep']}, the task asks {dataset.min_keep}/{dataset.max_keep}")
+        self.index = np.load(idx_path)
+        self.dim = self.meta["feature_dim"]
+        if len(self.index) != len(dataset):
+            raise CacheError(f"{idx_path}: {len(self.index)} entries, the manifest has {len(dataset)}")
+        self.bin_path, self.dtype = bin_path, np.dtype(self.meta["dtype"])
+        self.paths = dataset.paths
+        self._frames = None  # opened lazily: each dataloader worker maps the file itself
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        start, count = self.index[i]
+        if count < 0:
+            path = self.paths[i]
+            raise AudioError(path, self.meta["skipped"].get(path, "left out of the cache"))
+        if self._frames is None:
+            self._frames = np.memmap(self.bin_path, dtype=self.dtype, mode="r").reshape(-1, self.dim)
+        return torch.from_numpy(np.asarray(self._frames[start : start + count], dtype=np.float32))
+
+    def __getstate__(self) -> dict:  # never pickle a live memmap into workers
+        state = dict(self.__dict__)
+        state["_frames"] = None
+        return state

@@ -1,0 +1,53 @@
+"""``mae-ast-cache``: precompute the fbank of every clip into a memory-mapped cache.
+
+    mae-ast-cache DATA_DIR --out CACHE_DIR [--splits train,valid] [--workers 16]
+                  [--min-sample-size 32000] [--max-keep-size N] [--dtype float32]
+
+Then train with ``+task.fbank_cache=CACHE_DIR``: the task reads features instead of
+decoding audio (random crops and masks still change every epoch). ``--min-sample-size``
+and ``--max-keep-size`` must equal the task's (the seed config: 32000 and none); a cache
+written with other filters, or for a manifest that changed since, is refused.
+Unusable clips are listed, left out and skipped in training as usual.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ..data.fbank_cache import write_cache
+from ..data.mae_ast_dataset import MAE_AST_Dataset
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mae-ast-cache", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("data", help="folder holding the {split}.tsv manifests")
+    parser.add_argument("--out", required=True, help="cache folder")
+    parser.add_argument("--splits", default="train,valid")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--min-sample-size", type=int, default=32000, help="as task.min_sample_size")
+    parser.add_argument("--max-keep-size", type=int, default=None, help="as task.max_keep_size")
+    parser.add_argument("--feature-dim", type=int, default=128, help="as task.feature_dim")
+    parser.add_argument("--dtype", choices=["float32", "float16"], default="float32",
+                        help="float16 halves the size (log-mel values keep ~3 significant digits)")
+    args = parser.parse_args(argv)
+
+    bad = 0
+    for split in args.splits.split(","):
+        manifest = os.path.join(args.data, f"{split}.tsv")
+        dataset = MAE_AST_Dataset(manifest, min_keep_sample_size=args.min_sample_size,
+                                  max_keep_sample_size=args.max_keep_size, feature_dim=args.feature_dim)
+        meta = write_cache(dataset, split, args.out, workers=args.workers, dtype=args.dtype)
+        for path, reason in meta["skipped"].items():
+            print(f"left out: {path}: {reason}", file=sys.stderr)
+        bad += len(meta["skipped"])
+        size = meta["frames"] * meta["feature_dim"] * (2 if args.dtype == "float16" else 4)
+        print(f"{split}: {meta['clips'] - len(meta['skipped'])} of {meta['clips']} clips cached, "
+              f"{meta['frames']} frames, {size / 1e6:.1f} MB")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
