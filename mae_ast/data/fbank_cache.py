@@ -43,10 +43,11 @@ def _paths(cache_dir: str, split: str) -> tuple[str, str, str]:
 _DATASET = None  # per worker process: the dataset whose get_features we call
 
 
-def _init_worker(dataset) -> None:
+def _init_worker(dataset, single_thread: bool = True) -> None:
     global _DATASET
     _DATASET = dataset
-    torch.set_num_threads(1)
+    if single_thread:  # pool workers: one core each
+        torch.set_num_threads(1)
 
 
 def _features(index: int) -> tuple[int, np.ndarray | None, str | None]:
@@ -66,7 +67,7 @@ def write_cache(dataset, split: str, cache_dir: str, workers: int = 1, dtype: st
     offset = 0
     pool = multiprocessing.Pool(workers, _init_worker, (dataset,)) if workers > 1 else None
     if pool is None:
-        _init_worker(dataset)
+        _init_worker(dataset, single_thread=False)
     results = pool.imap(_features, range(len(dataset)), chunksize=4) if pool else map(_features, range(len(dataset)))
     tmp = bin_path + ".partial"
     with open(tmp, "wb") as out:
