@@ -19,9 +19,8 @@ import sys
 from tqdm import tqdm
 
 from ..data.audio_io import AudioError, read_audio
+from ..data.fbank import frame_count
 from ..data.manifest import ManifestError, read_manifest
-
-MIN_SAMPLES = 400  # one 25 ms fbank window at 16 kHz
 
 
 def check_file(item: tuple[str, int]) -> tuple[int, str | None]:
@@ -30,7 +29,7 @@ def check_file(item: tuple[str, int]) -> tuple[int, str | None]:
         wav = read_audio(path)
     except AudioError as err:
         return lineno, err.reason
-    if len(wav) < MIN_SAMPLES:
+    if frame_count(len(wav)) == 0:
         return lineno, f"{len(wav)} samples at 16 kHz is shorter than one fbank window"
     return lineno, None
 
