@@ -60,6 +60,8 @@ def test_stale_or_mismatched_cache_is_refused(tmp_path):
     data = tmp_path / "data"
     shutil.copytree(DEMO, data)
     write_cache(MAE_AST_Dataset(str(data / "valid.tsv")), "valid", str(tmp_path / "cache"))
+    with pytest.raises(CacheError, match="written with 128 features per frame at 16000 Hz, the task asks 80"):
+        MAE_AST_Dataset(str(data / "valid.tsv"), feature_dim=80).use_cache(str(tmp_path / "cache"), "valid")
     with pytest.raises(CacheError, match="min/max_keep"):
         MAE_AST_Dataset(str(data / "valid.tsv"), min_keep_sample_size=32000).use_cache(str(tmp_path / "cache"), "valid")
     lines = (data / "valid.tsv").read_text().splitlines()

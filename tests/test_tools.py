@@ -106,6 +106,9 @@ def test_extract_cli_writes_features_and_reports_bad_files(tmp_path, frame_check
     with torch.no_grad():
         ref = model.extract_layers([read_audio(str(audio / "a.flac"))])["hidden_states"][0][0]
     assert a.shape == tuple(ref.shape) and np.allclose(a, ref.numpy(), atol=1e-4)
+    with torch.no_grad():  # stopping at layer 1 gives the same layer-1 states
+        early = model.extract_layers([read_audio(str(audio / "a.flac"))], output_layer=1)["hidden_states"]
+    assert len(early) == 1 and torch.allclose(early[0][0], ref, atol=1e-6)
     assert b.ndim == 2 and b.shape[1] == 768
 
 

@@ -83,7 +83,7 @@ def write_cache(dataset, split: str, cache_dir: str, workers: int = 1, dtype: st
         pool.join()
     os.replace(tmp, bin_path)  # only a complete cache gets the final name
     np.save(idx_path, index)
-    meta = {"dtype": dtype, "feature_dim": int(dataset.feature_dim * (3 if dataset.deltas else 1)),
+    meta = {"dtype": dtype, "feature_dim": dataset.feature_width, "sample_rate": dataset.sample_rate,
             "manifest": os.path.abspath(dataset.manifest_path), "manifest_sha1": manifest_digest(dataset.manifest_path),
             "min_keep": dataset.min_keep, "max_keep": dataset.max_keep, "clips": len(dataset),
             "frames": offset, "skipped": skipped}
@@ -109,6 +109,10 @@ class FbankCache:
         if (self.meta["min_keep"], self.meta["max_keep"]) != (dataset.min_keep, dataset.max_keep):
             raise CacheError(f"{meta_path}: written with min/max_keep {self.meta['min_keep']}/"
                              f"{self.meta['max_keep']}, the task asks {dataset.min_keep}/{dataset.max_keep}")
+        written = (self.meta["feature_dim"], self.meta["sample_rate"])
+        if written != (dataset.feature_width, dataset.sample_rate):
+            raise CacheError(f"{meta_path}: written with {written[0]} features per frame at {written[1]} Hz, "
+                             f"the task asks {dataset.feature_width} at {dataset.sample_rate} Hz")
         self.index = np.load(idx_path)
         self.dim = self.meta["feature_dim"]
         if len(self.index) != len(dataset):

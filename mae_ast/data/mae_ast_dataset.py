@@ -96,6 +96,11 @@ class MAE_AST_Dataset(FairseqDataset):
             )
         return {"id": index, "source": None}
 
+    @property
+    def feature_width(self) -> int:
+        """Columns per frame: the mel bins, tripled when deltas are appended."""
+        return self.feature_dim * (3 if self.deltas else 1)
+
     def use_cache(self, cache_dir: str, split: str) -> None:
         from .fbank_cache import FbankCache
 

@@ -295,7 +295,7 @@ class MAE_AST(BaseFairseqModel):
 
     def extract_layers(
         self, inputs: list[torch.Tensor] | torch.Tensor, padding_mask: torch.Tensor | None = None,
-        time_aligned: bool = True,
+        time_aligned: bool = True, output_layer: int | None = None,
     ) -> dict[str, Any]:
         """Encoder features of waveforms (a list of 1-D 16 kHz tensors) or of a fbank
         batch ``(B, frames, bins)``.
@@ -306,7 +306,7 @@ class MAE_AST(BaseFairseqModel):
         channel blocks, so every model gives one vector per ``ast_kernel_stride_time``
         frames (frame models are unchanged: one token per step already). Each clip's
         valid frames are cut to whole time steps, so a clip padded in a batch gives the
-        same features as alone."""
+        same features as alone. ``output_layer`` (1-based) stops the encoder there."""
         if isinstance(inputs, (list, tuple)):
             source, padding_mask = self.wavs_to_fbank(list(inputs))
         else:
@@ -316,7 +316,8 @@ class MAE_AST(BaseFairseqModel):
             valid = (~padding_mask).sum(dim=1, keepdim=True)
             whole = valid - (valid - self.cfg.ast_kernel_size_time).clamp(min=0) % stride
             padding_mask = torch.arange(source.shape[1], device=source.device)[None] >= whole
-        out = self.forward(source, padding_mask=padding_mask, mask=False, features_only=True)
+        out = self.forward(source, padding_mask=padding_mask, mask=False, features_only=True,
+                           output_layer=output_layer)
         states, pad = out["hidden_states"], out["padding_mask"]
         if time_aligned:
             nc = self.chan_blocks

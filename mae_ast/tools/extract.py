@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from ..data.audio_io import AudioError, read_audio
+from ..data.fbank import frame_count
 from ..data.manifest import read_manifest
 from ..inference import load
 from .manifest import find_audio
@@ -57,20 +58,20 @@ def main(argv: list[str] | None = None) -> int:
     bad: list[AudioError] = []
     written = 0
     progress = tqdm(total=len(items), desc="extracting", unit="file")
-    # Read a batch, sort by length so padding stays small, run, write.
+    # Read a batch, run it (stopping at the asked layer), write one file per clip.
     for start in range(0, len(items), args.batch_size):
         batch = []
         for path, stem in items[start : start + args.batch_size]:
             try:
                 wav = read_audio(path)
-                if len(wav) < 400 + 160 * (model.cfg.ast_kernel_size_time - 1):
+                if frame_count(len(wav)) < model.cfg.ast_kernel_size_time:
                     raise AudioError(path, "shorter than one patch")
                 batch.append((stem, wav.to(device)))
             except AudioError as err:
                 bad.append(err)
         if batch:
             with torch.inference_mode():
-                out = model.extract_layers([w for _, w in batch])
+                out = model.extract_layers([w for _, w in batch], output_layer=layer)
             feats, pad = out["hidden_states"][layer - 1], out["padding_mask"]
             for i, (stem, _) in enumerate(batch):
                 dest = os.path.join(args.out, stem + ".npy")
