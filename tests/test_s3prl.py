@@ -81,6 +81,12 @@ def test_time_aligned_states_are_means_over_channel_blocks(patch_checkpoint):
     assert torch.allclose(aligned.mean(1), tokens.mean(1), atol=1e-5)
 
 
+def test_decoder_states_request_is_refused_not_ignored(frame_checkpoint):
+    hub = load_upstream_package()
+    with pytest.raises(ValueError, match="is_decoder_finetune is not supported"):
+        hub.mae_ast(str(frame_checkpoint), is_decoder_finetune=True)
+
+
 def test_hubconf_missing_file_is_a_clear_error(tmp_path):
     hub = load_upstream_package()
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):

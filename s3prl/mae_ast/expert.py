@@ -33,7 +33,9 @@ class UpstreamExpert(UpstreamBase):
         super().__init__(**kwargs)
         self.model = mae_ast.load(ckpt, device="cpu")
         self.model.train(False)
-        self.is_decoder_finetune = is_decoder_finetune
+        if is_decoder_finetune:  # accepted for the original's signature; never silently ignored
+            raise ValueError("is_decoder_finetune is not supported by this upstream (encoder states only); "
+                             "call the model with is_decoder_finetune=True directly for decoder states")
         self.sample_rate = getattr(self.model.task_cfg, "sample_rate", 16000)
         if self.sample_rate != 16000:
             raise ValueError(f"{ckpt}: trained at {self.sample_rate} Hz; s3prl feeds 16 kHz audio")
