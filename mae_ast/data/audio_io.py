@@ -19,7 +19,11 @@ import torch
 from .resample import resample
 
 # Extensions read with soundfile; anything else goes through PyAV (mkv, mp4, webm, m4a...).
-SOUNDFILE_EXTENSIONS = {".flac", ".wav", ".ogg", ".aiff", ".aif", ".au", ".w64", ".caf"}
+SOUNDFILE_EXTENSIONS = frozenset({".flac", ".wav", ".ogg", ".aiff", ".aif", ".au", ".w64", ".caf"})
+# Every extension the tools treat as audio (the one list: manifest, extract, prepare, predict).
+AUDIO_EXTENSIONS = SOUNDFILE_EXTENSIONS | frozenset(
+    {".opus", ".mp3", ".m4a", ".aac", ".mkv", ".mka", ".mp4", ".webm"}
+)
 
 
 class AudioError(RuntimeError):
