@@ -13,10 +13,10 @@ interfaces = pytest.importorskip("s3prl.upstream.interfaces")
 
 
 def load_upstream_package():
-    """Import s3prl/mae_ast as s3prl would after copying it to upstream/mae_ast_plus."""
+    """Import s3prl/mae_ast_plus as s3prl would after copying it to upstream/mae_ast_plus."""
     name = "s3prl.upstream.mae_ast_plus"
     if name not in sys.modules:
-        folder = ROOT / "s3prl" / "mae_ast"
+        folder = ROOT / "s3prl" / "mae_ast_plus"
         spec = importlib.util.spec_from_file_location(name, folder / "__init__.py",
                                                       submodule_search_locations=[str(folder)])
         module = importlib.util.module_from_spec(spec)
