@@ -6,12 +6,25 @@ soundfile. One difference, on purpose: PyAV frames are converted to planar float
 so packed integer streams are de-interleaved and scaled to [-1, 1] (the original would
 have averaged interleaved int16 samples as one channel).
 
-Every failure raises ``AudioError`` naming the file and the reason.
+Every failure raises ``AudioError`` naming the file and the reason; an exception of any
+kind while decoding or resampling becomes one, so a training run skips the file by name.
+
+Truncation: a cut ``.wav`` (its header still claims the full length) or ``.mkv`` decodes
+to a shorter clip without any error, so ``read_audio`` can compare the decoded length
+with the manifest's (``expected_samples``, at the file's own rate, before resampling). It
+is accepted up to ``max(2% of expected, 0.2 s)`` short, and any amount longer. Why that
+much: lengths that come from a container header rather than from decoding differ from
+the decoded length. On the demo files the manifest lengths equal the decoded ones, but
+env_14.mkv's (AAC) Matroska DURATION tag says 4.668 s for 4.544 s of decoded audio
+(0.124 s, 2.7% short), and freshly encoded 1 s AAC/Opus mkv files decode up to 0.04 s
+(3.8%) shorter than their container duration. A cut-off download misses far more.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -70,14 +83,45 @@ def _read_pyav(path: str) -> tuple[np.ndarray, int]:
     return np.concatenate(chunks, axis=1).mean(axis=0), rate
 
 
-def read_audio(path: str, sample_rate: int = 16000) -> torch.Tensor:
-    """Mono float32 waveform of ``path`` resampled to ``sample_rate``, scale [-1, 1]."""
-    if not os.path.isfile(path):
+# Truncation tolerance (see the module docstring): relative, and absolute in seconds.
+TRUNCATION_TOLERANCE = 0.02
+TRUNCATION_TOLERANCE_S = 0.2
+
+
+@contextlib.contextmanager
+def _named_failure(path: str, doing: str) -> Iterator[None]:
+    """Turn any exception from the body into an ``AudioError`` naming ``path``."""
+    try:
+        yield
+    except AudioError:
+        raise
+    except Exception as err:  # decoder bugs, RuntimeError/MemoryError from torch, ...
+        raise AudioError(path, f"{doing} failed ({type(err).__name__}: {err})") from err
+
+
+def _check_path(path: str) -> None:
+    if os.path.isdir(path):
+        raise AudioError(path, "is a directory, not an audio file")
+    if not os.path.exists(path):
         raise AudioError(path, "file not found")
+    if not os.path.isfile(path):
+        raise AudioError(path, "not a regular file")
     if os.path.getsize(path) == 0:
         raise AudioError(path, "file is empty (0 bytes)")
-    ext = os.path.splitext(path)[1].lower()
-    wav, rate = _read_soundfile(path) if ext in SOUNDFILE_EXTENSIONS else _read_pyav(path)
+
+
+def _check_length(path: str, decoded: int, expected: int, rate: int) -> None:
+    """Raise if ``decoded`` falls short of the manifest's ``expected`` beyond the tolerance."""
+    allowed = max(TRUNCATION_TOLERANCE * expected, TRUNCATION_TOLERANCE_S * rate)
+    if expected - decoded > allowed:
+        raise AudioError(
+            path,
+            f"truncated: decoded {decoded} samples, the manifest says {expected} "
+            f"({decoded / rate:.2f} s of {expected / rate:.2f} s at {rate} Hz)",
+        )
+
+
+def _check_samples(path: str, wav: np.ndarray) -> None:
     if wav.size == 0:
         raise AudioError(path, "file holds no samples")
     if not np.isfinite(wav).all():
@@ -86,5 +130,21 @@ def read_audio(path: str, sample_rate: int = 16000) -> torch.Tensor:
         # Every fbank bin would sit at the log floor: nothing to learn, and a clip that
         # is all zeros is almost always a failed download or decode.
         raise AudioError(path, "digital silence (all samples are zero)")
-    wav = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))
-    return resample(wav, int(rate), sample_rate)
+
+
+def read_audio(path: str, sample_rate: int = 16000, expected_samples: int | None = None) -> torch.Tensor:
+    """Mono float32 waveform of ``path`` resampled to ``sample_rate``, scale [-1, 1].
+
+    ``expected_samples``: the manifest's length at the file's own rate; a decoded clip
+    shorter than that beyond the tolerance raises ``AudioError("truncated: ...")``.
+    """
+    _check_path(path)
+    ext = os.path.splitext(path)[1].lower()
+    with _named_failure(path, "decoding"):
+        wav, rate = _read_soundfile(path) if ext in SOUNDFILE_EXTENSIONS else _read_pyav(path)
+        _check_samples(path, wav)
+        if expected_samples is not None:
+            _check_length(path, wav.size, int(expected_samples), int(rate))
+        wav = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))
+    with _named_failure(path, f"resampling {rate} Hz to {sample_rate} Hz"):
+        return resample(wav, int(rate), sample_rate)

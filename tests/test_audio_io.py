@@ -1,0 +1,183 @@
+"""Resampling from any rate in bounded time and memory, and read_audio's failure reports:
+truncated files, errors while resampling, directories and missing paths."""
+
+import importlib
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from conftest import DEMO, ROOT
+from mae_ast.data import read_audio, read_manifest, resample
+from mae_ast.data.audio_io import AudioError, SOUNDFILE_EXTENSIONS
+
+# `mae_ast.data.resample` the attribute is the function; the module holds the internals.
+resample_module = importlib.import_module("mae_ast.data.resample")
+
+# Resamples a 4 s clip under a 3 GB address-space limit (the old kernel bank needed
+# ~14 GB at 22051 Hz) and reports the time and peak RSS it took.
+_BOUNDED_RUN = """
+import json, resource, sys, time
+resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+import torch
+from mae_ast.data import resample
+rate = int(sys.argv[1])
+wav = torch.randn(4 * rate, generator=torch.Generator().manual_seed(rate))
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+start = time.perf_counter()
+out = resample(wav, rate, 16000)
+seconds = time.perf_counter() - start
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"seconds": seconds, "len": out.shape[-1], "rss_mb": peak / 1024,
+                  "growth_mb": (peak - before) / 1024}))
+"""
+
+
+@pytest.mark.parametrize("rate", [22051, 44101])
+def test_odd_rate_resamples_in_bounded_time_and_memory(rate):
+    proc = subprocess.run([sys.executable, "-c", _BOUNDED_RUN, str(rate)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["len"] == math.ceil(4 * rate * 16000 / rate)
+    assert result["seconds"] < 3, result
+    assert result["growth_mb"] < 500, result
+
+
+def _sine(rate: int, seconds: float, freq: float) -> torch.Tensor:
+    t = torch.arange(int(seconds * rate), dtype=torch.float64) / rate
+    return torch.sin(2 * math.pi * freq * t)
+
+
+@pytest.mark.parametrize("orig,new", [(22051, 16000), (44101, 16000), (16000, 22051)])
+def test_odd_rate_resampling_matches_the_analytic_sine(orig, new):
+    out = resample(_sine(orig, 2.0, 1000.0).float(), orig, new)
+    assert out.dtype == torch.float32 and out.shape == (math.ceil(2 * orig * new / orig),)
+    expected = _sine(new, 2.0, 1000.0)[: len(out)].float()
+    edge = new // 10  # the zero padding beyond the clip's ends bends the first/last taps
+    assert (out[edge:-edge] - expected[edge:-edge]).abs().max() < 1e-3
+
+
+@pytest.mark.parametrize("orig,new", [(44100, 16000), (22050, 16000), (11025, 16000), (8000, 16000),
+                                      (48000, 16000), (16000, 44100), (7, 3), (3, 7)])
+def test_direct_sum_equals_the_kernel_bank(monkeypatch, orig, new):
+    """The bounded path evaluates torchaudio's filter at the same points as the bank."""
+    wav = torch.randn(2, 9001, generator=torch.Generator().manual_seed(orig))
+    bank = resample(wav, orig, new)
+    monkeypatch.setattr(resample_module, "_MAX_KERNEL_ELEMENTS", 0)
+    direct = resample(wav, orig, new)
+    assert direct.shape == bank.shape
+    assert (direct - bank).abs().max() < 1e-5
+
+
+def test_direct_sum_equals_torchaudio_above_the_bound():
+    from test_fbank import _reference_resample
+
+    ref_resample = _reference_resample()
+    orig, new = 4001, 1600  # gcd 1: a 6.4M-weight bank, over the bound yet small enough for torchaudio
+    assert resample_module.bank_elements(orig, new) > resample_module._MAX_KERNEL_ELEMENTS
+    # float64: torchaudio's own float32 conv over 4033-tap kernels drifts by ~2e-4 here.
+    wav = torch.randn(3, 12345, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    ref = ref_resample(wav, orig, new)
+    out = resample(wav, orig, new)
+    assert out.shape == ref.shape
+    assert (out - ref).abs().max() < 1e-9
+
+
+def test_resample_keeps_float64_and_device():
+    wav = torch.randn(3000, dtype=torch.float64)
+    for orig in (44100, 22051):  # bank and direct paths
+        out = resample(wav, orig, 16000)
+        assert out.dtype == torch.float64 and out.device == wav.device
+
+
+def test_an_exception_while_resampling_names_the_file(tmp_path, monkeypatch):
+    path = tmp_path / "clip.flac"
+    sf.write(path, 0.3 * np.sin(np.arange(44100) / 10).astype(np.float32), 44100)
+
+    def broken(*args):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(sys.modules["mae_ast.data.audio_io"], "resample", broken)
+    with pytest.raises(AudioError, match=r"clip\.flac: resampling 44100 Hz to 16000 Hz failed .*out of memory"):
+        read_audio(str(path))
+
+
+def _sine_mkv(path, seconds: float, rate: int = 48000) -> int:
+    """Opus in Matroska, as AudioSet's downloads; returns the samples written."""
+    import av
+
+    wav = (0.3 * 32767 * np.sin(2 * np.pi * 440 * np.arange(int(seconds * rate)) / rate)).astype(np.int16)
+    with av.open(str(path), "w", format="matroska") as out:
+        stream = out.add_stream("libopus", rate=rate, layout="mono")
+        for start in range(0, len(wav), 960):
+            frame = av.AudioFrame.from_ndarray(wav[None, start : start + 960], format="s16", layout="mono")
+            frame.sample_rate, frame.pts = rate, start
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return len(wav)
+
+
+def _truncate(path, fraction: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * fraction)])
+
+
+def test_truncated_wav_is_reported_with_the_manifest_length(tmp_path):
+    path = tmp_path / "cut.wav"
+    full = 4 * 16000
+    sf.write(path, 0.3 * np.sin(np.arange(full) / 10).astype(np.float32), 16000)
+    _truncate(path)
+    data = path.read_bytes()  # the data chunk's header still claims `full` 16-bit frames
+    assert int.from_bytes(data[data.index(b"data") + 4 :][:4], "little") == 2 * full
+    assert len(read_audio(str(path))) < full  # without a length: decoded as before
+    with pytest.raises(AudioError, match=rf"cut\.wav: truncated: decoded \d+ samples, the manifest says {full}"):
+        read_audio(str(path), expected_samples=full)
+
+
+def test_truncated_mkv_is_reported_with_the_manifest_length(tmp_path):
+    path = tmp_path / "cut.mkv"
+    full = _sine_mkv(path, 4.0)
+    assert len(read_audio(str(path), 48000, expected_samples=full)) >= full  # intact: accepted
+    _truncate(path)
+    assert 0 < len(read_audio(str(path), 48000)) < full * 0.75
+    with pytest.raises(AudioError, match=rf"cut\.mkv: truncated: decoded \d+ samples, the manifest says {full}"):
+        read_audio(str(path), expected_samples=full)
+
+
+def test_longer_or_slightly_short_audio_is_accepted(tmp_path):
+    path = tmp_path / "clip.wav"
+    sf.write(path, 0.3 * np.sin(np.arange(32000) / 10).astype(np.float32), 16000)
+    read_audio(str(path), expected_samples=20000)  # longer than the manifest says: fine
+    read_audio(str(path), expected_samples=32000 + 3200)  # 0.2 s short: within tolerance
+    with pytest.raises(AudioError, match="truncated"):
+        read_audio(str(path), expected_samples=32000 + 3201)
+
+
+@pytest.mark.parametrize("split", ["train", "valid", "test"])
+def test_demo_files_pass_with_their_manifest_lengths(split):
+    manifest = read_manifest(str(DEMO / f"{split}.tsv"))
+    kinds = set()
+    for path, size in zip(manifest.paths, manifest.sizes):
+        kinds.add(os.path.splitext(path)[1] in SOUNDFILE_EXTENSIONS)
+        assert len(read_audio(path, expected_samples=int(size))) > 0
+    assert split != "train" or kinds == {True, False}  # train holds both flac/wav and mkv
+
+
+def test_directory_named_like_audio_is_not_a_missing_file(tmp_path):
+    (tmp_path / "x.flac").mkdir()
+    with pytest.raises(AudioError, match=r"x\.flac: is a directory, not an audio file"):
+        read_audio(str(tmp_path / "x.flac"))
+
+
+def test_missing_file_is_reported_as_not_found(tmp_path):
+    with pytest.raises(AudioError, match=r"gone\.flac: file not found"):
+        read_audio(str(tmp_path / "gone.flac"))
