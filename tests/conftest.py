@@ -28,14 +28,15 @@ def task_cfg(mask_type="random_mask", feature_dim=128, **kw):
                            deltas=False, sample_rate=16000, **kw)
 
 
-def tiny_model(mask_type="random_mask", kt=16, kc=16, dim=64, layers=2, **overrides) -> MAE_AST:
+def tiny_model(mask_type="random_mask", kt=16, kc=16, dim=64, layers=2, st=None, sc=None, task=None,
+               **overrides) -> MAE_AST:
     cfg = MAE_AST_Config(
-        ast_kernel_size_time=kt, ast_kernel_size_chan=kc, ast_kernel_stride_time=kt,
-        ast_kernel_stride_chan=kc, encoder_layers=layers, decoder_layers=1, encoder_embed_dim=dim,
+        ast_kernel_size_time=kt, ast_kernel_size_chan=kc, ast_kernel_stride_time=st or kt,
+        ast_kernel_stride_chan=sc or kc, encoder_layers=layers, decoder_layers=1, encoder_embed_dim=dim,
         decoder_embed_dim=dim, encoder_ffn_embed_dim=2 * dim, encoder_attention_heads=4,
         enc_sine_pos=True, dec_sine_pos=True, max_token_length=2000, **overrides,
     )
-    return MAE_AST(cfg, task_cfg(mask_type))
+    return MAE_AST(cfg, task or task_cfg(mask_type))
 
 
 def _load_module(name: str, path: Path, stub_torchaudio: bool):

@@ -12,6 +12,7 @@ from conftest import BIN, DEMO, hydra_train, logged
 from mae_ast.data import MAE_AST_Dataset
 from mae_ast.data.audio_io import AudioError
 from mae_ast.data.fbank_cache import CacheError, write_cache
+from mae_ast.data.features import FeatureSpec
 
 
 def test_cached_features_equal_decoded_ones(tmp_path):
@@ -60,8 +61,9 @@ def test_stale_or_mismatched_cache_is_refused(tmp_path):
     data = tmp_path / "data"
     shutil.copytree(DEMO, data)
     write_cache(MAE_AST_Dataset(str(data / "valid.tsv")), "valid", str(tmp_path / "cache"))
-    with pytest.raises(CacheError, match="written with 128 features per frame at 16000 Hz, the task asks 80"):
-        MAE_AST_Dataset(str(data / "valid.tsv"), feature_dim=80).use_cache(str(tmp_path / "cache"), "valid")
+    narrow = MAE_AST_Dataset(str(data / "valid.tsv"), feature_spec=FeatureSpec(num_mel_bins=80))
+    with pytest.raises(CacheError, match=r"written with 128 columns \(128 mel bins\) at 16000 Hz, the task asks 80"):
+        narrow.use_cache(str(tmp_path / "cache"), "valid")
     with pytest.raises(CacheError, match="min/max_keep"):
         MAE_AST_Dataset(str(data / "valid.tsv"), min_keep_sample_size=32000).use_cache(str(tmp_path / "cache"), "valid")
     lines = (data / "valid.tsv").read_text().splitlines()

@@ -49,8 +49,7 @@ def test_patchify_matches_unfold_order():
 
 
 def test_patchify_with_overlapping_stride_uses_unfold():
-    model = tiny_model(kt=16, kc=16)
-    model.cfg.ast_kernel_stride_time = 8
+    model = tiny_model(kt=16, kc=16, st=8)
     assert model.patchify(make_batch(1, 64)).shape == (1, 7 * 8, 256)
 
 

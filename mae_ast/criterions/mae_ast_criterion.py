@@ -29,6 +29,15 @@ def info_nce(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor,
     return loss, correct.float().mean()
 
 
+def skipped_batch_loss(model, sample: dict) -> tuple[torch.Tensor, int, dict]:
+    """A batch whose every clip was unusable (the dataset's placeholder): a zero loss
+    tied to every parameter (so data-parallel ranks still all-reduce the same tensors)
+    that only reports how many clips were skipped."""
+    loss = sum(p.sum() for p in model.parameters() if p.requires_grad) * 0.0
+    return loss, 0, {"loss": loss.detach(), "ntokens": 0, "nsentences": 0, "sample_size": 0, "nbatches": 0,
+                     "mask_ratio": 0.0, "skipped_clips": sample.get("n_skipped", 0)}
+
+
 @register_criterion("mae_ast", dataclass=MAE_AST_Criterion_Config)
 class MAE_AST_Criterion(FairseqCriterion):
     def __init__(self, task, reconstruction_weight: float, classification_weight: float) -> None:
@@ -39,6 +48,8 @@ class MAE_AST_Criterion(FairseqCriterion):
         self.classification_weight = classification_weight
 
     def forward(self, model, sample: dict, reduce: bool = True):
+        if "net_input" not in sample:
+            return skipped_batch_loss(model, sample)
         net_output = model(**sample["net_input"])
         recon, classes = model.get_logits(net_output)
         targets = model.get_targets(net_output)
@@ -73,14 +84,14 @@ class MAE_AST_Criterion(FairseqCriterion):
         def total(key):
             return sum(log.get(key, 0) for log in logging_outputs)
 
-        sample_size = total("sample_size")
+        sample_size = max(total("sample_size"), 1)
         nbatches = max(total("nbatches"), 1)
         # As the original: losses per batch, in bits (÷ ln 2).
         metrics.log_scalar("loss", total("loss") / sample_size / math.log(2), sample_size, round=3)
         for key in ("loss_recon", "loss_info_nce"):
-            if key in logging_outputs[0]:
+            if any(key in log for log in logging_outputs):
                 metrics.log_scalar(key, total(key) / sample_size / math.log(2), sample_size, round=3)
-        if "nce_acc" in logging_outputs[0]:
+        if any("nce_acc" in log for log in logging_outputs):
             metrics.log_scalar("nce_acc", total("nce_acc") / nbatches, nbatches, round=3)
         metrics.log_scalar("mask_ratio", total("mask_ratio") / nbatches, nbatches, round=3)
         metrics.log_scalar_sum("skipped_clips", total("skipped_clips"))

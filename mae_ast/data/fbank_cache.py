@@ -14,6 +14,7 @@ Layout in the cache folder, per split:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import multiprocessing
@@ -24,6 +25,7 @@ import torch
 from tqdm import tqdm
 
 from .audio_io import AudioError
+from .features import FeatureSpec
 
 
 class CacheError(ValueError):
@@ -84,6 +86,7 @@ def write_cache(dataset, split: str, cache_dir: str, workers: int = 1, dtype: st
     os.replace(tmp, bin_path)  # only a complete cache gets the final name
     np.save(idx_path, index)
     meta = {"dtype": dtype, "feature_dim": dataset.feature_width, "sample_rate": dataset.sample_rate,
+            "feature_spec": dataclasses.asdict(dataset.feature_spec),
             "manifest": os.path.abspath(dataset.manifest_path), "manifest_sha1": manifest_digest(dataset.manifest_path),
             "min_keep": dataset.min_keep, "max_keep": dataset.max_keep, "clips": len(dataset),
             "frames": offset, "skipped": skipped}
@@ -109,10 +112,14 @@ class FbankCache:
         if (self.meta["min_keep"], self.meta["max_keep"]) != (dataset.min_keep, dataset.max_keep):
             raise CacheError(f"{meta_path}: written with min/max_keep {self.meta['min_keep']}/"
                              f"{self.meta['max_keep']}, the task asks {dataset.min_keep}/{dataset.max_keep}")
-        written = (self.meta["feature_dim"], self.meta["sample_rate"])
-        if written != (dataset.feature_width, dataset.sample_rate):
-            raise CacheError(f"{meta_path}: written with {written[0]} features per frame at {written[1]} Hz, "
-                             f"the task asks {dataset.feature_width} at {dataset.sample_rate} Hz")
+        spec = dataset.feature_spec
+        written = FeatureSpec(**self.meta["feature_spec"]) if "feature_spec" in self.meta else None
+        if (self.meta["feature_dim"], self.meta["sample_rate"]) != (spec.width, spec.sample_rate) or \
+                (written is not None and written != spec):
+            what = (written.describe() if written
+                    else f"{self.meta['feature_dim']} columns at {self.meta['sample_rate']} Hz")
+            raise CacheError(f"{meta_path}: written with {what}, the task asks {spec.describe()}; "
+                             "rewrite it with mae-ast-cache (--feature-dim/--deltas/--sample-rate as the task)")
         self.index = np.load(idx_path)
         self.dim = self.meta["feature_dim"]
         if len(self.index) != len(dataset):

@@ -8,7 +8,9 @@ batches carry no padding.
 
 Bad files are skipped, never fatal: each is named once in the log with its reason,
 and every batch reports how many of its clips were skipped (``n_skipped``), which the
-criterion logs as ``skipped_clips``.
+criterion logs as ``skipped_clips``. A batch whose clips are all bad becomes a
+placeholder (no ``net_input``) that the criterion turns into a zero loss, so its count
+is logged too and fairseq never sees an empty batch.
 """
 
 from __future__ import annotations
@@ -18,27 +20,17 @@ import sys
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 try:
     from fairseq.data import FairseqDataset
 except ImportError:  # feature extraction without fairseq: a plain torch dataset
     from torch.utils.data import Dataset as FairseqDataset
 
-from .audio_io import AudioError, read_audio
-from .fbank import fbank
-from .manifest import read_manifest
+from .audio_io import AudioError
+from .features import FeatureSpec, clip_features, compute_deltas  # noqa: F401  (compute_deltas: old import path)
+from .manifest import ManifestError, read_manifest
 
 logger = logging.getLogger(__name__)
-
-
-def compute_deltas(feat: torch.Tensor, n: int = 2) -> torch.Tensor:
-    """Regression deltas along time of ``(frames, dims)`` features, edges replicated
-    (torchaudio's ``compute_deltas`` with its default window of 5)."""
-    padded = F.pad(feat.T.unsqueeze(0), (n, n), mode="replicate")
-    kernel = torch.arange(-n, n + 1, dtype=feat.dtype).repeat(feat.shape[1], 1, 1)
-    denom = n * (n + 1) * (2 * n + 1) / 3
-    return (F.conv1d(padded, kernel, groups=feat.shape[1]) / denom).squeeze(0).T
 
 
 class MAE_AST_Dataset(FairseqDataset):
@@ -52,25 +44,33 @@ class MAE_AST_Dataset(FairseqDataset):
         shuffle: bool = True,
         pad_audio: bool = False,
         random_crop: bool = True,
-        feature_dim: int = 128,
-        deltas: bool = False,
+        feature_spec: FeatureSpec | None = None,
+        min_frames: int = 1,
+        check_lengths: bool = True,
     ) -> None:
         manifest = read_manifest(manifest_path, min_keep_sample_size, max_keep_sample_size)
+        if not manifest.paths:
+            raise ManifestError(
+                f"{manifest_path}: no clips to use ({manifest.n_short} shorter than min_sample_size="
+                f"{min_keep_sample_size}, {manifest.n_long} longer than max_keep_size={max_keep_sample_size}); "
+                "add clips to this split, or lower task.min_sample_size"
+            )
         self.manifest_path = manifest_path
         self.min_keep, self.max_keep = min_keep_sample_size, max_keep_sample_size
         self.cache = None  # an FbankCache (use_cache) replaces decoding and fbank
         self.paths, self.lines = manifest.paths, manifest.lines
         self.sizes = np.asarray(manifest.sizes, dtype=np.int64)
-        self.sample_rate = sample_rate
+        self.feature_spec = feature_spec or FeatureSpec(sample_rate=sample_rate)
+        self.sample_rate = self.feature_spec.sample_rate
         self.max_sample_size = max_sample_size if max_sample_size is not None else sys.maxsize
         self.shuffle = shuffle
         self.pad_audio = pad_audio
         self.random_crop = random_crop
-        self.feature_dim = feature_dim
-        self.deltas = deltas
-        # Clips with fewer frames than one patch cannot make a token; the task sets this
-        # to the model's kernel time once the model is built.
-        self.min_frames = 1
+        # Clips with fewer frames than one patch cannot make a token; the task passes the
+        # model's kernel time (and updates it if the model is built after the dataset).
+        self.min_frames = min_frames
+        # The manifest's length catches files that decode short (truncated wav/mkv).
+        self.check_lengths = check_lengths
         self.epoch = 1
         self._reported: set[int] = set()
 
@@ -99,7 +99,7 @@ class MAE_AST_Dataset(FairseqDataset):
     @property
     def feature_width(self) -> int:
         """Columns per frame: the mel bins, tripled when deltas are appended."""
-        return self.feature_dim * (3 if self.deltas else 1)
+        return self.feature_spec.width
 
     def use_cache(self, cache_dir: str, split: str) -> None:
         from .fbank_cache import FbankCache
@@ -110,15 +110,8 @@ class MAE_AST_Dataset(FairseqDataset):
     def get_features(self, index: int) -> torch.Tensor:
         if self.cache is not None:
             return self.cache[index]
-        wav = read_audio(self.paths[index], self.sample_rate)
-        try:
-            feat = fbank(wav, num_mel_bins=self.feature_dim, sample_rate=self.sample_rate)
-        except ValueError as err:
-            raise AudioError(self.paths[index], str(err)) from err
-        if self.deltas:
-            d1 = compute_deltas(feat)
-            feat = torch.cat([feat, d1, compute_deltas(d1)], dim=1)
-        return feat
+        expected = int(self.sizes[index]) if self.check_lengths else None
+        return clip_features(self.paths[index], self.feature_spec, expected_samples=expected)
 
     def __getitem__(self, index: int) -> dict:
         try:
@@ -144,7 +137,9 @@ class MAE_AST_Dataset(FairseqDataset):
         n_skipped = sum(s["source"] is None for s in samples)
         samples = [s for s in samples if s["source"] is not None]
         if not samples:
-            return {}
+            # Not {}: fairseq would swap in its dummy batch and drop this batch's count
+            # (or fail with "Invalid dummy batch" if it is the first one).
+            return {"id": torch.zeros(0, dtype=torch.long), "n_skipped": n_skipped} if n_skipped else {}
         feats = [s["source"] for s in samples]
         lengths = [len(f) for f in feats]
         # As in the original, max_sample_size (samples) caps a length in frames: with the
@@ -167,6 +162,28 @@ class MAE_AST_Dataset(FairseqDataset):
 
     def size(self, index: int) -> int:
         return int(self.sizes[index]) if self.pad_audio else int(min(self.sizes[index], self.max_sample_size))
+
+    def batch_by_size(self, indices: np.ndarray, max_tokens=None, max_sentences=None,
+                      required_batch_size_multiple: int = 1) -> list:
+        """fairseq's batching, plus a count of the clips it leaves out: it drops a last
+        batch smaller than ``required_batch_size_multiple``, and with clips sorted by
+        length those are the same shortest clips every epoch."""
+        batches = super().batch_by_size(indices, max_tokens, max_sentences, required_batch_size_multiple)
+        kept = sum(len(b) for b in batches)
+        if not batches:
+            raise ManifestError(
+                f"{self.manifest_path}: its {len(indices)} clips make no full batch (fairseq drops a last batch "
+                f"of fewer than dataset.required_batch_size_multiple={required_batch_size_multiple} clips); "
+                "add clips to this split or set dataset.required_batch_size_multiple=1"
+            )
+        if kept < len(indices):
+            left = sorted(set(np.asarray(indices).tolist()) - {int(i) for b in batches for i in b})
+            logger.warning(
+                f"{self.manifest_path}: epoch {self.epoch}: batching leaves out {len(left)} of {len(indices)} clips "
+                f"(last batch smaller than dataset.required_batch_size_multiple={required_batch_size_multiple}), "
+                f"e.g. {[self.paths[i] for i in left[:3]]}; set dataset.required_batch_size_multiple=1 to keep them"
+            )
+        return batches
 
     def ordered_indices(self) -> np.ndarray:
         order = [np.random.permutation(len(self)) if self.shuffle else np.arange(len(self))]

@@ -21,6 +21,8 @@ class Manifest:
     paths: list[str]  # full paths, root joined
     sizes: list[int]  # length in samples, as written in the manifest
     lines: list[int]  # 1-based manifest line of each entry, for error messages
+    n_short: int = 0  # entries left out by min_keep
+    n_long: int = 0  # entries left out by max_keep
 
 
 def read_manifest(
@@ -38,6 +40,10 @@ def read_manifest(
         # A relative root is taken from the manifest's folder (the original used the
         # working directory, which fairseq-hydra-train changes), so manifests can ship.
         root = os.path.join(os.path.dirname(os.path.abspath(manifest_path)), root)
+        if not os.path.isdir(root):
+            # Every clip would be skipped as missing and fairseq would train on nothing.
+            raise ManifestError(f"{manifest_path}:1: root folder {root} does not exist; the first line "
+                                "must be the folder the audio paths are relative to")
         paths, sizes, lines = [], [], []
         n_short = n_long = 0
         for lineno, line in enumerate(f, start=2):
@@ -63,4 +69,4 @@ def read_manifest(
         f"skipped {n_short} short and {n_long} long"
         + (f", longest-loaded={max(sizes)}, shortest-loaded={min(sizes)}" if sizes else "")
     )
-    return Manifest(root, paths, sizes, lines)
+    return Manifest(root, paths, sizes, lines, n_short, n_long)

@@ -22,8 +22,9 @@ from .._fairseq import (
     get_available_activation_fns,
     register_model,
 )
-from ..data.fbank import fbank
-from .masking import MaskPlan, compute_mask
+from ..data.features import FeatureSpec, as_waveforms
+from .masking import MASK_TYPES, MaskPlan, compute_mask
+from .patch_grid import PatchGrid
 from .transformer import SinusoidalPositionalEncoding, TransformerEncoder
 
 logger = logging.getLogger(__name__)
@@ -94,6 +95,22 @@ class MAE_AST_Config(FairseqDataclass):
     dec_conv_pos: bool = field(default=False, metadata={"help": "convolutional positions before the decoder"})
 
 
+def check_masking_cfg(cfg: Any, mask_type: str) -> None:
+    """Refuse a masking setup that cannot train, at build time, with the valid range."""
+    if mask_type not in MASK_TYPES:
+        raise ValueError(f"task.mask_type={mask_type!r} is not one of {MASK_TYPES}")
+    p = cfg.random_mask_prob
+    if mask_type == "retain_spans":
+        if not p > 0:
+            raise ValueError(f"model.random_mask_prob={p}: retain_spans needs a span probability > 0 "
+                             "(1.45 masks ~24% of tokens, 0.74 ~49%)")
+        if cfg.mask_length < 1:
+            raise ValueError(f"model.mask_length={cfg.mask_length}: must be >= 1")
+    elif not 0 < p < 1:
+        raise ValueError(f"model.random_mask_prob={p}: {mask_type} masks that fraction of tokens; "
+                         "it must lie in (0, 1), e.g. 0.75")
+
+
 class ConvPosEmbed(nn.Module):
     """wav2vec 2.0 convolutional positions (weight-normed grouped conv, GELU); kept so
     configs that enable them build, with the original's parameter names."""
@@ -127,15 +144,17 @@ class MAE_AST(BaseFairseqModel):
             raise ValueError("decoder_embed_dim != encoder_embed_dim needs model.use_post_enc_proj=true")
         self.cfg = cfg
         self.task_cfg = task_cfg
+        # The input is described once (features.py, patch_grid.py) and every path asks
+        # these two objects, never the task config again.
+        self.feature_spec = FeatureSpec.from_task_cfg(task_cfg)
+        self.grid = PatchGrid.from_model_cfg(cfg, self.feature_spec.width)
+        self.grid.warn_unused_columns()
+        check_masking_cfg(cfg, getattr(task_cfg, "mask_type", "random_mask"))
         kt, kc = cfg.ast_kernel_size_time, cfg.ast_kernel_size_chan
-        self.feature_dim = task_cfg.feature_dim * (3 if getattr(task_cfg, "deltas", False) else 1)
-        if kc > self.feature_dim:
-            raise ValueError(f"ast_kernel_size_chan={kc} exceeds the {self.feature_dim} feature bins")
-        self.chan_blocks = (self.feature_dim - kc) // cfg.ast_kernel_stride_chan + 1
 
         self.batch_norm = nn.BatchNorm2d(num_features=1, affine=False)
         # Unused in forward, as in the original; kept so checkpoints load strictly.
-        self.layer_norm = nn.LayerNorm(task_cfg.feature_dim)
+        self.layer_norm = nn.LayerNorm(self.feature_spec.num_mel_bins)
         self.post_extract_proj = nn.Linear(kt * kc, cfg.encoder_embed_dim)
         self.dropout_input = nn.Dropout(cfg.dropout_input)
         # Masked tokens are dropped before the encoder, so this never reaches it; the
@@ -168,29 +187,42 @@ class MAE_AST(BaseFairseqModel):
     def build_model(cls, cfg: MAE_AST_Config, task) -> "MAE_AST":
         return cls(cfg, task.cfg)
 
+    @property
+    def chan_blocks(self) -> int:
+        return self.grid.chan_blocks
+
+    @property
+    def feature_dim(self) -> int:
+        """Feature columns per frame the model expects (mel bins, x3 with deltas)."""
+        return self.feature_spec.width
+
     # ---- input: normalisation, patches, padding --------------------------------------
 
-    def patchify(self, source: torch.Tensor) -> torch.Tensor:
-        """``(B, frames, bins)`` -> ``(B, tokens, kt*kc)``, normalised; tokens ordered
-        time-block major, channel-block minor (``nn.Unfold``'s order)."""
-        cfg = self.cfg
-        x = self.batch_norm(source.unsqueeze(1)) * 0.5  # AST-style: mean 0, std 0.5
-        kt, kc = cfg.ast_kernel_size_time, cfg.ast_kernel_size_chan
-        st, sc = cfg.ast_kernel_stride_time, cfg.ast_kernel_stride_chan
-        if x.shape[2] < kt:
-            raise ValueError(f"input of {x.shape[2]} frames is shorter than one patch ({kt} frames)")
-        if (st, sc) != (kt, kc):
-            return F.unfold(x, (kt, kc), stride=(st, sc)).transpose(1, 2)
-        B, nt, nc = x.shape[0], x.shape[2] // kt, x.shape[3] // kc
-        x = x[:, 0, : nt * kt, : nc * kc].reshape(B, nt, kt, nc, kc)
-        return x.permute(0, 1, 3, 2, 4).reshape(B, nt * nc, kt * kc)
+    def check_input(self, source: torch.Tensor) -> None:
+        """A ``(B, frames, columns)`` feature batch of the width this model was trained on."""
+        if source.dim() != 3:
+            raise ValueError(f"expected features of shape (B, frames, {self.feature_dim}), "
+                             f"got shape {tuple(source.shape)}")
+        self.feature_spec.check_width(source.shape[-1])
+        if source.shape[1] < self.grid.min_frames:
+            raise ValueError(f"input of {source.shape[1]} frames is shorter than one patch "
+                             f"({self.grid.min_frames} frames)")
 
-    def forward_padding_mask(self, padding_mask: torch.Tensor, num_tokens: int) -> torch.Tensor:
-        """Frame padding -> token padding: a token is padding when its first frame is."""
-        valid = (~padding_mask).sum(dim=-1, keepdim=True)  # (B, 1) frames
-        start = torch.arange(num_tokens // self.chan_blocks, device=padding_mask.device)
-        start = (start * self.cfg.ast_kernel_stride_time).repeat_interleave(self.chan_blocks)
-        return start.unsqueeze(0) >= valid
+    def normalize(self, source: torch.Tensor) -> torch.Tensor:
+        """AST-style normalisation of ``(B, frames, columns)``: mean 0, std 0.5."""
+        return self.batch_norm(source.unsqueeze(1)).squeeze(1) * 0.5
+
+    def patchify(self, source: torch.Tensor) -> torch.Tensor:
+        """``(B, frames, columns)`` -> ``(B, tokens, kt*kc)``, normalised; tokens ordered
+        time-block major, channel-block minor (``nn.Unfold``'s order)."""
+        self.check_input(source)
+        return self.grid.patchify(self.normalize(source))
+
+    def forward_padding_mask(self, padding_mask: torch.Tensor, num_tokens: int,
+                             whole_tokens: bool = False) -> torch.Tensor:
+        """Frame padding -> token padding (see ``PatchGrid.token_padding_mask``)."""
+        valid = (~padding_mask).sum(dim=-1)
+        return self.grid.token_padding_mask(valid, num_tokens, whole_tokens)
 
     # ---- the four steps -------------------------------------------------------------
 
@@ -282,42 +314,62 @@ class MAE_AST(BaseFairseqModel):
             "mask_ratio": plan.mask_ratio,
         }
 
-    # ---- features for downstream use (s3prl, extraction) --------------------------------
+    # ---- features for downstream use (s3prl, extraction, fine-tuning) ------------------
+
+    def forward_features(
+        self, source: torch.Tensor, padding_mask: torch.Tensor | None = None,
+        output_layer: int | None = None,
+    ) -> dict[str, Any]:
+        """Encoder over every token, no masking: ``x`` (B, tokens, dim), ``hidden_states``
+        (output of each layer run), ``padding_mask`` (B, tokens; True = padding).
+
+        Unlike ``forward`` (the original's rule), a token is valid only when every frame
+        it reads is, so a clip padded in a batch gives exactly the tokens it gives alone."""
+        patches = self.patchify(source)
+        token_pad = None
+        if padding_mask is not None and bool(padding_mask.any()):
+            token_pad = self.forward_padding_mask(padding_mask, patches.shape[1], whole_tokens=True)
+        x = self.add_positions(self.post_extract_proj(patches), token_pad, "enc")
+        x, _, hidden_states = self.forward_encoder(x, None, token_pad, output_layer)
+        if token_pad is None:
+            token_pad = torch.zeros(x.shape[:2], dtype=torch.bool, device=x.device)
+        return {"x": x, "hidden_states": hidden_states, "padding_mask": token_pad}
 
     def wavs_to_fbank(self, wavs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Kaldi fbank of each waveform (16 kHz, [-1, 1]) on its device, zero-padded to
-        the longest, with the frame padding mask (True = padding)."""
-        sample_rate = getattr(self.task_cfg, "sample_rate", 16000)
-        feats = [fbank(w.reshape(-1), num_mel_bins=self.task_cfg.feature_dim, sample_rate=sample_rate) for w in wavs]
-        lengths = torch.tensor([len(f) for f in feats], device=feats[0].device)
+        """Features of each waveform (mono, [-1, 1], at the spec's rate) computed as the
+        checkpoint was trained, on the waveform's device, zero-padded to the longest,
+        with the frame padding mask (True = padding)."""
+        wavs = as_waveforms(wavs)
+        device = next(self.parameters()).device
+        shortest = self.feature_spec.samples_for_frames(self.grid.min_frames)
+        for i, w in enumerate(wavs):
+            if len(w) < shortest:
+                raise ValueError(f"waveform {i}: {len(w)} samples is shorter than one patch "
+                                 f"({shortest} samples at {self.feature_spec.sample_rate} Hz)")
+        feats = [self.feature_spec.compute(w.to(device)) for w in wavs]
+        lengths = torch.tensor([len(f) for f in feats], device=device)
         padded = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
-        return padded, torch.arange(padded.shape[1], device=padded.device)[None] >= lengths[:, None]
+        return padded, torch.arange(padded.shape[1], device=device)[None] >= lengths[:, None]
 
     def extract_layers(
         self, inputs: list[torch.Tensor] | torch.Tensor, padding_mask: torch.Tensor | None = None,
         time_aligned: bool = True, output_layer: int | None = None,
     ) -> dict[str, Any]:
-        """Encoder features of waveforms (a list of 1-D 16 kHz tensors) or of a fbank
-        batch ``(B, frames, bins)``.
+        """Encoder features of waveforms (a list of 1-D tensors at the spec's rate) or of
+        a feature batch ``(B, frames, columns)``.
 
         Returns ``last_hidden_state``, ``hidden_states`` (output of encoder layer 1..L, as
         the original upstream: no input embedding) and ``padding_mask``. With
         ``time_aligned`` (default), patch tokens of one time step are averaged over the
         channel blocks, so every model gives one vector per ``ast_kernel_stride_time``
-        frames (frame models are unchanged: one token per step already). Each clip's
-        valid frames are cut to whole time steps, so a clip padded in a batch gives the
-        same features as alone. ``output_layer`` (1-based) stops the encoder there."""
-        if isinstance(inputs, (list, tuple)):
-            source, padding_mask = self.wavs_to_fbank(list(inputs))
-        else:
+        frames (frame models are unchanged: one token per step already). Only whole
+        tokens of each clip count as valid, so a clip padded in a batch gives the same
+        features as alone. ``output_layer`` (1-based) stops the encoder there."""
+        if isinstance(inputs, torch.Tensor) and inputs.dim() == 3:
             source = inputs
-        if padding_mask is not None:
-            stride = self.cfg.ast_kernel_stride_time
-            valid = (~padding_mask).sum(dim=1, keepdim=True)
-            whole = valid - (valid - self.cfg.ast_kernel_size_time).clamp(min=0) % stride
-            padding_mask = torch.arange(source.shape[1], device=source.device)[None] >= whole
-        out = self.forward(source, padding_mask=padding_mask, mask=False, features_only=True,
-                           output_layer=output_layer)
+        else:
+            source, padding_mask = self.wavs_to_fbank(inputs)
+        out = self.forward_features(source, padding_mask, output_layer)
         states, pad = out["hidden_states"], out["padding_mask"]
         if time_aligned:
             nc = self.chan_blocks

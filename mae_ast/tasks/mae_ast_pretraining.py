@@ -13,6 +13,7 @@ from fairseq.tasks import FairseqTask, register_task
 from omegaconf import MISSING
 
 from ..data import MAE_AST_Dataset
+from ..data.features import FeatureSpec
 from ..models.masking import MASK_TYPES
 
 logger = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class MAE_AST_Pretraining_Task(FairseqTask):
             )
         if cfg.feature_rate != 100:
             raise ValueError("task.feature_rate must be 100: the fbank uses a 10 ms shift")
+        self.feature_spec = FeatureSpec.from_task_cfg(cfg)
         self.min_frames = 1
 
     @classmethod
@@ -94,10 +96,9 @@ class MAE_AST_Pretraining_Task(FairseqTask):
             max_sample_size=self.cfg.max_sample_size,
             pad_audio=self.cfg.pad_audio,
             random_crop=self.cfg.random_crop,
-            feature_dim=self.cfg.feature_dim,
-            deltas=self.cfg.deltas,
+            feature_spec=self.feature_spec,
+            min_frames=self.min_frames,
         )
-        dataset.min_frames = self.min_frames
         if getattr(self.cfg, "fbank_cache", None):
             dataset.use_cache(self.cfg.fbank_cache, split)
         self.datasets[split] = dataset
@@ -105,7 +106,7 @@ class MAE_AST_Pretraining_Task(FairseqTask):
     def build_model(self, cfg, from_checkpoint: bool = False):
         model = super().build_model(cfg, from_checkpoint)
         # Clips shorter than one patch cannot make a token: datasets skip (and log) them.
-        self.min_frames = getattr(cfg, "ast_kernel_size_time", 1)
+        self.min_frames = model.grid.min_frames
         for dataset in self.datasets.values():
             dataset.min_frames = self.min_frames
         return model
@@ -118,7 +119,7 @@ class MAE_AST_Pretraining_Task(FairseqTask):
         # a moment later anyway, so this host sync costs little. fairseq then handles the
         # step (fp16: lower the loss scale and skip; fp32: stop with FloatingPointError);
         # we add which clips were in it.
-        if not bool(torch.isfinite(loss)):
+        if "net_input" in sample and not bool(torch.isfinite(loss)):
             self.report_nonfinite(sample, update_num)
         return loss, sample_size, logging_output
 

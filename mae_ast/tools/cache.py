@@ -16,6 +16,7 @@ import argparse
 import os
 import sys
 
+from ..data.features import FeatureSpec
 from ..data.fbank_cache import write_cache
 from ..data.mae_ast_dataset import MAE_AST_Dataset
 
@@ -29,7 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--min-sample-size", type=int, default=32000, help="as task.min_sample_size")
     parser.add_argument("--max-keep-size", type=int, default=None, help="as task.max_keep_size")
-    parser.add_argument("--feature-dim", type=int, default=128, help="as task.feature_dim")
+    parser.add_argument("--feature-dim", type=int, default=128, help="as task.feature_dim (mel bins)")
+    parser.add_argument("--deltas", action="store_true", help="as task.deltas=true")
+    parser.add_argument("--sample-rate", type=int, default=16000, help="as task.sample_rate")
     parser.add_argument("--dtype", choices=["float32", "float16"], default="float32",
                         help="float16 halves the size (log-mel values keep ~3 significant digits)")
     args = parser.parse_args(argv)
@@ -37,8 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     bad = 0
     for split in args.splits.split(","):
         manifest = os.path.join(args.data, f"{split}.tsv")
+        spec = FeatureSpec(sample_rate=args.sample_rate, num_mel_bins=args.feature_dim, deltas=args.deltas)
         dataset = MAE_AST_Dataset(manifest, min_keep_sample_size=args.min_sample_size,
-                                  max_keep_sample_size=args.max_keep_size, feature_dim=args.feature_dim)
+                                  max_keep_sample_size=args.max_keep_size, feature_spec=spec)
         meta = write_cache(dataset, split, args.out, workers=args.workers, dtype=args.dtype)
         for path, reason in meta["skipped"].items():
             print(f"left out: {path}: {reason}", file=sys.stderr)

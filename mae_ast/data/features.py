@@ -1,0 +1,191 @@
+"""The one definition of how audio becomes model input.
+
+``FeatureSpec`` holds the facts (sample rate, mel bins, deltas, frame window and shift)
+and answers every question asked about them: feature width, frames for n samples, the
+shortest usable clip, and the features themselves. The dataset, the fbank cache, the
+model, ``extract_layers``, the s3prl upstream and every tool build one from the
+checkpoint's or the task's config (``FeatureSpec.from_task_cfg``) and ask it, so a
+checkpoint trained with deltas gets deltas everywhere.
+
+``as_waveforms`` is the input contract for raw audio handed to the model by users:
+mono float in [-1, 1] at the spec's rate; everything else is refused with a message
+that says what to do, or (stereo) averaged with a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .fbank import fbank
+
+logger = logging.getLogger(__name__)
+
+# A float waveform whose peak exceeds this is not on the [-1, 1] scale: int16 range
+# (32768) is the usual cause. Loose on purpose: s3prl probes upstreams with
+# torch.randn (peaks near 5), and clipped or resampled audio overshoots 1 a little.
+MAX_ABS_AMPLITUDE = 32.0
+# Axes this short are taken for audio channels, not time (stereo, 5.1, 7.1).
+MAX_CHANNELS = 8
+
+
+def compute_deltas(feat: torch.Tensor, n: int = 2) -> torch.Tensor:
+    """Regression deltas along time of ``(frames, dims)`` features, edges replicated
+    (torchaudio's ``compute_deltas`` with its default window of 5, which the original
+    dataset called)."""
+    padded = F.pad(feat.T.unsqueeze(0), (n, n), mode="replicate")
+    kernel = torch.arange(-n, n + 1, dtype=feat.dtype, device=feat.device).repeat(feat.shape[1], 1, 1)
+    denom = n * (n + 1) * (2 * n + 1) / 3
+    return (F.conv1d(padded, kernel, groups=feat.shape[1]) / denom).squeeze(0).T
+
+
+def _cfg_get(cfg: Any, key: str, default: Any) -> Any:
+    if cfg is None:
+        return default
+    value = cfg.get(key, default) if isinstance(cfg, dict) else getattr(cfg, key, default)
+    return default if value is None else value
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    sample_rate: int = 16000
+    num_mel_bins: int = 128
+    deltas: bool = False
+    frame_length_ms: float = 25.0
+    frame_shift_ms: float = 10.0
+
+    @classmethod
+    def from_task_cfg(cls, cfg: Any) -> FeatureSpec:
+        """The spec a task config (dataclass, DictConfig, dict or namespace) describes.
+        ``feature_dim`` is the mel bins (the task's name for it); a missing ``deltas``
+        means off, as in every released checkpoint."""
+        return cls(sample_rate=int(_cfg_get(cfg, "sample_rate", 16000)),
+                   num_mel_bins=int(_cfg_get(cfg, "feature_dim", 128)),
+                   deltas=bool(_cfg_get(cfg, "deltas", False)))
+
+    @property
+    def width(self) -> int:
+        """Columns per frame: the mel bins, tripled when deltas and delta-deltas follow."""
+        return self.num_mel_bins * (3 if self.deltas else 1)
+
+    @property
+    def window_samples(self) -> int:
+        return int(self.sample_rate * self.frame_length_ms * 0.001)
+
+    @property
+    def shift_samples(self) -> int:
+        return int(self.sample_rate * self.frame_shift_ms * 0.001)
+
+    def frames(self, num_samples: int) -> int:
+        """Frames produced for ``num_samples`` (Kaldi's snip_edges): 0 below one window."""
+        if num_samples < self.window_samples:
+            return 0
+        return 1 + (num_samples - self.window_samples) // self.shift_samples
+
+    def samples_for_frames(self, num_frames: int) -> int:
+        """The fewest samples that give ``num_frames`` frames."""
+        return 0 if num_frames <= 0 else self.window_samples + (num_frames - 1) * self.shift_samples
+
+    def describe(self) -> str:
+        extra = " + deltas + delta-deltas" if self.deltas else ""
+        return f"{self.width} columns ({self.num_mel_bins} mel bins{extra}) at {self.sample_rate} Hz"
+
+    def compute(self, waveform: torch.Tensor) -> torch.Tensor:
+        """``(frames, width)`` features of a mono ``(N,)`` waveform at ``sample_rate``,
+        scale [-1, 1]; raises ``ValueError`` below one window."""
+        feat = fbank(waveform, num_mel_bins=self.num_mel_bins, sample_rate=self.sample_rate,
+                     frame_length_ms=self.frame_length_ms, frame_shift_ms=self.frame_shift_ms)
+        if self.deltas:
+            d1 = compute_deltas(feat)
+            feat = torch.cat([feat, d1, compute_deltas(d1)], dim=1)
+        return feat
+
+    def check_width(self, width: int, what: str = "input") -> None:
+        """Refuse features of another width: patches would be cut on the wrong grid and
+        the padding mask computed for the wrong number of channel blocks."""
+        if width != self.width:
+            raise ValueError(
+                f"{what} has {width} feature columns per frame, but this model expects "
+                f"{self.describe()}; compute features with the model's feature_spec.compute(wav), "
+                f"or pass waveforms"
+            )
+
+
+def as_waveform(x: Any, index: int = 0) -> torch.Tensor:
+    """One user-supplied clip as a mono float32 ``(N,)`` tensor, or a ``ValueError``
+    naming the clip and what to do. Stereo (``(C, N)`` or ``(N, C)`` with C <= 8) is
+    averaged to mono with a warning, as training does for files."""
+    name = f"waveform {index}"
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(np.ascontiguousarray(x))
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name}: expected a torch tensor or numpy array, got {type(x).__name__}")
+    if not (x.is_floating_point()):
+        raise ValueError(f"{name}: dtype {x.dtype} is not float; convert to float in [-1, 1] "
+                         f"(for int16 audio: x.float() / 32768)")
+    if x.dim() == 2:
+        x = _to_mono(x, name)
+    if x.dim() != 1:
+        raise ValueError(f"{name}: expected a 1-D mono waveform, got shape {tuple(x.shape)}")
+    if x.numel() == 0:
+        raise ValueError(f"{name}: empty waveform")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name}: contains NaN or inf samples")
+    peak = float(x.abs().max())
+    # Whole numbers above 1 are integer samples stored as float, however quiet.
+    if peak > MAX_ABS_AMPLITUDE or (peak > 1.0 and bool((x == x.round()).all())):
+        raise ValueError(f"{name}: peak amplitude {peak:.4g} is not on the [-1, 1] scale "
+                         f"(int16 range? divide by 32768)")
+    return x.float()
+
+
+def _to_mono(x: torch.Tensor, name: str) -> torch.Tensor:
+    if x.shape[0] == 1 or x.shape[1] == 1:
+        return x.reshape(-1)
+    if x.shape[0] <= MAX_CHANNELS < x.shape[1]:
+        axis = 0
+    elif x.shape[1] <= MAX_CHANNELS < x.shape[0]:
+        axis = 1
+    else:
+        raise ValueError(f"{name}: shape {tuple(x.shape)} is not (channels, samples) or "
+                         f"(samples, channels); pass a 1-D mono waveform")
+    logger.warning(f"{name}: {x.shape[axis]} channels averaged to mono (shape {tuple(x.shape)})")
+    return x.mean(dim=axis)
+
+
+def as_waveforms(inputs: Any) -> list[torch.Tensor]:
+    """A list of clips under the input contract (see ``as_waveform``)."""
+    if isinstance(inputs, (torch.Tensor, np.ndarray)):
+        raise ValueError(
+            f"expected a list of 1-D waveforms, got a single {type(inputs).__name__} of shape "
+            f"{tuple(inputs.shape)}; wrap clips in a list ([wav]) or pass fbank as (B, frames, columns)"
+        )
+    if not isinstance(inputs, (list, tuple)) or len(inputs) == 0:
+        raise ValueError("expected a non-empty list of 1-D waveforms")
+    return [as_waveform(x, i) for i, x in enumerate(inputs)]
+
+
+def clip_features(path: str, spec: FeatureSpec, expected_samples: int | None = None,
+                  min_frames: int = 1) -> torch.Tensor:
+    """What training does with one file: decode (checked against the manifest's length),
+    resample, features, at least ``min_frames`` frames (one patch). Raises ``AudioError``
+    with the reason; ``mae-ast-validate`` calls this too, so both check the same things."""
+    from .audio_io import AudioError, read_audio
+
+    wav = read_audio(path, spec.sample_rate, expected_samples=expected_samples)
+    frames = spec.frames(len(wav))
+    if frames == 0:
+        raise AudioError(path, f"{len(wav)} samples at {spec.sample_rate} Hz is shorter than one "
+                               f"{spec.window_samples}-sample fbank window")
+    if frames < min_frames:
+        raise AudioError(path, f"{frames} frames is shorter than one patch ({min_frames} frames, "
+                               f"{spec.samples_for_frames(min_frames)} samples at {spec.sample_rate} Hz)")
+    try:
+        return spec.compute(wav)
+    except (ValueError, RuntimeError) as err:
+        raise AudioError(path, f"features could not be computed ({err})") from err
