@@ -23,9 +23,9 @@ REF_DIR = ROOT / ".cache" / "torchaudio_ref"
 BIN = Path(sys.executable).parent
 
 
-def task_cfg(mask_type="random_mask", feature_dim=128, **kw):
+def task_cfg(mask_type="random_mask", feature_dim=128, deltas=False, **kw):
     return SimpleNamespace(feature_type="fbank", feature_dim=feature_dim, mask_type=mask_type,
-                           deltas=False, sample_rate=16000, **kw)
+                           deltas=deltas, sample_rate=16000, **kw)
 
 
 def tiny_model(mask_type="random_mask", kt=16, kc=16, dim=64, layers=2, st=None, sc=None, task=None,

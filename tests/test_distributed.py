@@ -17,9 +17,9 @@ import torch.multiprocessing as mp
 
 from conftest import BIN, DEMO, ROOT, tiny_model
 
-TINY = ["model.encoder_layers=1", "model.decoder_layers=1", "+model.encoder_embed_dim=64",
-        "+model.decoder_embed_dim=64", "+model.encoder_ffn_embed_dim=128", "+model.encoder_attention_heads=4",
-        "+model.max_token_length=2000", "common.cpu=true", "optimization.max_update=3",
+TINY = ["model.encoder_layers=1", "model.decoder_layers=1", "model.encoder_embed_dim=64",
+        "model.decoder_embed_dim=64", "model.encoder_ffn_embed_dim=128", "model.encoder_attention_heads=4",
+        "model.max_token_length=2000", "common.cpu=true", "optimization.max_update=3",
         "dataset.max_tokens=400000", "dataset.num_workers=0"]
 
 

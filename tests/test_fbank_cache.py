@@ -82,7 +82,7 @@ def test_training_reads_the_cache(tmp_path):
     run = tmp_path / "run"
     proc = hydra_train(run, "model.encoder_layers=1", "model.decoder_layers=1", "common.cpu=true",
                        "distributed_training.distributed_world_size=1", "dataset.num_workers=2",
-                       "optimization.max_update=2", "dataset.max_tokens=8388608", f"+task.fbank_cache={cache}")
+                       "optimization.max_update=2", "dataset.max_tokens=8388608", f"task.fbank_cache={cache}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "reading features from the cache" in (run / "hydra_train.log").read_text()
     assert int(logged(run, "train")[-1]["train_num_updates"]) == 2

@@ -15,10 +15,9 @@ import torch
 
 from conftest import BIN, DEMO, ROOT, hydra_train, logged
 
-# Keys absent from config/pretrain/mae_ast.yaml take hydra's "+" to be added.
-TINY = ["model.encoder_layers=2", "model.decoder_layers=1", "+model.encoder_embed_dim=64",
-        "+model.decoder_embed_dim=64", "+model.encoder_ffn_embed_dim=128", "+model.encoder_attention_heads=4",
-        "+model.max_token_length=2000", "distributed_training.distributed_world_size=1",
+TINY = ["model.encoder_layers=2", "model.decoder_layers=1", "model.encoder_embed_dim=64",
+        "model.decoder_embed_dim=64", "model.encoder_ffn_embed_dim=128", "model.encoder_attention_heads=4",
+        "model.max_token_length=2000", "distributed_training.distributed_world_size=1",
         "distributed_training.nprocs_per_node=1", "common.cpu=true", "common.log_interval=1"]
 
 

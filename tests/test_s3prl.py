@@ -53,10 +53,9 @@ def test_upstream_through_s3prl_featurizer(request, which, rate):
     featurizer = interfaces.Featurizer(upstream, feature_selection="hidden_states", upstream_device="cpu")
     assert featurizer.downsample_rate == rate
     per_clip = featurizer(wavs, feats)
-    # s3prl cuts each clip to round(len / rate) frames; the fbank's edge frames make
-    # ours at most one short of that.
+    # s3prl cuts each clip to round(len / rate) rows; the upstream returns exactly that.
     for f, w in zip(per_clip, wavs):
-        assert round(len(w) / rate) - 1 <= len(f) <= round(len(w) / rate)
+        assert len(f) == round(len(w) / rate)
 
     # A short clip padded in the batch gives the same valid features as alone.
     with torch.no_grad():
@@ -64,6 +63,28 @@ def test_upstream_through_s3prl_featurizer(request, which, rate):
     n = alone[-1].shape[1]
     for h_batch, h_alone in zip(hidden, alone):
         assert (h_batch[1, :n] - h_alone[0]).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("which", ["frame_checkpoint", "patch_checkpoint"])
+def test_featurizer_output_of_a_padded_clip_equals_the_clip_alone(request, which):
+    """Item 4: s3prl's Featurizer keeps round(len / rate) rows per clip. A 1.25 s clip
+    has 7 whole patch tokens (61 frame tokens) where s3prl keeps 8 (62): the extra row
+    used to be padding, which entered the clip's mean pool. Over a range of lengths, a
+    clip padded in a batch must give the Featurizer the same rows (and pooled vector) as
+    alone."""
+    hub = load_upstream_package()
+    upstream = hub.mae_ast(str(request.getfixturevalue(which)))
+    featurizer = interfaces.Featurizer(upstream, feature_selection="last_hidden_state", upstream_device="cpu")
+    rate = upstream.get_downsample_rates("last_hidden_state")
+    long = waves(4.0)[0]
+    for seconds in (0.6, 0.93, 1.25, 1.37, 1.9, 2.55, 3.1):
+        clip = waves(seconds)[0] * 0.7
+        with torch.no_grad():
+            in_batch = featurizer([long, clip], upstream([long, clip]))[1]
+            alone = featurizer([clip], upstream([clip]))[0]
+        assert len(in_batch) == len(alone) == round(len(clip) / rate), seconds
+        assert (in_batch - alone).abs().max() < 1e-4, seconds
+        assert (in_batch.mean(0) - alone.mean(0)).abs().max() < 1e-4, seconds
 
 
 def test_time_aligned_states_are_means_over_channel_blocks(patch_checkpoint):

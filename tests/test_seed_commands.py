@@ -80,10 +80,13 @@ def test_short_clip_is_skipped_in_a_real_run(tmp_path):
     shutil.copytree(DEMO, data)
     sf.write(data / "audio" / "short.flac", np.zeros(2000, np.float32) + 0.01, 16000)
     (data / "audio" / "broken.flac").write_bytes(b"not audio at all" * 100)
-    with open(data / "train.tsv", "a") as f:
-        f.write("short.flac\t170000\nbroken.flac\t170000\n")  # long: in the first batch
+    with open(data / "train.tsv", "a") as f:  # true lengths: a wrong one would be reported as truncation
+        f.write("short.flac\t2000\nbroken.flac\t170000\n")
     run = tmp_path / "run"
+    # min_sample_size=0 keeps the short clip in the manifest; multiple 1 keeps it in a batch
+    # (all 26 clips fit one batch; with 8, the 2 shortest would be left out).
     proc = hydra_train(run, "model.encoder_layers=1", "model.decoder_layers=1", "common.cpu=true",
+                       "task.min_sample_size=0", "dataset.required_batch_size_multiple=1",
                        "distributed_training.distributed_world_size=1", "dataset.num_workers=0",
                        "optimization.max_update=3", "dataset.max_tokens=8388608", data=data)
     assert proc.returncode == 0, proc.stderr[-3000:]

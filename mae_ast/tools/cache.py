@@ -3,7 +3,7 @@
     mae-ast-cache DATA_DIR --out CACHE_DIR [--splits train,valid] [--workers 16]
                   [--min-sample-size 32000] [--max-keep-size N] [--dtype float32]
 
-Then train with ``+task.fbank_cache=CACHE_DIR``: the task reads features instead of
+Then train with ``task.fbank_cache=CACHE_DIR``: the task reads features instead of
 decoding audio (random crops and masks still change every epoch). ``--min-sample-size``
 and ``--max-keep-size`` must equal the task's (the seed config: 32000 and none); a cache
 written with other filters, or for a manifest that changed since, is refused.

@@ -2,10 +2,13 @@
 
     mae-ast-extract CKPT AUDIO_OR_FOLDER_OR_MANIFEST --out DIR [--layer N] [--batch-size 8]
 
-Features are time-aligned (one row per ``ast_kernel_stride_time`` x 10 ms), float32,
-shape (time, dim). ``--layer`` counts encoder layers from 1 (default: the last). Outputs
-mirror the inputs' relative paths. Unreadable files are reported and skipped; the exit
-code is 1 if any were.
+Features are computed as the checkpoint was trained (its feature spec: bins, deltas,
+rate), time-aligned (one row per ``ast_kernel_stride_time`` x 10 ms), float32, shape
+(time, dim). ``--layer`` counts encoder layers from 1 (default: the last). Outputs mirror
+the inputs' relative paths, extension kept (``a.flac`` -> ``a.flac.npy``), so ``a.flac``
+and ``a.wav`` never overwrite each other; two inputs that would still share an output
+(the same file listed twice) are refused before anything is written. Unreadable files
+are reported and skipped; the exit code is 1 if any were.
 """
 
 from __future__ import annotations
@@ -18,22 +21,31 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..data.audio_io import AudioError, read_audio
-from ..data.fbank import frame_count
-from ..data.manifest import read_manifest
-from ..inference import load
+from ..data.audio_io import AUDIO_EXTENSIONS, AudioError, read_audio
+from ..data.manifest import ManifestError, read_manifest
+from ..inference import CheckpointError, load
 from .manifest import find_audio
 
 
 def list_inputs(path: str) -> list[tuple[str, str]]:
-    """(full path, relative output stem) pairs for a file, a folder or a manifest."""
+    """(full path, relative output name) pairs for a file, a folder or a manifest. The
+    output name keeps the extension: a.flac and a.wav in one folder are two outputs."""
     if os.path.isdir(path):
-        return [(os.path.join(path, rel), os.path.splitext(rel)[0])
-                for rel in find_audio(path, {"flac", "wav", "mkv", "ogg", "mp3", "mp4", "m4a", "webm"})]
+        return [(os.path.join(path, rel), rel) for rel in find_audio(path, AUDIO_EXTENSIONS)]
     if path.endswith(".tsv"):
         m = read_manifest(path)
-        return [(p, os.path.splitext(os.path.relpath(p, m.root))[0]) for p in m.paths]
-    return [(path, os.path.splitext(os.path.basename(path))[0])]
+        return [(p, os.path.relpath(p, m.root)) for p in m.paths]
+    return [(path, os.path.basename(path))]
+
+
+def check_unique(items: list[tuple[str, str]]) -> None:
+    """Refuse, before writing anything, inputs that would share an output file."""
+    seen: dict[str, str] = {}
+    for path, name in items:
+        if name in seen:
+            raise ValueError(f"{seen[name]} and {path} would both be written to {name}.npy; "
+                             "list each file once")
+        seen[name] = path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,15 +58,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
     args = parser.parse_args(argv)
-
-    model = load(args.checkpoint, device=args.device)
+    if not os.path.exists(args.inputs):
+        parser.error(f"{args.inputs}: no such file or folder")
+    try:
+        items = list_inputs(args.inputs)
+        check_unique(items)
+        model = load(args.checkpoint, device=args.device)
+    except (CheckpointError, ManifestError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     device = next(model.parameters()).device
     depth = len(model.encoder.layers)
     layer = depth if args.layer is None else args.layer
     if not 1 <= layer <= depth:
         parser.error(f"--layer must be in 1..{depth}")
 
-    items = list_inputs(args.inputs)
+    spec, grid = model.feature_spec, model.grid
     bad: list[AudioError] = []
     written = 0
     progress = tqdm(total=len(items), desc="extracting", unit="file")
@@ -63,9 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         batch = []
         for path, stem in items[start : start + args.batch_size]:
             try:
-                wav = read_audio(path)
-                if frame_count(len(wav)) < model.cfg.ast_kernel_size_time:
-                    raise AudioError(path, "shorter than one patch")
+                wav = read_audio(path, spec.sample_rate)
+                if spec.frames(len(wav)) < grid.min_frames:
+                    raise AudioError(path, f"shorter than one patch ({grid.min_frames} frames)")
                 batch.append((stem, wav.to(device)))
             except AudioError as err:
                 bad.append(err)

@@ -16,7 +16,7 @@ import sys
 
 from tqdm import tqdm
 
-from ..data.audio_io import SOUNDFILE_EXTENSIONS, AudioError
+from ..data.audio_io import AUDIO_EXTENSIONS, SOUNDFILE_EXTENSIONS, AudioError
 
 
 def audio_length(path: str) -> int:
@@ -48,13 +48,29 @@ def audio_length(path: str) -> int:
         raise AudioError(path, f"PyAV could not read it ({err})") from err
 
 
-def find_audio(root: str, extensions: set[str]) -> list[str]:
+def find_audio(root: str, extensions=AUDIO_EXTENSIONS) -> list[str]:
+    """Relative paths of the files under ``root`` whose extension (".flac" or "flac")
+    is in ``extensions``, sorted."""
+    wanted = {"." + e.lower().lstrip(".") for e in extensions}
     found = []
     for folder, _, files in os.walk(root):
         for name in files:
-            if os.path.splitext(name)[1].lower().lstrip(".") in extensions:
+            if os.path.splitext(name)[1].lower() in wanted:
                 found.append(os.path.relpath(os.path.join(folder, name), root))
     return sorted(found)
+
+
+# fairseq drops a last batch smaller than this (its default); small splits can vanish.
+BATCH_MULTIPLE = 8
+
+
+def split_size(n: int, fraction: float) -> int:
+    """Clips for a split of ``fraction``: at least one when the fraction is positive and
+    a clip can be spared, so ``--valid-percent 0.01`` on a small folder never writes an
+    empty valid.tsv (fairseq fails on an empty split)."""
+    if fraction <= 0 or n < 2:
+        return 0
+    return min(n - 1, max(1, int(round(n * fraction))))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("root", help="folder to walk for audio")
     parser.add_argument("--out", required=True, help="folder for train/valid/test.tsv")
-    parser.add_argument("--ext", default="flac,wav,mkv", help="comma-separated extensions")
+    parser.add_argument("--ext", default=",".join(sorted(e.lstrip(".") for e in AUDIO_EXTENSIONS)),
+                        help="comma-separated extensions (default: every audio extension the loader reads)")
     parser.add_argument("--valid-percent", type=float, default=0.01, help="fraction for valid.tsv")
     parser.add_argument("--test-percent", type=float, default=0.0, help="fraction for test.tsv")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split")
@@ -81,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         except AudioError as err:
             bad.append(err)
     random.Random(args.seed).shuffle(rows)
-    n_valid = int(round(len(rows) * args.valid_percent))
-    n_test = int(round(len(rows) * args.test_percent))
+    n_valid = split_size(len(rows), args.valid_percent)
+    n_test = split_size(len(rows) - n_valid, args.test_percent * len(rows) / max(len(rows) - n_valid, 1))
     splits = {"valid": rows[:n_valid], "test": rows[n_valid : n_valid + n_test],
               "train": rows[n_valid + n_test :]}
     os.makedirs(args.out, exist_ok=True)
@@ -97,6 +114,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unreadable, left out: {err}", file=sys.stderr)
     summary = ", ".join(f"{k} {len(v)}" for k, v in splits.items())
     print(f"{len(files)} files found: {summary}; {len(bad)} unreadable")
+    for split, items in splits.items():
+        if items and len(items) < BATCH_MULTIPLE:
+            print(f"warning: {split}.tsv has {len(items)} clips, fewer than fairseq's default "
+                  f"dataset.required_batch_size_multiple={BATCH_MULTIPLE}: train with "
+                  "dataset.required_batch_size_multiple=1 or give the split more clips", file=sys.stderr)
+    if not splits["train"]:
+        print("error: train.tsv is empty: no readable audio left for training", file=sys.stderr)
+        return 1
     return 1 if bad else 0
 
 

@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-from ..data.audio_io import AUDIO_EXTENSIONS, AudioError, read_audio
+from ..data.audio_io import AudioError, read_audio
 from ..data.labels import LabelError, LabelSet, read_label_descriptors, write_label_descriptors, write_labels
 from .manifest import audio_length
+from .manifest import find_audio as find_relative_audio
 
 KS1_WORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
 KS1_CLASSES = KS1_WORDS + ["_unknown_", "_silence_"]  # SUPERB's order
@@ -138,12 +139,8 @@ def print_summary(rows: list[tuple], missing: int, unreadable: int) -> None:
 
 
 def find_audio(folder: str) -> list[str]:
-    """Absolute paths of the audio files under ``folder``, sorted."""
-    found = []
-    for sub, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        found += [os.path.join(sub, f) for f in files if os.path.splitext(f)[1].lower() in AUDIO_EXTENSIONS]
-    return sorted(os.path.abspath(p) for p in found)
+    """Absolute paths of the audio files under ``folder``, sorted (the manifest tool's walk)."""
+    return [os.path.abspath(os.path.join(folder, rel)) for rel in find_relative_audio(folder)]
 
 
 def split_by_class(clips: list[Clip], valid: float, test: float, seed: int) -> dict[str, list[Clip]]:

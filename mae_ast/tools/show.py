@@ -11,55 +11,45 @@ the mask type is the checkpoint's own.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 import numpy as np
 import torch
 
-from ..data.audio_io import read_audio
-from ..data.fbank import fbank
-from ..inference import load
-
-
-def unpatchify(tokens: torch.Tensor, kt: int, kc: int, chan_blocks: int) -> torch.Tensor:
-    """(tokens, kt*kc) -> (frames, bins): the inverse of the model's patch order."""
-    nt = tokens.shape[0] // chan_blocks
-    x = tokens.reshape(nt, chan_blocks, kt, kc).permute(0, 2, 1, 3)
-    return x.reshape(nt * kt, chan_blocks * kc)
+from ..data.audio_io import AudioError, read_audio
+from ..inference import CheckpointError, load
 
 
 def reconstruct(model, feats: torch.Tensor) -> dict[str, np.ndarray]:
-    cfg = model.cfg
-    kt, kc = cfg.ast_kernel_size_time, cfg.ast_kernel_size_chan
+    """Panels over the frames and columns the tokens cover, computed through the model's
+    own patch grid (``unpatchify`` averages overlapping patches)."""
+    grid = model.grid
     with torch.inference_mode():
-        patches = model.patchify(feats[None])[0]
-        out = model(feats[None], padding_mask=torch.zeros(1, len(feats), dtype=torch.bool, device=feats.device))
-        mask = out["mask"][0]
-        recon = patches.clone()
+        patches = model.patchify(feats[None])
+        out = model(feats[None])
+        mask = out["mask"][:1]
+        recon = patches.clone()  # visible tokens from the input, masked ones from the decoder
         recon[mask] = out["logit_m_list_recon"][0].to(recon.dtype)
-    chan = model.chan_blocks
-    image = unpatchify(patches, kt, kc, chan)
-    filled = unpatchify(recon, kt, kc, chan)
-    mask_img = unpatchify(mask[:, None].float().expand(-1, kt * kc), kt, kc, chan)
-    error = (filled - image).pow(2) * mask_img
+        image = grid.unpatchify(patches)[0]
+        filled = grid.unpatchify(recon)[0]
+        mask_img = grid.unpatchify(mask[..., None].to(patches.dtype).expand_as(patches))[0]
+    error = (filled - image).pow(2) * (mask_img > 0)
     return {k: v.float().cpu().numpy() for k, v in
             {"input": image, "mask": mask_img, "reconstruction": filled, "error": error}.items()}
 
 
 def render(panels: dict[str, np.ndarray], path: str, title: str) -> None:
-    import logging
-
     try:
         import matplotlib
     except ImportError as err:
         raise SystemExit("mae-ast-show needs matplotlib: pip install 'mae-ast[viz]'") from err
 
     matplotlib.use("Agg")
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(4, 1, figsize=(10, 9), sharex=True, constrained_layout=True)
-    lo, hi = np.percentile(panels["input"], [1, 99])
+    lo, hi = np.nanpercentile(panels["input"], [1, 99])
     shaded = np.where(panels["mask"] > 0, np.nan, panels["input"])
     views = [("input fbank (normalised)", panels["input"], "magma", (lo, hi)),
              ("mask (blank = masked tokens)", shaded, "magma", (lo, hi)),
@@ -69,7 +59,7 @@ def render(panels: dict[str, np.ndarray], path: str, title: str) -> None:
         im = ax.imshow(img.T, origin="lower", aspect="auto", cmap=cmap, vmin=vmin, vmax=vmax,
                        interpolation="nearest")
         ax.set_title(name, fontsize=10)
-        ax.set_ylabel("mel bin")
+        ax.set_ylabel("feature column")
         fig.colorbar(im, ax=ax, pad=0.01)
     axes[-1].set_xlabel("frame (10 ms)")
     fig.suptitle(title, fontsize=11)
@@ -87,15 +77,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the mask")
     args = parser.parse_args(argv)
 
+    # matplotlib and PIL log at DEBUG through the root logger that fairseq configures.
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
+    logging.getLogger("PIL").setLevel(logging.WARNING)
     torch.manual_seed(args.seed)
-    model = load(args.checkpoint, device="cpu")
-    wav = read_audio(args.audio)[: int(args.seconds * 16000)]
-    feats = fbank(wav, num_mel_bins=model.task_cfg.feature_dim)
-    panels = reconstruct(model, feats)
-    masked = panels["mask"].mean()
-    mse = panels["error"].sum() / max(panels["mask"].sum(), 1)
-    title = (f"{args.audio}: {model.task_cfg.mask_type}, {masked:.0%} masked, "
-             f"MSE on masked {mse:.3f} ({model.cfg.ast_kernel_size_time}x{model.cfg.ast_kernel_size_chan} tokens)")
+    try:
+        model = load(args.checkpoint, device="cpu")
+        spec = model.feature_spec
+        wav = read_audio(args.audio, spec.sample_rate)[: int(args.seconds * spec.sample_rate)]
+        if spec.frames(len(wav)) < model.grid.min_frames:
+            raise AudioError(args.audio, f"shorter than one patch ({model.grid.min_frames} frames)")
+    except (CheckpointError, AudioError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    panels = reconstruct(model, spec.compute(wav))
+    masked = np.nanmean(panels["mask"])
+    mse = np.nansum(panels["error"]) / max(np.nansum(panels["mask"] > 0), 1)
+    cfg = model.cfg
+    title = (f"{args.audio}: {model.task_cfg.mask_type}, {masked:.0%} masked, MSE on masked {mse:.3f} "
+             f"({cfg.ast_kernel_size_time}x{cfg.ast_kernel_size_chan} tokens, stride "
+             f"{cfg.ast_kernel_stride_time}x{cfg.ast_kernel_stride_chan}; {spec.describe()})")
     render(panels, args.out, title)
     print(f"wrote {args.out}: {title}")
     return 0

@@ -1,11 +1,13 @@
 """``mae-ast-validate``: check a data folder's manifests before a long run.
 
-    mae-ast-validate DATA_DIR [--splits train,valid,test] [--workers 8]
+    mae-ast-validate DATA_DIR [--splits train,valid,test] [--workers 8] [--patch-frames 16]
 
-Parses each ``{split}.tsv`` and decodes every file exactly as training does (PyAV or
-soundfile, resample, NaN/inf and silence checks, at least one fbank window). Prints each
-problem with its manifest line, then a summary table per split. Exit code 1 if anything
-is wrong, so it can gate a job script.
+Parses each ``{split}.tsv`` and checks every file with training's own function
+(``clip_features``): decode (PyAV or soundfile), length against the manifest (truncated
+files), resample, NaN/inf and silence, features, at least one patch of
+``--patch-frames`` frames (the model's ``ast_kernel_size_time``: 16 for patch models,
+2 for frame models). Prints each problem with its manifest line, then a summary table
+per split. Exit code 1 if anything is wrong, so it can gate a job script.
 """
 
 from __future__ import annotations
@@ -18,25 +20,26 @@ import sys
 
 from tqdm import tqdm
 
-from ..data.audio_io import AudioError, read_audio
-from ..data.fbank import frame_count
+from ..data.audio_io import AudioError
+from ..data.features import FeatureSpec, clip_features
 from ..data.manifest import ManifestError, read_manifest
+from ..models.mae_ast import MAE_AST_Config
 
 
-def check_file(item: tuple[str, int]) -> tuple[int, str | None]:
-    path, lineno = item
+def check_file(item: tuple[str, int, int, FeatureSpec, int]) -> tuple[int, str | None]:
+    path, lineno, size, spec, min_frames = item
     try:
-        wav = read_audio(path)
+        clip_features(path, spec, expected_samples=size, min_frames=min_frames)
     except AudioError as err:
         return lineno, err.reason
-    if frame_count(len(wav)) == 0:
-        return lineno, f"{len(wav)} samples at 16 kHz is shorter than one fbank window"
     return lineno, None
 
 
-def validate_split(manifest: str, workers: int) -> tuple[int, collections.Counter, list[str]]:
+def validate_split(manifest: str, workers: int, spec: FeatureSpec | None = None,
+                   min_frames: int = 1) -> tuple[int, collections.Counter, list[str]]:
+    spec = spec or FeatureSpec()
     m = read_manifest(manifest)
-    items = list(zip(m.paths, m.lines))
+    items = [(p, line, size, spec, min_frames) for p, line, size in zip(m.paths, m.lines, m.sizes)]
     reasons: collections.Counter = collections.Counter()
     problems = []
     by_line = dict(zip(m.lines, m.paths))
@@ -44,9 +47,17 @@ def validate_split(manifest: str, workers: int) -> tuple[int, collections.Counte
         results = pool.imap(check_file, items, chunksize=8)
         for lineno, reason in tqdm(results, total=len(items), desc=os.path.basename(manifest), unit="file"):
             if reason is not None:
-                reasons[reason.split(" (")[0]] += 1
+                reasons[summary_reason(reason)] += 1
                 problems.append(f"{manifest}:{lineno}: {by_line[lineno]}: {reason}")
     return len(items), reasons, problems
+
+
+def summary_reason(reason: str) -> str:
+    """The kind of problem, for the table: numbers and details dropped."""
+    for kind in ("truncated", "shorter than one patch", "shorter than one", "file not found", "is a directory"):
+        if kind in reason:
+            return kind
+    return reason.split(" (")[0]
 
 
 class _Serial:
@@ -66,7 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("data", help="folder holding the {split}.tsv manifests")
     parser.add_argument("--splits", default="train,valid,test", help="comma-separated splits (missing ones skipped)")
     parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
+    parser.add_argument("--patch-frames", type=int, default=MAE_AST_Config.ast_kernel_size_time,
+                        help="frames of one patch (model.ast_kernel_size_time; default %(default)s)")
+    parser.add_argument("--sample-rate", type=int, default=FeatureSpec.sample_rate, help="as task.sample_rate")
     args = parser.parse_args(argv)
+    spec = FeatureSpec(sample_rate=args.sample_rate)
 
     rows, failed = [], False
     for split in args.splits.split(","):
@@ -74,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         if not os.path.exists(manifest):
             continue
         try:
-            total, reasons, problems = validate_split(manifest, args.workers)
+            total, reasons, problems = validate_split(manifest, args.workers, spec, args.patch_frames)
         except ManifestError as err:
             print(f"error: {err}", file=sys.stderr)
             rows.append((split, "-", "-", "malformed manifest"))

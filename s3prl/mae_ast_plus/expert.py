@@ -11,7 +11,15 @@ Follows s3prl's upstream interface: a list of 16 kHz waveforms in, a dict with
   equal-size groups is the overall mean;
 - ``hidden_states`` are the outputs of encoder layers 1..12, as the original expert
   returned them (no input embedding first, unlike other s3prl upstreams), so weighted
-  sums over layers see the same 12 states as in the paper's SUPERB runs.
+  sums over layers see the same 12 states as in the paper's SUPERB runs;
+- features are computed as the checkpoint was trained (its feature spec: deltas too),
+  and waveforms go through the model's input contract (stereo averaged, int16-scale or
+  NaN refused with a message);
+- each clip has exactly ``round(len(wav) / downsample_rate)`` rows, the count s3prl's
+  ``Featurizer`` keeps: Kaldi framing gives up to two fewer whole tokens, so the last
+  valid row is repeated into those places instead of leaving padding rows there (which
+  the Featurizer would keep and mean-pool into the clip). A clip padded in a batch then
+  gives the same trimmed features as alone.
 """
 
 from __future__ import annotations
@@ -25,7 +33,6 @@ try:
 except ImportError:  # usable as a plain module outside s3prl
     UpstreamBase = torch.nn.Module
 
-FRAME_SHIFT_SAMPLES = 160  # 10 ms at 16 kHz
 
 
 class UpstreamExpert(UpstreamBase):
@@ -41,8 +48,26 @@ class UpstreamExpert(UpstreamBase):
             raise ValueError(f"{ckpt}: trained at {self.sample_rate} Hz; s3prl feeds 16 kHz audio")
 
     def get_downsample_rates(self, key: str) -> int:
-        return self.model.cfg.ast_kernel_stride_time * FRAME_SHIFT_SAMPLES
+        return self.model.grid.stride_time * self.model.feature_spec.shift_samples
 
     def forward(self, wavs: list[torch.Tensor]) -> dict:
         out = self.model.extract_layers(wavs)
-        return {"last_hidden_state": out["last_hidden_state"], "hidden_states": out["hidden_states"]}
+        rate = self.get_downsample_rates("hidden_states")
+        rows = [max(1, round(len(w) / rate)) for w in wavs]
+        valid = (~out["padding_mask"]).sum(dim=1).tolist()
+        hidden = [fill_to_rows(h, valid, rows) for h in out["hidden_states"]]
+        return {"last_hidden_state": hidden[-1], "hidden_states": hidden}
+
+
+def fill_to_rows(states: torch.Tensor, valid: list[int], rows: list[int]) -> torch.Tensor:
+    """``(B, T, D)`` with ``valid[b]`` real rows per clip -> ``(B, max(rows), D)`` whose
+    rows ``valid[b]..rows[b]-1`` repeat clip b's last valid row (rows past ``rows[b]``
+    are zero: s3prl cuts them off)."""
+    B, _, D = states.shape
+    out = states.new_zeros(B, max(rows), D)
+    for b in range(B):
+        n = min(valid[b], rows[b])
+        out[b, :n] = states[b, :n]
+        if rows[b] > n:
+            out[b, n : rows[b]] = states[b, n - 1]
+    return out
