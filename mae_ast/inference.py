@@ -31,6 +31,8 @@ class CheckpointError(ValueError):
 def load_checkpoint(path: str, weights_only: bool = True) -> dict:
     """The checkpoint dict, loaded with ``weights_only`` (safe) unless told otherwise,
     and checked to be a MAE-AST checkpoint."""
+    if os.path.isdir(path):
+        raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: no such checkpoint")
     try:
@@ -41,7 +43,8 @@ def load_checkpoint(path: str, weights_only: bool = True) -> dict:
             "pass weights_only=False."
         ) from err
     except Exception as err:
-        raise CheckpointError(f"{path}: not a torch checkpoint ({err})") from err
+        raise CheckpointError(f"{path}: not a torch checkpoint ({describe_file(path)}; torch.load said: {err}); "
+                              "pass a .pt file written by fairseq-hydra-train") from err
     if not isinstance(state, dict) or "model" not in state or "cfg" not in state:
         found = sorted(state) if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(f"{path}: not a fairseq checkpoint: expected keys 'cfg' and 'model', found {found}")
@@ -49,6 +52,19 @@ def load_checkpoint(path: str, weights_only: bool = True) -> dict:
     if missing:
         raise CheckpointError(f"{path}: not a MAE-AST checkpoint: its model lacks {missing}")
     return state
+
+
+def describe_file(path: str) -> str:
+    """What a file that torch cannot load looks like, for the error message."""
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if not head:
+        return "the file is empty"
+    try:
+        head.decode("utf-8")
+        return "the file is text"
+    except UnicodeDecodeError:
+        return f"the file starts with bytes {head[:8]!r}, not a zip or pickle"
 
 
 def _as_dict(cfg: Any) -> dict:

@@ -181,3 +181,61 @@ def test_relative_paths_and_absolute_paths_both_load(tmp_path):
     rows = ["rel.flac\t1", f"{DEMO / 'audio' / 'speech_01.flac'}\t1"]
     ds = MAE_AST_Dataset(write_manifest(tmp_path, rows, root="."))
     assert all(ds[i]["source"] is not None for i in range(2))
+
+
+def test_empty_split_is_an_error_that_names_the_manifest(tmp_path):
+    """Item 9: a split with only its root line, or every clip filtered, ended in an
+    IndexError inside fairseq's data_utils."""
+    (tmp_path / "train.tsv").write_text(f"{DEMO / 'audio'}\n")
+    with pytest.raises(ManifestError, match=r"train.tsv: no clips to use .* add clips to this split"):
+        MAE_AST_Dataset(str(tmp_path / "train.tsv"))
+    with pytest.raises(ManifestError, match=r"valid.tsv: no clips to use \(8 shorter than min_sample_size=10000000"):
+        MAE_AST_Dataset(str(DEMO / "valid.tsv"), min_keep_sample_size=10_000_000)
+
+
+def test_manifest_root_that_does_not_exist_is_refused(tmp_path):
+    """Item 10: training logged 'loss 0' updates, then failed with 'Invalid dummy batch'."""
+    (tmp_path / "train.tsv").write_text("/no/such/folder\nspeech_00.flac\t40000\n")
+    with pytest.raises(ManifestError, match=r"train.tsv:1: root folder /no/such/folder does not exist"):
+        read_manifest(str(tmp_path / "train.tsv"))
+
+
+def test_a_batch_of_only_bad_clips_still_counts_them(tmp_path):
+    """Item 10: when every clip of a batch was bad the collater returned {} and fairseq
+    swapped in its dummy batch, so the count was lost (21 skipped, 0 logged)."""
+    from conftest import tiny_model
+    from mae_ast.criterions.mae_ast_criterion import MAE_AST_Criterion
+
+    rows = [f"missing_{i}.flac\t40000" for i in range(3)]
+    ds = MAE_AST_Dataset(write_manifest(tmp_path, rows))
+    batch = ds.collater([ds[i] for i in range(3)])
+    assert batch["n_skipped"] == 3 and "net_input" not in batch
+    model = tiny_model()
+    loss, sample_size, log = MAE_AST_Criterion(None, 10.0, 1.0)(model, batch)
+    assert float(loss) == 0.0 and sample_size == 0 and log["skipped_clips"] == 3
+    loss.backward()  # tied to the parameters: every data-parallel rank reduces the same grads
+    assert all(p.grad is not None and not p.grad.any() for p in model.parameters() if p.requires_grad)
+
+
+def test_batching_reports_the_clips_it_leaves_out(caplog):
+    """Item 14: fairseq drops a last batch smaller than required_batch_size_multiple:
+    with clips sorted by length, the same shortest clips every epoch, never reported."""
+    ds = MAE_AST_Dataset(str(DEMO / "train.tsv"))  # 24 clips
+    indices = ds.ordered_indices()[:21]
+    with caplog.at_level(logging.WARNING):
+        batches = ds.batch_by_size(indices, max_tokens=100_000_000, required_batch_size_multiple=8)
+    assert sum(len(b) for b in batches) == 16
+    message = next(r.message for r in caplog.records if "batching leaves out" in r.message)
+    assert "leaves out 5 of 21 clips" in message and "required_batch_size_multiple=8" in message
+    with pytest.raises(ManifestError, match=r"its 5 clips make no full batch .* set dataset.required_batch_size_multiple"):
+        ds.batch_by_size(indices[:5], max_tokens=100_000_000, required_batch_size_multiple=8)
+
+
+def test_truncated_file_is_skipped_by_the_dataset_using_the_manifest_length(tmp_path, caplog):
+    """Item 8, through the dataset: the manifest's length column catches a wav cut short."""
+    wav = np.sin(np.arange(48000) / 7.0).astype(np.float32) * 0.3
+    sf.write(tmp_path / "cut.wav", wav[:16000], 16000)
+    ds = MAE_AST_Dataset(write_manifest(tmp_path, ["cut.wav\t48000"]))
+    with caplog.at_level(logging.WARNING):
+        assert ds[0]["source"] is None
+    assert any("truncated: decoded 16000 samples, the manifest says 48000" in r.message for r in caplog.records)
