@@ -227,7 +227,7 @@ def test_batching_reports_the_clips_it_leaves_out(caplog):
     assert sum(len(b) for b in batches) == 16
     message = next(r.message for r in caplog.records if "batching leaves out" in r.message)
     assert "leaves out 5 of 21 clips" in message and "required_batch_size_multiple=8" in message
-    with pytest.raises(ManifestError, match=r"its 5 clips make no full batch .* set dataset.required_batch_size_multiple"):
+    with pytest.raises(ManifestError, match=r"its 5 clips make no full batch .* set dataset.required_batch_size"):
         ds.batch_by_size(indices[:5], max_tokens=100_000_000, required_batch_size_multiple=8)
 
 

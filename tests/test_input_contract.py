@@ -25,7 +25,8 @@ def save_checkpoint(model, path, **task):
 def speechlike(seconds, seed=0, rate=16000):
     g = torch.Generator().manual_seed(seed)
     t = torch.arange(int(seconds * rate)) / rate
-    return 0.3 * torch.sin(2 * torch.pi * 220 * t * (1 + 0.1 * torch.sin(3 * t))) + 0.02 * torch.randn(len(t), generator=g)
+    tone = 0.3 * torch.sin(2 * torch.pi * 220 * t * (1 + 0.1 * torch.sin(3 * t)))
+    return tone + 0.02 * torch.randn(len(t), generator=g)
 
 
 @pytest.fixture(scope="module")
