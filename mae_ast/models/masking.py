@@ -5,7 +5,7 @@ tokens in each row; ``MaskPlan.from_mask`` then turns it into the index tensors 
 the encoder (``keep``), the decoder (``restore`` by scatter) and the loss (``masked``)
 share, as in MAE. No Python loop over clips, no host round trip for the random types.
 
-Semantics follow the original code (see SPEC section 4):
+Semantics follow the original code (its masking functions, read line by line):
 - ``random_mask``: an independent random choice of ``num_retained`` tokens per clip.
 - ``random_mask_batched``: one such choice for the whole batch.
 - ``chunk_mask`` (SSAST): one mask shared by the batch, a union of s x s blocks, s drawn
