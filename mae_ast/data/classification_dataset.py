@@ -1,0 +1,122 @@
+"""The fine-tuning dataset: manifest + labels -> fixed-length fbank clips with targets.
+
+Reuses the pretraining dataset for everything about audio (manifest, decoding through
+``clip_features``, the fbank cache, bad files skipped, named once and counted as
+``n_skipped``, placeholder batches, the batching report). What differs:
+
+* every clip is padded or cropped to ``target_length`` frames (SSAST's fixed input); the
+  padding mask marks the padded frames so the model masks them in attention and pooling;
+* cropping is random in training (a new offset every epoch, fixed by (epoch, clip), so
+  resumes and dataloader workers agree) and from the start for evaluation, as SSAST;
+* ``num_tokens`` is ``target_length``: ``dataset.batch_size`` counts clips and
+  ``dataset.max_tokens`` (= clips x target_length) works too;
+* targets are ``(B, C)`` float multi-hot (one-hot for single-label), the form mixup needs;
+* with ``weighted_sampling`` each epoch is a fresh class-balanced draw with replacement
+  (SSAST's AudioSet-2M sampler), deterministic in (seed, epoch).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import torch
+
+from .augment import pad_or_crop
+from .features import clip_features
+from .labels import LabelSet, read_labels
+from .mae_ast_dataset import MAE_AST_Dataset
+from .sampling import sample_weights, weighted_indices
+
+logger = logging.getLogger(__name__)
+
+
+class ClassificationDataset(MAE_AST_Dataset):
+    def __init__(
+        self,
+        manifest_path: str,
+        label_path: str,
+        label_set: LabelSet,
+        target_length: int,
+        multi_label: bool = False,
+        train: bool = False,
+        weighted_sampling: bool = False,
+        seed: int = 1,
+        **kwargs,
+    ) -> None:
+        # No min/max keep: every manifest entry needs its label line, in order.
+        super().__init__(manifest_path, shuffle=train, random_crop=train, **kwargs)
+        self.label_set = label_set
+        self.num_classes = label_set.num_classes
+        self.labels = read_labels(label_path, label_set, len(self.paths), multi_label)
+        self.target_length = target_length
+        self.multi_label = multi_label
+        self.train = train
+        self.seed = seed
+        self.weights = sample_weights(self.labels, self.num_classes) if weighted_sampling else None
+        # The manifest's lengths check decoding (truncated files); batching sees target_length.
+        self.expected = self.sizes.copy()
+        self.sizes = np.full(len(self.paths), target_length, dtype=np.int64)
+        if weighted_sampling:
+            logger.info(f"{manifest_path}: class-balanced sampling, a new draw of {len(self)} clips every epoch")
+
+    def __getitem__(self, index: int) -> dict:
+        item = super().__getitem__(index)
+        item["labels"] = self.labels[index]
+        return item
+
+    def get_features(self, index: int) -> torch.Tensor:
+        if self.cache is not None:
+            return self.cache[index]
+        expected = int(self.expected[index]) if self.check_lengths else None
+        return clip_features(self.paths[index], self.feature_spec, expected_samples=expected)
+
+    def fix_clip(self, feat: torch.Tensor, index: int) -> tuple[torch.Tensor, int]:
+        """Pad or crop to ``target_length``; the crop offset is drawn from (seed, epoch,
+        clip) only, so any worker and a resumed run crop alike."""
+        generator = None
+        if self.random_crop and len(feat) > self.target_length:
+            seed = int(np.random.default_rng([self.seed, self.epoch, index]).integers(2**62))
+            generator = torch.Generator().manual_seed(seed)
+        return pad_or_crop(feat, self.target_length, random_crop=self.random_crop, generator=generator)
+
+    def collater(self, samples: list[dict]) -> dict:
+        n_skipped = sum(s["source"] is None for s in samples)
+        samples = [s for s in samples if s["source"] is not None]
+        if not samples:  # a placeholder, as in pretraining (see MAE_AST_Dataset.collater)
+            return {"id": torch.zeros(0, dtype=torch.long), "n_skipped": n_skipped} if n_skipped else {}
+        width = samples[0]["source"].shape[1]
+        source = torch.zeros(len(samples), self.target_length, width)
+        padding_mask = torch.zeros(len(samples), self.target_length, dtype=torch.bool)
+        target = torch.zeros(len(samples), self.num_classes)
+        for i, s in enumerate(samples):
+            source[i], valid = self.fix_clip(s["source"], s["id"])
+            padding_mask[i, valid:] = True
+            target[i, s["labels"]] = 1.0
+        return {
+            "id": torch.LongTensor([s["id"] for s in samples]),
+            "net_input": {"source": source, "padding_mask": padding_mask},
+            "target": target,
+            "n_skipped": n_skipped,
+        }
+
+    def num_tokens(self, index: int) -> int:
+        return self.target_length
+
+    def size(self, index: int) -> int:
+        return self.target_length
+
+    def ordered_indices(self) -> np.ndarray:
+        if self.weights is not None:
+            return weighted_indices(self.weights, len(self), self.seed, self.epoch)
+        if self.shuffle:
+            # A new permutation every epoch (fairseq only shuffles whole batches).
+            return np.random.default_rng([self.seed, self.epoch]).permutation(len(self))
+        return np.arange(len(self))
+
+
+def label_paths(data: str, split: str) -> tuple[str, str, str]:
+    """``{split}.tsv``, ``{split}.lbl`` and ``label_descriptors.csv`` of a data folder."""
+    return (os.path.join(data, f"{split}.tsv"), os.path.join(data, f"{split}.lbl"),
+            os.path.join(data, "label_descriptors.csv"))

@@ -1,0 +1,275 @@
+"""``mae_ast_classifier``: a MAE-AST encoder with a pooled linear head, for fine-tuning.
+
+timm's split: ``forward_features`` (normalise, augment in training, patchify, encoder over
+every token, mean over the valid tokens) -> ``forward_head`` (LayerNorm, dropout, Linear).
+
+The encoder comes from ``pretrained_checkpoint`` (ours, a released one or the original
+code's, loaded by ``mae_ast.inference`` without fairseq's pretraining task) or, without
+one, is randomly initialised from ``encoder`` (MAE_AST_Config fields; the "random init"
+baseline). The decoder and the pretraining heads are dropped: they are not in this
+model's state dict.
+
+Self-contained checkpoints: at build time the task writes the encoder's config, the
+feature spec, the class names, ``multi_label`` and ``target_length`` into ``cfg.model``
+(``snapshot()``), so ``load_classifier`` and ``load_model_ensemble_and_task`` rebuild the
+model from the classifier checkpoint alone, never reading the pretraining checkpoint or
+the data folder again.
+"""
+
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any, Optional
+
+import torch
+import torch.nn as nn
+
+from .._fairseq import BaseFairseqModel, ChoiceEnum, FairseqDataclass, register_model
+from ..data.augment import add_noise, spec_augment, time_roll
+from ..data.features import FeatureSpec
+from .mae_ast import MAE_AST, MAE_AST_Config
+
+logger = logging.getLogger(__name__)
+
+POOLING_CHOICES = ChoiceEnum(["mean"])
+# Modules of the pretraining model a classifier never runs.
+PRETRAINING_ONLY = ("decoder", "decoder_mask_emb", "post_enc_proj", "dec_conv_pos_embed", "dec_sine_pos_embed",
+                    "final_proj_reconstruction", "final_proj_classification", "encoder_mask_emb", "layer_norm")
+# SSAST's time roll: up to 10 frames either way (its np.random.randint(-10, 10)).
+MAX_ROLL = 10
+
+
+@dataclass
+class MAE_AST_Classifier_Config(FairseqDataclass):
+    pretrained_checkpoint: Optional[str] = field(
+        default=None, metadata={"help": "MAE-AST checkpoint to fine-tune; null = random init from model.encoder"})
+    encoder: Optional[Any] = field(
+        default=None, metadata={"help": "MAE_AST_Config fields of the encoder for random init, e.g. "
+                                "{encoder_layers: 12}; filled from the checkpoint at build time (do not set "
+                                "with pretrained_checkpoint)"})
+    features: Optional[Any] = field(
+        default=None, metadata={"help": "filled at build time: {sample_rate, feature_dim, deltas} of the input"})
+    class_names: Optional[Any] = field(
+        default=None, metadata={"help": "filled at build time from label_descriptors.csv"})
+    multi_label: Optional[bool] = field(default=None, metadata={"help": "filled at build time from task.multi_label"})
+    target_length: Optional[int] = field(
+        default=None, metadata={"help": "filled at build time from task.target_length (frames per clip)"})
+    pooling: POOLING_CHOICES = field(default="mean", metadata={"help": "token pooling: mean over valid tokens"})
+    head_dropout: float = field(default=0.0, metadata={"help": "dropout before the linear head"})
+    freeze_encoder: bool = field(
+        default=False, metadata={"help": "linear probe: encoder frozen (no grads, eval mode: BatchNorm and "
+                                 "dropout fixed); only the LayerNorm + Linear head train"})
+    layer_decay: float = field(
+        default=1.0, metadata={"help": "layer-wise lr decay: layer l of L gets lr * decay^(L+1-l) (embedding "
+                               "l=0, head L+1); < 1 needs optimizer._name=composite with dynamic_groups=true"})
+    head_lr_scale: float = field(
+        default=1.0, metadata={"help": "lr multiplier of the head (SSAST's head_lr); != 1 needs the composite "
+                               "optimizer like layer_decay"})
+    dropout: Optional[float] = field(default=None, metadata={"help": "encoder dropout; null = the checkpoint's"})
+    attention_dropout: Optional[float] = field(
+        default=None, metadata={"help": "encoder attention dropout; null = the checkpoint's"})
+    activation_dropout: Optional[float] = field(
+        default=None, metadata={"help": "encoder FFN activation dropout; null = the checkpoint's"})
+    encoder_layerdrop: Optional[float] = field(
+        default=None, metadata={"help": "encoder layerdrop; null = the checkpoint's"})
+
+
+ENCODER_FIELDS = {f.name for f in dataclasses.fields(MAE_AST_Config)} - {"_name"}
+DROPOUT_FIELDS = ("dropout", "attention_dropout", "activation_dropout", "encoder_layerdrop")
+
+
+def build_backbone(encoder: dict, features: dict) -> MAE_AST:
+    """A decoder-free MAE_AST of this architecture and input (random weights)."""
+    unknown = set(encoder) - ENCODER_FIELDS
+    if unknown:
+        raise ValueError(f"model.encoder: unknown MAE_AST_Config fields {sorted(unknown)}")
+    task = SimpleNamespace(feature_type="fbank", mask_type="random_mask", **features)
+    return strip_pretraining(MAE_AST(MAE_AST_Config(**encoder), task))
+
+
+def strip_pretraining(model: MAE_AST) -> MAE_AST:
+    """Delete what only pretraining uses (decoder, mask embeddings, heads, the unused
+    input LayerNorm): absent from the state dict and from data-parallel's unused check."""
+    for name in PRETRAINING_ONLY:
+        if hasattr(model, name):
+            delattr(model, name)
+    return model
+
+
+def encoder_config(model_cfg: Any) -> dict:
+    """The MAE_AST_Config fields of a (pretraining) model config, as a plain dict."""
+    from ..inference import _as_dict
+
+    return {k: v for k, v in _as_dict(model_cfg).items() if k in ENCODER_FIELDS}
+
+
+def features_of(spec: FeatureSpec) -> dict:
+    return {"sample_rate": spec.sample_rate, "feature_dim": spec.num_mel_bins, "deltas": spec.deltas}
+
+
+def load_pretrained(path: str) -> tuple[MAE_AST, dict, dict]:
+    """(backbone with pretrained weights, encoder config, features) of a MAE-AST checkpoint."""
+    from ..inference import build_from_state, load_checkpoint
+
+    state = load_checkpoint(path)
+    model = build_from_state(state)
+    cfg = state["cfg"]
+    enc = encoder_config(cfg.get("model") if isinstance(cfg, dict) else cfg.model)
+    return strip_pretraining(model), enc, features_of(model.feature_spec)
+
+
+@register_model("mae_ast_classifier", dataclass=MAE_AST_Classifier_Config)
+class MAE_AST_Classifier(BaseFairseqModel):
+    def __init__(self, cfg: Any, backbone: MAE_AST, encoder: dict, num_classes: int,
+                 augment: dict | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = backbone
+        self.encoder_cfg = dict(encoder)
+        self.features = features_of(backbone.feature_spec)
+        self.augment = {"freqm": 0, "timem": 0, "noise": False, **(augment or {})}
+        dim = backbone.cfg.encoder_embed_dim
+        self.fc_norm = nn.LayerNorm(dim)
+        self.head_drop = nn.Dropout(cfg.head_dropout)
+        self.head = nn.Linear(dim, num_classes)
+        nn.init.trunc_normal_(self.head.weight, std=0.02)
+        nn.init.zeros_(self.head.bias)
+        # Hidden states are fixed: no layer is dropped at evaluation anyway.
+        if cfg.freeze_encoder:
+            for p in self.backbone.parameters():
+                p.requires_grad = False
+        self.set_optim_overrides()
+
+    @classmethod
+    def build_model(cls, cfg: MAE_AST_Classifier_Config, task) -> "MAE_AST_Classifier":
+        from_checkpoint = getattr(task, "building_from_checkpoint", False)
+        if cfg.pretrained_checkpoint and not from_checkpoint:
+            if cfg.encoder is not None:
+                raise ValueError("model.encoder is for random init; with model.pretrained_checkpoint the "
+                                 "architecture is the checkpoint's (set model.dropout etc. to change dropouts)")
+            backbone, encoder, features = load_pretrained(cfg.pretrained_checkpoint)
+            logger.info(f"encoder initialised from {cfg.pretrained_checkpoint}")
+            backbone = apply_dropouts(backbone, encoder, cfg)
+        else:
+            encoder = {**dict(cfg.encoder or {})}
+            features = dict(cfg.features) if cfg.features is not None else task.explicit_features()
+            encoder = {**encoder, **{k: getattr(cfg, k) for k in DROPOUT_FIELDS if getattr(cfg, k) is not None}}
+            backbone = build_backbone(encoder, features)
+            if not from_checkpoint:
+                logger.info("model.pretrained_checkpoint=null: encoder randomly initialised")
+        task.use_feature_spec(backbone.feature_spec)
+        augment = {k: getattr(task.cfg, k) for k in ("freqm", "timem", "noise")}
+        return cls(cfg, backbone, encoder, len(task.class_names), augment)
+
+    # ---- snapshot: what makes a checkpoint self-contained ------------------------------
+
+    def snapshot(self) -> dict:
+        """The ``cfg.model`` fields that rebuild this model without the pretraining
+        checkpoint or the data folder."""
+        return {"encoder": dict(self.encoder_cfg), "features": dict(self.features)}
+
+    # ---- forward ------------------------------------------------------------------------
+
+    def train(self, mode: bool = True) -> "MAE_AST_Classifier":
+        super().train(mode)
+        if self.cfg.freeze_encoder:  # linear probe: BatchNorm statistics and dropout stay fixed
+            self.backbone.eval()
+        return self
+
+    def augment_features(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
+        """Training-time SpecAugment (+ SSAST's noise and time roll) on NORMALISED features.
+
+        SSAST masks the raw log-mel with 0 and normalises afterwards, so its masks land at
+        about +0.47 (normalised), not at the mean. Our normalisation is the encoder's own
+        BatchNorm (x0.5), whose statistics the dataset does not know, so the masks are
+        applied here, after it, with fill 0 = the mean: the clean version of SSAST's
+        intent. Noise and roll come after normalisation, as in SSAST."""
+        a = self.augment
+        if a["freqm"] or a["timem"]:
+            x = spec_augment(x, int(a["freqm"]), int(a["timem"]), fill=0.0)
+        if a["noise"]:
+            x = add_noise(x)
+            # Rolled within each clip's valid frames, so padding stays at the end where
+            # the padding mask says it is (SSAST rolls the zero-padded clip whole).
+            valid = [x.shape[1]] * len(x) if padding_mask is None else (~padding_mask).sum(1).tolist()
+            x = torch.stack([torch.cat([time_roll(c[:n], MAX_ROLL), c[n:]]) for c, n in zip(x, valid)])
+        return x
+
+    def forward_features(self, source: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, frames, columns)`` features -> ``(B, dim)`` pooled encoder output.
+
+        MAE_AST.forward_features' path with augmentation inserted between normalisation
+        and patchify; padded tokens are masked in attention and left out of the mean."""
+        bb = self.backbone
+        bb.check_input(source)
+        x = bb.normalize(source)
+        if self.training:
+            x = self.augment_features(x, padding_mask)
+        patches = bb.grid.patchify(x)
+        token_pad = None
+        if padding_mask is not None and bool(padding_mask.any()):
+            token_pad = bb.forward_padding_mask(padding_mask, patches.shape[1], whole_tokens=True)
+        x = bb.add_positions(bb.post_extract_proj(patches), token_pad, "enc")
+        x, _, _ = bb.forward_encoder(x, None, token_pad)
+        if token_pad is None:
+            return x.mean(dim=1)
+        valid = (~token_pad).unsqueeze(-1).to(x.dtype)
+        return (x * valid).sum(dim=1) / valid.sum(dim=1).clamp(min=1.0)
+
+    def forward_head(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.head(self.head_drop(self.fc_norm(pooled)))
+
+    def forward(self, source: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits ``(B, num_classes)``."""
+        return self.forward_head(self.forward_features(source, padding_mask))
+
+    # ---- layer-wise learning rates --------------------------------------------------------
+
+    def layer_id(self, name: str) -> int:
+        """0 = input embedding, 1..L = encoder layers, L+1 = head (and a final LayerNorm)."""
+        L = len(self.backbone.encoder.layers)
+        if not name.startswith("backbone."):
+            return L + 1
+        parts = name.split(".")
+        if parts[1:3] == ["encoder", "layers"]:
+            return int(parts[3]) + 1
+        if parts[1:3] == ["encoder", "layer_norm"] and self.backbone.cfg.layer_norm_first:
+            return L + 1  # pre-LN: applied after the last layer
+        return 0
+
+    def lr_scales(self) -> dict[str, float]:
+        """Each trainable parameter's lr multiplier: layer_decay^(L+1-layer_id), times
+        head_lr_scale on the head."""
+        L = len(self.backbone.encoder.layers)
+        scales = {}
+        for name, p in self.named_parameters():
+            if p.requires_grad:
+                scale = self.cfg.layer_decay ** (L + 1 - self.layer_id(name))
+                scales[name] = scale * (self.cfg.head_lr_scale if not name.startswith("backbone.") else 1.0)
+        return scales
+
+    def set_optim_overrides(self) -> None:
+        """fairseq's composite optimizer (dynamic_groups) gives parameters with an
+        ``optim_overrides`` lr_scale their own Adam and scheduler at lr * scale; the plain
+        optimizers would ignore it, so the task refuses them when a scale is not 1."""
+        for p in self.parameters():
+            if hasattr(p, "optim_overrides"):
+                del p.optim_overrides
+        self.needs_param_groups = False
+        for name, scale in self.lr_scales().items():
+            if scale != 1.0:
+                self.get_parameter(name).optim_overrides = {"optimizer": {"lr_scale": float(scale)}}
+                self.needs_param_groups = True
+
+
+def apply_dropouts(backbone: MAE_AST, encoder: dict, cfg: Any) -> MAE_AST:
+    """Dropout overrides on a loaded backbone: rebuilt with the new values (same weights)."""
+    changes = {k: getattr(cfg, k) for k in DROPOUT_FIELDS if getattr(cfg, k) is not None}
+    if not changes:
+        return backbone
+    encoder.update(changes)
+    rebuilt = build_backbone(encoder, features_of(backbone.feature_spec))
+    rebuilt.load_state_dict(backbone.state_dict(), strict=True)
+    return rebuilt

@@ -1,0 +1,201 @@
+"""The ``mae_ast_classification`` task: clip labels, fixed-length clips, augmentation.
+
+Data folder: ``{split}.tsv`` (the pretraining manifest), ``{split}.lbl`` and
+``label_descriptors.csv`` (see ``mae_ast.data.labels``).
+
+The input features are the pretrained checkpoint's: fairseq builds the model before it
+loads datasets, and the model tells the task its ``FeatureSpec`` (``use_feature_spec``).
+``task.sample_rate``/``feature_dim``/``deltas`` default to null (= the checkpoint's); an
+explicit value that contradicts the checkpoint is refused.
+"""
+
+
+import enum
+import logging
+import sys
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import torch
+from fairseq.dataclass import FairseqDataclass
+from fairseq.tasks import FairseqTask, register_task
+from omegaconf import II, MISSING, open_dict
+
+from ..data.augment import draw_mixup
+from ..data.classification_dataset import ClassificationDataset, label_paths
+from ..data.features import FeatureSpec
+from ..data.labels import read_label_descriptors
+
+logger = logging.getLogger(__name__)
+SPEC_FIELDS = {"sample_rate": "sample_rate", "feature_dim": "num_mel_bins", "deltas": "deltas"}
+
+
+@dataclass
+class MAE_AST_Classification_Config(FairseqDataclass):
+    data: str = field(default=MISSING, metadata={
+        "help": "folder with {split}.tsv, {split}.lbl and label_descriptors.csv"})
+    multi_label: bool = field(default=False, metadata={
+        "help": "several labels per clip (AudioSet): sigmoid/BCE and mAP; else softmax/CE and accuracy"})
+    target_length: int = field(default=1024, metadata={
+        "help": "frames per clip (10 ms each): longer clips are cropped (random offset in training, from "
+                "the start for evaluation, as SSAST), shorter ones padded and masked"})
+    freqm: int = field(default=0, metadata={"help": "SpecAugment: max frequency-mask width (bins), training only"})
+    timem: int = field(default=0, metadata={"help": "SpecAugment: max time-mask width (frames), training only"})
+    mixup: float = field(default=0.0, metadata={"help": "probability that a training clip is mixed with another"})
+    mixup_alpha: float = field(default=10.0, metadata={"help": "mixup weight ~ Beta(alpha, alpha) (SSAST: 10)"})
+    noise: bool = field(default=False, metadata={
+        "help": "SSAST's ESC-50/Speech Commands noise and +-10 frame time roll, training only"})
+    weighted_sampling: bool = field(default=False, metadata={
+        "help": "class-balanced sampling with replacement, a new draw per epoch (SSAST's AudioSet-2M)"})
+    sample_rate: Optional[int] = field(default=None, metadata={
+        "help": "null = the pretrained checkpoint's; a different value is refused"})
+    feature_dim: Optional[int] = field(default=None, metadata={
+        "help": "mel bins; null = the pretrained checkpoint's; a different value is refused"})
+    deltas: Optional[bool] = field(default=None, metadata={
+        "help": "fbank deltas; null = the pretrained checkpoint's; a different value is refused"})
+    fbank_cache: Optional[str] = field(default=None, metadata={
+        "help": "folder written by mae-ast-cache: read precomputed fbank instead of audio"})
+    seed: int = field(default=II("common.seed"), metadata={
+        "help": "seed of the per-epoch shuffles, crops and weighted draws"})
+
+
+@register_task("mae_ast_classification", dataclass=MAE_AST_Classification_Config)
+class MAE_AST_Classification_Task(FairseqTask):
+    cfg: MAE_AST_Classification_Config
+
+    def __init__(self, cfg: MAE_AST_Classification_Config, from_checkpoint: bool = False) -> None:
+        super().__init__(cfg)
+        self.feature_spec: FeatureSpec | None = None
+        self.min_frames = 1
+        self.label_set = None
+        self.building_from_checkpoint = from_checkpoint
+
+    @classmethod
+    def setup_task(cls, cfg: MAE_AST_Classification_Config, **kwargs) -> "MAE_AST_Classification_Task":
+        return cls(cfg, from_checkpoint=kwargs.get("from_checkpoint", False))
+
+    @property
+    def source_dictionary(self):
+        return None
+
+    @property
+    def target_dictionary(self):
+        return None
+
+    # ---- classes and features --------------------------------------------------------
+
+    @property
+    def class_names(self) -> list[str]:
+        if self.label_set is None:
+            self.label_set = read_label_descriptors(label_paths(self.cfg.data, "train")[2])
+        return self.label_set.names
+
+    def explicit_features(self) -> dict:
+        """Features for a random-init encoder: the task's settings, else the defaults."""
+        spec = FeatureSpec()
+        return {k: getattr(self.cfg, k) if getattr(self.cfg, k) is not None else getattr(spec, a)
+                for k, a in SPEC_FIELDS.items()}
+
+    def use_feature_spec(self, spec: FeatureSpec) -> None:
+        """Adopt the model's input features; refuse explicit task settings that differ."""
+        for key, attr in SPEC_FIELDS.items():
+            mine = getattr(self.cfg, key)
+            if mine is not None and mine != getattr(spec, attr):
+                raise ValueError(
+                    f"task.{key}={mine} contradicts the encoder's input ({spec.describe()}): a model "
+                    f"only works on the features it was trained on; drop task.{key} (null takes the "
+                    "checkpoint's)")
+        self.feature_spec = spec
+        for dataset in self.datasets.values():
+            dataset.feature_spec = spec
+
+    def build_model(self, cfg, from_checkpoint: bool = False):
+        self.building_from_checkpoint = self.building_from_checkpoint or from_checkpoint
+        if cfg.get("class_names") is not None:  # a classifier checkpoint: no data folder needed
+            from ..data.labels import LabelSet
+
+            self.label_set = LabelSet(list(cfg.class_names), list(cfg.class_names), "checkpoint")
+        model = super().build_model(cfg, from_checkpoint)
+        self.min_frames = model.backbone.grid.min_frames
+        for dataset in self.datasets.values():
+            dataset.min_frames = self.min_frames
+        if model.needs_param_groups:
+            logger.info("layer_decay/head_lr_scale: parameters carry optim_overrides lr scales "
+                        "(honoured by optimizer._name=composite with dynamic_groups=true)")
+        # ``cfg`` is the node saved in checkpoints (fairseq's model builder works on a merged
+        # copy), so what is written here travels with every checkpoint.
+        with open_dict(cfg):
+            for key, value in {**model.snapshot(), "class_names": list(self.class_names),
+                               "multi_label": bool(self.cfg.multi_label),
+                               "target_length": int(self.cfg.target_length)}.items():
+                cfg[key] = plain(value)
+        return model
+
+    # ---- data ----------------------------------------------------------------------------
+
+    def load_dataset(self, split: str, **kwargs) -> None:
+        if self.feature_spec is None:  # fairseq builds the model first; other callers get this
+            self.feature_spec = FeatureSpec.from_task_cfg(self.explicit_features())
+        manifest, labels, _ = label_paths(self.cfg.data, split)
+        train = split == "train"
+        dataset = ClassificationDataset(
+            manifest, labels, self.label_set or read_label_descriptors(label_paths(self.cfg.data, split)[2]),
+            target_length=self.cfg.target_length, multi_label=self.cfg.multi_label, train=train,
+            weighted_sampling=self.cfg.weighted_sampling and train, seed=self.cfg.seed,
+            feature_spec=self.feature_spec, min_frames=self.min_frames,
+        )
+        if dataset.num_classes != len(self.class_names):
+            raise ValueError(f"{labels}: {dataset.num_classes} classes, the model has {len(self.class_names)}")
+        if self.cfg.fbank_cache:
+            dataset.use_cache(self.cfg.fbank_cache, split)
+        self.datasets[split] = dataset
+
+    def max_positions(self) -> tuple[int, int]:
+        return (sys.maxsize, sys.maxsize)
+
+    def filter_indices_by_size(self, indices: np.ndarray, *args, **kwargs) -> np.ndarray:
+        return indices
+
+    # ---- training ------------------------------------------------------------------------
+
+    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
+        check_optimizer(model, optimizer)
+        if self.cfg.mixup > 0 and "net_input" in sample:
+            sample = self.mix(sample)
+        return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
+
+    def mix(self, sample: dict) -> dict:
+        """Mixup within the batch on raw features (normalisation is affine, so mixing before
+        or after it is the same in eval-mode BatchNorm); a mixed clip's padding is where
+        both clips are padded. fairseq reseeds torch every update, so this is reproducible."""
+        net = sample["net_input"]
+        x, pad, y = net["source"], net["padding_mask"], sample["target"]
+        draw = draw_mixup(x.shape[0], self.cfg.mixup, self.cfg.mixup_alpha)
+        mixed, partner = draw.mixed.to(x.device), draw.partner.to(x.device)
+        lam = draw.lam.to(device=x.device, dtype=x.dtype)
+        x = torch.where(mixed[:, None, None], lam[:, None, None] * x + (1 - lam[:, None, None]) * x[partner], x)
+        y = torch.where(mixed[:, None], lam[:, None] * y + (1 - lam[:, None]) * y[partner], y)
+        pad = torch.where(mixed[:, None], pad & pad[partner], pad)
+        return {**sample, "net_input": {"source": x, "padding_mask": pad}, "target": y}
+
+
+def check_optimizer(model, optimizer) -> None:
+    """Layer-wise lr scales are only honoured by fairseq's composite optimizer."""
+    model = getattr(model, "module", model)
+    if getattr(model, "needs_param_groups", False) and not getattr(optimizer, "supports_groups", False):
+        raise ValueError(
+            "model.layer_decay/head_lr_scale != 1 need per-parameter learning rates: set optimizer._name="
+            "composite with optimizer.dynamic_groups=true (see config/finetune/base.yaml); "
+            f"{type(optimizer).__name__} would train every parameter at one lr")
+
+
+def plain(value):
+    """Config values as plain Python (checkpoints are loaded with weights_only)."""
+    if isinstance(value, enum.Enum):
+        return str(value.value) if hasattr(value, "value") else str(value)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
