@@ -98,8 +98,8 @@ def test_extract_cli_writes_features_and_reports_bad_files(tmp_path, frame_check
                            "--layer", "1", "--batch-size", "2", "--device", "cpu"], capture_output=True, text=True)
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "bad.wav" in proc.stderr and "wrote 2 feature files (layer 1 of 2" in proc.stdout
-    a = np.load(out / "a.npy")
-    b = np.load(out / "sub" / "b.npy")
+    a = np.load(out / "a.flac.npy")
+    b = np.load(out / "sub" / "b.mkv.npy")
     model = mae_ast.load(str(frame_checkpoint), device="cpu")
     from mae_ast.data import read_audio
 
@@ -124,3 +124,122 @@ def test_show_cli_writes_a_png(request, tmp_path, which):
     width, height = struct.unpack(">II", data[16:24])
     assert (width, height) == (1000, 900)
     assert "masked" in proc.stdout
+
+
+def _opus(path, seconds=2.0):
+    import av
+
+    rate = 48000
+    t = np.arange(int(seconds * rate)) / rate
+    wav = (0.3 * np.sin(2 * np.pi * 330 * t)).astype(np.float32)[None]
+    with av.open(str(path), "w", format="ogg") as out:
+        stream = out.add_stream("libopus", rate=rate)
+        stream.layout = "mono"
+        for start in range(0, wav.shape[1], 960):
+            frame = av.AudioFrame.from_ndarray(wav[:, start:start + 960].copy(), format="flt", layout="mono")
+            frame.sample_rate = rate
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+
+
+def test_extract_keeps_extensions_and_reads_every_audio_extension(tmp_path, frame_checkpoint):
+    """Items 6 and 16: a.flac and a.wav both wrote a.npy (3 "written" for 2 files), and
+    .opus was not in the tool's own extension list."""
+    import soundfile as sf
+
+    from mae_ast.data import read_audio
+
+    audio = tmp_path / "in"
+    audio.mkdir()
+    shutil.copy(DEMO / "audio" / "speech_00.flac", audio / "a.flac")
+    sf.write(audio / "a.wav", read_audio(str(DEMO / "audio" / "speech_01.flac")).numpy(), 16000)
+    _opus(audio / "c.opus")
+    out = tmp_path / "feats"
+    proc = subprocess.run([str(BIN / "mae-ast-extract"), str(frame_checkpoint), str(audio), "--out", str(out),
+                           "--device", "cpu"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "wrote 3 feature files" in proc.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["a.flac.npy", "a.wav.npy", "c.opus.npy"]
+    assert np.load(out / "a.flac.npy").shape != np.load(out / "a.wav.npy").shape  # two different clips
+
+
+def test_extract_refuses_inputs_that_share_an_output_before_writing(tmp_path, frame_checkpoint):
+    manifest = tmp_path / "twice.tsv"
+    manifest.write_text(f"{DEMO / 'audio'}\nspeech_00.flac\t1\nspeech_00.flac\t1\n")
+    out = tmp_path / "feats"
+    proc = subprocess.run([str(BIN / "mae-ast-extract"), str(frame_checkpoint), str(manifest), "--out", str(out)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "would both be written to speech_00.flac.npy" in proc.stderr
+    assert not out.exists()
+
+
+def test_show_computes_the_checkpoints_own_features(tmp_path):
+    """Items 1 and 5: a deltas model's PNG regrouped 128 columns as 24 blocks, and an
+    overlapping-stride model drew a 192-bin, 770-frame "input" for a 480-frame clip."""
+    from conftest import task_cfg, tiny_model
+    from mae_ast.tools.show import reconstruct
+    from test_input_contract import save_checkpoint, speechlike
+
+    wav = speechlike(4.83)  # 481 frames
+    for model, width, frames in ((tiny_model(kt=16, kc=16, st=10), 128, 476),
+                                 (tiny_model(kt=16, kc=16, task=task_cfg("chunk_mask", deltas=True)), 384, 480)):
+        ckpt = save_checkpoint(model, tmp_path / "m.pt", deltas=model.feature_spec.deltas)
+        loaded = mae_ast.load(ckpt, device="cpu")
+        panels = reconstruct(loaded, loaded.feature_spec.compute(wav))
+        assert panels["input"].shape == (frames, width)
+        assert 0.5 < (panels["mask"] > 0).mean() < 1
+        image = (loaded.normalize(loaded.feature_spec.compute(wav)[None])[0, :frames]).numpy()
+        assert np.allclose(panels["input"], image, atol=1e-5)
+        png = tmp_path / "fig.png"
+        proc = subprocess.run([str(BIN / "mae-ast-show"), ckpt, str(DEMO / "audio" / "speech_02.flac"),
+                               "--out", str(png)], capture_output=True, text=True)
+        assert proc.returncode == 0 and png.exists(), proc.stderr[-2000:]
+        assert "DEBUG" not in proc.stderr and "DEBUG" not in proc.stdout
+
+
+def test_show_and_load_report_bad_input_in_one_line(tmp_path, frame_checkpoint):
+    """Item 17: no traceback for bad audio, and a text file is named as such."""
+    (tmp_path / "notes.txt").write_text("these are my notes\n")
+    (tmp_path / "x.flac").mkdir()
+    proc = subprocess.run([str(BIN / "mae-ast-show"), str(frame_checkpoint), str(tmp_path / "x.flac"),
+                           "--out", str(tmp_path / "fig.png")], capture_output=True, text=True)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "x.flac: is a directory, not an audio file" in proc.stderr
+    with pytest.raises(CheckpointError, match="not a torch checkpoint \\(the file is text"):
+        mae_ast.load(str(tmp_path / "notes.txt"))
+    with pytest.raises(CheckpointError, match="is a directory"):
+        mae_ast.load(str(tmp_path / "x.flac"))
+
+
+def test_manifest_tool_never_writes_an_empty_split(tmp_path):
+    """Item 9: --valid-percent 0.01 on a small folder wrote an empty valid.tsv, exit 0."""
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    for name in ("speech_00.flac", "speech_01.flac", "env_00.flac", "env_01.flac", "speech_02.flac"):
+        shutil.copy(DEMO / "audio" / name, audio / name)
+    out = tmp_path / "m"
+    proc = subprocess.run([str(BIN / "mae-ast-manifest"), str(audio), "--out", str(out)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert len((out / "valid.tsv").read_text().splitlines()) == 2  # root + one clip
+    assert len((out / "train.tsv").read_text().splitlines()) == 5
+    assert "fewer than fairseq's default dataset.required_batch_size_multiple=8" in proc.stderr
+
+
+def test_validate_flags_clips_shorter_than_one_patch(tmp_path):
+    """Item 13: training skips clips shorter than one patch; validate did not flag them."""
+    import soundfile as sf
+
+    (tmp_path / "audio").mkdir()
+    sf.write(tmp_path / "audio" / "short.wav", 0.1 * np.sin(np.arange(2000) / 5.0), 16000)  # 11 frames
+    shutil.copy(DEMO / "audio" / "speech_00.flac", tmp_path / "audio" / "ok.flac")
+    ok_len = int(DEMO.joinpath("train.tsv").read_text().split("speech_00.flac\t")[1].split()[0])
+    (tmp_path / "train.tsv").write_text(f"audio\nshort.wav\t2000\nok.flac\t{ok_len}\n")
+    run = [str(BIN / "mae-ast-validate"), str(tmp_path), "--workers", "1"]
+    proc = subprocess.run(run, capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert "train.tsv:2" in proc.stderr and "shorter than one patch (16 frames" in proc.stderr
+    frame_model = subprocess.run(run + ["--patch-frames", "2"], capture_output=True, text=True)
+    assert frame_model.returncode == 0, frame_model.stderr
