@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from fairseq import metrics
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from fairseq.logging import meters
 from fairseq.logging.meters import Meter
 
 from ..metrics import classification_metrics
@@ -45,7 +46,8 @@ class ScoresMeter(Meter):
         self.scores: list[np.ndarray] = []
         self.targets: list[np.ndarray] = []
 
-    def update(self, scores: np.ndarray, targets: np.ndarray) -> None:
+    def update(self, scores: np.ndarray, targets: np.ndarray, multi_label: bool) -> None:
+        self.multi_label = multi_label  # a meter restored from a checkpoint starts with the default
         self.scores.append(scores)
         self.targets.append(targets)
 
@@ -57,6 +59,22 @@ class ScoresMeter(Meter):
     @property
     def smoothed_value(self) -> float:
         return float(len(self.scores))
+
+    def state_dict(self) -> dict:
+        return {}  # scores are per validation run; checkpoints need not carry them
+
+
+# fairseq also logs validation into its persistent "valid" aggregator, which checkpoints
+# save and resumes rebuild by class name from fairseq.logging.meters' namespace: make the
+# name resolvable there (the task empties this meter before each validation run).
+meters.ScoresMeter = ScoresMeter
+
+
+def reset_scores(aggregator: str = "valid") -> None:
+    """Forget the scores of earlier validation runs (else the persistent aggregator grows)."""
+    meter = metrics.get_meter(aggregator, SCORES_KEY)
+    if meter is not None:
+        meter.reset()
 
 
 def _metric(key: str):
@@ -110,7 +128,7 @@ class Classification_Criterion(FairseqCriterion):
             return
         multi = bool(batches[0]["multi_label"])
         for log in batches:
-            metrics.log_custom(lambda: ScoresMeter(multi), SCORES_KEY, log["scores"], log["targets"])
+            metrics.log_custom(lambda: ScoresMeter(multi), SCORES_KEY, log["scores"], log["targets"], multi)
         keys = ("mAP", "auc", "d_prime") if multi else ("accuracy",)
         for key in keys:
             metrics.log_derived(key, _metric(key))

@@ -159,6 +159,11 @@ class MAE_AST_Classification_Task(FairseqTask):
 
     # ---- training ------------------------------------------------------------------------
 
+    def begin_valid_epoch(self, epoch: int, model) -> None:
+        from ..criterions.classification_criterion import reset_scores
+
+        reset_scores()
+
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
         check_optimizer(model, optimizer)
         if self.cfg.mixup > 0 and "net_input" in sample:
