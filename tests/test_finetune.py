@@ -246,5 +246,22 @@ def test_dataset_crops_and_weighted_draws(data):
     assert train.num_tokens(0) == 64
 
 
+@pytest.mark.parametrize("recipe", ["base", "esc50", "speechcommands", "audioset_20k", "audioset_2m"])
+def test_recipes_list_every_field(recipe):
+    import dataclasses
+
+    from omegaconf import OmegaConf
+
+    from mae_ast.criterions.classification_criterion import Classification_Criterion_Config
+    from mae_ast.models.mae_ast_classifier import MAE_AST_Classifier_Config
+    from mae_ast.tasks.mae_ast_classification import MAE_AST_Classification_Config
+
+    cfg = OmegaConf.load(ROOT / "config" / "finetune" / f"{recipe}.yaml")
+    for group, dc in (("task", MAE_AST_Classification_Config), ("model", MAE_AST_Classifier_Config),
+                      ("criterion", Classification_Criterion_Config)):
+        assert {f.name for f in dataclasses.fields(dc)} - set(cfg[group]) == set(), group
+    assert cfg.lr_scheduler._name == "pass_through" and cfg.optimizer._name == "composite"
+
+
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__]))
