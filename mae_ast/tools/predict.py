@@ -1,0 +1,192 @@
+"""``mae-ast-predict``: label audio files with a fine-tuned MAE-AST classifier.
+
+    mae-ast-predict OUT/checkpoint_best.pt clip.wav recordings/ [--top-k 5] [--hop 0.5]
+        [--windows] [--aggregate auto|mean|max] [--json predictions.json] [--device cpu]
+
+Folders are walked for audio files (the extensions of ``mae_ast.data.audio_io.AUDIO_EXTENSIONS``).
+Each file is read at the classifier's sample rate and scored over windows of the model's
+input length (``target_length`` frames): a file no longer than that is one (padded)
+window; a longer one is scored in sliding windows every ``--hop`` seconds (default: half
+a window), the last window aligned to the end of the file so every frame is seen. The
+file's scores aggregate its windows: ``mean`` of the window probabilities (the default
+for single-label models: a clip-level class posterior) or ``max`` (the default for
+multi-label models: a sound event present in any window is present in the file).
+
+``--windows`` prints the timeline (start-end seconds and top label of each window); the
+JSON always holds it. Unreadable files are named on stderr and counted. Exit code: 0 when
+every file was scored, 1 when any could not be, 2 when the checkpoint cannot be used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+
+import torch
+from tqdm import tqdm
+
+from ..classifier import Classifier, load_classifier
+from ..data.audio_io import AUDIO_EXTENSIONS, AudioError, read_audio
+from ..inference import CheckpointError
+
+
+@dataclass
+class Prediction:
+    """One file's scores: the aggregate over windows, and each window with its span in seconds."""
+
+    path: str
+    duration_s: float
+    scores: torch.Tensor  # (C,)
+    window_scores: torch.Tensor  # (windows, C)
+    spans: list[tuple[float, float]] = field(default_factory=list)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="mae-ast-predict", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", help="fine-tuned classifier checkpoint (checkpoint_best.pt)")
+    p.add_argument("audio", nargs="+", help="audio files or folders (walked recursively)")
+    p.add_argument("--top-k", type=int, default=5, help="labels shown per file and window; 0 = all (default: 5)")
+    p.add_argument("--hop", type=float, default=None,
+                   help="seconds between window starts in long files (default: half the model's input length)")
+    p.add_argument("--aggregate", choices=["auto", "mean", "max"], default="auto",
+                   help="how window scores make the file's: auto = mean for single-label, max for multi-label")
+    p.add_argument("--windows", action="store_true", help="also print each window's span and top label")
+    p.add_argument("--json", help="write every file's scores and windows to this JSON file")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    args = p.parse_args(argv)
+    if args.top_k < 0:
+        p.error("--top-k must be >= 0")
+    if args.hop is not None and args.hop <= 0:
+        p.error("--hop must be > 0 seconds")
+    return args
+
+
+def find_files(inputs: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """Audio files named or found under the folders named, and (path, reason) for inputs that yield none."""
+    files, errors = [], []
+    for item in inputs:
+        if os.path.isdir(item):
+            found = sorted(os.path.join(folder, name) for folder, _, names in os.walk(item) for name in names
+                           if os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS)
+            if not found:
+                errors.append((item, f"folder holds no audio file ({', '.join(sorted(AUDIO_EXTENSIONS))})"))
+            files.extend(found)
+        else:
+            files.append(item)  # read_audio names a missing or unreadable file
+    return files, errors
+
+
+def hop_frames(clf: Classifier, hop_s: float | None) -> int:
+    """The hop in feature frames: ``hop_s`` rounded to whole frames, or half the input length."""
+    if hop_s is None:
+        return max(1, clf.target_length // 2)
+    return max(1, round(hop_s * 1000.0 / clf.feature_spec.frame_shift_ms))
+
+
+def window_starts(num_frames: int, target_length: int, hop: int) -> list[int]:
+    """First frame of each window ``Classifier.scores_windows`` scores: every ``hop`` frames,
+    plus one aligned to the end; a single window when the clip fits in one."""
+    if num_frames <= target_length:
+        return [0]
+    last = num_frames - target_length
+    return sorted(set(range(0, last + 1, hop)) | {last})
+
+
+def window_spans(clf: Classifier, num_samples: int, starts: list[int]) -> list[tuple[float, float]]:
+    """Seconds covered by each window's frames (a padded single window covers the file)."""
+    spec = clf.feature_spec
+    rate = spec.sample_rate
+    span = spec.samples_for_frames(clf.target_length)
+    return [(s * spec.shift_samples / rate, min(s * spec.shift_samples + span, num_samples) / rate) for s in starts]
+
+
+def aggregate(window_scores: torch.Tensor, how: str) -> torch.Tensor:
+    return window_scores.max(dim=0).values if how == "max" else window_scores.mean(dim=0)
+
+
+def predict_file(clf: Classifier, path: str, hop: int, how: str) -> Prediction:
+    """Scores of one file; ``AudioError`` when it cannot be read or is too short for one patch."""
+    wav = read_audio(path, clf.feature_spec.sample_rate)
+    frames = clf.feature_spec.frames(len(wav))
+    min_frames = clf.model.backbone.grid.min_frames
+    if frames < min_frames:
+        raise AudioError(path, f"{len(wav) / clf.feature_spec.sample_rate:.3f} s gives {frames} frames, "
+                               f"fewer than one patch ({min_frames} frames)")
+    window_scores = clf.scores_windows(wav, hop_frames=hop)
+    starts = window_starts(frames, clf.target_length, hop)
+    # The spans are our arithmetic, the scores the classifier's: they must describe the same windows.
+    if len(starts) != len(window_scores):
+        raise RuntimeError(f"{path}: {len(window_scores)} window scores but {len(starts)} window starts; "
+                           "window_starts no longer matches Classifier.scores_windows")
+    return Prediction(path, len(wav) / clf.feature_spec.sample_rate, aggregate(window_scores, how),
+                      window_scores, window_spans(clf, len(wav), starts))
+
+
+def top(clf: Classifier, scores: torch.Tensor, k: int) -> list[tuple[str, float]]:
+    """The ``k`` best (label, score) pairs, best first (all classes when ``k`` is 0)."""
+    values, indices = scores.topk(min(k or len(scores), len(scores)))
+    return [(clf.class_names[i], float(v)) for v, i in zip(values.tolist(), indices.tolist())]
+
+
+def describe(clf: Classifier, pred: Prediction, k: int, how: str, windows: bool) -> str:
+    lines = [f"{pred.path}  ({pred.duration_s:.2f} s, {len(pred.window_scores)} window"
+             f"{'s' if len(pred.window_scores) != 1 else ''}, {how})"]
+    lines += [f"  {score:.4f}  {label}" for label, score in top(clf, pred.scores, k)]
+    if windows:
+        for (start, end), scores in zip(pred.spans, pred.window_scores):
+            (label, score), = top(clf, scores, 1)
+            lines.append(f"    {start:7.2f} - {end:7.2f} s  {label} ({score:.3f})")
+    return "\n".join(lines)
+
+
+def as_json(clf: Classifier, pred: Prediction, k: int) -> dict:
+    def labels(scores: torch.Tensor) -> list[dict]:
+        return [{"label": label, "score": score} for label, score in top(clf, scores, k)]
+
+    return {"path": pred.path, "duration_s": pred.duration_s, "top": labels(pred.scores),
+            "windows": [{"start_s": start, "end_s": end, "top": labels(scores)}
+                        for (start, end), scores in zip(pred.spans, pred.window_scores)]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        clf = load_classifier(args.checkpoint, device=args.device)
+    except CheckpointError as err:
+        print(f"mae-ast-predict: {err}", file=sys.stderr)
+        return 2
+    how = ("max" if clf.multi_label else "mean") if args.aggregate == "auto" else args.aggregate
+    hop = hop_frames(clf, args.hop)
+    files, errors = find_files(args.audio)
+    for path, reason in errors:
+        print(f"mae-ast-predict: {path}: {reason}", file=sys.stderr)
+    results = []
+    # The bar goes to stderr and only for several files; results are written through it.
+    for path in tqdm(files, desc="predicting", unit="file", disable=len(files) < 2 or None, file=sys.stderr):
+        try:
+            pred = predict_file(clf, path, hop, how)
+        except AudioError as err:
+            errors.append((path, err.reason))
+            tqdm.write(f"mae-ast-predict: {err}", file=sys.stderr)
+            continue
+        results.append(as_json(clf, pred, args.top_k))
+        tqdm.write(describe(clf, pred, args.top_k, how, args.windows), file=sys.stdout)
+    if errors:
+        print(f"mae-ast-predict: {len(errors)} input(s) could not be scored, {len(results)} scored", file=sys.stderr)
+    if args.json:
+        spec = clf.feature_spec
+        report = {"checkpoint": args.checkpoint, "class_names": clf.class_names, "multi_label": clf.multi_label,
+                  "aggregate": how, "window_s": spec.samples_for_frames(clf.target_length) / spec.sample_rate,
+                  "hop_s": hop * spec.shift_samples / spec.sample_rate, "files": results,
+                  "errors": [{"path": p, "error": r} for p, r in errors]}
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(report, f, indent=2)
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
