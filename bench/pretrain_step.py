@@ -1,29 +1,60 @@
-"""Time full MAE-AST pretraining steps: forward, criterion, backward, optimizer.
+"""Time full MAE-AST pretraining steps (forward, criterion, backward, clip, Adam) for
+ours, the ORIGINAL code and an SSAST-style reference, in one process on one batch.
 
     python bench/pretrain_step.py [--device cuda] [--dtypes fp32,fp16,bf16] [--steps 30]
-                                  [--clips N] [--out bench/results]
+        [--variants original,mae-ast,ssast-style] [--models patch,frame] [--clips N]
+        [--precision-mode autocast|half-model] [--compile] [--fused-adam] [--profile]
+        [--interleave] [--tiny] [--tag NAME] [--out bench/results]
+
+Variants:
+  original     s3prl 0.4.18's vendored copy of the original MAE-AST code
+               (``s3prl.upstream.mae_ast.mae_ast``), loaded with our weights (strict),
+               called as fairseq calls it: ``(source, padding_mask=all False, mask=True)``.
+               Its masking is per-clip Python on ``random``. Its output has our keys, so
+               the criterion is the same ``loss_of``.
+  mae-ast      ours.
+  ssast-style  our encoder over ALL tokens (masked ones replaced by the mask
+               embedding), no decoder, heads on the encoder output.
+
+Precision. fp16/bf16 for ``original`` always run as fairseq's ``common.fp16`` /
+``common.bf16`` do (the config's ``fp16: true``): the model itself cast to half, fp32
+master weights in the optimizer, loss scale 128 for fp16 ("half-model"). The original
+cannot run under autocast: its masking writes the fp32 mask embedding into half features
+in place (index_put dtype mismatch). Ours runs under ``torch.autocast`` by default, or
+the same half-model way with ``--precision-mode half-model`` (then the ratio compares
+like with like).
 
 Models: the seed's 12-layer patch (16x16, chunk_mask) and frame (2x128, random_mask)
 configs, dropout and layerdrop as in config/pretrain/mae_ast.yaml. The batch is what
-fairseq builds from the seed's ``dataset.max_tokens=8388608`` for 10 s clips (computed
-below with fairseq's own batch_by_size when fairseq is installed). Beside each model,
-an "SSAST-style" reference: the same encoder over ALL tokens (masked ones replaced by the
-mask embedding), no decoder, heads on the encoder output.
+fairseq builds from the seed's ``dataset.max_tokens=8388608`` for 10 s clips (fairseq's
+own batch_by_size). ``--tiny`` (2 layers, 256-d) only exercises the code paths on a CPU.
 
-Timing: CUDA events around each step after warm-up, median of ``--steps``; on CPU a
-host clock. FLOPs are counted by hand (``step_flops``): matmuls only, x2 per
-multiply-add, backward = 2 x forward. MFU is against the matmul rate measured on the same
-device at start-up: bf16 on a GPU, fp32 on a CPU (where bf16 is emulated). Prints a table and writes JSON next to it.
+Levers (CUDA): ``--compile`` (our ``compile_blocks``, for mae-ast and ssast-style),
+``--fused-adam`` (``torch.optim.Adam(fused=True)``; default is torch's foreach Adam),
+for every variant since the optimizer is not model code.
+
+Timing: CUDA events around each step after warm-up, median of ``--steps``; on a CPU a
+host clock. ``--interleave`` runs one step of each variant in turn (for shared, noisy
+machines: load bursts hit all variants alike). FLOPs are counted by hand
+(``step_flops``): matmuls only, x2 per multiply-add, backward = 2 x forward; the
+original does the same useful FLOPs as ours. MFU is against the matmul rate measured on
+the same device at start-up: bf16 on a GPU, fp32 on a CPU (where bf16 is emulated).
+``--profile`` adds a torch.profiler run of ours (bf16 on CUDA): top 15 kernels by self
+device time (CPU: ops by self CPU time). Every run also checks which scaled-dot-product-
+attention kernel our attention uses. Prints tables and writes JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import platform
+import random
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from types import SimpleNamespace
 
 import torch
@@ -36,11 +67,17 @@ from mae_ast.models.mae_ast import MAE_AST, MAE_AST_Config  # noqa: E402
 SEED_MAX_TOKENS = 8388608
 CLIP_SECONDS = 10.0
 FRAMES_10S = 998  # Kaldi fbank frames of 160000 samples (25 ms window, 10 ms shift)
+CLIP_NORM = 10.0  # config/pretrain/mae_ast.yaml optimization.clip_norm
+FP16_LOSS_SCALE = 128.0  # fairseq's common.fp16_init_scale
+VARIANTS = ("original", "mae-ast", "ssast-style")
+AMP = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 MODELS = {
     "patch": dict(kt=16, kc=16, mask_type="chunk_mask"),
     "frame": dict(kt=2, kc=128, mask_type="random_mask"),
 }
+TINY = dict(encoder_layers=2, encoder_embed_dim=256, decoder_embed_dim=256, encoder_ffn_embed_dim=1024,
+            encoder_attention_heads=4, decoder_layers=1)
 
 
 def seed_batch_size(manifest_samples: int, max_sample_size: int = 250000) -> int:
@@ -58,15 +95,26 @@ def seed_batch_size(manifest_samples: int, max_sample_size: int = 250000) -> int
         return (SEED_MAX_TOKENS // size) // 8 * 8
 
 
-def build(kind: str) -> MAE_AST:
+def build(kind: str, tiny: bool = False, compile_blocks: bool = False) -> MAE_AST:
     spec = MODELS[kind]
     cfg = MAE_AST_Config(
         ast_kernel_size_time=spec["kt"], ast_kernel_size_chan=spec["kc"], ast_kernel_stride_time=spec["kt"],
         ast_kernel_stride_chan=spec["kc"], enc_sine_pos=True, dec_sine_pos=True, dropout_input=0.1,
-        encoder_layerdrop=0.05, random_mask_prob=0.75,
+        encoder_layerdrop=0.05, random_mask_prob=0.75, compile_blocks=compile_blocks, **(TINY if tiny else {}),
     )
     task = SimpleNamespace(feature_type="fbank", feature_dim=128, mask_type=spec["mask_type"], deltas=False)
     return MAE_AST(cfg, task)
+
+
+def build_original(model: MAE_AST) -> torch.nn.Module:
+    """The original code with our weights (as tests/test_model.py::_original): it reads
+    its config as attributes, so our dataclass's fields go in a namespace."""
+    from s3prl.upstream.mae_ast import mae_ast as original
+
+    cfg = SimpleNamespace(**{k: getattr(model.cfg, k) for k in model.cfg.__dataclass_fields__})
+    orig = original.MAE_AST(cfg, model.task_cfg)
+    orig.load_state_dict(model.state_dict(), strict=True)
+    return orig
 
 
 def ssast_forward(model: MAE_AST, source: torch.Tensor) -> dict:
@@ -91,6 +139,13 @@ def loss_of(out: dict) -> torch.Tensor:
     return 10.0 * torch.nn.functional.mse_loss(recon, target) + nce
 
 
+def layer_flops(n_tokens: int, depth: int, dim: int, ffn: int) -> float:
+    """Forward matmul FLOPs of ``depth`` transformer blocks over ``n_tokens`` tokens."""
+    linear = n_tokens * (2 * dim * 3 * dim + 2 * dim * dim + 2 * 2 * dim * ffn)
+    attention = 2 * 2 * n_tokens * n_tokens * dim
+    return depth * (linear + attention)
+
+
 def step_flops(model: MAE_AST, B: int, ssast: bool) -> float:
     """Matmul FLOPs of one training step (forward x 3 for forward + backward)."""
     cfg = model.cfg
@@ -98,20 +153,16 @@ def step_flops(model: MAE_AST, B: int, ssast: bool) -> float:
     T = (FRAMES_10S // cfg.ast_kernel_size_time) * model.chan_blocks
     R = max(1, int(0.25 * T))
     M = T - R
-
-    def layers(n_tokens: int, depth: int) -> float:
-        linear = n_tokens * (2 * D * 3 * D + 2 * D * D + 2 * 2 * D * F)
-        attention = 2 * 2 * n_tokens * n_tokens * D
-        return depth * (linear + attention)
-
     fwd = 2 * T * P * D  # post_extract_proj
-    fwd += layers(T if ssast else R, cfg.encoder_layers)
+    fwd += layer_flops(T if ssast else R, cfg.encoder_layers, D, F)
     if not ssast:
-        fwd += layers(T, cfg.decoder_layers)
+        fwd += layer_flops(T, cfg.decoder_layers, D, F)
     fwd += 2 * 2 * M * D * P  # reconstruction and classification heads
     fwd += 2 * M * M * P  # InfoNCE scores
     return 3.0 * B * fwd
 
+
+# ---- device helpers ------------------------------------------------------------------
 
 def peak_dtype(device: torch.device) -> torch.dtype:
     """The MFU reference: bf16 tensor cores on a GPU; fp32 on a CPU, where bf16 matmuls
@@ -151,82 +202,345 @@ def time_stop(device, t0) -> float:
     return time.perf_counter() - t0
 
 
-def run_case(kind: str, dtype: str, ssast: bool, B: int, steps: int, warmup: int, device) -> dict:
-    torch.manual_seed(0)
-    model = build(kind).to(device).train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01)
-    amp = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == "fp16")
-    source = torch.randn(B, FRAMES_10S, 128, device=device) * 3 - 6
+def sync(device: torch.device) -> None:
     if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    times = []
-    for i in range(warmup + steps):
-        t0 = time_start(device)
-        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-            out = ssast_forward(model, source) if ssast else model(source)
-            loss = loss_of(out)
+        torch.cuda.synchronize()
+
+
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu"
+
+
+# ---- one training step per variant ----------------------------------------------------
+
+SEED_ADAM = dict(lr=1e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01)  # config/pretrain/mae_ast.yaml
+
+
+def make_adam(params, device: torch.device, fused: bool, **hyper) -> torch.optim.Optimizer:
+    """Adam (the seed's settings unless given); fused only where it is a lever (CUDA),
+    else torch's default (foreach on CUDA)."""
+    extra = {"fused": True} if fused and device.type == "cuda" else {}
+    return torch.optim.Adam(params, **{**SEED_ADAM, **hyper}, **extra)
+
+
+def autocast_step(model: torch.nn.Module, forward: Callable, dtype: str, device, fused: bool) -> Callable:
+    """fp32, or autocast with fp32 weights (GradScaler for fp16)."""
+    opt = make_adam(model.parameters(), device, fused)
+    amp = AMP[dtype]
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == "fp16")
+
+    def step(source: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            loss = loss_of(forward(source))
         scaler.scale(loss).backward()
         scaler.unscale_(opt)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP_NORM)
         scaler.step(opt)
         scaler.update()
         opt.zero_grad(set_to_none=True)
+        return loss
+
+    return step
+
+
+def half_model_step(model: torch.nn.Module, forward: Callable, dtype: str, device, fused: bool) -> Callable:
+    """fairseq's common.fp16 / common.bf16 (trainer.py casts the model; FP16Optimizer
+    keeps fp32 master weights): half forward/backward, grads copied to the fp32 masters,
+    clipped and stepped there, weights copied back. fp16 scales the loss (bf16: none)."""
+    half = AMP[dtype]
+    model.to(half)
+    params = [p for p in model.parameters() if p.requires_grad]
+    master = [p.detach().float().clone().requires_grad_(True) for p in params]
+    opt = make_adam(master, device, fused)
+    scale = FP16_LOSS_SCALE if dtype == "fp16" else 1.0
+
+    def step(source: torch.Tensor) -> torch.Tensor:
+        loss = loss_of(forward(source.to(half)))
+        (loss * scale).backward()
+        for m, p in zip(master, params):
+            # layerdrop leaves a skipped layer's grads at None: Adam skips those too
+            m.grad = None if p.grad is None else p.grad.float().mul_(1.0 / scale)
+            p.grad = None
+        torch.nn.utils.clip_grad_norm_(master, CLIP_NORM)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            torch._foreach_copy_(params, master)
+        return loss
+
+    return step
+
+
+def make_case(kind: str, variant: str, dtype: str, args, device, B: int):
+    """(our model for FLOP counting, step function) of one variant. All variants start
+    from the same weights (seed 0) and see the same batch."""
+    torch.manual_seed(0)
+    random.seed(0)  # the original's masking draws from Python's random
+    ours = build(kind, args.tiny, compile_blocks=args.compile and variant != "original")
+    if variant == "original":
+        model = build_original(ours).to(device).train()
+        pad = torch.zeros(B, FRAMES_10S, dtype=torch.bool, device=device)  # it indexes this; all valid
+
+        def forward(s):
+            return model(s, padding_mask=pad, mask=True)
+    else:
+        model = ours.to(device).train()
+
+        def forward(s):
+            return ssast_forward(model, s) if variant == "ssast-style" else model(s)
+    half_model = dtype != "fp32" and (variant == "original" or args.precision_mode == "half-model")
+    maker = half_model_step if half_model else autocast_step
+    precision = "fp32" if dtype == "fp32" else ("half-model" if half_model else "autocast")
+    return ours, maker(model, forward, dtype, device, args.fused_adam), precision
+
+
+def time_steps(step: Callable, source: torch.Tensor, steps: int, warmup: int, device) -> tuple[list, float]:
+    times, loss = [], None
+    for i in range(warmup + steps):
+        t0 = time_start(device)
+        loss = step(source)
         dt = time_stop(device, t0)
         if i >= warmup:
             times.append(dt)
-    step = statistics.median(times)
-    flops = step_flops(model, B, ssast)
-    T = (FRAMES_10S // model.cfg.ast_kernel_size_time) * model.chan_blocks
-    return {"model": kind, "variant": "ssast-style" if ssast else "mae-ast", "dtype": dtype, "clips": B,
-            "step_s": step, "step_spread_s": max(times) - min(times), "clips_per_s": B / step,
-            "tokens_per_s": B * T / step, "tflops": flops / step / 1e12,
-            "peak_mem_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None,
-            "loss": float(loss)}
+    return times, float(loss.detach())
+
+
+def free(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def case_row(ours: MAE_AST, kind: str, variant: str, dtype: str, precision: str, B: int, times: list,
+             loss: float, args, device, peak_mem: float | None) -> dict:
+    median = statistics.median(times)
+    flops = step_flops(ours, B, variant == "ssast-style")
+    T = (FRAMES_10S // ours.cfg.ast_kernel_size_time) * ours.chan_blocks
+    return {"model": kind, "variant": variant, "dtype": dtype, "precision": precision,
+            "compile": args.compile and variant != "original", "fused_adam": args.fused_adam and device.type == "cuda",
+            "clips": B, "step_s": median, "step_spread_s": max(times) - min(times), "clips_per_s": B / median,
+            "tokens_per_s": B * T / median, "tflops": flops / median / 1e12, "peak_mem_gib": peak_mem,
+            "loss": loss, "interleaved": bool(getattr(args, "interleave", False))}
+
+
+def run_case(kind: str, variant: str, dtype: str, B: int, args, device) -> dict:
+    """One variant alone: its peak memory is its own."""
+    ours, step, precision = make_case(kind, variant, dtype, args, device, B)
+    source = torch.randn(B, FRAMES_10S, 128, device=device) * 3 - 6
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times, loss = time_steps(step, source, args.steps, args.warmup, device)
+    peak_mem = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
+    row = case_row(ours, kind, variant, dtype, precision, B, times, loss, args, device, peak_mem)
+    del ours, step
+    free(device)
+    return row
+
+
+def run_interleaved(kind: str, variants: list[str], dtype: str, B: int, args, device) -> list[dict]:
+    """All variants built first, then one step of each in turn: on a shared machine a
+    burst of load hits every variant alike, so the ratios hold better than the rates.
+    Peak memory is not reported (the other variants' weights are resident)."""
+    cases = [(v, *make_case(kind, v, dtype, args, device, B)) for v in variants]
+    source = torch.randn(B, FRAMES_10S, 128, device=device) * 3 - 6
+    times = {v: [] for v in variants}
+    losses = {}
+    for i in range(args.warmup + args.steps):
+        for v, _, step, _ in cases:
+            t0 = time_start(device)
+            losses[v] = float(step(source).detach())
+            dt = time_stop(device, t0)
+            if i >= args.warmup:
+                times[v].append(dt)
+    rows = [case_row(ours, kind, v, dtype, precision, B, times[v], losses[v], args, device, None)
+            for v, ours, _, precision in cases]
+    del cases
+    free(device)
+    return rows
+
+
+# ---- attention kernel and profile ------------------------------------------------------
+
+SDPA_OPS = {  # aten op -> backend it means
+    "aten::_scaled_dot_product_flash_attention": "flash",
+    "aten::_scaled_dot_product_flash_attention_for_cpu": "flash (CPU)",
+    "aten::_scaled_dot_product_efficient_attention": "memory-efficient",
+    "aten::_scaled_dot_product_cudnn_attention": "cuDNN",
+    "aten::_scaled_dot_product_attention_math": "math (unfused)",
+}
+
+
+def attention_ops(model: MAE_AST, device, dtype: str, train: bool) -> list[str]:
+    """aten attention ops one of our encoder blocks runs: forward+backward in train mode
+    (attention dropout 0.1), forward in eval mode."""
+    block = model.encoder.layers[0].train(train)
+    x = torch.randn(2, 124, model.cfg.encoder_embed_dim, device=device, requires_grad=train)
+    amp = AMP[dtype]
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            y = block(x)
+        if train:
+            y.float().sum().backward()
+    return sorted({e.name for e in prof.events() if "attention" in e.name and e.name.startswith("aten::")})
+
+
+def sdpa_backends(device, dtype: str, heads: int, head_dim: int) -> dict:
+    """CUDA: does each fused backend accept our attention (shape, dtype, dropout 0.1)
+    when it is the only one allowed? An error here means SDPA would fall back."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    q = torch.randn(2, heads, 124, head_dim, device=device, dtype=AMP[dtype] or torch.float32)
+    result = {}
+    names = ("FLASH_ATTENTION", "EFFICIENT_ATTENTION", "CUDNN_ATTENTION")  # cuDNN: torch >= 2.5
+    for backend in (getattr(SDPBackend, n) for n in names if hasattr(SDPBackend, n)):
+        try:
+            with sdpa_kernel([backend]):
+                torch.nn.functional.scaled_dot_product_attention(q, q, q, dropout_p=0.1)
+            sync(device)
+            result[backend.name] = "ok"
+        except Exception as e:  # the point is to report, not to stop the benchmark
+            result[backend.name] = f"raised {type(e).__name__}: {str(e).splitlines()[0][:160]}"
+    return result
+
+
+def sdpa_check(args, device) -> dict:
+    """Which attention kernel our blocks get, training and inference."""
+    dtype = "bf16" if device.type == "cuda" else "fp32"
+    model = build("patch", args.tiny).to(device)
+    check = {"dtype": dtype}
+    for mode in ("train", "eval"):
+        ops = attention_ops(model, device, dtype, train=mode == "train")
+        check[mode] = {"aten_ops": ops, "sdpa_used": "aten::scaled_dot_product_attention" in ops,
+                       "backend": ", ".join(SDPA_OPS[o] for o in ops if o in SDPA_OPS) or "none"}
+        print(f"SDPA {mode} ({dtype}): {check[mode]['backend']}; aten ops {ops}")
+    if device.type == "cuda":
+        cfg = model.cfg
+        check["restricted"] = sdpa_backends(device, dtype, cfg.encoder_attention_heads,
+                                            cfg.encoder_embed_dim // cfg.encoder_attention_heads)
+        for name, outcome in check["restricted"].items():
+            print(f"  sdpa_kernel([{name}]) only: {outcome}")
+    del model
+    return check
+
+
+def profile_ours(kind: str, B: int, args, device, steps: int = 3) -> dict:
+    """torch.profiler over a few steps of ours (bf16 on CUDA): top 15 kernels by self
+    device time (CUDA), or ops by self CPU time (CPU)."""
+    dtype = "bf16" if device.type == "cuda" else "fp32"
+    ours, step, precision = make_case(kind, "mae-ast", dtype, args, device, B)
+    source = torch.randn(B, FRAMES_10S, 128, device=device) * 3 - 6
+    for _ in range(2):  # allocator and (with --compile) compilation out of the profile
+        step(source)
+    sync(device)
+    acts = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        acts.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=acts) as prof:
+        for _ in range(steps):
+            step(source)
+        sync(device)
+    top = top_events(prof, device, steps)
+    print(f"\nprofile: {kind} mae-ast {dtype} ({precision}), {B} clips, {steps} steps; "
+          f"top {len(top)} by self {'device' if device.type == 'cuda' else 'CPU'} time")
+    print(f"{'self ms/step':>13}{'share':>8}{'calls':>7}  name")
+    for r in top:
+        print(f"{r['self_ms_per_step']:13.2f}{r['share']:8.1%}{r['calls']:7d}  {r['name'][:100]}")
+    del ours, step
+    free(device)
+    return {"model": kind, "dtype": dtype, "precision": precision, "clips": B, "steps": steps, "top": top}
+
+
+def top_events(prof, device, steps: int, n: int = 15) -> list[dict]:
+    """Kernels (CUDA device events) or CPU ops, by self time, per step."""
+    events = prof.key_averages()
+    if device.type == "cuda":
+        kernels = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
+        key = "self_device_time_total"
+    else:
+        kernels, key = list(events), "self_cpu_time_total"
+    total = sum(getattr(e, key) for e in kernels) or 1.0
+    kernels.sort(key=lambda e: getattr(e, key), reverse=True)
+    return [{"name": e.key, "calls": e.count, "self_ms_per_step": getattr(e, key) / 1e3 / steps,
+             "share": getattr(e, key) / total} for e in kernels[:n]]
+
+
+# ---- report -----------------------------------------------------------------------------
+
+def ratio(rows: list[dict], r: dict, variant: str) -> str:
+    ref = next((x for x in rows if x["model"] == r["model"] and x["dtype"] == r["dtype"]
+                and x["variant"] == variant), None)
+    return f"{r['clips_per_s'] / ref['clips_per_s']:.2f}x" if ref and ref is not r else "-"
+
+
+def print_table(rows: list[dict], env: dict) -> None:
+    print(f"\n{env['device']}, torch {env['torch']}, {env['clips_per_batch']} clips x 10 s per step, "
+          f"{env['peak_dtype']} matmul peak measured {env['peak_matmul_tflops']:.2f} TFLOP/s (MFU reference)")
+    print(f"{'model':7}{'variant':13}{'dtype':6}{'precision':11}{'step ms':>9}{'clips/s':>9}{'TFLOP/s':>9}"
+          f"{'MFU':>7}{'peak GiB':>10}{'vs orig':>9}{'vs ssast':>9}")
+    for r in rows:
+        mem = f"{r['peak_mem_gib']:.1f}" if r["peak_mem_gib"] is not None else "-"
+        print(f"{r['model']:7}{r['variant']:13}{r['dtype']:6}{r['precision']:11}{r['step_s'] * 1e3:9.1f}"
+              f"{r['clips_per_s']:9.2f}{r['tflops']:9.2f}{r['mfu']:7.1%}{mem:>10}"
+              f"{ratio(rows, r, 'original'):>9}{ratio(rows, r, 'ssast-style'):>9}")
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--dtypes", default="fp32,fp16,bf16")
+    p.add_argument("--models", default="patch,frame")
+    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--clips", type=int, default=None, help="override the seed's batch size")
+    p.add_argument("--manifest-samples", type=int, default=479232,
+                   help="manifest length of a 10 s clip (AudioSet mkv at 48 kHz: 479232; 16 kHz: 160000)")
+    p.add_argument("--precision-mode", choices=("autocast", "half-model"), default="autocast",
+                   help="ours and ssast-style under fp16/bf16 (the original is always half-model)")
+    p.add_argument("--compile", action="store_true", help="torch.compile our blocks (compile_blocks)")
+    p.add_argument("--fused-adam", action="store_true", help="Adam(fused=True) on CUDA")
+    p.add_argument("--profile", action="store_true", help="also profile a few steps of ours")
+    p.add_argument("--profile-only", action="store_true", help="skip the timing table")
+    p.add_argument("--tiny", action="store_true", help="2-layer 256-d models: code paths only")
+    p.add_argument("--interleave", action="store_true",
+                   help="one step of each variant in turn (shared machines; no peak memory)")
+    p.add_argument("--tag", default="", help="suffix of the JSON file name")
+    p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
+    args = p.parse_args()
+    unknown = set(args.variants.split(",")) - set(VARIANTS)
+    if unknown:
+        p.error(f"unknown variants {sorted(unknown)}; choose from {VARIANTS}")
+    return args
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--dtypes", default="fp32,fp16,bf16")
-    parser.add_argument("--models", default="patch,frame")
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--clips", type=int, default=None, help="override the seed's batch size")
-    parser.add_argument("--manifest-samples", type=int, default=479232,
-                        help="manifest length of a 10 s clip (AudioSet mkv at 48 kHz: 479232; 16 kHz: 160000)")
-    parser.add_argument("--no-ssast", action="store_true")
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
-    args = parser.parse_args()
+    args = parse_args()
     device = torch.device(args.device)
     B = args.clips or seed_batch_size(args.manifest_samples)
     peak = measure_matmul_rate(device)
-    rows = []
-    for kind in args.models.split(","):
-        for dtype in args.dtypes.split(","):
-            for ssast in ([False] if args.no_ssast else [False, True]):
-                row = run_case(kind, dtype, ssast, B, args.steps, args.warmup, device)
-                row["mfu"] = row["tflops"] * 1e12 / peak
-                rows.append(row)
-                print(f"  {kind:6} {row['variant']:12} {dtype:5} {row['clips_per_s']:9.1f} clips/s", flush=True)
-
-    env = {"device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
-           "torch": torch.__version__, "python": platform.python_version(), "clips_per_batch": B,
+    env = {"device": device_name(device), "torch": torch.__version__, "python": platform.python_version(),
+           "cpu_threads": torch.get_num_threads(), "clips_per_batch": B, "tiny": args.tiny,
            "peak_dtype": str(peak_dtype(device)).replace("torch.", ""), "peak_matmul_tflops": peak / 1e12,
-           "date": time.strftime("%Y-%m-%d")}
-    print(f"\n{env['device']}, torch {env['torch']}, {B} clips x 10 s per step, "
-          f"{env['peak_dtype']} matmul peak measured {peak / 1e12:.2f} TFLOP/s (MFU reference)")
-    print(f"{'model':7}{'variant':13}{'dtype':6}{'step ms':>9}{'clips/s':>9}{'tokens/s':>11}"
-          f"{'TFLOP/s':>9}{'MFU':>7}{'peak GiB':>10}{'vs ssast':>9}")
-    for r in rows:
-        ref = next((x for x in rows if x["model"] == r["model"] and x["dtype"] == r["dtype"]
-                    and x["variant"] == "ssast-style"), None)
-        ratio = f"{r['clips_per_s'] / ref['clips_per_s']:.2f}x" if ref and r is not ref else "-"
-        mem = f"{r['peak_mem_gib']:.1f}" if r["peak_mem_gib"] is not None else "-"
-        print(f"{r['model']:7}{r['variant']:13}{r['dtype']:6}{r['step_s'] * 1e3:9.1f}{r['clips_per_s']:9.1f}"
-              f"{r['tokens_per_s']:11.0f}{r['tflops']:9.2f}{r['mfu']:7.1%}{mem:>10}{ratio:>9}")
-    path = save_results(args.out, f"pretrain_step_{device.type}", env, rows)
-    print(f"wrote {path}")
+           "precision_mode": args.precision_mode, "compile": args.compile, "fused_adam": args.fused_adam,
+           "interleave": args.interleave,
+           "date": time.strftime("%Y-%m-%d"), "sdpa": sdpa_check(args, device)}
+    rows = []
+    if not args.profile_only:
+        for kind in args.models.split(","):
+            for dtype in args.dtypes.split(","):
+                variants = args.variants.split(",")
+                done = run_interleaved(kind, variants, dtype, B, args, device) if args.interleave else \
+                    [run_case(kind, v, dtype, B, args, device) for v in variants]
+                for row in done:
+                    row["mfu"] = row["tflops"] * 1e12 / peak
+                    print(f"  {kind:6} {row['variant']:12} {dtype:5} {row['precision']:10} "
+                          f"{row['clips_per_s']:9.2f} clips/s", flush=True)
+                rows += done
+        print_table(rows, env)
+    if args.profile or args.profile_only:
+        env["profile"] = profile_ours(args.models.split(",")[0], B, args, device)
+    name = f"pretrain_step_{device.type}" + (f"_{args.tag}" if args.tag else "")
+    print(f"wrote {save_results(args.out, name, env, rows)}")
 
 
 if __name__ == "__main__":
