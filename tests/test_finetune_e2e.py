@@ -7,10 +7,12 @@ scores the test split, whose 4 voices no training clip uses. Three runs: full fi
 from the pretrained encoder, a linear probe on it (``model.freeze_encoder=true``) and the
 same architecture from random init (the baseline).
 
-Bounds: 10 classes, 40 test clips, chance 10%. Under chance accuracy, P(>= 10 of 40
-right) = 0.008 and P(>= 8 of 40) = 0.04 (binomial), so 25% (2.5x chance) shows the
-fine-tuned model learnt the words and 20% shows the probe learnt something; the measured
-accuracies sit well above both (see the printed table).
+Bounds: 10 classes, 40 test clips, chance 10%. A model at chance gets >= 10 of 40 right
+with probability 0.005 (binomial), >= 16 with probability 6e-7. Measured over fine-tuning
+seeds 1-3 and a second pretraining seed: full fine-tuning 0.82-0.95, linear probe
+0.45-0.55, random init 0.75-0.85 (fine-tuning seeds only). So full fine-tuning must
+reach 40% (4x chance) and the probe 25% (2.5x chance): far above what chance can
+produce, far below what the runs reach. Random init is recorded, not judged.
 """
 
 from __future__ import annotations
@@ -72,13 +74,15 @@ def finetune(run_dir: Path, pretrained: Path | None, updates: int, *overrides: s
              data: Path = KEYWORDS) -> Path:
     """The Speech Commands recipe scaled down to a tiny CPU run; the last checkpoint.
 
-    Kept from the recipe: target_length 128, BCE loss, noise + time roll, SpecAugment,
-    Adam betas, the step schedule (warmup then x0.85 steps). Scaled down: batch 16, a
-    fixed number of updates, warmup 20 and a decay step every 100 updates (the recipe's
-    are in epochs of 663 updates), SpecAugment masks of 12 instead of 48 and no mixup
-    (on 120 clips and a few hundred updates those only slowed learning: the
-    recipe's masks and mixup gave 35% test accuracy, these settings 72%). The last
-    checkpoint is used: 20 valid clips pick a "best" by noise."""
+    Kept from the recipe: target_length 128, noise + time roll, SpecAugment, Adam betas,
+    the step schedule (warmup then x0.85 steps). Scaled down: batch 16, a fixed number of
+    updates, warmup 20 and a decay step every 100 updates (the recipe's are in epochs of
+    663 updates), SpecAugment masks of 12 instead of 48, no mixup, and cross-entropy
+    instead of the recipe's BCE. Why: on 120 clips and 300 updates the recipe's masks and
+    mixup held test accuracy at 35%, and BCE sits on its class-prior plateau (loss 0.325)
+    for a seed-dependent number of updates (test accuracy 0.20 to 0.72 over seeds 1-3),
+    where cross-entropy gave 0.82-0.95. The last checkpoint is used: 20 valid clips pick
+    a "best" by noise."""
     init = [f"model.pretrained_checkpoint={pretrained}"] if pretrained else [
         "model.encoder={" + ",".join(f"{k}:{v}" for k, v in TINY.items()) + "}"]
     run_cli(
@@ -91,7 +95,7 @@ def finetune(run_dir: Path, pretrained: Path | None, updates: int, *overrides: s
         "optimization.max_epoch=0", f"optimization.max_update={updates}", f"optimization.lr=[{lr}]",
         "optimizer.groups.default.lr_scheduler.warmup_updates=20",
         "optimizer.groups.default.lr_scheduler.lr_deacy_period=100",
-        "task.freqm=12", "task.timem=12", "task.mixup=0.0",
+        "task.freqm=12", "task.timem=12", "task.mixup=0.0", "criterion.loss=ce",
         *overrides,
     )
     return run_dir / "checkpoints" / "checkpoint_last.pt"
@@ -125,6 +129,5 @@ def test_finetune_beats_chance(pretrained, tmp_path):
     for name, (acc, n, wall) in results.items():
         print(f"{name:12s} test accuracy {acc:.3f} on {n} clips (chance {chance:.2f}), {wall:.0f} s")
     assert all(n == 40 for _, n, _ in results.values())
-    assert results["pretrained"][0] >= 2.5 * chance, results
-    assert results["frozen"][0] >= 2.0 * chance, results
-    assert results["random_init"][0] >= 0.0  # recorded, not judged: the baseline may be weak
+    assert results["pretrained"][0] >= 4 * chance, results
+    assert results["frozen"][0] >= 2.5 * chance, results
