@@ -116,7 +116,10 @@ def predict_file(clf: Classifier, path: str, hop: int, how: str) -> Prediction:
     if frames < min_frames:
         raise AudioError(path, f"{len(wav) / clf.feature_spec.sample_rate:.3f} s gives {frames} frames, "
                                f"fewer than one patch ({min_frames} frames)")
-    window_scores = clf.scores_windows(wav, hop_frames=hop)
+    try:
+        window_scores = clf.scores_windows(wav, hop_frames=hop)
+    except ValueError as err:  # the input contract refused the waveform (e.g. not on the [-1, 1] scale)
+        raise AudioError(path, str(err)) from err
     starts = window_starts(frames, clf.target_length, hop)
     # The spans are our arithmetic, the scores the classifier's: they must describe the same windows.
     if len(starts) != len(window_scores):
