@@ -24,7 +24,6 @@ import numpy as np
 import torch
 
 from .augment import pad_or_crop
-from .features import clip_features
 from .labels import LabelSet, read_labels
 from .mae_ast_dataset import MAE_AST_Dataset
 from .sampling import sample_weights, weighted_indices
@@ -55,8 +54,7 @@ class ClassificationDataset(MAE_AST_Dataset):
         self.train = train
         self.seed = seed
         self.weights = sample_weights(self.labels, self.num_classes) if weighted_sampling else None
-        # The manifest's lengths check decoding (truncated files); batching sees target_length.
-        self.expected = self.sizes.copy()
+        # Batching sees target_length; manifest_sizes (the base class) still checks decoding.
         self.sizes = np.full(len(self.paths), target_length, dtype=np.int64)
         if weighted_sampling:
             logger.info(f"{manifest_path}: class-balanced sampling, a new draw of {len(self)} clips every epoch")
@@ -65,12 +63,6 @@ class ClassificationDataset(MAE_AST_Dataset):
         item = super().__getitem__(index)
         item["labels"] = self.labels[index]
         return item
-
-    def get_features(self, index: int) -> torch.Tensor:
-        if self.cache is not None:
-            return self.cache[index]
-        expected = int(self.expected[index]) if self.check_lengths else None
-        return clip_features(self.paths[index], self.feature_spec, expected_samples=expected)
 
     def fix_clip(self, feat: torch.Tensor, index: int) -> tuple[torch.Tensor, int]:
         """Pad or crop to ``target_length``; the crop offset is drawn from (seed, epoch,
@@ -82,10 +74,9 @@ class ClassificationDataset(MAE_AST_Dataset):
         return pad_or_crop(feat, self.target_length, random_crop=self.random_crop, generator=generator)
 
     def collater(self, samples: list[dict]) -> dict:
-        n_skipped = sum(s["source"] is None for s in samples)
-        samples = [s for s in samples if s["source"] is not None]
-        if not samples:  # a placeholder, as in pretraining (see MAE_AST_Dataset.collater)
-            return {"id": torch.zeros(0, dtype=torch.long), "n_skipped": n_skipped} if n_skipped else {}
+        samples, n_skipped, placeholder = self.usable(samples)
+        if placeholder is not None:
+            return placeholder
         width = samples[0]["source"].shape[1]
         source = torch.zeros(len(samples), self.target_length, width)
         padding_mask = torch.zeros(len(samples), self.target_length, dtype=torch.bool)

@@ -60,6 +60,9 @@ class MAE_AST_Dataset(FairseqDataset):
         self.cache = None  # an FbankCache (use_cache) replaces decoding and fbank
         self.paths, self.lines = manifest.paths, manifest.lines
         self.sizes = np.asarray(manifest.sizes, dtype=np.int64)
+        # The manifest's own lengths, kept apart from ``sizes`` (what batching counts,
+        # which subclasses may redefine) for the truncation check.
+        self.manifest_sizes = self.sizes.copy()
         self.feature_spec = feature_spec or FeatureSpec(sample_rate=sample_rate)
         self.sample_rate = self.feature_spec.sample_rate
         self.max_sample_size = max_sample_size if max_sample_size is not None else sys.maxsize
@@ -110,7 +113,7 @@ class MAE_AST_Dataset(FairseqDataset):
     def get_features(self, index: int) -> torch.Tensor:
         if self.cache is not None:
             return self.cache[index]
-        expected = int(self.sizes[index]) if self.check_lengths else None
+        expected = int(self.manifest_sizes[index]) if self.check_lengths else None
         return clip_features(self.paths[index], self.feature_spec, expected_samples=expected)
 
     def __getitem__(self, index: int) -> dict:
@@ -133,13 +136,22 @@ class MAE_AST_Dataset(FairseqDataset):
         start = int(rng.integers(0, diff + 1)) if self.random_crop else 0
         return feat[start : start + target]
 
-    def collater(self, samples: list[dict]) -> dict:
+    @staticmethod
+    def usable(samples: list[dict]) -> tuple[list[dict], int, dict | None]:
+        """The samples that hold features, how many were skipped, and the batch to return
+        when none is left: not {}, or fairseq would swap in its dummy batch and drop the
+        count (or fail with "Invalid dummy batch" if it is the first one)."""
         n_skipped = sum(s["source"] is None for s in samples)
         samples = [s for s in samples if s["source"] is not None]
+        placeholder = None
         if not samples:
-            # Not {}: fairseq would swap in its dummy batch and drop this batch's count
-            # (or fail with "Invalid dummy batch" if it is the first one).
-            return {"id": torch.zeros(0, dtype=torch.long), "n_skipped": n_skipped} if n_skipped else {}
+            placeholder = {"id": torch.zeros(0, dtype=torch.long), "n_skipped": n_skipped} if n_skipped else {}
+        return samples, n_skipped, placeholder
+
+    def collater(self, samples: list[dict]) -> dict:
+        samples, n_skipped, placeholder = self.usable(samples)
+        if placeholder is not None:
+            return placeholder
         feats = [s["source"] for s in samples]
         lengths = [len(f) for f in feats]
         # As in the original, max_sample_size (samples) caps a length in frames: with the
