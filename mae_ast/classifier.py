@@ -19,9 +19,11 @@ import torch
 from .data.augment import pad_or_crop
 from .data.features import FeatureSpec, as_waveform, as_waveforms
 from .inference import CheckpointError, _as_dict
-from .models.mae_ast_classifier import MAE_AST_Classifier, build_backbone
+from .models.mae_ast_classifier import HEAD_NORM_LEGACY, MAE_AST_Classifier, build_backbone
 
-MODEL_DEFAULTS = {"head_dropout": 0.0, "freeze_encoder": False, "pooling": "mean"}
+# What a checkpoint without the field means (head_norm: before the field existed, the
+# head was a LayerNorm).
+MODEL_DEFAULTS = {"head_dropout": 0.0, "freeze_encoder": False, "pooling": "mean", "head_norm": HEAD_NORM_LEGACY}
 
 
 class Classifier:

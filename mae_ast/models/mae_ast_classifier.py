@@ -1,7 +1,16 @@
 """``mae_ast_classifier``: a MAE-AST encoder with a pooled linear head, for fine-tuning.
 
 timm's split: ``forward_features`` (normalise, augment in training, patchify, encoder over
-every token, mean over the valid tokens) -> ``forward_head`` (LayerNorm, dropout, Linear).
+every token, mean over the valid tokens) -> ``forward_head`` (``fc_norm``, dropout, Linear).
+
+``fc_norm`` is ``model.head_norm``: ``batchnorm`` standardises each pooled feature over
+the clips (a BatchNorm without affine parameters: MAE's linear-probe protocol),
+``layernorm`` normalises each clip over its features (MAE's fine-tuning head). Pooled
+encoder features have means far larger than their spread across clips (0.81 vs 0.052
+per feature, measured on a 4-layer 256-d model): after a per-clip LayerNorm they stay
+badly conditioned, and Adam on a frozen encoder reached 0.42 where a standardised
+logistic regression reached 0.625 on the same features. Checkpoints record the choice;
+one without it (written before the field existed) has the LayerNorm head.
 
 The encoder comes from ``pretrained_checkpoint`` (ours, a released one or the original
 code's, loaded by ``mae_ast.inference`` without fairseq's pretraining task) or, without
@@ -34,6 +43,7 @@ from .mae_ast import MAE_AST, MAE_AST_Config
 logger = logging.getLogger(__name__)
 
 POOLING_CHOICES = ChoiceEnum(["mean"])
+HEAD_NORM_CHOICES = ChoiceEnum(["layernorm", "batchnorm"])
 # Modules of the pretraining model a classifier never runs.
 PRETRAINING_ONLY = ("decoder", "decoder_mask_emb", "post_enc_proj", "dec_conv_pos_embed", "dec_sine_pos_embed",
                     "final_proj_reconstruction", "final_proj_classification", "encoder_mask_emb", "layer_norm")
@@ -57,10 +67,17 @@ class MAE_AST_Classifier_Config(FairseqDataclass):
     target_length: Optional[int] = field(
         default=None, metadata={"help": "filled at build time from task.target_length (frames per clip)"})
     pooling: POOLING_CHOICES = field(default="mean", metadata={"help": "token pooling: mean over valid tokens"})
+    head_norm: Optional[HEAD_NORM_CHOICES] = field(
+        default=None, metadata={"help": "normalisation of the pooled features before the linear head: "
+                                "batchnorm = each feature standardised over clips (BatchNorm1d, no affine "
+                                "parameters; MAE's linear probe), layernorm = each clip over its features; "
+                                "null = batchnorm with freeze_encoder, HEAD_NORM_FINETUNE otherwise. The "
+                                "resolved value is saved in checkpoints (none saved = layernorm)"})
     head_dropout: float = field(default=0.0, metadata={"help": "dropout before the linear head"})
     freeze_encoder: bool = field(
         default=False, metadata={"help": "linear probe: encoder frozen (no grads, eval mode: BatchNorm and "
-                                 "dropout fixed); only the LayerNorm + Linear head train"})
+                                 "dropout fixed); only the head trains (its BatchNorm head_norm in train "
+                                 "mode, as MAE's probe)"})
     layer_decay: float = field(
         default=1.0, metadata={"help": "layer-wise lr decay: layer l of L gets lr * decay^(L+1-l) (embedding "
                                "l=0, head L+1); < 1 needs optimizer._name=composite with dynamic_groups=true"})
@@ -75,6 +92,13 @@ class MAE_AST_Classifier_Config(FairseqDataclass):
     encoder_layerdrop: Optional[float] = field(
         default=None, metadata={"help": "encoder layerdrop; null = the checkpoint's"})
 
+
+# What null head_norm means: the linear probe needs per-feature standardisation (see the
+# module docstring); for full fine-tuning the encoder adapts its own output scale.
+HEAD_NORM_PROBE = "batchnorm"
+HEAD_NORM_FINETUNE = "layernorm"
+# A checkpoint without head_norm predates the field: its head is the LayerNorm one.
+HEAD_NORM_LEGACY = "layernorm"
 
 ENCODER_FIELDS = {f.name for f in dataclasses.fields(MAE_AST_Config)} - {"_name"}
 DROPOUT_FIELDS = ("dropout", "attention_dropout", "activation_dropout", "encoder_layerdrop")
@@ -131,7 +155,9 @@ class MAE_AST_Classifier(BaseFairseqModel):
         self.features = features_of(backbone.feature_spec)
         self.augment = {"freqm": 0, "timem": 0, "noise": False, **(augment or {})}
         dim = backbone.cfg.encoder_embed_dim
-        self.fc_norm = nn.LayerNorm(dim)
+        # Named fc_norm for both kinds, so checkpoints from before head_norm load unchanged.
+        self.head_norm = resolve_head_norm(cfg, from_checkpoint=False)
+        self.fc_norm = build_head_norm(self.head_norm, dim)
         self.head_drop = nn.Dropout(cfg.head_dropout)
         self.head = nn.Linear(dim, num_classes)
         nn.init.trunc_normal_(self.head.weight, std=0.02)
@@ -160,6 +186,7 @@ class MAE_AST_Classifier(BaseFairseqModel):
             if not from_checkpoint:
                 logger.info("model.pretrained_checkpoint=null: encoder randomly initialised")
         task.use_feature_spec(backbone.feature_spec)
+        cfg.head_norm = resolve_head_norm(cfg, from_checkpoint)
         augment = {k: getattr(task.cfg, k) for k in ("freqm", "timem", "noise")}
         return cls(cfg, backbone, encoder, len(task.class_names), augment)
 
@@ -168,7 +195,7 @@ class MAE_AST_Classifier(BaseFairseqModel):
     def snapshot(self) -> dict:
         """The ``cfg.model`` fields that rebuild this model without the pretraining
         checkpoint or the data folder."""
-        return {"encoder": dict(self.encoder_cfg), "features": dict(self.features)}
+        return {"encoder": dict(self.encoder_cfg), "features": dict(self.features), "head_norm": self.head_norm}
 
     # ---- forward ------------------------------------------------------------------------
 
@@ -262,6 +289,40 @@ class MAE_AST_Classifier(BaseFairseqModel):
             if scale != 1.0:
                 self.get_parameter(name).optim_overrides = {"optimizer": {"lr_scale": float(scale)}}
                 self.needs_param_groups = True
+
+
+class FeatureNorm(nn.BatchNorm1d):
+    """Each pooled feature standardised over the batch in training, over the running
+    statistics at evaluation; no affine parameters (the linear layer after it has them).
+    A one-clip training batch has no spread to standardise by, so it uses the running
+    statistics instead of failing as BatchNorm1d does."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__(dim, affine=False, eps=1e-6)  # MAE's probe: BatchNorm1d(affine=False, eps=1e-6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and x.shape[0] == 1:
+            return nn.functional.batch_norm(x, self.running_mean, self.running_var, training=False, eps=self.eps)
+        return super().forward(x)
+
+
+def resolve_head_norm(cfg: Any, from_checkpoint: bool) -> str:
+    """``cfg.head_norm``, or what null means: the legacy LayerNorm for a checkpoint
+    written before the field existed, else the probe's or the fine-tune's default."""
+    chosen = getattr(cfg, "head_norm", None)
+    if chosen is not None:
+        return str(getattr(chosen, "value", chosen))
+    if from_checkpoint:
+        return HEAD_NORM_LEGACY
+    return HEAD_NORM_PROBE if cfg.freeze_encoder else HEAD_NORM_FINETUNE
+
+
+def build_head_norm(kind: str, dim: int) -> nn.Module:
+    if kind == "batchnorm":
+        return FeatureNorm(dim)
+    if kind == "layernorm":
+        return nn.LayerNorm(dim)
+    raise ValueError(f"model.head_norm={kind!r}: expected layernorm or batchnorm")
 
 
 def apply_dropouts(backbone: MAE_AST, encoder: dict, cfg: Any) -> MAE_AST:

@@ -1,0 +1,106 @@
+"""Warnings about fine-tuning settings that silently do something other than asked.
+
+The recipes in ``config/finetune`` give their schedules in updates worked out for the
+published datasets' sizes (Speech Commands: 663 updates an epoch). On another data set
+three things go wrong without an error, and each is checked here once, before training:
+
+* ``optimization.max_epoch`` stops the run before ``optimization.max_update`` (fairseq
+  stops on whichever comes first: asked 800 updates, 30 epochs of 22 ran 660);
+* a warmup longer than the run: the lr never reaches ``optimization.lr`` (the Speech
+  Commands recipe's 2652 warmup updates on a set of a few hundred clips);
+* ``checkpoint_best.pt`` picked on a validation split of a few dozen clips, where one
+  clip moves accuracy by several points, so "best" is mostly noise.
+
+The numbers are estimates from the manifest's line count and ``dataset.batch_size``
+(clips a reader skips make epochs slightly shorter).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, Optional
+
+logger = logging.getLogger(__name__)
+
+# Below this many validation clips, one clip is worth more than 1 point of accuracy.
+SMALL_VALID = 100
+# A warmup over more than this share of the run leaves little of it at the full lr.
+MAX_WARMUP_SHARE = 0.5
+
+
+@dataclass
+class RunPlan:
+    """What fairseq will run: updates per epoch and the update it stops at."""
+
+    updates_per_epoch: int
+    total_updates: Optional[int]  # None: neither max_epoch nor max_update stops it
+    epoch_limited: bool  # max_epoch stops the run before max_update
+
+
+def manifest_clips(data: str, split: str) -> Optional[int]:
+    """Entries of ``{data}/{split}.tsv`` (the first line is the audio root), or None."""
+    path = os.path.join(data, f"{split}.tsv")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return max(sum(1 for line in f if line.strip()) - 1, 0)
+
+
+def plan_run(clips: int, batch_size: int, update_freq: int, world_size: int, max_epoch: int,
+             max_update: int) -> RunPlan:
+    """Updates per epoch (the last partial batch counts) and where the run stops."""
+    per_epoch = max(math.ceil(math.ceil(clips / batch_size) / (update_freq * world_size)), 1)
+    by_epoch = max_epoch * per_epoch if max_epoch else None
+    if by_epoch is not None and (not max_update or by_epoch < max_update):
+        return RunPlan(per_epoch, by_epoch, epoch_limited=bool(max_update))
+    return RunPlan(per_epoch, max_update or None, epoch_limited=False)
+
+
+def warmups(cfg: Any) -> dict[str, int]:
+    """Warmup updates of each lr schedule: the composite optimizer's groups, or the
+    top-level scheduler."""
+    groups = cfg.optimizer.get("groups") if cfg.optimizer.get("_name") == "composite" else None
+    schedulers = {f"optimizer.groups.{name}.lr_scheduler": g.get("lr_scheduler") for name, g in (groups or {}).items()}
+    schedulers = schedulers or {"lr_scheduler": cfg.get("lr_scheduler")}
+    return {where: int(s.get("warmup_updates") or 0) for where, s in schedulers.items() if s is not None}
+
+
+def run_warnings(cfg: Any, train_clips: Optional[int], valid_clips: Optional[int]) -> list[str]:
+    """The warnings for this config and these split sizes (plain data in, text out)."""
+    out = []
+    opt, ds = cfg.optimization, cfg.dataset
+    if train_clips and ds.get("batch_size"):
+        plan = plan_run(train_clips, int(ds.batch_size), int(opt.update_freq[0]),
+                        int(cfg.distributed_training.distributed_world_size), int(opt.max_epoch or 0),
+                        int(opt.max_update or 0))
+        if plan.epoch_limited:
+            out.append(f"optimization.max_epoch={opt.max_epoch} stops this run at about {plan.total_updates} "
+                       f"updates ({plan.updates_per_epoch} an epoch on {train_clips} train clips), before "
+                       f"optimization.max_update={opt.max_update}: set optimization.max_epoch=0 to stop on "
+                       "max_update alone")
+        for where, warmup in warmups(cfg).items():
+            if plan.total_updates and warmup > MAX_WARMUP_SHARE * plan.total_updates:
+                reached = min(warmup, plan.total_updates) / warmup
+                out.append(f"{where}.warmup_updates={warmup} is {warmup / plan.total_updates:.0%} of this run's "
+                           f"about {plan.total_updates} updates ({plan.updates_per_epoch} an epoch): the lr "
+                           f"peaks at {reached:.0%} of optimization.lr{' at the very end' if reached < 1 else ''}. "
+                           "The recipes' warmups are in epochs of their datasets; scale them to yours "
+                           "(see the recipe's comments)")
+    if valid_clips is not None and valid_clips < SMALL_VALID and not ds.get("disable_validation"):
+        out.append(f"the valid split has {valid_clips} clips: one clip is {1 / max(valid_clips, 1):.0%} of "
+                   "accuracy, so checkpoint_best.pt is picked largely by noise; evaluate checkpoint_last.pt "
+                   "(or a larger valid split)")
+    return out
+
+
+def warn_about_run(cfg: Any) -> None:
+    """Log ``run_warnings`` for a classification run (no-op for other tasks)."""
+    if cfg.task.get("_name") != "mae_ast_classification":
+        return
+    data = cfg.task.data
+    valid = cfg.dataset.get("valid_subset", "valid").split(",")[0]
+    for message in run_warnings(cfg, manifest_clips(data, "train"), manifest_clips(data, valid)):
+        logger.warning(message)
