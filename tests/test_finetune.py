@@ -152,6 +152,27 @@ def test_freeze_encoder_keeps_encoder_bit_identical(data, patch_checkpoint, tmp_
     assert backbone and all(torch.equal(second[k], pre[k[len("backbone."):]]) for k in backbone)  # BN stats too
     assert all(torch.equal(first[k], second[k]) for k in backbone)
     assert not torch.equal(first["head.weight"], second["head.weight"])
+    # head_norm=null on a probe = MAE's BatchNorm without affine parameters, in train mode
+    # during training (its statistics move), recorded in the checkpoint and rebuilt from it
+    assert not torch.equal(first["fc_norm.running_mean"], second["fc_norm.running_mean"])
+    assert "fc_norm.weight" not in second
+    ckpt = tmp_path / "ck" / "checkpoint_1_2.pt"
+    assert torch.load(ckpt, weights_only=True)["cfg"]["model"]["head_norm"] == "batchnorm"
+    assert isinstance(load_classifier(str(ckpt), device="cpu").model.fc_norm, torch.nn.BatchNorm1d)
+
+
+def test_checkpoint_without_head_norm_has_the_layernorm_head(straight, data, tmp_path):
+    """Checkpoints written before model.head_norm existed: LayerNorm head, both loaders."""
+    state = torch.load(straight / "ck" / "checkpoint_last.pt", weights_only=False)
+    assert state["cfg"]["model"]["head_norm"] == "layernorm"  # null resolves to it for full fine-tuning
+    del state["cfg"]["model"]["head_norm"]
+    old = tmp_path / "old.pt"
+    torch.save(state, old)
+    clf = load_classifier(str(old), device="cpu")
+    assert isinstance(clf.model.fc_norm, torch.nn.LayerNorm)
+    models, _, _ = checkpoint_utils.load_model_ensemble_and_task(
+        [str(old)], arg_overrides={"data": str(data)})
+    assert isinstance(models[0].fc_norm, torch.nn.LayerNorm)
 
 
 def test_multi_label_layer_decay_logs_map_and_scales_lrs(tmp_path, patch_checkpoint):

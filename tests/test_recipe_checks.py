@@ -1,9 +1,12 @@
 """The fine-tuning recipe warnings (mae_ast.tasks.recipe_checks) on the shipped recipes."""
 
+import os
+import subprocess
+
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import ROOT
+from conftest import BIN, ROOT, logged
 from mae_ast.tasks.recipe_checks import plan_run, run_warnings
 
 
@@ -42,3 +45,21 @@ def test_warmup_longer_than_the_run_is_reported():
 def test_small_valid_split_points_to_the_last_checkpoint(clips, warned):
     warnings = run_warnings(recipe("base"), 1000, clips)
     assert any("checkpoint_last.pt" in w for w in warnings) == warned
+
+
+def test_training_logs_the_warnings(frame_checkpoint, tmp_path):
+    """Through fairseq-hydra-train: asked 100 updates, max_epoch=1 stops at 8 (120 clips in
+    batches of 16), and the 20-clip valid split is flagged."""
+    cmd = [str(BIN / "fairseq-hydra-train"), "--config-dir", str(ROOT / "config" / "finetune"), "--config-name",
+           "base", f"common.user_dir={ROOT / 'mae_ast'}", f"task.data={ROOT / 'data' / 'keywords'}",
+           f"model.pretrained_checkpoint={frame_checkpoint}", f"hydra.run.dir={tmp_path}",
+           f"checkpoint.save_dir={tmp_path / 'ck'}", "common.cpu=true", "dataset.num_workers=0",
+           "task.target_length=128", "optimization.max_epoch=1", "optimization.max_update=100",
+           "distributed_training.distributed_world_size=1"]
+    env = dict(os.environ, HYDRA_FULL_ERROR="1", PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = (tmp_path / "hydra_train.log").read_text()
+    assert "max_epoch=1 stops this run at about 8 updates" in log
+    assert "the valid split has 20 clips" in log
+    assert logged(tmp_path, "train")[-1]["train_num_updates"] == "8"
