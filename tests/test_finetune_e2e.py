@@ -9,12 +9,13 @@ MAE's BatchNorm probe head), the same architecture from random init (the baselin
 scikit-learn's StandardScaler + LogisticRegression on the probe's own pooled features.
 
 Bounds: 10 classes, 40 test clips, chance 10%; a model at chance gets >= 20 of 40 right
-with probability 2e-10 (binomial). Measured (this pretraining): full fine-tuning E2E_FT,
-probe E2E_PROBE, scikit-learn E2E_SK, random init E2E_RAND. Asserted: every fine-tuning seed >= 0.75
-and above both probes (the fine-tune must beat what a linear read-out of the frozen
-features gets), the probe >= 0.5 and no more than 0.05 (2 clips) below scikit-learn's.
-Random init is recorded, not judged (on 40 clips its gap to the pretrained encoder is
-not significant).
+with probability 2e-10 (binomial). Measured on this pretraining: full fine-tuning 0.85 /
+0.90 (seeds 1 / 2), probe 0.625, scikit-learn 0.675 (C=1), random init 0.80. Asserted:
+every fine-tuning seed >= 0.75 and above both probes (fine-tuning must beat a linear
+read-out of the frozen features), the probe >= 0.5 and at most 0.05 (2 clips) below
+scikit-learn's. The probe sits exactly 2 clips below: a change that costs it one more
+clip fails here. Random init is recorded, not judged (on 40 clips its gap to the
+pretrained encoder is not significant).
 """
 
 from __future__ import annotations
