@@ -14,7 +14,7 @@ from mae_ast.data import MAE_AST_Dataset, ManifestError, read_audio, read_manife
 from mae_ast.data.audio_io import AudioError
 from mae_ast.data.fbank import fbank
 from mae_ast.data.resample import resample
-from mae_ast.tools.manifest import audio_length
+from mae_ast.data.datadir import audio_length
 
 
 def write_manifest(folder, rows, root=None):

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from ..data.audio_io import AUDIO_EXTENSIONS, AudioError, read_audio
 from ..data.manifest import ManifestError, read_manifest
 from ..inference import CheckpointError, load
-from .manifest import find_audio
+from ..data.datadir import find_audio
 
 
 def list_inputs(path: str) -> list[tuple[str, str]]:

@@ -27,9 +27,13 @@ import numpy as np
 from tqdm import tqdm
 
 from ..data.audio_io import AudioError, read_audio
-from ..data.labels import LabelError, LabelSet, read_label_descriptors, write_label_descriptors, write_labels
-from .manifest import audio_length
-from .manifest import find_audio as find_relative_audio
+from ..data.datadir import (
+    SplitError, audio_length, check_disjoint, remove_stale, split_indices, split_name, write_split,
+)
+from ..data.datadir import find_audio as find_relative_audio
+from ..data.labels import (
+    LabelError, LabelSet, class_order, default_mids, read_label_descriptors, write_label_descriptors,
+)
 
 KS1_WORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
 KS1_CLASSES = KS1_WORDS + ["_unknown_", "_silence_"]  # SUPERB's order
@@ -44,7 +48,6 @@ class LayoutError(RuntimeError):
 class Clip:
     path: str  # absolute
     labels: list[int]
-    id: str  # first field of the .lbl line, for people reading it
 
 
 @dataclass
@@ -73,28 +76,30 @@ class Lengths:
     def get(self, path: str) -> int | None:
         if path not in self.known and path not in self.errors:
             try:
-                self.known[path] = _length(path)
+                self.known[path] = audio_length(path)
             except AudioError as err:
                 self.errors[path] = err
                 print(f"unreadable, left out: {err}", file=sys.stderr)
         return self.known.get(path)
 
 
-def _length(path: str) -> int:
-    if not os.path.isfile(path):
-        raise AudioError(path, "file not found")
-    if "\t" in path or "\n" in path:
-        raise AudioError(path, "its name holds a tab or newline, which a manifest line cannot")
-    return audio_length(path)
-
-
 def write_data_dir(data: DataDir, lengths: Lengths) -> list[tuple]:
-    """Write the folder; returns summary rows (split, clips, classes, missing, unreadable)."""
+    """Write the folder (removing split files an earlier run left there); returns summary
+    rows (split, clips, classes, missing, unreadable). Label lines name their clip."""
+    check_disjoint({s: [c.path for c in clips] for s, clips in data.splits.items()}, data.out)
     os.makedirs(data.out, exist_ok=True)
-    write_label_descriptors(os.path.join(data.out, "label_descriptors.csv"), data.names, data.mids)
+    removed = remove_stale(data.out, data.splits)
+    if removed:
+        print(f"removed from {data.out}, left by an earlier run: {', '.join(removed)}", file=sys.stderr)
+    mids = data.mids or default_mids(data.names)
+    write_label_descriptors(os.path.join(data.out, "label_descriptors.csv"), data.names, mids)
+    label_set = LabelSet(data.names, mids, os.path.join(data.out, "label_descriptors.csv"))
     rows = []
     for split, clips in data.splits.items():
-        kept = _write_split(data, split, clips, lengths)
+        kept = [c for c in tqdm(clips, desc=f"{split}: reading headers", unit="file", disable=None)
+                if lengths.get(c.path) is not None]
+        write_split(data.out, split, data.root, [c.path for c in kept], [lengths.get(c.path) for c in kept],
+                    [c.labels for c in kept], label_set)
         present = len({i for clip in kept for i in clip.labels})
         name = f"{data.tag}/{split}" if data.tag else split
         rows.append((name, len(kept), present, len(data.missing.get(split, [])), len(clips) - len(kept)))
@@ -102,25 +107,6 @@ def write_data_dir(data: DataDir, lengths: Lengths) -> list[tuple]:
         with open(os.path.join(data.out, f"missing_{split}.txt"), "w", encoding="utf-8") as f:
             f.writelines(f"{i}\n" for i in ids)
     return rows
-
-
-def _write_split(data: DataDir, split: str, clips: list[Clip], lengths: Lengths) -> list[Clip]:
-    kept, sizes = [], []
-    for clip in tqdm(clips, desc=f"{split}: reading headers", unit="file", disable=None):
-        size = lengths.get(clip.path)
-        if size is not None:
-            kept.append(clip)
-            sizes.append(size)
-    with open(os.path.join(data.out, f"{split}.tsv"), "w", encoding="utf-8") as f:
-        f.write(data.root + "\n")
-        f.writelines(f"{_relative(clip.path, data.root)}\t{size}\n" for clip, size in zip(kept, sizes))
-    write_labels(os.path.join(data.out, f"{split}.lbl"), [c.labels for c in kept], [c.id for c in kept])
-    return kept
-
-
-def _relative(path: str, root: str) -> str:
-    # Clips outside the root (speech-commands silence crops, absolute csv paths) stay absolute.
-    return os.path.relpath(path, root) if _inside(path, root) else path
 
 
 def print_summary(rows: list[tuple], missing: int, unreadable: int) -> None:
@@ -144,26 +130,12 @@ def find_audio(folder: str) -> list[str]:
 
 
 def split_by_class(clips: list[Clip], valid: float, test: float, seed: int) -> dict[str, list[Clip]]:
-    """Stratified split on each clip's first label; the same seed gives the same split."""
-    splits: dict[str, list[Clip]] = {"train": [], "valid": [], "test": []}
-    by_class: dict[int, list[Clip]] = {}
-    for clip in sorted(clips, key=lambda c: c.path):
-        by_class.setdefault(clip.labels[0], []).append(clip)
-    for label, group in sorted(by_class.items()):
-        random.Random(f"{seed}/{label}").shuffle(group)  # a string seed is stable across runs
-        n_valid, n_test = round(len(group) * valid), round(len(group) * test)
-        splits["valid"] += group[:n_valid]
-        splits["test"] += group[n_valid : n_valid + n_test]
-        splits["train"] += group[n_valid + n_test :]
-    kept = {"train": True, "valid": valid > 0, "test": test > 0}
-    return {k: sorted(v, key=lambda c: c.path) for k, v in splits.items() if kept[k]}
-
-
-def class_names(labels: set[str]) -> list[str]:
-    """Classes sorted by name, or by number when every label is an integer."""
-    if all(label.isdigit() for label in labels):
-        return sorted(labels, key=int)
-    return sorted(labels)
+    """The data layer's split, stratified on each clip's first label."""
+    try:
+        parts = split_indices([c.path for c in clips], valid, test, seed, [c.labels[0] for c in clips])
+    except SplitError as err:
+        raise LayoutError(str(err)) from None
+    return {split: [clips[i] for i in idx] for split, idx in parts.items()}
 
 
 def _inside(path: str, folder: str) -> bool:
@@ -192,8 +164,8 @@ def prepare_esc50(args: argparse.Namespace) -> list[DataDir]:
         raise LayoutError(f"{meta}: no clips in fold(s) {sorted(set(folds) - set(present))}; its folds are {present}")
     dirs = []
     for k in folds:
-        held_out = [Clip(os.path.join(audio, f), [t], f) for f, fold, t, _ in rows if fold == k]
-        train = [Clip(os.path.join(audio, f), [t], f) for f, fold, t, _ in rows if fold != k]
+        held_out = [Clip(os.path.join(audio, f), [t]) for f, fold, t, _ in rows if fold == k]
+        train = [Clip(os.path.join(audio, f), [t]) for f, fold, t, _ in rows if fold != k]
         splits = {"train": train, "valid": held_out, "test": held_out}
         dirs.append(DataDir(os.path.join(args.out, f"fold{k}"), audio, names, splits, tag=f"fold{k}"))
     return dirs
@@ -247,9 +219,9 @@ def prepare_speechcommands(args: argparse.Namespace) -> list[DataDir]:
         splits[split].append(rel)
     if args.variant == "ks1":
         return [_ks1(args, src, splits)]
-    names = sorted({rel.split("/")[0] for rel in files})
+    names = class_order({rel.split("/")[0] for rel in files})
     index = {name: i for i, name in enumerate(names)}
-    clips = {s: [Clip(os.path.join(src, r), [index[r.split("/")[0]]], r) for r in rels] for s, rels in splits.items()}
+    clips = {s: [Clip(os.path.join(src, r), [index[r.split("/")[0]]]) for r in rels] for s, rels in splits.items()}
     return [DataDir(args.out, src, names, clips)]
 
 
@@ -277,7 +249,7 @@ def _ks1(args: argparse.Namespace, src: str, splits: dict[str, list[str]]) -> Da
         raise LayoutError(f"{src}/_background_noise_: no audio to cut _silence_ clips from")
     clips = {}
     for split, rels in splits.items():
-        words = [Clip(os.path.join(src, r), [index.get(r.split("/")[0], unknown)], r) for r in rels]
+        words = [Clip(os.path.join(src, r), [index.get(r.split("/")[0], unknown)]) for r in rels]
         count = args.silence_per_split if args.silence_per_split is not None else round(len(words) / 11)
         clips[split] = words + _silence(noise, args.out, split, count, args.seed, index["_silence_"])
     return DataDir(args.out, src, KS1_CLASSES, clips)
@@ -300,7 +272,7 @@ def _silence(noise: list[str], out: str, split: str, count: int, seed: int, labe
         start = rng.randrange(len(wave) - 16000 + 1)
         path = os.path.join(folder, f"{split}_{i:05d}.wav")
         sf.write(path, wave[start : start + 16000], 16000, subtype="PCM_16")
-        clips.append(Clip(path, [label], f"_silence_/{split}_{i:05d}"))
+        clips.append(Clip(path, [label]))
     return clips
 
 
@@ -329,7 +301,7 @@ def prepare_audioset(args: argparse.Namespace) -> list[DataDir]:
     splits, missing = {}, {}
     for split, name in args.splits.items():
         segments = read_segments(_require(os.path.join(csv_dir, name), expected), labels)
-        splits[split] = [Clip(found[y], ids, y) for y, ids in segments if y in found]
+        splits[split] = [Clip(found[y], ids) for y, ids in segments if y in found]
         missing[split] = [y for y, _ in segments if y not in found]
     return [DataDir(args.out, audio, labels.names, splits, labels.mids, missing)]
 
@@ -371,27 +343,42 @@ def index_clips(folder: str) -> dict[str, str]:
 
 
 def prepare_folders(args: argparse.Namespace) -> list[DataDir]:
-    """One class per subfolder of SRC (its audio found recursively); stratified seeded split."""
+    """One class per subfolder of SRC (its audio found recursively); stratified seeded split.
+    Class order: ``class_order`` (by number when every folder name is one). A folder without
+    a readable audio file is no class, and is named on stderr."""
     src = os.path.abspath(args.src)
-    found = {d: find_audio(os.path.join(src, d)) for d in sorted(os.listdir(src)) if not d.startswith(".")}
-    names = [d for d, files in found.items() if files]  # plain files and empty folders are no class
-    if not names:
-        raise LayoutError(f"{src}: no subfolder holds audio; expected one subfolder per class")
-    clips = [Clip(p, [i], os.path.relpath(p, src)) for i, n in enumerate(names) for p in found[n]]
+    found: dict[str, list[str]] = {}
+    for entry in sorted(os.listdir(src)):
+        folder = os.path.join(src, entry)
+        if entry.startswith(".") or not os.path.isdir(folder):
+            continue
+        files = find_audio(folder)
+        readable = [p for p in files if args.lengths.get(p) is not None]
+        if readable:
+            found[entry] = readable
+        else:
+            why = "holds no audio file" if not files else f"none of its {len(files)} audio file(s) is readable"
+            print(f"note: {folder} {why}: not a class", file=sys.stderr)
+    if not found:
+        raise LayoutError(f"{src}: no subfolder holds readable audio; expected one subfolder per class")
+    names = class_order(found)
+    clips = [Clip(p, [i]) for i, n in enumerate(names) for p in found[n]]
     valid, test = _percents(args)
     return [DataDir(args.out, src, names, split_by_class(clips, valid, test, args.seed))]
 
 
 def prepare_csv(args: argparse.Namespace) -> list[DataDir]:
-    """Clips listed in a CSV with header ``path,labels[,split]``; labels are ';'-separated."""
+    """Clips listed in a CSV with header ``path,labels[,split]``; labels are ';'-separated,
+    splits are train/valid/test. A clip listed twice (in one split or two) is refused."""
     table = os.path.abspath(_require(args.src, "expected a CSV file with header path,labels[,split]"))
     root = os.path.dirname(table)
     rows, has_split = _csv_rows(table)
-    names = class_names({label for _, labels, _ in rows for label in labels})
+    _refuse_repeats(table, root, rows)
+    names = class_order({label for _, _, labels, _ in rows for label in labels})
     if any("," in n for n in names):
         print(f"note: class names with commas in {table}; separate several labels with ';'", file=sys.stderr)
     index = {name: i for i, name in enumerate(names)}
-    clips = [(Clip(os.path.join(root, p), [index[x] for x in labels], p), split) for p, labels, split in rows]
+    clips = [(Clip(os.path.join(root, p), [index[x] for x in labels]), split) for _, p, labels, split in rows]
     if not has_split:
         valid, test = _percents(args)
         return [DataDir(args.out, root, names, split_by_class([c for c, _ in clips], valid, test, args.seed))]
@@ -400,17 +387,30 @@ def prepare_csv(args: argparse.Namespace) -> list[DataDir]:
     splits: dict[str, list[Clip]] = {}
     for clip, split in clips:
         splits.setdefault(split, []).append(clip)
+    if "train" not in splits:
+        raise LayoutError(f"{table}: no row has split 'train'")
     return [DataDir(args.out, root, names, splits)]
 
 
-def _csv_rows(table: str) -> tuple[list[tuple[str, list[str], str]], bool]:
+def _refuse_repeats(table: str, root: str, rows: list[tuple[int, str, list[str], str]]) -> None:
+    """A clip on two rows would be trained on and scored, or weigh double: name both lines."""
+    first: dict[str, int] = {}
+    for lineno, path, _, _ in rows:
+        key = os.path.normcase(os.path.abspath(os.path.join(root, path)))
+        if key in first:
+            raise LayoutError(f"{table}:{lineno}: {path} is already listed on line {first[key]}; "
+                              "list each clip once (one row, several ';'-separated labels)")
+        first[key] = lineno
+
+
+def _csv_rows(table: str) -> tuple[list[tuple[int, str, list[str], str]], bool]:
     with open(table, encoding="utf-8-sig", newline="") as f:
         reader = csv.DictReader(f)
         fields = [h.strip() for h in reader.fieldnames or []]
         if not {"path", "labels"} <= set(fields):
             raise LayoutError(f"{table}:1: header must name columns path,labels (and optionally split), got {fields}")
         reader.fieldnames = fields
-        rows = [_csv_row(table, reader.line_num, row, "split" in fields) for row in reader]
+        rows = [(reader.line_num, *_csv_row(table, reader.line_num, row, "split" in fields)) for row in reader]
     if not rows:
         raise LayoutError(f"{table}: no clips listed")
     return rows, "split" in fields
@@ -423,6 +423,11 @@ def _csv_row(table: str, lineno: int, row: dict, has_split: bool) -> tuple[str, 
     if not path or not labels or (has_split and not split):
         raise LayoutError(f"{table}:{lineno}: every row needs a path, at least one label"
                           + (" and a split" if has_split else ""))
+    if has_split:
+        try:
+            split = split_name(split)
+        except SplitError as err:
+            raise LayoutError(f"{table}:{lineno}: {err}") from None
     return path, labels, split
 
 
@@ -449,7 +454,10 @@ def _splits(text: str) -> dict[str, str]:
     pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
     if not pairs or any(len(p) != 2 or not p[0].strip() or not p[1].strip() for p in pairs):
         raise argparse.ArgumentTypeError(f"expected split=file.csv,..., got {text!r}")
-    return {k.strip(): v.strip() for k, v in pairs}
+    try:
+        return {split_name(k): v.strip() for k, v in pairs}
+    except SplitError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _fraction(text: str) -> float:
@@ -498,16 +506,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--silence-per-split must be >= 0")
     if (getattr(args, "valid_percent", None) or 0) + (getattr(args, "test_percent", None) or 0) > 1:
         parser.error("--valid-percent + --test-percent must not exceed 1")
+    args.lengths = lengths = Lengths()  # header lengths, read once for every layout and folder
     try:
         kind, exists = ("file", os.path.isfile) if args.layout == "csv" else ("folder", os.path.isdir)
         if not exists(args.src):
             raise LayoutError(f"{args.src}: not a {kind} (SRC of the {args.layout} layout)")
         data_dirs = args.run(args)
-    except LayoutError as err:
+        rows = [row for data in data_dirs for row in write_data_dir(data, lengths)]
+    except (LayoutError, SplitError) as err:
         print(f"mae-ast-prepare: error: {err}", file=sys.stderr)
         return 1
-    lengths = Lengths()
-    rows = [row for data in data_dirs for row in write_data_dir(data, lengths)]
     missing = set().union(*(ids for data in data_dirs for ids in data.missing.values()))
     print_summary(rows, len(missing), len(lengths.errors))
     return 0
