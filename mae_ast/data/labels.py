@@ -10,7 +10,8 @@ task and EAT. Beside ``{split}.tsv`` live:
 ``{split}.lbl``
     One line per manifest entry. The LAST tab-separated field holds the clip's labels
     separated by commas. When a line has more fields, its FIRST field names the clip (the
-    path as written in the manifest, its file name or stem, or an AudioSet YouTube id):
+    path as written in the manifest with or without extension, its file name or stem, or
+    an AudioSet YouTube id):
     every line must then name a clip of the manifest, and lines in another order are
     realigned by name; a line that names no clip is an error. A single-field file is read
     in the manifest's order (it cannot be checked). Each label is accepted as an integer
@@ -206,7 +207,7 @@ def clip_keys(entry: str) -> dict[str, str]:
     path = os.path.normpath(entry).replace(os.sep, "/")
     name = path.rsplit("/", 1)[-1]
     stem = os.path.splitext(name)[0]
-    keys = {"path": path, "name": name, "stem": stem}
+    keys = {"path": path, "path without extension": os.path.splitext(path)[0], "name": name, "stem": stem}
     # AudioSet clips saved as {YTID}_{start}.ext or Y{YTID}[_...].ext (YouTube ids: 11 characters).
     if stem.startswith("Y") and stem[12:13] in ("", "_"):
         keys["youtube id"] = stem[1:12]
@@ -217,7 +218,7 @@ def clip_keys(entry: str) -> dict[str, str]:
 
 def align(path: str, ids: list[str | None], entries: list[str], manifest: str) -> list[int]:
     """For each manifest entry, the index of the label line that names it. The first kind
-    of name (path, file name, stem, YouTube id) that every line uses and no two entries
+    of name (path with or without extension, file name, stem, YouTube id) that every line uses and no two entries
     share is used; otherwise the first line that names no clip is reported."""
     missing = next((n for n, i in enumerate(ids, start=1) if not i), None)
     if missing is not None:
@@ -230,7 +231,7 @@ def align(path: str, ids: list[str | None], entries: list[str], manifest: str) -
                              "label each clip once")
         seen[clip] = n
     best: tuple[int, str, dict[str, int]] | None = None
-    for kind in ("path", "name", "stem", "youtube id"):
+    for kind in ("path", "path without extension", "name", "stem", "youtube id"):
         keys = [clip_keys(e).get(kind) for e in entries]
         index = {k: i for i, k in enumerate(keys) if k is not None}
         if len(index) != len(entries):  # some entries lack or share this kind of name

@@ -26,6 +26,7 @@ from ..data.augment import draw_mixup
 from ..data.classification_dataset import ClassificationDataset, label_paths
 from ..data.features import FeatureSpec
 from ..data.labels import read_label_descriptors
+from .run_checks import check_metric, check_resume, check_settings, root_config
 
 logger = logging.getLogger(__name__)
 SPEC_FIELDS = {"sample_rate": "sample_rate", "feature_dim": "num_mel_bins", "deltas": "deltas"}
@@ -118,6 +119,8 @@ class MAE_AST_Classification_Task(FairseqTask):
             self.label_set = LabelSet(list(cfg.class_names), list(cfg.class_names), "checkpoint")
         model = super().build_model(cfg, from_checkpoint)
         self.min_frames = model.backbone.grid.min_frames
+        if not self.building_from_checkpoint:  # a new or resumed training run, not a checkpoint reload
+            self.check_run()
         for dataset in self.datasets.values():
             dataset.min_frames = self.min_frames
         if model.needs_param_groups:
@@ -131,6 +134,14 @@ class MAE_AST_Classification_Task(FairseqTask):
                                "target_length": int(self.cfg.target_length)}.items():
                 cfg[key] = plain(value)
         return model
+
+    def check_run(self) -> None:
+        """Settings, metric and resume checks (``run_checks``), before any data is read."""
+        check_settings(self.cfg, self.feature_spec, self.min_frames)
+        root = root_config(self.cfg)
+        if root is not None:
+            check_metric(root, self.cfg.multi_label)
+            check_resume(root, list(self.class_names), self.cfg.multi_label)
 
     # ---- data ----------------------------------------------------------------------------
 
