@@ -109,7 +109,8 @@ def check_resume(root: Any, class_names: list[str], multi_label: bool) -> None:
                              "(no class names in its config); use a new checkpoint.save_dir")
     if list(theirs) != list(class_names) or bool(their_multi) != bool(multi_label):
         raise RunConfigError(
-            f"{path}: this run would resume a classifier trained on other classes: {_difference(list(theirs), class_names)}"
+            f"{path}: this run would resume a classifier trained on other classes: "
+            f"{_difference(list(theirs), class_names)}"
             f"{'' if bool(their_multi) == bool(multi_label) else f'; multi_label {their_multi} vs {multi_label}'}. "
             "Its head, best score and optimizer state would be carried onto these labels. Use a new "
             "checkpoint.save_dir (or the data folder it was trained on)")
