@@ -26,7 +26,7 @@ from ..data.augment import draw_mixup
 from ..data.classification_dataset import ClassificationDataset, label_paths
 from ..data.features import FeatureSpec
 from ..data.labels import read_label_descriptors
-from .run_checks import check_metric, check_resume, check_settings, root_config
+from .run_checks import check_metric, check_resume, check_settings, launch_path, root_config, warn_nested_save_dir
 
 logger = logging.getLogger(__name__)
 SPEC_FIELDS = {"sample_rate": "sample_rate", "feature_dim": "num_mel_bins", "deltas": "deltas"}
@@ -74,6 +74,9 @@ class MAE_AST_Classification_Task(FairseqTask):
 
     @classmethod
     def setup_task(cls, cfg: MAE_AST_Classification_Config, **kwargs) -> "MAE_AST_Classification_Task":
+        cfg.data = launch_path(cfg.data)
+        for key in ("fbank_cache",):
+            setattr(cfg, key, launch_path(getattr(cfg, key)))
         return cls(cfg, from_checkpoint=kwargs.get("from_checkpoint", False))
 
     @property
@@ -117,6 +120,9 @@ class MAE_AST_Classification_Task(FairseqTask):
             from ..data.labels import LabelSet
 
             self.label_set = LabelSet(list(cfg.class_names), list(cfg.class_names), "checkpoint")
+        if cfg.get("pretrained_checkpoint") and not self.building_from_checkpoint:
+            with open_dict(cfg):
+                cfg.pretrained_checkpoint = launch_path(cfg.pretrained_checkpoint)
         model = super().build_model(cfg, from_checkpoint)
         self.min_frames = model.backbone.grid.min_frames
         if not self.building_from_checkpoint:  # a new or resumed training run, not a checkpoint reload
@@ -140,6 +146,7 @@ class MAE_AST_Classification_Task(FairseqTask):
         check_settings(self.cfg, self.feature_spec, self.min_frames)
         root = root_config(self.cfg)
         if root is not None:
+            warn_nested_save_dir(root)
             check_metric(root, self.cfg.multi_label)
             check_resume(root, list(self.class_names), self.cfg.multi_label)
 

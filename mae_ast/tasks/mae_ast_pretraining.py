@@ -15,6 +15,7 @@ from omegaconf import MISSING
 from ..data import MAE_AST_Dataset
 from ..data.features import FeatureSpec
 from ..models.masking import MASK_TYPES
+from .run_checks import launch_path
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,9 @@ class MAE_AST_Pretraining_Task(FairseqTask):
 
     @classmethod
     def setup_task(cls, cfg: MAE_AST_Pretraining_Config, **kwargs) -> "MAE_AST_Pretraining_Task":
+        cfg.data = launch_path(cfg.data)
+        if getattr(cfg, "fbank_cache", None):
+            cfg.fbank_cache = launch_path(cfg.fbank_cache)
         return cls(cfg)
 
     @property

@@ -5,7 +5,9 @@ something else.
 * ``check_settings``: ``target_length``, SpecAugment widths and mixup within their ranges;
 * ``check_metric``: the best-checkpoint metric is one this label mode logs;
 * ``check_resume``: the checkpoint fairseq is about to restore can be read, and was
-  trained on the same classes (names, order, label mode) as this run.
+  trained on the same classes (names, order, label mode) as this run;
+* ``launch_path``: input paths given relative to the folder the command was started in,
+  which hydra leaves for ``hydra.run.dir`` before the task is built.
 
 The task gets fairseq's whole config through its own node's parent (fairseq keeps that
 link when it merges the task dataclass), so no fairseq internals are patched.
@@ -13,6 +15,7 @@ link when it merges the task dataclass), so no fairseq internals are patched.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -24,6 +27,9 @@ SINGLE_LABEL_METRICS = ("loss", "accuracy")
 MULTI_LABEL_METRICS = ("loss", "mAP", "auc", "d_prime")
 
 
+logger = logging.getLogger(__name__)
+
+
 class RunConfigError(ValueError):
     """A fine-tuning setting that cannot work; the message says which and what to set."""
 
@@ -33,6 +39,36 @@ def root_config(task_cfg: Any) -> Any | None:
     get_parent = getattr(task_cfg, "_get_parent", None)
     parent = get_parent() if get_parent else None
     return parent if parent is not None and "checkpoint" in parent else None
+
+
+def launch_folder() -> str | None:
+    """The working directory the command was started in, when hydra changed it."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.utils import get_original_cwd
+
+        return get_original_cwd() if HydraConfig.initialized() else None
+    except (ImportError, ValueError):
+        return None
+
+
+def launch_path(path: str | None) -> str | None:
+    """``path`` resolved against the launch folder when relative (an input such as
+    ``task.data=data/esc50/fold1`` means that folder where the user typed it)."""
+    origin = launch_folder()
+    if not path or os.path.isabs(path) or origin is None:
+        return path
+    return os.path.normpath(os.path.join(origin, path))
+
+
+def warn_nested_save_dir(root: Any) -> None:
+    """``checkpoint.save_dir`` stays relative to the run folder (fairseq's rule); when it
+    repeats the run folder's own relative path, the checkpoints land one level deeper."""
+    origin, save_dir = launch_folder(), str(root.checkpoint.save_dir)
+    if origin and not os.path.isabs(save_dir) and os.path.abspath(os.path.join(origin, save_dir)) == os.getcwd():
+        logger.warning(f"checkpoint.save_dir={save_dir} is relative to the run folder (fairseq's rule), so "
+                       f"checkpoints go to {os.path.join(os.getcwd(), save_dir)}; leave checkpoint.save_dir out "
+                       f"to save in {os.path.join(os.getcwd(), 'checkpoints')}, or give an absolute path")
 
 
 def check_settings(task_cfg: Any, spec: FeatureSpec, min_frames: int) -> None:
