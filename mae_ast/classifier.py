@@ -18,8 +18,9 @@ import torch
 
 from .data.augment import pad_or_crop
 from .data.features import FeatureSpec, as_waveform, as_waveforms
-from .inference import CheckpointError, _as_dict
-from .models.mae_ast_classifier import MAE_AST_Classifier, build_backbone
+from .checkpoints import CLASSIFIER, CheckpointError, config_section, read_checkpoint  # noqa: F401
+from .models.builders import build_backbone
+from .models.mae_ast_classifier import MAE_AST_Classifier
 
 MODEL_DEFAULTS = {"head_dropout": 0.0, "freeze_encoder": False, "pooling": "mean"}
 
@@ -96,11 +97,7 @@ class Classifier:
 
 
 def classifier_from_state(state: dict) -> Classifier:
-    cfg = state["cfg"]
-    model_cfg = _as_dict(cfg.get("model") if isinstance(cfg, dict) else cfg.model)
-    if model_cfg.get("_name") != "mae_ast_classifier" or not model_cfg.get("encoder"):
-        raise CheckpointError(f"not a fine-tuned MAE-AST classifier (model {model_cfg.get('_name')!r}); "
-                              "for pretraining checkpoints use mae_ast.load")
+    model_cfg = config_section(state, "model")
     encoder, names = dict(model_cfg["encoder"]), list(model_cfg["class_names"])
     backbone = build_backbone(encoder, dict(model_cfg["features"]))
     # Lr scales are a training matter: evaluation builds the plain module.
@@ -114,20 +111,7 @@ def classifier_from_state(state: dict) -> Classifier:
 def load_classifier(path: str, device: str | torch.device | None = None) -> Classifier:
     """A fine-tuned classifier checkpoint, loaded with ``weights_only=True`` (fairseq not
     needed), in eval mode on ``device`` (default: CUDA when available)."""
-    import os
-
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{path}: no such checkpoint")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise CheckpointError(f"{path}: cannot be loaded with weights_only=True ({err})") from err
-    if not isinstance(state, dict) or "model" not in state or "cfg" not in state:
-        raise CheckpointError(f"{path}: not a fairseq checkpoint (expected keys 'cfg' and 'model')")
-    try:
-        clf = classifier_from_state(state)
-    except CheckpointError as err:
-        raise CheckpointError(f"{path}: {err}") from None
+    clf = classifier_from_state(read_checkpoint(path, kinds=(CLASSIFIER,)))
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     clf.model.to(device)
     return clf

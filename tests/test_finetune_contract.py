@@ -209,7 +209,8 @@ def test_resume_onto_other_classes_or_a_truncated_checkpoint_is_refused(tmp_path
     last = tmp_path / "ck" / "checkpoint_last.pt"
     last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
     proc = finetune(tmp_path, ft_data, patch_checkpoint, "optimization.max_update=2")
-    assert proc.returncode != 0 and f"{last}: this run would resume from it, but it cannot be read" in proc.stderr
+    assert proc.returncode != 0 and f"this run would resume from {last}, which cannot be used" in proc.stderr
+    assert "probably truncated" in proc.stderr
     assert "checkpoint_best.pt" in proc.stderr and "new checkpoint.save_dir" in proc.stderr
 
 

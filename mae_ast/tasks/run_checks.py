@@ -19,8 +19,7 @@ import logging
 import os
 from typing import Any
 
-import torch
-
+from ..checkpoints import CLASSIFIER, CheckpointError, config_section, read_checkpoint
 from ..data.features import FeatureSpec
 
 SINGLE_LABEL_METRICS = ("loss", "accuracy")
@@ -130,19 +129,15 @@ def check_resume(root: Any, class_names: list[str], multi_label: bool) -> None:
     path = restore_path(root.checkpoint)
     if path is None:
         return
-    try:  # mmap: only the small config pickle is read, not the weights
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as err:
-        raise RunConfigError(
-            f"{path}: this run would resume from it, but it cannot be read ({type(err).__name__}: {err}); "
-            "it is probably truncated (a save interrupted). Ways out: resume from the best checkpoint "
-            f"(cp {os.path.join(os.path.dirname(path), 'checkpoint_best.pt')} {path}), or start afresh in a new "
-            "checkpoint.save_dir") from None
-    model = (state.get("cfg") or {}).get("model") or {}
+    try:  # mmap: the weights stay on disk; only the config is looked at
+        state = read_checkpoint(path, kinds=(CLASSIFIER,), mmap=True)
+    except CheckpointError as err:
+        best = os.path.join(os.path.dirname(path), "checkpoint_best.pt")
+        raise RunConfigError(f"this run would resume from {path}, which cannot be used: {err}. Ways out: resume "
+                             f"from the best checkpoint (cp {best} {path}), or start afresh in a new "
+                             "checkpoint.save_dir") from None
+    model = config_section(state, "model")
     theirs, their_multi = model.get("class_names"), model.get("multi_label")
-    if theirs is None:
-        raise RunConfigError(f"{path}: this run would resume from it, but it is not a fine-tuned classifier "
-                             "(no class names in its config); use a new checkpoint.save_dir")
     if list(theirs) != list(class_names) or bool(their_multi) != bool(multi_label):
         raise RunConfigError(
             f"{path}: this run would resume a classifier trained on other classes: "

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from ..data.audio_io import AudioError, read_audio
-from ..inference import CheckpointError, load
+from ..checkpoints import PRETRAINING, CheckpointError, read_checkpoint
+from ..models.builders import pretraining_model
 
 
 def reconstruct(model, feats: torch.Tensor) -> dict[str, np.ndarray]:
@@ -82,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("PIL").setLevel(logging.WARNING)
     torch.manual_seed(args.seed)
     try:
-        model = load(args.checkpoint, device="cpu")
+        # The reconstruction needs the decoder: a classifier's encoder alone cannot draw it.
+        model = pretraining_model(read_checkpoint(args.checkpoint, kinds=(PRETRAINING,))).eval()
         spec = model.feature_spec
         wav = read_audio(args.audio, spec.sample_rate)[: int(args.seconds * spec.sample_rate)]
         if spec.frames(len(wav)) < model.grid.min_frames:
