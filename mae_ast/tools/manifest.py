@@ -59,15 +59,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mae-ast-manifest: error: {err}", file=sys.stderr)
         return 1
     os.makedirs(args.out, exist_ok=True)
-    removed = remove_stale(args.out, splits)
+    removed = [os.path.join(args.out, name) for name in remove_stale(args.out, splits)]
     for split, idx in splits.items():
         write_split(args.out, split, root, [os.path.join(root, rows[i][0]) for i in idx], [rows[i][1] for i in idx])
         stale_labels = os.path.join(args.out, f"{split}.lbl")
         if os.path.isfile(stale_labels):  # it labelled the manifest this run replaced
             os.remove(stale_labels)
-            removed.append(os.path.basename(stale_labels))
+            removed.append(stale_labels)
     if removed:
-        print(f"removed from {args.out}, left by an earlier run: {', '.join(removed)}", file=sys.stderr)
+        print(f"removed, left by an earlier run: {', '.join(removed)}", file=sys.stderr)
     print(f"{len(files)} files found: " + ", ".join(f"{k} {len(v)}" for k, v in splits.items())
           + f"; {len(bad)} unreadable")
     for split, idx in splits.items():
