@@ -39,7 +39,7 @@ from tqdm import tqdm
 from ..classifier import WINDOW_BATCH, Classifier, load_classifier, window_starts
 from ..data.audio_io import AUDIO_EXTENSIONS, AudioError, read_audio
 from ..inference import CheckpointError
-from ._common import check_output, device_arg, positive_float, positive_int, write_json
+from ._common import check_output, device_arg, json_safe, positive_float, positive_int, write_json
 
 
 @dataclass
@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
                   "n_windowed": n_long if args.crop == "windows" else 0,
                   "n_cropped": n_long if args.crop == "start" else 0, "files": results,
                   "errors": [{"path": p, "error": r} for p, r in errors]}
-        write_json(args.json, report)
+        write_json(args.json, json_safe(report))
     return 1 if errors else 0
 
 
