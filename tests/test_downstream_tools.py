@@ -168,12 +168,14 @@ def test_predict_reports_windowed_files_and_offers_start_crop(ckpt, split, tmp_p
 # ---- item 6: a hop longer than a window left most of a file unseen ---------------------------
 
 
-def test_predict_refuses_a_hop_longer_than_one_window(ckpt, tmp_path, capsys):
+def test_predict_refuses_a_hop_longer_than_one_window(ckpt, split, tmp_path, capsys):
     long = tmp_path / "long.flac"
     sf.write(long, noise(33.0, 1), RATE)
     assert run(predict, ckpt, long, "--hop", 100, "--device", "cpu") == 2
     err = capsys.readouterr().err
-    assert "longer than the model's 1.28 s input" in err and "at most 1.28 s" in err
+    assert "--hop 100: a hop of 100 s is longer than the model's 1.28 s input" in err and "at most 1.28 s" in err
+    assert run(evaluate, ckpt, split, "--crop", "windows", "--hop", 1.5, "--device", "cpu") == 2
+    assert "--hop 1.5: a hop of 1.5 s is longer" in capsys.readouterr().err
     assert run(predict, ckpt, long, "--hop", 1.28, "--device", "cpu", "--json", tmp_path / "p.json") == 0
     windows = strict_json(tmp_path / "p.json")["files"][0]["windows"]
     # Every second of the file is inside some window: no gap between consecutive windows.

@@ -139,10 +139,18 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     try:
         clf = load_classifier(args.checkpoint, device=args.device)
+    except CheckpointError as err:
+        print(f"mae-ast-evaluate: {err}", file=sys.stderr)
+        return 2
+    try:
         hop = clf.hop_in_frames(args.hop)
+    except ValueError as err:
+        print(f"mae-ast-evaluate: --hop {args.hop:g}: {err}", file=sys.stderr)
+        return 2
+    try:
         dataset = open_split(clf, args.data, args.split)
         scores, targets, skipped, n_long = score_split(clf, dataset, args.batch_size, args.crop, hop)
-    except (CheckpointError, LabelError, ManifestError, ValueError) as err:
+    except (LabelError, ManifestError) as err:
         print(f"mae-ast-evaluate: {err}", file=sys.stderr)
         return 2
     result = {**classification_metrics(scores, targets, clf.multi_label), "skipped_clips": int(skipped),

@@ -166,9 +166,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         clf = load_classifier(args.checkpoint, device=args.device)
-        hop = clf.hop_in_frames(args.hop)
-    except (CheckpointError, ValueError) as err:
+    except CheckpointError as err:
         print(f"mae-ast-predict: {err}", file=sys.stderr)
+        return 2
+    try:
+        hop = clf.hop_in_frames(args.hop)
+    except ValueError as err:
+        print(f"mae-ast-predict: --hop {args.hop:g}: {err}", file=sys.stderr)
         return 2
     how = clf.aggregation if args.aggregate == "auto" else args.aggregate
     files, errors = find_files(args.audio)
