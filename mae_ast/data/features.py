@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 MAX_ABS_AMPLITUDE = 32.0
 # Axes this short are taken for audio channels, not time (stereo, 5.1, 7.1).
 MAX_CHANNELS = 8
+# Frames of fbank computed at once (40 s at a 10 ms shift; ~40 MB of FFT intermediates).
+FBANK_CHUNK_FRAMES = 4000
 
 
 def compute_deltas(feat: torch.Tensor, n: int = 2) -> torch.Tensor:
@@ -98,12 +100,25 @@ class FeatureSpec:
     def compute(self, waveform: torch.Tensor) -> torch.Tensor:
         """``(frames, width)`` features of a mono ``(N,)`` waveform at ``sample_rate``,
         scale [-1, 1]; raises ``ValueError`` below one window."""
-        feat = fbank(waveform, num_mel_bins=self.num_mel_bins, sample_rate=self.sample_rate,
-                     frame_length_ms=self.frame_length_ms, frame_shift_ms=self.frame_shift_ms)
+        frames = self.frames(waveform.shape[-1])
+        if frames <= FBANK_CHUNK_FRAMES:
+            feat = self._fbank(waveform)
+        else:
+            # Frames are independent (Kaldi's snip_edges): a chunk of frames at a time keeps
+            # the FFT's intermediates (~40x the fbank's size) bounded for any recording length.
+            feat = waveform.new_empty((*waveform.shape[:-1], frames, self.num_mel_bins), dtype=torch.float32)
+            for start in range(0, frames, FBANK_CHUNK_FRAMES):
+                end = min(start + FBANK_CHUNK_FRAMES, frames)
+                chunk = waveform[..., start * self.shift_samples: self.samples_for_frames(end)]
+                feat[..., start:end, :] = self._fbank(chunk)
         if self.deltas:
             d1 = compute_deltas(feat)
             feat = torch.cat([feat, d1, compute_deltas(d1)], dim=1)
         return feat
+
+    def _fbank(self, waveform: torch.Tensor) -> torch.Tensor:
+        return fbank(waveform, num_mel_bins=self.num_mel_bins, sample_rate=self.sample_rate,
+                     frame_length_ms=self.frame_length_ms, frame_shift_ms=self.frame_shift_ms)
 
     def check_width(self, width: int, what: str = "input") -> None:
         """Refuse features of another width: patches would be cut on the wrong grid and

@@ -20,6 +20,7 @@ import torch
 from ..data.audio_io import AudioError, read_audio
 from ..checkpoints import PRETRAINING, CheckpointError, read_checkpoint
 from ..models.builders import pretraining_model
+from ._common import check_output, output_folder, positive_float
 
 
 def reconstruct(model, feats: torch.Tensor) -> dict[str, np.ndarray]:
@@ -64,7 +65,7 @@ def render(panels: dict[str, np.ndarray], path: str, title: str) -> None:
         fig.colorbar(im, ax=ax, pad=0.01)
     axes[-1].set_xlabel("frame (10 ms)")
     fig.suptitle(title, fontsize=11)
-    fig.savefig(path, dpi=100)
+    fig.savefig(output_folder(path), dpi=100)
     plt.close(fig)
 
 
@@ -73,10 +74,11 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint")
     parser.add_argument("audio")
-    parser.add_argument("--out", required=True, help="PNG to write")
-    parser.add_argument("--seconds", type=float, default=6.0, help="show at most this much audio")
+    parser.add_argument("--out", required=True, help="PNG to write (missing folders are made)")
+    parser.add_argument("--seconds", type=positive_float, default=6.0, help="show at most this much audio")
     parser.add_argument("--seed", type=int, default=0, help="seed of the mask")
     args = parser.parse_args(argv)
+    check_output(parser, args.out, "--out")
 
     # matplotlib and PIL log at DEBUG through the root logger that fairseq configures.
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
