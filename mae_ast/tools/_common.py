@@ -20,6 +20,7 @@ import argparse
 import json
 import math
 import os
+import sys
 
 import torch
 
@@ -111,3 +112,21 @@ def json_safe(value: object) -> object:
     if isinstance(value, (list, tuple)):
         return [json_safe(v) for v in value]
     return value
+
+
+def open_classifier(prog: str, checkpoint: str, device: str | None, hop_s: float | None):
+    """(classifier, hop in frames) for the scoring tools, or None after a one-line message
+    on stderr (the caller exits 2): a checkpoint that cannot be used or a hop it refuses."""
+    from ..checkpoints import CheckpointError
+    from ..classifier import load_classifier
+
+    try:
+        clf = load_classifier(checkpoint, device=device)
+    except CheckpointError as err:
+        print(f"{prog}: {err}", file=sys.stderr)
+        return None
+    try:
+        return clf, clf.hop_in_frames(hop_s)
+    except ValueError as err:
+        print(f"{prog}: --hop {hop_s:g}: {err}", file=sys.stderr)
+        return None

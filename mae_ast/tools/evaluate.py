@@ -28,13 +28,14 @@ import sys
 
 import numpy as np
 
-from ..classifier import Classifier, load_classifier
+from ..classifier import Classifier
 from ..data.classification_dataset import ClassificationDataset, label_paths
 from ..data.labels import LabelError, read_label_descriptors
 from ..data.manifest import ManifestError
-from ..inference import CheckpointError
 from ..metrics import classification_metrics
-from ._common import check_output, device_arg, json_safe, positive_float, positive_int, write_json
+from ._common import (
+    check_output, device_arg, json_safe, open_classifier, positive_float, positive_int, write_json,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -137,16 +138,10 @@ def notes(result: dict, clf: Classifier, crop: str) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    try:
-        clf = load_classifier(args.checkpoint, device=args.device)
-    except CheckpointError as err:
-        print(f"mae-ast-evaluate: {err}", file=sys.stderr)
+    opened = open_classifier("mae-ast-evaluate", args.checkpoint, args.device, args.hop)
+    if opened is None:
         return 2
-    try:
-        hop = clf.hop_in_frames(args.hop)
-    except ValueError as err:
-        print(f"mae-ast-evaluate: --hop {args.hop:g}: {err}", file=sys.stderr)
-        return 2
+    clf, hop = opened
     try:
         dataset = open_split(clf, args.data, args.split)
         scores, targets, skipped, n_long = score_split(clf, dataset, args.batch_size, args.crop, hop)

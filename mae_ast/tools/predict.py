@@ -36,10 +36,12 @@ from dataclasses import dataclass, field
 import torch
 from tqdm import tqdm
 
-from ..classifier import WINDOW_BATCH, Classifier, load_classifier, window_starts
+from ..classifier import WINDOW_BATCH, Classifier, window_starts
 from ..data.audio_io import AUDIO_EXTENSIONS, AudioError, read_audio
-from ..inference import CheckpointError
-from ._common import check_output, device_arg, json_safe, positive_float, positive_int, write_json
+from ..data.datadir import find_audio
+from ._common import (
+    check_output, device_arg, json_safe, open_classifier, positive_float, positive_int, write_json,
+)
 
 
 @dataclass
@@ -89,8 +91,7 @@ def find_files(inputs: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
     files, errors = [], []
     for item in inputs:
         if os.path.isdir(item):
-            found = sorted(os.path.join(folder, name) for folder, _, names in os.walk(item) for name in names
-                           if os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS)
+            found = [os.path.join(item, rel) for rel in find_audio(item)]
             if not found:
                 errors.append((item, f"folder holds no audio file ({', '.join(sorted(AUDIO_EXTENSIONS))})"))
             files.extend(found)
@@ -164,16 +165,10 @@ def long_note(clf: Classifier, n_long: int, n_files: int, crop: str, how: str) -
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        clf = load_classifier(args.checkpoint, device=args.device)
-    except CheckpointError as err:
-        print(f"mae-ast-predict: {err}", file=sys.stderr)
+    opened = open_classifier("mae-ast-predict", args.checkpoint, args.device, args.hop)
+    if opened is None:
         return 2
-    try:
-        hop = clf.hop_in_frames(args.hop)
-    except ValueError as err:
-        print(f"mae-ast-predict: --hop {args.hop:g}: {err}", file=sys.stderr)
-        return 2
+    clf, hop = opened
     how = clf.aggregation if args.aggregate == "auto" else args.aggregate
     files, errors = find_files(args.audio)
     for path, reason in errors:
