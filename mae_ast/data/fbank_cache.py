@@ -5,10 +5,10 @@ can fall behind a GPU step. The cache moves decode, resampling and fbank out of 
 training loop; random crops and masks still change every epoch.
 
 Layout in the cache folder, per split:
-- ``{split}.fbank.bin``: float32 (or float16) frames, ``feature_dim`` wide, clips back to back;
+- ``{split}.fbank.bin``: float32 (or float16) frames, ``width`` columns (mel bins, x3 with deltas), clips back to back;
 - ``{split}.fbank.idx.npy``: int64 ``(n, 3)``: manifest line, first frame and frame count
   of each cached entry (count -1: the clip was unusable when the cache was written);
-- ``{split}.fbank.json``: dtype, feature_dim, the manifest's SHA-1 and the reasons
+- ``{split}.fbank.json``: dtype, width, the feature spec, the manifest's SHA-1 and the reasons
   unusable clips were left out. A cache whose manifest changed is refused.
 
 Entries are found by their manifest line, so one cache serves every reader of the
@@ -90,7 +90,7 @@ def write_cache(dataset, split: str, cache_dir: str, workers: int = 1, dtype: st
         pool.join()
     os.replace(tmp, bin_path)  # only a complete cache gets the final name
     np.save(idx_path, index)
-    meta = {"dtype": dtype, "feature_dim": dataset.feature_width, "sample_rate": dataset.sample_rate,
+    meta = {"dtype": dtype, "width": dataset.feature_width, "sample_rate": dataset.sample_rate,
             "feature_spec": dataclasses.asdict(dataset.feature_spec),
             "manifest": os.path.abspath(dataset.manifest_path), "manifest_sha1": manifest_digest(dataset.manifest_path),
             "min_keep": dataset.min_keep, "max_keep": dataset.max_keep, "clips": len(dataset),
@@ -116,14 +116,14 @@ class FbankCache:
                              "rewrite it with mae-ast-cache")
         spec = dataset.feature_spec
         written = FeatureSpec(**self.meta["feature_spec"]) if "feature_spec" in self.meta else None
-        if (self.meta["feature_dim"], self.meta["sample_rate"]) != (spec.width, spec.sample_rate) or \
+        if (self.meta["width"], self.meta["sample_rate"]) != (spec.width, spec.sample_rate) or \
                 (written is not None and written != spec):
             what = (written.describe() if written
-                    else f"{self.meta['feature_dim']} columns at {self.meta['sample_rate']} Hz")
+                    else f"{self.meta['width']} columns at {self.meta['sample_rate']} Hz")
             raise CacheError(f"{meta_path}: written with {what}, the task asks {spec.describe()}; "
                              "rewrite it with mae-ast-cache (--feature-dim/--deltas/--sample-rate as the task)")
         self.index = self._rows_for(np.load(idx_path), dataset, idx_path)
-        self.dim = self.meta["feature_dim"]
+        self.dim = self.meta["width"]
         self.bin_path, self.dtype = bin_path, np.dtype(self.meta["dtype"])
         self.paths = dataset.paths
         self._frames = None  # opened lazily: each dataloader worker maps the file itself

@@ -33,7 +33,6 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 
 HEADER = ["index", "mid", "display_name"]
 _INT = re.compile(r"-?\d+")
@@ -305,11 +304,3 @@ def class_order(names: Iterable[str]) -> list[str]:
     if names and all(_INT.fullmatch(n.strip()) for n in names):
         return sorted(names, key=lambda n: int(n))
     return sorted(names)
-
-
-def label_frequencies(rows: list[list[int]], num_classes: int) -> np.ndarray:
-    """Clips per class (a multi-label clip counts once for each of its classes)."""
-    flat = np.fromiter((i for row in rows for i in row), dtype=np.int64)
-    if flat.size and (flat.min() < 0 or flat.max() >= num_classes):
-        raise ValueError(f"label indices must lie in 0..{num_classes - 1}")
-    return np.bincount(flat, minlength=num_classes)

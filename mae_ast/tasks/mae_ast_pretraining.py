@@ -34,8 +34,9 @@ class MAE_AST_Pretraining_Config(FairseqDataclass):
     min_sample_size: Optional[int] = field(default=None, metadata={"help": "skip clips shorter than this (samples)"})
     random_crop: Optional[bool] = field(default=True, metadata={"help": "crop at a random offset (else from the start)"})
     pad_audio: Optional[bool] = field(default=False, metadata={"help": "pad to the longest clip instead of cropping"})
+    # The original's default was "wav", which its model never accepted; its yaml set fbank.
     feature_type: Optional[str] = field(
-        default="wav", metadata={"help": "input features: fbank (wav, spectrogram, mfcc are not supported)"}
+        default="fbank", metadata={"help": "input features: fbank (wav, spectrogram, mfcc are not supported)"}
     )
     feature_rate: Optional[int] = field(default=100, metadata={"help": "feature frames per second"})
     feature_dim: Optional[int] = field(default=100, metadata={"help": "mel bins (128 for MAE-AST)"})

@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         for path, reason in meta["skipped"].items():
             print(f"left out: {path}: {reason}", file=sys.stderr)
         bad += len(meta["skipped"])
-        size = meta["frames"] * meta["feature_dim"] * (2 if args.dtype == "float16" else 4)
+        size = meta["frames"] * meta["width"] * (2 if args.dtype == "float16" else 4)
         print(f"{split}: {meta['clips'] - len(meta['skipped'])} of {meta['clips']} clips cached, "
               f"{meta['frames']} frames, {size / 1e6:.1f} MB")
     return 1 if bad else 0
