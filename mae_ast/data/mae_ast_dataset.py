@@ -4,7 +4,7 @@ Batching matches the original: ``num_tokens`` counts audio samples (the manifest
 capped at ``max_sample_size``), so ``dataset.max_tokens`` means what it meant there;
 indices are ordered by length, longest first, ties random; the collater crops every
 clip to the shortest in the batch (random crop when ``random_crop``), so pretraining
-batches carry no padding.
+batches carry no padding (``padding_mask`` is None then).
 
 Bad files are skipped, never fatal: each is named once in the log with its reason,
 and every batch reports how many of its clips were skipped (``n_skipped``), which the
@@ -163,6 +163,10 @@ class MAE_AST_Dataset(FairseqDataset):
             feat = self.crop_to_max_size(feat, target, sample["id"])
             source[i, : len(feat)] = feat
             padding_mask[i, len(feat) :] = True
+        if not any(length < target for length in lengths):
+            # Nothing padded (always so when cropping): the model then needs no mask and
+            # never has to look at one on the device to find that out.
+            padding_mask = None
         return {
             "id": torch.LongTensor([s["id"] for s in samples]),
             "net_input": {"source": source, "padding_mask": padding_mask},
