@@ -179,8 +179,10 @@ def _check_samples(path: str, wav: np.ndarray) -> None:
         raise AudioError(path, "digital silence (all samples are zero)")
 
 
-def read_audio(path: str, sample_rate: int = 16000, expected_samples: int | None = None) -> torch.Tensor:
-    """Mono float32 waveform of ``path`` resampled to ``sample_rate``, scale [-1, 1].
+def decode_audio(path: str, expected_samples: int | None = None) -> tuple[torch.Tensor, int]:
+    """Mono float32 waveform of ``path`` at the file's own rate, scale [-1, 1], and that
+    rate: ``read_audio`` without the resampling (``task.features_on_device`` resamples
+    batches on the training device instead).
 
     ``expected_samples``: the manifest's length at the file's own rate; a decoded clip
     shorter than that beyond the tolerance raises ``AudioError("truncated: ...")``.
@@ -192,6 +194,15 @@ def read_audio(path: str, sample_rate: int = 16000, expected_samples: int | None
         _check_samples(path, wav)
         if expected_samples is not None:
             _check_length(path, wav.size, int(expected_samples), int(rate))
-        wav = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))
+        return torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32)), int(rate)
+
+
+def read_audio(path: str, sample_rate: int = 16000, expected_samples: int | None = None) -> torch.Tensor:
+    """Mono float32 waveform of ``path`` resampled to ``sample_rate``, scale [-1, 1].
+
+    ``expected_samples``: the manifest's length at the file's own rate; a decoded clip
+    shorter than that beyond the tolerance raises ``AudioError("truncated: ...")``.
+    """
+    wav, rate = decode_audio(path, expected_samples)
     with _named_failure(path, f"resampling {rate} Hz to {sample_rate} Hz"):
-        return resample(wav, int(rate), sample_rate)
+        return resample(wav, rate, sample_rate)
