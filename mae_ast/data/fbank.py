@@ -107,10 +107,12 @@ def fbank(
 def _power_spectrum(frames: torch.Tensor, fft_size: int, preemphasis: float) -> torch.Tensor:
     """``(B, F, W)`` frames (a strided view) -> ``(B, F, fft_size // 2 + 1)`` power.
 
-    The same arithmetic as torchaudio's, operation for operation (so the features are
-    bitwise torchaudio's), in fewer passes over memory: each step writes into the
+    torchaudio's arithmetic in fewer passes over memory: each step writes into the
     zero-padded FFT buffer in place instead of allocating a new frame tensor (DC
-    removal, pre-emphasis by concatenation, window, padding: five copies there)."""
+    removal, pre-emphasis by concatenation, window, padding: five copies there). The
+    frames are bitwise torchaudio's; the power is re^2 + im^2 where torchaudio squares
+    ``abs()`` (a square root per bin, then its square: 2x slower here), which moves it
+    by at most ~2.5e-7 relative, far below the features' 1e-3 test tolerance."""
     window_size = frames.shape[-1]
     buf = frames.new_zeros(*frames.shape[:-1], fft_size)
     y = buf[..., :window_size]
@@ -120,4 +122,5 @@ def _power_spectrum(frames: torch.Tensor, fft_size: int, preemphasis: float) -> 
     y[..., 1:] -= scaled[..., :-1]
     y[..., :1] -= scaled[..., :1]
     y *= povey_window(window_size).to(y.device)
-    return torch.fft.rfft(buf).abs().square_()
+    spectrum = torch.fft.rfft(buf)
+    return torch.addcmul(spectrum.real.square(), spectrum.imag, spectrum.imag)
