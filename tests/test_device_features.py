@@ -6,7 +6,7 @@ import pytest
 import torch
 from fairseq import utils
 
-from conftest import DEMO
+from conftest import DEMO, hydra_train, logged
 from mae_ast.data import MAE_AST_Dataset
 from mae_ast.data.features import FeatureSpec
 from mae_ast.data.mae_ast_dataset import features_from_waveforms
@@ -57,3 +57,20 @@ def test_waveforms_survive_fairseqs_half_precision_cast():
     halved = utils.apply_to_sample(lambda t: t.half() if t.dtype == torch.float32 else t, waves)
     again = features_from_waveforms(halved, FeatureSpec())
     assert torch.equal(again["net_input"]["source"], device["net_input"]["source"])
+
+
+def test_training_with_features_on_device_logs_the_same_losses(tmp_path):
+    """Through fairseq-hydra-train (a dataloader worker, validation included): the same
+    seed gives the same losses whether workers or the task compute the features."""
+    from test_reliability import TINY
+
+    losses = []
+    for flag in ("false", "true"):
+        run = tmp_path / flag
+        proc = hydra_train(run, *TINY, "optimization.max_update=3", "dataset.max_tokens=400000",
+                           "dataset.num_workers=1", "dataset.validate_interval=1", "task.mask_type=chunk_mask",
+                           f"task.features_on_device={flag}")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        train, valid = logged(run, "train_inner"), logged(run, "valid")
+        losses.append(([r["loss"] for r in train], [r["valid_loss"] for r in valid]))
+    assert losses[0] == losses[1] and len(losses[0][0]) == 3
