@@ -351,15 +351,17 @@ def run_case(kind: str, variant: str, dtype: str, B: int, args, device) -> dict:
 
 
 def run_interleaved(kind: str, variants: list[str], dtype: str, B: int, args, device) -> list[dict]:
-    """All variants built first, then one step of each in turn: on a shared machine a
-    burst of load hits every variant alike, so the ratios hold better than the rates.
+    """All variants built first, then one step of each in turn (order reversed every
+    other step): on a shared machine a burst of load hits every variant alike, so the
+    ratios hold better than the rates.
     Peak memory is not reported (the other variants' weights are resident)."""
     cases = [(v, *make_case(kind, v, dtype, args, device, B)) for v in variants]
     source = torch.randn(B, FRAMES_10S, 128, device=device) * 3 - 6
     times = {v: [] for v in variants}
     losses = {}
     for i in range(args.warmup + args.steps):
-        for v, _, step, _ in cases:
+        # Alternate the order, so that no variant always runs right after the same one.
+        for v, _, step, _ in (cases if i % 2 == 0 else cases[::-1]):
             t0 = time_start(device)
             losses[v] = float(step(source).detach())
             dt = time_stop(device, t0)
