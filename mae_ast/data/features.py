@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from .fbank import fbank
+from .resample import resample, resampled_length
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +120,39 @@ class FeatureSpec:
     def _fbank(self, waveform: torch.Tensor) -> torch.Tensor:
         return fbank(waveform, num_mel_bins=self.num_mel_bins, sample_rate=self.sample_rate,
                      frame_length_ms=self.frame_length_ms, frame_shift_ms=self.frame_shift_ms)
+
+    def frames_at_rate(self, num_samples: int, rate: int) -> int:
+        """Frames of a clip of ``num_samples`` at ``rate`` Hz once resampled to ours."""
+        return self.frames(resampled_length(num_samples, rate, self.sample_rate))
+
+    def compute_batch(self, wav: torch.Tensor, lengths: list[int], rates: list[int]) -> torch.Tensor:
+        """``(B, frames, width)`` features of a zero-padded ``(B, N)`` batch of mono
+        waveforms, clip ``i`` holding ``lengths[i]`` samples at ``rates[i]`` Hz, computed
+        on ``wav``'s device: resampled by rate group, then one batched fbank. Clip ``i``'s
+        first ``frames_at_rate(lengths[i], rates[i])`` frames are its ``compute``
+        features (every frame and every resampled sample reads only that clip's samples
+        and zeros beyond them, as the per-clip code pads); the rest is padding."""
+        new_lengths = [resampled_length(n, r, self.sample_rate) for n, r in zip(lengths, rates)]
+        if len(set(rates)) == 1:  # the usual batch: one rate, no regrouping
+            at_rate = resample(wav[:, : max(lengths)], rates[0], self.sample_rate)
+        else:
+            at_rate = wav.new_zeros(len(lengths), max(new_lengths))
+            for rate in sorted(set(rates)):
+                rows = [i for i, r in enumerate(rates) if r == rate]
+                n = max(lengths[i] for i in rows)
+                # Row slices, not an index tensor: nothing is copied from the host.
+                group = resample(torch.stack([wav[i, :n] for i in rows]), rate, self.sample_rate)
+                for k, i in enumerate(rows):
+                    at_rate[i, : new_lengths[i]] = group[k, : new_lengths[i]]
+        feat = self._fbank(at_rate)
+        if self.deltas:  # deltas replicate each clip's own last frame: per clip
+            out = feat.new_zeros(*feat.shape[:2], self.width)
+            for i, n in enumerate(new_lengths):
+                f = self.frames(n)
+                d1 = compute_deltas(feat[i, :f])
+                out[i, :f] = torch.cat([feat[i, :f], d1, compute_deltas(d1)], dim=1)
+            feat = out
+        return feat
 
     def check_width(self, width: int, what: str = "input") -> None:
         """Refuse features of another width: patches would be cut on the wrong grid and

@@ -277,9 +277,11 @@ class MAE_AST(BaseFairseqModel):
     ) -> dict[str, Any]:
         patches = source if is_input_prepatched else self.patchify(source)
         B, T, _ = patches.shape
-        # One host check: without padding, attention takes the flash path (no mask).
+        # A given mask is used as given, never inspected on the host (that was a device
+        # sync every step). Batches known to hold no padding pass None instead (the
+        # pretraining collater does), which keeps attention on its unmasked fast path.
         token_pad = None
-        if padding_mask is not None and not is_input_prepatched and bool(padding_mask.any()):
+        if padding_mask is not None and not is_input_prepatched:
             token_pad = self.forward_padding_mask(padding_mask, T)
 
         features = self.post_extract_proj(patches)
@@ -327,7 +329,7 @@ class MAE_AST(BaseFairseqModel):
         it reads is, so a clip padded in a batch gives exactly the tokens it gives alone."""
         patches = self.patchify(source)
         token_pad = None
-        if padding_mask is not None and bool(padding_mask.any()):
+        if padding_mask is not None:  # as in forward: no host check of its contents
             token_pad = self.forward_padding_mask(padding_mask, patches.shape[1], whole_tokens=True)
         x = self.add_positions(self.post_extract_proj(patches), token_pad, "enc")
         x, _, hidden_states = self.forward_encoder(x, None, token_pad, output_layer)

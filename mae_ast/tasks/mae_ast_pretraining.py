@@ -5,12 +5,14 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
+import torch
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.tasks import register_task
 from omegaconf import MISSING
 
 from ..data import MAE_AST_Dataset
 from ..data.features import FeatureSpec
+from ..data.mae_ast_dataset import features_from_waveforms
 from ..models.masking import MASK_TYPES
 from .audio_task import MAE_AST_Audio_Task
 
@@ -45,6 +47,11 @@ class MAE_AST_Pretraining_Config(FairseqDataclass):
     # Ours, not the original's.
     fbank_cache: Optional[str] = field(
         default=None, metadata={"help": "folder written by mae-ast-cache: read precomputed fbank instead of audio"}
+    )
+    features_on_device: bool = field(
+        default=False,
+        metadata={"help": "dataloader workers only decode; resampling and fbank run on the training device, "
+                  "batched (the same features, cropped the same way)"},
     )
     mask_type: MASK_TYPE_CHOICES = field(
         default="random_mask",
@@ -81,10 +88,30 @@ class MAE_AST_Pretraining_Task(MAE_AST_Audio_Task):
             feature_spec=self.feature_spec,
             min_frames=self.min_frames,
         )
+        if getattr(self.cfg, "features_on_device", False) and getattr(self.cfg, "fbank_cache", None):
+            raise ValueError("task.fbank_cache and task.features_on_device exclude each other: "
+                             "the cache already holds the features; drop one of them")
         self.attach_cache(dataset, split)
+        dataset.decode_only = bool(getattr(self.cfg, "features_on_device", False))
         self.datasets[split] = dataset
 
     def build_model(self, cfg, from_checkpoint: bool = False):
         model = super().build_model(cfg, from_checkpoint)
         self.adopt_patch_length(model.grid.min_frames)
         return model
+
+    def device_features(self, sample: dict, model) -> dict:
+        """A ``features_on_device`` batch (waveforms) becomes the usual one, features
+        computed where its tensors are; in fairseq's fp16/bf16 mode in the model's dtype,
+        as fairseq would have cast features from the workers."""
+        if "waveforms" not in sample:
+            return sample
+        dtype = next(model.parameters()).dtype
+        return features_from_waveforms(sample, self.feature_spec, dtype if dtype != torch.float32 else None)
+
+    def valid_step(self, sample, model, criterion):
+        return super().valid_step(self.device_features(sample, model), model, criterion)
+
+    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
+        sample = self.device_features(sample, model)
+        return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
