@@ -116,6 +116,12 @@ def load_classifier(path: str, device: str | torch.device | None = None) -> Clas
     needed), in eval mode on ``device`` (default: CUDA when available)."""
     import os
 
+    from .hf.folder import is_exported, load_classifier as load_exported
+
+    if is_exported(path):  # a folder written by mae-ast-export-hf (safetensors)
+        clf = load_exported(path)
+        clf.model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        return clf
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: no such checkpoint")
     try:

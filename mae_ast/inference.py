@@ -96,7 +96,10 @@ def build_from_state(state: dict) -> MAE_AST:
 def load(path: str, device: str | torch.device | None = None, weights_only: bool = True) -> MAE_AST:
     """An eval-mode MAE-AST from a fairseq checkpoint (ours or the released ones), with
     encoder layerdrop off so hidden-state indices are fixed."""
-    model = build_from_state(load_checkpoint(path, weights_only=weights_only))
+    from .hf.folder import is_exported, load_encoder
+
+    # A folder written by mae-ast-export-hf: its decoder-free encoder, from safetensors.
+    model = load_encoder(path) if is_exported(path) else build_from_state(load_checkpoint(path, weights_only))
     model.encoder.layerdrop = 0.0
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return model.to(device).eval()
