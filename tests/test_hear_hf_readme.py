@@ -50,7 +50,7 @@ def test_hear_snippet_runs_as_written(patch_checkpoint, tmp_path):
 
 def test_hugging_face_snippets_run_as_written(patch_checkpoint, finetuned_checkpoint, tmp_path):
     pytest.importorskip("transformers", reason="the hf extra is not installed (pip install -e '.[hf]')")
-    _, bash, encoder, classify = blocks()
+    _, bash, encoder, classify = (code for _, code in blocks())
     # The console script, or (in a venv installed before it existed) the same module.
     shim = tmp_path / "bin"
     shim.mkdir()
