@@ -182,8 +182,12 @@ def hop_in_frames(hop_ms: float | None, stride_frames: int, frame_ms: float) -> 
 def load_encoder(path: str, device: str | torch.device | None = None) -> tuple[MAE_AST, int]:
     """The encoder of a pretraining or fine-tuned checkpoint, and the frames it was trained on."""
     from .classifier import load_classifier
+    from .hf.folder import is_classifier, is_exported, read_config
     from .inference import CheckpointError, load
 
+    if is_exported(path) and is_classifier(read_config(path)):  # trained on target_length frames
+        clf = load_classifier(path, device=device)
+        return clf.model.backbone, clf.target_length
     try:
         model = load(path, device=device)
         max_samples = getattr(model.task_cfg, "max_sample_size", None) or DEFAULT_MAX_SAMPLES

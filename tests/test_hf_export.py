@@ -23,6 +23,7 @@ import pytest
 import torch
 
 import mae_ast
+from mae_ast import hear
 from conftest import DEMO, ROOT, task_cfg, tiny_model
 from mae_ast.classifier import load_classifier
 from mae_ast.data.audio_io import read_audio
@@ -107,8 +108,16 @@ def checkpoints(tmp_path_factory, patch_checkpoint, frame_checkpoint, finetuned_
 
 @pytest.fixture(scope="module")
 def exported(checkpoints, tmp_path_factory) -> dict[str, Path]:
+    """The patch checkpoint through the CLI, the others through the function it calls."""
+    from mae_ast.tools.export_hf import export as export_folder
+
     out = tmp_path_factory.mktemp("exported")
-    return {name: export(ckpt, out / name) for name, ckpt in checkpoints.items()}
+    folders = {"patch": export(checkpoints["patch"], out / "patch")}
+    for name, ckpt in checkpoints.items():
+        if name != "patch":
+            export_folder(str(ckpt), str(out / name))
+            folders[name] = out / name
+    return folders
 
 
 @pytest.fixture(scope="module")
@@ -178,6 +187,8 @@ def check_against_package(report: dict, exported: dict[str, Path], checkpoints: 
                           tmp: Path) -> None:
     clips = [torch.from_numpy(np.load(w)) for w in wavs]
     for name, folder in exported.items():
+        if str(folder) not in report["folders"]:
+            continue
         entry = report["folders"][str(folder)]
         out = np.load(str(folder) + ".outputs.npz")
         assert entry["feature_extractor"] == "MAEASTFeatureExtractor"
@@ -218,8 +229,10 @@ def check_pipeline_matches_predict(pipeline_out: list, checkpoint: Path, wavs: l
 
 
 def test_transformers_without_mae_ast_gives_the_package_outputs(exported, checkpoints, wavs, tmp_path):
-    """In this venv, with mae_ast, fairseq, torchaudio, soundfile and av unimportable."""
+    """In this venv, with mae_ast, fairseq, torchaudio, soundfile and av unimportable (an
+    encoder and a classifier: the clean venv below runs them all)."""
     pytest.importorskip("transformers", reason="the hf extra is not installed (pip install -e '.[hf]')")
+    exported = {name: exported[name] for name in ("patch", "classifier")}
     report = run_driver(Path(sys.executable), exported, wavs, tmp_path, block=True)
     assert not any(report["importable"].values()), report["importable"]
     check_against_package(report, exported, checkpoints, wavs, tmp_path)
@@ -248,6 +261,12 @@ def test_exported_folder_loads_back_with_the_package(exported, checkpoints, wavs
         assert torch.equal(a.scores(clips), b.scores(clips))
     with pytest.raises(ValueError, match="an exported encoder, not a classifier"):
         load_classifier(str(exported["patch"]))
+    # HEAR takes the folders too (a classifier's: its fine-tuned encoder, windows of its target_length).
+    audio = torch.from_numpy(np.load(wavs[1]))[None]
+    for name in ("patch", "classifier"):
+        a, b = hear.load_model(str(checkpoints[name]), device="cpu"), hear.load_model(str(exported[name]), device="cpu")
+        assert a.window_steps == b.window_steps
+        assert torch.equal(hear.get_scene_embeddings(audio, a), hear.get_scene_embeddings(audio, b))
 
 
 def test_remote_code_is_the_package_code(exported):

@@ -33,11 +33,15 @@ def read(path: str) -> tuple[dict, dict[str, torch.Tensor]]:
     for name in (CONFIG, WEIGHTS):
         if not os.path.isfile(os.path.join(path, name)):
             raise ValueError(f"{path}: no {name}; export a folder with mae-ast-export-hf CHECKPOINT {path}")
-    with open(os.path.join(path, CONFIG)) as f:
-        config = json.load(f)
+    config = read_config(path)
     if config.get("model_type") != "mae_ast":
         raise ValueError(f"{path}/{CONFIG}: model_type is {config.get('model_type')!r}, not 'mae_ast'")
     return config, load_file(os.path.join(path, WEIGHTS))
+
+
+def read_config(path: str) -> dict:
+    with open(os.path.join(path, CONFIG)) as f:
+        return json.load(f)
 
 
 def is_classifier(config: dict) -> bool:
