@@ -12,7 +12,8 @@ embedding every ``ast_kernel_stride_time`` frames (160 ms for 16x16 patches, 20 
 ``hop`` apart (``P * hop`` = the stride), and the passes interleave into one regular
 timeline. Kaldi frames are computed independently of each other, so pass ``j``'s patches
 read exactly the frames that the clip shifted by ``j * hop`` would give: every
-embedding is a real token of the model, none interpolated. The hop must divide the
+embedding is a real token of the model, none interpolated. (With deltas, the passes
+read the whole clip's deltas, which differ from a cut clip's in its first two frames.) The hop must divide the
 stride into whole 10 ms frames: 10, 20, 40, 80 or 160 ms for 16-frame patches.
 
 To put centres at the very start and the very end of the clip, the feature image is

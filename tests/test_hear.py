@@ -93,26 +93,26 @@ def test_scene_is_the_mean_of_extract_layers(frame_checkpoint):
     assert torch.allclose(got, want, atol=1e-5)
     # A layer mix is the mean of those layers; windows of 0.5 s keep the timeline.
     layers = enc.extract_layers([wav])["hidden_states"]
-    mixed = hear.load_model(str(frame_checkpoint), device="cpu", layer="all")
-    assert torch.allclose(hear.get_scene_embeddings(wav[None], mixed),
+    assert torch.allclose(hear.get_scene_embeddings(wav[None], hear.HearModel(enc, layer="all")),
                           torch.stack(layers).mean(dim=0).mean(dim=1), atol=1e-5)
-    windowed = hear.load_model(str(frame_checkpoint), device="cpu", window_s=0.5)
-    _, ts = hear.get_timestamp_embeddings(wav[None], windowed)
-    _, ts_whole = hear.get_timestamp_embeddings(wav[None], hear.load_model(str(frame_checkpoint), device="cpu"))
+    _, ts = hear.get_timestamp_embeddings(wav[None], hear.HearModel(enc, window_s=0.5))
+    _, ts_whole = hear.get_timestamp_embeddings(wav[None], hear.HearModel(enc, window_s=0))
     assert torch.equal(ts, ts_whole)
 
 
 def test_options_are_checked(patch_checkpoint):
     path = str(patch_checkpoint)
-    assert hear.load_model(path, device="cpu", hop_ms=20).passes == 8
-    assert hear.load_model(path, device="cpu", layer=[1, 2]).layers == [1, 2]
+    enc = mae_ast.load(path, device="cpu")
+    assert hear.HearModel(enc, hop_ms=20).passes == 8
+    assert hear.HearModel(enc, layer=[1, -1]).layers == [1, 2]
     with pytest.raises(ValueError, match="exact hops .* are 10, 20, 40, 80, 160 ms"):
-        hear.load_model(path, device="cpu", hop_ms=50)
+        hear.HearModel(enc, hop_ms=50)
     with pytest.raises(ValueError, match="layers 1..2"):
-        hear.load_model(path, device="cpu", layer=3)
+        hear.HearModel(enc, layer=3)
     with pytest.raises(ValueError, match="unknown options"):
         hear.load_model(path, hop=40)
+    model = hear.HearModel(enc)
     with pytest.raises(ValueError, match=r"\(n_sounds, n_samples\)"):
-        hear.get_scene_embeddings(torch.zeros(16000), hear.load_model(path, device="cpu"))
+        hear.get_scene_embeddings(torch.zeros(16000), model)
     with pytest.raises(ValueError, match="not on the \\[-1, 1\\] scale"):
-        hear.get_scene_embeddings(torch.full((1, 16000), 1000.0), hear.load_model(path, device="cpu"))
+        hear.get_scene_embeddings(torch.full((1, 16000), 1000.0), model)
