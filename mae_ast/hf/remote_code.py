@@ -39,7 +39,6 @@ ALLOWED_IMPORTS = {"__future__", "collections", "dataclasses", "functools", "log
                    "warnings", "numpy", "torch", "transformers", "safetensors"}
 # Methods that only training calls and that reach fairseq: stubs in the exported code.
 OMIT = {"MAE_AST.build_model", "MAE_AST.forward_mask", "MAE_AST_Classifier.build_model"}
-BUILTINS = set(dir(__builtins__ if isinstance(__builtins__, dict) else __builtins__.__dict__)) | {"__name__"}
 
 
 class ExportError(RuntimeError):

@@ -89,6 +89,7 @@ def export(checkpoint: str, out_dir: str) -> dict:
     (out / PREPROCESSOR).write_text(json.dumps(preprocessor, indent=2) + "\n")
     save_file({k: v.detach().to("cpu").contiguous() for k, v in weights.items()}, str(out / WEIGHTS),
               metadata={"format": "pt"})
+    (out / WEIGHTS).chmod(0o644)  # safetensors writes 0600; the folder is meant to be shared
     return config
 
 
