@@ -93,17 +93,20 @@ def export(checkpoint: Path, out: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory, patch_checkpoint, frame_checkpoint, finetuned_checkpoint) -> dict[str, Path]:
-    """Real patch/frame pretraining runs and a real fine-tuned classifier; an in-process
-    encoder trained with deltas (384 columns) and a multi-label copy of the classifier."""
+    """Real patch/frame pretraining runs and a real fine-tuned classifier; in-process
+    encoders with deltas (384 columns) and with convolutional positions (weight-normed
+    conv: weight_g/weight_v keys), and a multi-label copy of the classifier."""
     tmp = tmp_path_factory.mktemp("ckpts")
     torch.manual_seed(0)
     deltas = tiny_model(kt=16, kc=16, task=task_cfg(deltas=True))
     deltas.batch_norm.running_mean.fill_(-4.0)  # not the identity normalisation
+    conv = tiny_model(kt=2, kc=128, enc_conv_pos=True, conv_pos=16, conv_pos_groups=4)
     state = torch.load(finetuned_checkpoint, weights_only=True)
     state["cfg"]["model"]["multi_label"] = True
     torch.save(state, tmp / "multi_label.pt")
     return {"patch": patch_checkpoint, "frame": frame_checkpoint, "deltas": save_checkpoint(deltas, tmp / "deltas.pt"),
-            "classifier": finetuned_checkpoint, "multi_label": tmp / "multi_label.pt"}
+            "conv": save_checkpoint(conv, tmp / "conv.pt"), "classifier": finetuned_checkpoint,
+            "multi_label": tmp / "multi_label.pt"}
 
 
 @pytest.fixture(scope="module")
