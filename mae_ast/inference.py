@@ -31,9 +31,12 @@ def build_from_state(state: dict) -> MAE_AST:
 
 def load(path: str, device: str | torch.device | None = None, weights_only: bool = True) -> MAE_AST:
     """An eval-mode MAE-AST from a fairseq checkpoint (ours, the released ones, or a
-    fine-tuned classifier's encoder, which has no decoder), with encoder layerdrop off so
-    hidden-state indices are fixed."""
-    model = build_from_state(read_checkpoint(path, weights_only=weights_only))
+    fine-tuned classifier's encoder, which has no decoder) or from a folder written by
+    mae-ast-export-hf (its decoder-free encoder, from safetensors), with encoder layerdrop
+    off so hidden-state indices are fixed."""
+    from .hf.folder import is_exported, load_encoder
+
+    model = load_encoder(path) if is_exported(path) else build_from_state(read_checkpoint(path, weights_only))
     model.encoder.layerdrop = 0.0
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return model.to(device).eval()

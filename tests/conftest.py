@@ -113,3 +113,14 @@ def logged(run_dir: Path, tag: str) -> list[dict]:
 def make_batch(B=2, frames=200, bins=128, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(B, frames, bins, generator=g) * 3 - 6
+
+
+@pytest.fixture(scope="session")
+def finetuned_checkpoint(tmp_path_factory, patch_checkpoint) -> Path:
+    """A classifier fine-tuned 2 updates from ``patch_checkpoint`` on the demo clips
+    (speech / environment / third, single-label) by the real CLI: real, not accurate."""
+    from test_finetune import finetune, write_data
+
+    run = tmp_path_factory.mktemp("finetuned")
+    finetune(run, write_data(run / "data"), patch_checkpoint, "optimization.max_update=2")
+    return run / "ck" / "checkpoint_last.pt"
