@@ -59,14 +59,14 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from types import SimpleNamespace
 
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from paired import describe, paired_ratio, quartiles  # noqa: E402
 from results_io import save_results  # noqa: E402
-from mae_ast.criterions.mae_ast_criterion import info_nce  # noqa: E402
+from mae_ast.criterions.mae_ast_criterion import pretraining_loss  # noqa: E402
+from mae_ast.models.builders import original_model, task_namespace  # noqa: E402
 from mae_ast.models.mae_ast import MAE_AST, MAE_AST_Config  # noqa: E402
 
 SEED_MAX_TOKENS = 8388608
@@ -111,19 +111,11 @@ def build(kind: str, tiny: bool = False, compile_blocks: bool = False) -> MAE_AS
         ast_kernel_stride_chan=spec["kc"], enc_sine_pos=True, dec_sine_pos=True, dropout_input=0.1,
         encoder_layerdrop=0.05, random_mask_prob=0.75, compile_blocks=compile_blocks, **(TINY if tiny else {}),
     )
-    task = SimpleNamespace(feature_type="fbank", feature_dim=128, mask_type=spec["mask_type"], deltas=False)
-    return MAE_AST(cfg, task)
+    return MAE_AST(cfg, task_namespace(mask_type=spec["mask_type"]))
 
 
 def build_original(model: MAE_AST) -> torch.nn.Module:
-    """The original code with our weights (as tests/test_model.py::_original): it reads
-    its config as attributes, so our dataclass's fields go in a namespace."""
-    from s3prl.upstream.mae_ast import mae_ast as original
-
-    cfg = SimpleNamespace(**{k: getattr(model.cfg, k) for k in model.cfg.__dataclass_fields__})
-    orig = original.MAE_AST(cfg, model.task_cfg)
-    orig.load_state_dict(model.state_dict(), strict=True)
-    return orig
+    return original_model(model).train()
 
 
 def ssast_forward(model: MAE_AST, source: torch.Tensor) -> dict:
@@ -142,10 +134,10 @@ def ssast_forward(model: MAE_AST, source: torch.Tensor) -> dict:
 
 
 def loss_of(out: dict) -> torch.Tensor:
-    recon, classes, target = out["logit_m_list_recon"].float(), out["logit_m_list_class"].float(), \
-        out["target_m_list"].float()
-    nce, _ = info_nce(classes, target)
-    return 10.0 * torch.nn.functional.mse_loss(recon, target) + nce
+    """The criterion's loss (seed weights: reconstruction 10, classification 1) of a net output
+    of either model (the original's outputs have the same keys)."""
+    recon, classes, target = (out[k].float() for k in ("logit_m_list_recon", "logit_m_list_class", "target_m_list"))
+    return pretraining_loss(recon, classes, target)[0]
 
 
 def layer_flops(n_tokens: int, depth: int, dim: int, ffn: int) -> float:

@@ -9,12 +9,12 @@ import subprocess
 import sys
 import types
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
 
 import mae_ast  # noqa: F401  (registers task/model/criterion with fairseq)
+from mae_ast.models.builders import task_namespace
 from mae_ast.models.mae_ast import MAE_AST, MAE_AST_Config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,8 +24,7 @@ BIN = Path(sys.executable).parent
 
 
 def task_cfg(mask_type="random_mask", feature_dim=128, deltas=False, **kw):
-    return SimpleNamespace(feature_type="fbank", feature_dim=feature_dim, mask_type=mask_type,
-                           deltas=deltas, sample_rate=16000, **kw)
+    return task_namespace(feature_dim=feature_dim, mask_type=mask_type, deltas=deltas, **kw)
 
 
 def tiny_model(mask_type="random_mask", kt=16, kc=16, dim=64, layers=2, st=None, sc=None, task=None,

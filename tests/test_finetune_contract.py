@@ -193,6 +193,7 @@ def ft_data(tmp_path_factory) -> Path:
     return write_data(tmp_path_factory.mktemp("contract") / "single")
 
 
+@pytest.mark.slow
 def test_resume_onto_other_classes_or_a_truncated_checkpoint_is_refused(tmp_path, ft_data, patch_checkpoint):
     """Items 3 and 13: a rerun into a save_dir with other classes resumed the old head and best
     score; a truncated checkpoint_last.pt gave a bare torch error."""
@@ -216,6 +217,7 @@ def test_resume_onto_other_classes_or_a_truncated_checkpoint_is_refused(tmp_path
     assert "checkpoint_best.pt" in proc.stderr and "new checkpoint.save_dir" in proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("overrides, message", [
     (["task.multi_label=true"], "best_checkpoint_metric=accuracy is not logged by multi-label"),  # item 10
     (["task.target_length=1"], r"task.target_length=1 is shorter than one patch \(16 frames\)"),  # item 14
@@ -231,6 +233,7 @@ def test_settings_that_cannot_work_are_refused_at_build(tmp_path, ft_data, patch
     assert not (tmp_path / "ck" / "checkpoint_last.pt").exists()
 
 
+@pytest.mark.slow
 def test_fbank_cache_serves_fine_tuning(tmp_path, ft_data, patch_checkpoint):
     """Item 11: a cache was refused for fine-tuning ("written with min/max_keep 32000/None")."""
     cache = tmp_path / "cache"

@@ -12,7 +12,11 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from conftest import BIN, ROOT
+
+pytestmark = pytest.mark.slow
 
 README = (ROOT / "README.md").read_text()
 SECTION = README.split("## Fine-tuning and evaluation")[1].split("\n## ")[0]

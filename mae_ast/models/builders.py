@@ -24,13 +24,18 @@ TASK_DEFAULTS = {"feature_type": "fbank", "feature_dim": 128, "mask_type": "rand
                  "deltas": False, "sample_rate": 16000}
 
 
+def task_namespace(**fields) -> SimpleNamespace:
+    """The task settings a MAE_AST reads (features, mask type), defaults filled in: the one
+    place a model is given a task config outside fairseq (loaders, bench, tests)."""
+    return SimpleNamespace(**{**TASK_DEFAULTS, **fields})
+
+
 def build_backbone(encoder: dict, features: dict) -> MAE_AST:
     """A decoder-free MAE_AST of this architecture and input (random weights)."""
     unknown = set(encoder) - ENCODER_FIELDS
     if unknown:
         raise ValueError(f"model.encoder: unknown MAE_AST_Config fields {sorted(unknown)}")
-    task = SimpleNamespace(feature_type="fbank", mask_type="random_mask", **features)
-    return strip_pretraining(MAE_AST(MAE_AST_Config(**encoder), task))
+    return strip_pretraining(MAE_AST(MAE_AST_Config(**encoder), task_namespace(**features)))
 
 
 def strip_pretraining(model: MAE_AST) -> MAE_AST:
@@ -54,8 +59,7 @@ def features_of(spec: FeatureSpec) -> dict:
 def pretraining_model(state: dict) -> MAE_AST:
     """The whole pretraining model (decoder included) of a pretraining checkpoint, strict."""
     model_cfg = config_section(state, "model")
-    task_cfg = {**TASK_DEFAULTS, **config_section(state, "task")}
-    model = MAE_AST(MAE_AST_Config(**encoder_config(model_cfg)), SimpleNamespace(**task_cfg))
+    model = MAE_AST(MAE_AST_Config(**encoder_config(model_cfg)), task_namespace(**config_section(state, "task")))
     model.load_state_dict(state["model"], strict=True)
     return model
 
@@ -73,3 +77,15 @@ def encoder_from_state(state: dict) -> tuple[MAE_AST, dict, dict]:
         return backbone, encoder, features
     model = pretraining_model(state)
     return strip_pretraining(model), encoder_config(config_section(state, "model")), features_of(model.feature_spec)
+
+
+def original_model(model: MAE_AST):
+    """The original code (s3prl 0.4.18's vendored copy, which tests and benchmarks use as
+    the reference) holding ``model``'s weights, in eval mode. The original reads its config
+    as attributes, so our dataclass's fields go in a namespace."""
+    from s3prl.upstream.mae_ast import mae_ast as original
+
+    cfg = SimpleNamespace(**{k: getattr(model.cfg, k) for k in model.cfg.__dataclass_fields__})
+    orig = original.MAE_AST(cfg, model.task_cfg)
+    orig.load_state_dict(model.state_dict(), strict=True)
+    return orig.eval()
