@@ -62,13 +62,6 @@ def povey_window(size: int) -> torch.Tensor:
     return torch.hann_window(size, periodic=False).pow(0.85)
 
 
-def frame_count(num_samples: int, sample_rate: int = 16000) -> int:
-    """Frames produced for ``num_samples`` (snip_edges): 0 when shorter than a window."""
-    window = int(sample_rate * 0.025)
-    shift = int(sample_rate * 0.010)
-    return 0 if num_samples < window else 1 + (num_samples - window) // shift
-
-
 def fbank(
     waveform: torch.Tensor,
     num_mel_bins: int = 128,

@@ -27,7 +27,7 @@ except ImportError:  # feature extraction without fairseq: a plain torch dataset
     from torch.utils.data import Dataset as FairseqDataset
 
 from .audio_io import AudioError, decode_audio
-from .features import FeatureSpec, clip_features, compute_deltas  # noqa: F401  (compute_deltas: old import path)
+from .features import FeatureSpec, clip_features
 from .manifest import ManifestError, read_manifest
 
 logger = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ class MAE_AST_Dataset(FairseqDataset):
     def __init__(
         self,
         manifest_path: str,
-        sample_rate: int = 16000,
+        sample_rate: int | None = None,
         max_keep_sample_size: int | None = None,
         min_keep_sample_size: int | None = None,
         max_sample_size: int | None = None,
@@ -46,7 +46,6 @@ class MAE_AST_Dataset(FairseqDataset):
         random_crop: bool = True,
         feature_spec: FeatureSpec | None = None,
         min_frames: int = 1,
-        check_lengths: bool = True,
     ) -> None:
         manifest = read_manifest(manifest_path, min_keep_sample_size, max_keep_sample_size)
         if not manifest.paths:
@@ -63,7 +62,9 @@ class MAE_AST_Dataset(FairseqDataset):
         # The manifest's own lengths, kept apart from ``sizes`` (what batching counts,
         # which subclasses may redefine) for the truncation check.
         self.manifest_sizes = self.sizes.copy()
-        self.feature_spec = feature_spec or FeatureSpec(sample_rate=sample_rate)
+        if feature_spec is not None and sample_rate not in (None, feature_spec.sample_rate):
+            raise ValueError(f"sample_rate={sample_rate} contradicts the feature spec ({feature_spec.describe()})")
+        self.feature_spec = feature_spec or FeatureSpec(sample_rate=sample_rate or 16000)
         self.sample_rate = self.feature_spec.sample_rate
         self.max_sample_size = max_sample_size if max_sample_size is not None else sys.maxsize
         self.shuffle = shuffle
@@ -72,8 +73,6 @@ class MAE_AST_Dataset(FairseqDataset):
         # Clips with fewer frames than one patch cannot make a token; the task passes the
         # model's kernel time (and updates it if the model is built after the dataset).
         self.min_frames = min_frames
-        # The manifest's length catches files that decode short (truncated wav/mkv).
-        self.check_lengths = check_lengths
         self.epoch = 1
         self._reported: set[int] = set()
         # With decode_only (task.features_on_device) items are waveforms at their own
@@ -116,7 +115,7 @@ class MAE_AST_Dataset(FairseqDataset):
     def get_features(self, index: int) -> torch.Tensor:
         if self.cache is not None:
             return self.cache[index]
-        expected = int(self.manifest_sizes[index]) if self.check_lengths else None
+        expected = int(self.manifest_sizes[index])
         return clip_features(self.paths[index], self.feature_spec, expected_samples=expected)
 
     def __getitem__(self, index: int) -> dict:
@@ -133,7 +132,7 @@ class MAE_AST_Dataset(FairseqDataset):
     def get_waveform(self, index: int) -> dict:
         """The item of ``decode_only``: the checked waveform at the file's rate, with the
         same skips (and reasons) as the features path."""
-        expected = int(self.manifest_sizes[index]) if self.check_lengths else None
+        expected = int(self.manifest_sizes[index])
         try:
             wav, rate = decode_audio(self.paths[index], expected)
         except AudioError as err:
