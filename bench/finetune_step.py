@@ -42,9 +42,8 @@ from pretrain_step import (  # noqa: E402
     seed_batch_size, time_steps,
 )
 from results_io import save_results  # noqa: E402
-from mae_ast.models.mae_ast_classifier import (  # noqa: E402
-    ENCODER_FIELDS, MAE_AST_Classifier, MAE_AST_Classifier_Config, strip_pretraining,
-)
+from mae_ast.models.builders import ENCODER_FIELDS, strip_pretraining  # noqa: E402
+from mae_ast.models.mae_ast_classifier import MAE_AST_Classifier, MAE_AST_Classifier_Config  # noqa: E402
 
 # SSAST fine-tuning recipes: src/finetune/{audioset/run_as.sh, esc50/run_esc_patch.sh,
 # speechcommands_v2_35/run_sc.sh}

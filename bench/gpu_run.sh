@@ -66,7 +66,8 @@ want fused && run fused 80 $P --dtypes bf16 --steps 20 --warmup 5 --variants mae
 want compile && run compile 150 $P --dtypes bf16 --steps 20 --warmup 5 --variants mae-ast,ssast-style \
     --compile --fused-adam --tag bf16_compile_fused
 want precision && run precision 45 "$PY" bench/precision_check.py --device cuda
-want data && run data 110 "$PY" bench/data_pipeline.py --clips 192 --workers 1,2,4,8,16 --out "$RES"
+want data && run data 110 "$PY" bench/data_pipeline.py --clips 192 --workers 1,2,4,8,16 --formats flac16,mkv \
+    --compare-clips 0 --out "$RES"
 want finetune && [ -f bench/finetune_step.py ] && \
     run finetune 70 "$PY" bench/finetune_step.py --device cuda --dtypes bf16 --steps 10 --warmup 3 --out "$RES"
 ls -l "$RES"

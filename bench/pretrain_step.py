@@ -15,6 +15,8 @@ Variants:
   mae-ast      ours.
   ssast-style  our encoder over ALL tokens (masked ones replaced by the mask
                embedding), no decoder, heads on the encoder output.
+  mae-ast-graph  (not by default) ours with the forward compiled as one graph
+               (``torch.compile(fullgraph=True)``); backward, clipping, Adam eager.
 
 Precision. fp16/bf16 for ``original`` always run as fairseq's ``common.fp16`` /
 ``common.bf16`` do (the config's ``fp16: true``): the model itself cast to half, fp32
@@ -35,7 +37,9 @@ for every variant since the optimizer is not model code.
 
 Timing: CUDA events around each step after warm-up, median of ``--steps``; on a CPU a
 host clock. ``--interleave`` runs one step of each variant in turn (for shared, noisy
-machines: load bursts hit all variants alike). FLOPs are counted by hand
+machines: load bursts hit all variants alike), and the ``vs`` columns are then the
+median of the per-step paired ratios with their interquartile range; a ratio whose
+range contains 1 is printed as ``noise``, never as a number (``paired.py``). FLOPs are counted by hand
 (``step_flops``): matmuls only, x2 per multiply-add, backward = 2 x forward; the
 original does the same useful FLOPs as ours. MFU is against the matmul rate measured on
 the same device at start-up: bf16 on a GPU, fp32 on a CPU (where bf16 is emulated).
@@ -55,13 +59,14 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from types import SimpleNamespace
 
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from paired import describe, paired_ratio, quartiles  # noqa: E402
 from results_io import save_results  # noqa: E402
-from mae_ast.criterions.mae_ast_criterion import info_nce  # noqa: E402
+from mae_ast.criterions.mae_ast_criterion import pretraining_loss  # noqa: E402
+from mae_ast.models.builders import original_model, task_namespace  # noqa: E402
 from mae_ast.models.mae_ast import MAE_AST, MAE_AST_Config  # noqa: E402
 
 SEED_MAX_TOKENS = 8388608
@@ -70,6 +75,10 @@ FRAMES_10S = 998  # Kaldi fbank frames of 160000 samples (25 ms window, 10 ms sh
 CLIP_NORM = 10.0  # config/pretrain/mae_ast.yaml optimization.clip_norm
 FP16_LOSS_SCALE = 128.0  # fairseq's common.fp16_init_scale
 VARIANTS = ("original", "mae-ast", "ssast-style")
+# Not in the default list (compiling costs minutes): ours with forward + mask + heads
+# compiled as ONE graph (torch.compile(fullgraph=True); tests/test_compile.py proves it
+# captures without a break).
+EXTRA_VARIANTS = ("mae-ast-graph",)
 AMP = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 MODELS = {
@@ -102,19 +111,11 @@ def build(kind: str, tiny: bool = False, compile_blocks: bool = False) -> MAE_AS
         ast_kernel_stride_chan=spec["kc"], enc_sine_pos=True, dec_sine_pos=True, dropout_input=0.1,
         encoder_layerdrop=0.05, random_mask_prob=0.75, compile_blocks=compile_blocks, **(TINY if tiny else {}),
     )
-    task = SimpleNamespace(feature_type="fbank", feature_dim=128, mask_type=spec["mask_type"], deltas=False)
-    return MAE_AST(cfg, task)
+    return MAE_AST(cfg, task_namespace(mask_type=spec["mask_type"]))
 
 
 def build_original(model: MAE_AST) -> torch.nn.Module:
-    """The original code with our weights (as tests/test_model.py::_original): it reads
-    its config as attributes, so our dataclass's fields go in a namespace."""
-    from s3prl.upstream.mae_ast import mae_ast as original
-
-    cfg = SimpleNamespace(**{k: getattr(model.cfg, k) for k in model.cfg.__dataclass_fields__})
-    orig = original.MAE_AST(cfg, model.task_cfg)
-    orig.load_state_dict(model.state_dict(), strict=True)
-    return orig
+    return original_model(model).train()
 
 
 def ssast_forward(model: MAE_AST, source: torch.Tensor) -> dict:
@@ -133,10 +134,10 @@ def ssast_forward(model: MAE_AST, source: torch.Tensor) -> dict:
 
 
 def loss_of(out: dict) -> torch.Tensor:
-    recon, classes, target = out["logit_m_list_recon"].float(), out["logit_m_list_class"].float(), \
-        out["target_m_list"].float()
-    nce, _ = info_nce(classes, target)
-    return 10.0 * torch.nn.functional.mse_loss(recon, target) + nce
+    """The criterion's loss (seed weights: reconstruction 10, classification 1) of a net output
+    of either model (the original's outputs have the same keys)."""
+    recon, classes, target = (out[k].float() for k in ("logit_m_list_recon", "logit_m_list_class", "target_m_list"))
+    return pretraining_loss(recon, classes, target)[0]
 
 
 def layer_flops(n_tokens: int, depth: int, dim: int, ffn: int) -> float:
@@ -288,6 +289,9 @@ def make_case(kind: str, variant: str, dtype: str, args, device, B: int):
 
         def forward(s):
             return ssast_forward(model, s) if variant == "ssast-style" else model(s)
+
+        if variant == "mae-ast-graph":
+            forward = torch.compile(forward, fullgraph=True)
     half_model = dtype != "fp32" and (variant == "original" or args.precision_mode == "half-model")
     maker = half_model_step if half_model else autocast_step
     precision = "fp32" if dtype == "fp32" else ("half-model" if half_model else "autocast")
@@ -319,6 +323,7 @@ def case_row(ours: MAE_AST, kind: str, variant: str, dtype: str, precision: str,
     return {"model": kind, "variant": variant, "dtype": dtype, "precision": precision,
             "compile": args.compile and variant != "original", "fused_adam": args.fused_adam and device.type == "cuda",
             "clips": B, "step_s": median, "step_spread_s": max(times) - min(times), "clips_per_s": B / median,
+            "times_s": times,
             "tokens_per_s": B * T / median, "tflops": flops / median / 1e12, "peak_mem_gib": peak_mem,
             "loss": loss, "interleaved": bool(getattr(args, "interleave", False))}
 
@@ -338,15 +343,17 @@ def run_case(kind: str, variant: str, dtype: str, B: int, args, device) -> dict:
 
 
 def run_interleaved(kind: str, variants: list[str], dtype: str, B: int, args, device) -> list[dict]:
-    """All variants built first, then one step of each in turn: on a shared machine a
-    burst of load hits every variant alike, so the ratios hold better than the rates.
+    """All variants built first, then one step of each in turn (order reversed every
+    other step): on a shared machine a burst of load hits every variant alike, so the
+    ratios hold better than the rates.
     Peak memory is not reported (the other variants' weights are resident)."""
     cases = [(v, *make_case(kind, v, dtype, args, device, B)) for v in variants]
     source = torch.randn(B, FRAMES_10S, 128, device=device) * 3 - 6
     times = {v: [] for v in variants}
     losses = {}
     for i in range(args.warmup + args.steps):
-        for v, _, step, _ in cases:
+        # Alternate the order, so that no variant always runs right after the same one.
+        for v, _, step, _ in (cases if i % 2 == 0 else cases[::-1]):
             t0 = time_start(device)
             losses[v] = float(step(source).detach())
             dt = time_stop(device, t0)
@@ -467,21 +474,32 @@ def top_events(prof, device, steps: int, n: int = 15) -> list[dict]:
 # ---- report -----------------------------------------------------------------------------
 
 def ratio(rows: list[dict], r: dict, variant: str) -> str:
+    """How much faster ``r`` runs than ``variant`` (same model and dtype). Interleaved
+    runs: the median of the per-step paired ratios with its IQR; otherwise the ratio of
+    medians, refused when the two variants' step-time IQRs overlap. Either way no ratio
+    is printed when the spread says it is noise (see paired.py)."""
     ref = next((x for x in rows if x["model"] == r["model"] and x["dtype"] == r["dtype"]
                 and x["variant"] == variant), None)
-    return f"{r['clips_per_s'] / ref['clips_per_s']:.2f}x" if ref and ref is not r else "-"
+    if not ref or ref is r:
+        return "-"
+    if r["interleaved"] and ref["interleaved"]:
+        return describe(paired_ratio(ref["times_s"], r["times_s"]))
+    (a1, _, a3), (b1, _, b3) = quartiles(ref["times_s"]), quartiles(r["times_s"])
+    if a1 <= b3 and b1 <= a3:
+        return "noise"
+    return f"{r['clips_per_s'] / ref['clips_per_s']:.2f}x"
 
 
 def print_table(rows: list[dict], env: dict) -> None:
     print(f"\n{env['device']}, torch {env['torch']}, {env['clips_per_batch']} clips x 10 s per step, "
           f"{env['peak_dtype']} matmul peak measured {env['peak_matmul_tflops']:.2f} TFLOP/s (MFU reference)")
     print(f"{'model':7}{'variant':13}{'dtype':6}{'precision':11}{'step ms':>9}{'clips/s':>9}{'TFLOP/s':>9}"
-          f"{'MFU':>7}{'peak GiB':>10}{'vs orig':>9}{'vs ssast':>9}")
+          f"{'MFU':>7}{'peak GiB':>10}{'vs orig (IQR)':>22}{'vs ssast (IQR)':>22}")
     for r in rows:
         mem = f"{r['peak_mem_gib']:.1f}" if r["peak_mem_gib"] is not None else "-"
         print(f"{r['model']:7}{r['variant']:13}{r['dtype']:6}{r['precision']:11}{r['step_s'] * 1e3:9.1f}"
               f"{r['clips_per_s']:9.2f}{r['tflops']:9.2f}{r['mfu']:7.1%}{mem:>10}"
-              f"{ratio(rows, r, 'original'):>9}{ratio(rows, r, 'ssast-style'):>9}")
+              f"{ratio(rows, r, 'original'):>22}{ratio(rows, r, 'ssast-style'):>22}")
 
 
 def parse_args() -> argparse.Namespace:
@@ -507,9 +525,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--tag", default="", help="suffix of the JSON file name")
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     args = p.parse_args()
-    unknown = set(args.variants.split(",")) - set(VARIANTS)
+    unknown = set(args.variants.split(",")) - set(VARIANTS + EXTRA_VARIANTS)
     if unknown:
-        p.error(f"unknown variants {sorted(unknown)}; choose from {VARIANTS}")
+        p.error(f"unknown variants {sorted(unknown)}; choose from {VARIANTS + EXTRA_VARIANTS}")
     return args
 
 

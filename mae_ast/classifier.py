@@ -4,6 +4,7 @@
     clf.class_names, clf.multi_label, clf.target_length, clf.feature_spec
     clf.scores([wav1, wav2])                  # (2, C) probabilities, 16 kHz mono waveforms
     clf.scores_windows(long_wav, hop_frames=512)  # (windows, C) over a long recording
+    clf.aggregate(window_scores)              # (C,) the file's scores (mean or max over windows)
 
 The checkpoint is self-contained (encoder config, feature spec and class names are in
 its ``cfg.model``) and is loaded with ``weights_only=True``.
@@ -18,12 +19,50 @@ import torch
 
 from .data.augment import pad_or_crop
 from .data.features import FeatureSpec, as_waveform, as_waveforms
-from .inference import CheckpointError, _as_dict
-from .models.mae_ast_classifier import HEAD_NORM_LEGACY, MAE_AST_Classifier, build_backbone
+from .checkpoints import CLASSIFIER, CheckpointError, config_section, read_checkpoint  # noqa: F401
+from .models.builders import build_backbone
+from .models.mae_ast_classifier import HEAD_NORM_LEGACY, MAE_AST_Classifier
 
 # What a checkpoint without the field means (head_norm: before the field existed, the
 # head was a LayerNorm).
 MODEL_DEFAULTS = {"head_dropout": 0.0, "freeze_encoder": False, "pooling": "mean", "head_norm": HEAD_NORM_LEGACY}
+# Windows per forward pass over a long recording: memory stays bounded whatever its length.
+WINDOW_BATCH = 32
+
+
+def probabilities(logits: torch.Tensor, multi_label: bool) -> torch.Tensor:
+    """Class probabilities of ``(..., C)`` logits: sigmoid (multi-label) or softmax over
+    classes (single-label), in float32. The classification criterion's validation scores
+    and every tool's are this function."""
+    logits = logits.float()
+    return torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=-1)
+
+
+def window_starts(num_frames: int, target_length: int, hop: int) -> list[int]:
+    """First frame of each ``target_length``-frame window over ``num_frames`` frames: every
+    ``hop`` frames, and the last window aligned to the end, so every frame is in a window.
+    A clip no longer than one window is one (padded) window, ``[0]``.
+
+    ``hop`` must lie in 1..target_length: a longer hop would leave frames between windows
+    that no window sees."""
+    if not 1 <= hop <= target_length:
+        raise ValueError(f"hop of {hop} frames: must be 1..{target_length} (the window length), "
+                         "else frames between windows are never scored")
+    if num_frames <= target_length:
+        return [0]
+    last = num_frames - target_length
+    return [*range(0, last, hop), last]
+
+
+def aggregate(window_scores: torch.Tensor, how: str) -> torch.Tensor:
+    """A file's ``(C,)`` scores from its ``(windows, C)`` window scores: ``mean`` (a clip-level
+    class posterior, for single-label models) or ``max`` (an event in any window is in the
+    file, for multi-label models)."""
+    if how == "max":
+        return window_scores.max(dim=0).values
+    if how == "mean":
+        return window_scores.mean(dim=0)
+    raise ValueError(f"aggregate must be 'mean' or 'max', got {how!r}")
 
 
 class Classifier:
@@ -61,9 +100,40 @@ class Classifier:
         mask = torch.arange(self.target_length, device=self.device)[None] >= valid[:, None]
         return source, mask
 
+    @property
+    def default_hop(self) -> int:
+        """Frames between window starts unless asked otherwise: half a window."""
+        return max(1, self.target_length // 2)
+
+    @property
+    def aggregation(self) -> str:
+        """How windows make a file's scores by default: max (multi-label) or mean."""
+        return "max" if self.multi_label else "mean"
+
+    @property
+    def input_seconds(self) -> float:
+        """The model's input (``target_length`` frames) in seconds of frame shifts: the
+        longest hop between windows that leaves no frame unscored."""
+        return self.target_length * self.feature_spec.frame_shift_ms / 1000.0
+
+    def hop_in_frames(self, seconds: float | None) -> int:
+        """``seconds`` between window starts in whole frames (``None``: ``default_hop``);
+        ``ValueError`` for a hop longer than one window, which would leave frames unscored."""
+        if seconds is None:
+            return self.default_hop
+        hop = max(1, round(seconds * 1000.0 / self.feature_spec.frame_shift_ms))
+        if hop > self.target_length:
+            raise ValueError(f"a hop of {seconds:g} s is longer than the model's {self.input_seconds:g} s input "
+                             f"({self.target_length} frames): the frames between windows would never be "
+                             f"scored; use a hop of at most {self.input_seconds:g} s")
+        return hop
+
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        logits = logits.float()
-        return torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
+        return probabilities(logits, self.multi_label)
+
+    def aggregate(self, window_scores: torch.Tensor, how: str | None = None) -> torch.Tensor:
+        """``(C,)`` scores of a file from its ``(windows, C)`` scores (default: ``aggregation``)."""
+        return aggregate(window_scores, how or self.aggregation)
 
     @torch.no_grad()
     def scores(self, inputs: list[Any] | torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -78,31 +148,44 @@ class Classifier:
         return self.probabilities(self.model(source, padding_mask)).cpu()
 
     @torch.no_grad()
-    def scores_windows(self, waveform: Any, hop_frames: int | None = None) -> torch.Tensor:
+    def scores_windows(self, waveform: Any, hop_frames: int | None = None,
+                       batch_size: int = WINDOW_BATCH) -> torch.Tensor:
         """``(windows, C)`` probabilities of ``target_length``-frame windows every
-        ``hop_frames`` frames (default: ``target_length``, no overlap) over one long
-        waveform; the last window is aligned to the end so every frame is covered. A clip
-        no longer than ``target_length`` gives one (padded) window."""
-        hop = hop_frames or self.target_length
-        if hop < 1:
-            raise ValueError(f"hop_frames must be >= 1, got {hop}")
-        feat = self.feature_spec.compute(as_waveform(waveform).to(self.device))
+        ``hop_frames`` frames (default: ``default_hop``, half a window) over one long
+        waveform, starts from ``window_starts`` (the last window aligned to the end, so every
+        frame is scored). A clip no longer than ``target_length`` gives one (padded) window.
+        At most ``batch_size`` windows go through the model at once."""
+        return self.scores_feature_windows(self.clip_features(waveform), hop_frames, batch_size)
+
+    def clip_features(self, waveform: Any) -> torch.Tensor:
+        """``(frames, width)`` features of one whole waveform (mono, [-1, 1], at
+        ``feature_spec.sample_rate``; ``ValueError`` otherwise), on the model's device."""
+        return self.feature_spec.compute(as_waveform(waveform).to(self.device))
+
+    @torch.no_grad()
+    def scores_feature_windows(self, feat: torch.Tensor, hop_frames: int | None = None,
+                               batch_size: int = WINDOW_BATCH) -> torch.Tensor:
+        """``scores_windows`` of one clip's ``(frames, width)`` features."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        feat = feat.to(self.device)
+        if len(feat) < self.model.backbone.grid.min_frames:
+            raise ValueError(f"{len(feat)} frames is shorter than one patch "
+                             f"({self.model.backbone.grid.min_frames} frames)")
+        starts = window_starts(len(feat), self.target_length, hop_frames or self.default_hop)
         if len(feat) <= self.target_length:
             source, valid = pad_or_crop(feat, self.target_length)
             mask = torch.arange(self.target_length, device=self.device)[None] >= valid
             return self.probabilities(self.model(source[None], mask)).cpu()
-        last = len(feat) - self.target_length
-        starts = sorted(set(range(0, last + 1, hop)) | {last})
-        windows = torch.stack([feat[s : s + self.target_length] for s in starts])
-        return torch.cat([self.probabilities(self.model(chunk)).cpu() for chunk in windows.split(32)])
+        out = []
+        for i in range(0, len(starts), batch_size):  # only this batch's windows are ever copied
+            windows = torch.stack([feat[s : s + self.target_length] for s in starts[i : i + batch_size]])
+            out.append(self.probabilities(self.model(windows)).cpu())
+        return torch.cat(out)
 
 
 def classifier_from_state(state: dict) -> Classifier:
-    cfg = state["cfg"]
-    model_cfg = _as_dict(cfg.get("model") if isinstance(cfg, dict) else cfg.model)
-    if model_cfg.get("_name") != "mae_ast_classifier" or not model_cfg.get("encoder"):
-        raise CheckpointError(f"not a fine-tuned MAE-AST classifier (model {model_cfg.get('_name')!r}); "
-                              "for pretraining checkpoints use mae_ast.load")
+    model_cfg = config_section(state, "model")
     encoder, names = dict(model_cfg["encoder"]), list(model_cfg["class_names"])
     backbone = build_backbone(encoder, dict(model_cfg["features"]))
     # Lr scales are a training matter: evaluation builds the plain module.
@@ -116,20 +199,13 @@ def classifier_from_state(state: dict) -> Classifier:
 def load_classifier(path: str, device: str | torch.device | None = None) -> Classifier:
     """A fine-tuned classifier checkpoint, loaded with ``weights_only=True`` (fairseq not
     needed), in eval mode on ``device`` (default: CUDA when available)."""
-    import os
+    from .hf.folder import is_exported, load_classifier as load_exported
 
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{path}: no such checkpoint")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise CheckpointError(f"{path}: cannot be loaded with weights_only=True ({err})") from err
-    if not isinstance(state, dict) or "model" not in state or "cfg" not in state:
-        raise CheckpointError(f"{path}: not a fairseq checkpoint (expected keys 'cfg' and 'model')")
-    try:
-        clf = classifier_from_state(state)
-    except CheckpointError as err:
-        raise CheckpointError(f"{path}: {err}") from None
+    # A folder written by mae-ast-export-hf reads from safetensors; a file through mae_ast.checkpoints.
+    if is_exported(path):
+        clf = load_exported(path)
+    else:
+        clf = classifier_from_state(read_checkpoint(path, kinds=(CLASSIFIER,)))
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     clf.model.to(device)
     return clf

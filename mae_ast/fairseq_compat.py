@@ -6,10 +6,6 @@ matmuls on a CPU run about 100x slower than fp32 (measured here: 180 s against 6
 for one step of a 1-layer model). So when CUDA is absent, fp16/bf16 fall back to fp32
 with a warning, before fairseq's Trainer casts the model. The saved ``cfg`` then says
 what really ran. Nothing changes where CUDA is present.
-
-The same hook is the one place that sees the whole run config before training, so it
-also logs the fine-tuning recipe warnings of ``mae_ast.tasks.recipe_checks`` (a run that
-stops before max_update, a warmup longer than the run, a tiny valid split).
 """
 
 import logging
@@ -37,10 +33,7 @@ def _patch_trainer() -> None:
         return
 
     def __init__(self, cfg, *args, **kwargs):
-        from .tasks.recipe_checks import warn_about_run  # late: mae_ast/__init__ loads this before the tasks
-
         _fp32_without_cuda(cfg)
-        warn_about_run(cfg)
         original(self, cfg, *args, **kwargs)
 
     __init__._mae_ast_patched = True

@@ -184,17 +184,25 @@ def classification_metrics(scores: np.ndarray, targets: np.ndarray, multi_label:
     """Validation metrics over a whole split. scores: (N, C).
 
     single-label (targets (N,) indices or (N, C) one-hot): ``{"accuracy", "n_clips"}``.
-    multi-label (targets (N, C) 0/1): ``{"mAP", "auc", "d_prime", "n_clips"}``, where d' is
-    computed from the mean AUC (as SSAST/AST report it), not averaged per class.
+    multi-label (targets (N, C) 0/1): ``{"mAP", "auc", "d_prime", "n_clips", "n_classes",
+    "classes_without_positive", "classes_without_negative"}``, where d' is computed from the
+    mean AUC (as SSAST/AST report it), not averaged per class. A class with no positive clip
+    is left out of mAP and AUC, one with no negative clip out of AUC (as AudioSet evaluation
+    does; AP and AUC are undefined there); the two counts say how many were, so a mean over
+    a few classes is not taken for one over all of them. A mean over no class at all is nan.
     """
     scores = np.asarray(scores)
     n_clips = int(scores.shape[0])
     if not multi_label:
         return {"accuracy": accuracy(scores, targets), "n_clips": n_clips}
+    positives = np.asarray(targets).sum(axis=0)
     auc = mean_auc(scores, targets)
     return {
         "mAP": mean_average_precision(scores, targets),
         "auc": auc,
         "d_prime": d_prime(auc),
         "n_clips": n_clips,
+        "n_classes": int(scores.shape[1]),
+        "classes_without_positive": int(np.sum(positives == 0)),
+        "classes_without_negative": int(np.sum(positives == n_clips)) if n_clips else 0,
     }

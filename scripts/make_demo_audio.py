@@ -117,7 +117,7 @@ def main() -> None:
                 environment(os.path.join(audio, name), effect, dur, 16000, 1)
             clips.append(name)
 
-    from mae_ast.tools.manifest import audio_length
+    from mae_ast.data.datadir import audio_length
 
     rng.shuffle(clips)
     splits = {"train": clips[:24], "valid": clips[24:32], "test": clips[32:]}

@@ -9,12 +9,12 @@ import subprocess
 import sys
 import types
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
 
 import mae_ast  # noqa: F401  (registers task/model/criterion with fairseq)
+from mae_ast.models.builders import task_namespace
 from mae_ast.models.mae_ast import MAE_AST, MAE_AST_Config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,8 +24,7 @@ BIN = Path(sys.executable).parent
 
 
 def task_cfg(mask_type="random_mask", feature_dim=128, deltas=False, **kw):
-    return SimpleNamespace(feature_type="fbank", feature_dim=feature_dim, mask_type=mask_type,
-                           deltas=deltas, sample_rate=16000, **kw)
+    return task_namespace(feature_dim=feature_dim, mask_type=mask_type, deltas=deltas, **kw)
 
 
 def tiny_model(mask_type="random_mask", kt=16, kc=16, dim=64, layers=2, st=None, sc=None, task=None,
@@ -113,3 +112,14 @@ def logged(run_dir: Path, tag: str) -> list[dict]:
 def make_batch(B=2, frames=200, bins=128, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(B, frames, bins, generator=g) * 3 - 6
+
+
+@pytest.fixture(scope="session")
+def finetuned_checkpoint(tmp_path_factory, patch_checkpoint) -> Path:
+    """A classifier fine-tuned 2 updates from ``patch_checkpoint`` on the demo clips
+    (speech / environment / third, single-label) by the real CLI: real, not accurate."""
+    from test_finetune import finetune, write_data
+
+    run = tmp_path_factory.mktemp("finetuned")
+    finetune(run, write_data(run / "data"), patch_checkpoint, "optimization.max_update=2")
+    return run / "ck" / "checkpoint_last.pt"

@@ -11,11 +11,14 @@ import socket
 import subprocess
 import tempfile
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from conftest import BIN, DEMO, ROOT, tiny_model
+
+pytestmark = pytest.mark.slow
 
 TINY = ["model.encoder_layers=1", "model.decoder_layers=1", "model.encoder_embed_dim=64",
         "model.decoder_embed_dim=64", "model.encoder_ffn_embed_dim=128", "model.encoder_attention_heads=4",

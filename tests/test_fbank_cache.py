@@ -64,8 +64,12 @@ def test_stale_or_mismatched_cache_is_refused(tmp_path):
     narrow = MAE_AST_Dataset(str(data / "valid.tsv"), feature_spec=FeatureSpec(num_mel_bins=80))
     with pytest.raises(CacheError, match=r"written with 128 columns \(128 mel bins\) at 16000 Hz, the task asks 80"):
         narrow.use_cache(str(tmp_path / "cache"), "valid")
-    with pytest.raises(CacheError, match="min/max_keep"):
-        MAE_AST_Dataset(str(data / "valid.tsv"), min_keep_sample_size=32000).use_cache(str(tmp_path / "cache"), "valid")
+    # Entries are found by manifest line: a filtered reader uses an unfiltered cache...
+    MAE_AST_Dataset(str(data / "valid.tsv"), min_keep_sample_size=32000).use_cache(str(tmp_path / "cache"), "valid")
+    # ...but a reader that keeps entries a filtered cache left out is refused, saying how to fix it.
+    write_cache(MAE_AST_Dataset(str(data / "valid.tsv"), min_keep_sample_size=60000), "valid", str(tmp_path / "small"))
+    with pytest.raises(CacheError, match=r"entries .*valid\.tsv keeps are not in the cache .*min-sample-size 60000"):
+        MAE_AST_Dataset(str(data / "valid.tsv")).use_cache(str(tmp_path / "small"), "valid")
     lines = (data / "valid.tsv").read_text().splitlines()
     (data / "valid.tsv").write_text("\n".join(lines[:-1]) + "\n")
     with pytest.raises(CacheError, match="another version"):

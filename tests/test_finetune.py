@@ -108,7 +108,7 @@ def test_validation_metric_equals_classification_metrics_and_is_deterministic(st
     from mae_ast.tools.evaluate import open_split, score_split
 
     ds = open_split(clf, str(data), "valid")
-    scores, targets, skipped = score_split(clf, ds, batch_size=3)
+    scores, targets, skipped, _ = score_split(clf, ds, batch_size=3)
     expected = classification_metrics(scores, targets, multi_label=False)
     assert skipped == 0 and expected["n_clips"] == 8
     assert float(last["valid_accuracy"]) == pytest.approx(expected["accuracy"], abs=1e-6)
@@ -187,7 +187,7 @@ def test_multi_label_layer_decay_logs_map_and_scales_lrs(tmp_path, patch_checkpo
     clf = load_classifier(str(run / "ck" / "checkpoint_last.pt"), device="cpu")
     from mae_ast.tools.evaluate import open_split, score_split
 
-    scores, targets, _ = score_split(clf, open_split(clf, str(data), "valid"), 4)
+    scores, targets, _, _ = score_split(clf, open_split(clf, str(data), "valid"), 4)
     assert float(valid["valid_mAP"]) == pytest.approx(classification_metrics(scores, targets, True)["mAP"], abs=1e-5)
 
     # 2 encoder layers: embedding 0.5^3, layer 0 0.5^2, layer 1 0.5, head 1 x head_lr_scale 2

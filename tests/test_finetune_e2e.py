@@ -38,6 +38,9 @@ import mae_ast
 from mae_ast.classifier import load_classifier
 from mae_ast.tools.evaluate import open_split
 
+# Pretraining and four fine-tuning runs through the CLIs: ~8 minutes on 2 shared cores.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 KEYWORDS = ROOT / "data" / "keywords"

@@ -1,5 +1,6 @@
 """mae_ast.metrics against scikit-learn (an independent implementation) and hand computations."""
 
+import json
 import math
 import warnings
 from statistics import NormalDist
@@ -127,7 +128,9 @@ def test_accuracy_known_case():
 def test_classification_metrics():
     scores, targets = _random_multilabel(5)
     m = classification_metrics(scores, targets, multi_label=True)
-    assert set(m) == {"mAP", "auc", "d_prime", "n_clips"}
+    assert set(m) == {"mAP", "auc", "d_prime", "n_clips", "n_classes", "classes_without_positive",
+                      "classes_without_negative"}
+    assert (m["n_classes"], m["classes_without_positive"], m["classes_without_negative"]) == (9, 0, 0)
     assert m["n_clips"] == len(scores)
     assert m["mAP"] == pytest.approx(sk.average_precision_score(targets, scores), abs=1e-9)
     assert m["auc"] == pytest.approx(sk.roc_auc_score(targets, scores), abs=1e-9)
@@ -136,6 +139,32 @@ def test_classification_metrics():
     labels = np.array([2, 0, 1])
     single = classification_metrics(np.eye(3)[[2, 0, 0]], labels, multi_label=False)
     assert single == {"accuracy": pytest.approx(2 / 3), "n_clips": 3}
+
+
+def test_classes_left_out_are_counted_and_the_json_is_strict():
+    """Item 20: a class with no positive (or no negative) clip is left out of the means, as
+    scikit-learn's per-class scores over the scorable classes, and counted; what cannot be
+    computed is null in the tools' JSON, never NaN or Infinity."""
+    from mae_ast.tools._common import json_safe
+
+    scores, targets = _random_multilabel(6, c=5)
+    targets[:, 1] = 0  # no positive: out of mAP and AUC
+    targets[:, 4] = 1  # no negative: out of AUC only
+    m = classification_metrics(scores, targets, multi_label=True)
+    assert (m["n_classes"], m["classes_without_positive"], m["classes_without_negative"]) == (5, 1, 1)
+    ap_kept, auc_kept = [0, 2, 3, 4], [0, 2, 3]
+    assert m["mAP"] == pytest.approx(sk.average_precision_score(targets[:, ap_kept], scores[:, ap_kept]), abs=1e-9)
+    assert m["auc"] == pytest.approx(sk.roc_auc_score(targets[:, auc_kept], scores[:, auc_kept]), abs=1e-9)
+
+    # Every clip positive for the one class: AP 1, AUC undefined, d' undefined.
+    single = classification_metrics(scores[:, [4]], targets[:, [4]], multi_label=True)
+    assert single["mAP"] == 1.0 and math.isnan(single["auc"]) and math.isnan(single["d_prime"])
+    assert single["classes_without_negative"] == 1
+    perfect = classification_metrics(np.array([[0.9], [0.1]]), np.array([[1], [0]]), multi_label=True)
+    assert perfect["d_prime"] == math.inf
+    for result in (single, perfect):
+        text = json.dumps(json_safe(result), allow_nan=False)
+        assert "NaN" not in text and "Infinity" not in text
 
 
 def test_rejects_bad_inputs():

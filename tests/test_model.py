@@ -3,13 +3,13 @@ forward pass against s3prl's vendored copy of the original MAE-AST code."""
 
 import random
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.nn as nn
 
 from conftest import make_batch, task_cfg, tiny_model
+from mae_ast.models.builders import original_model
 from mae_ast.models.mae_ast import MAE_AST, MAE_AST_Config
 from mae_ast.models.masking import MaskPlan
 
@@ -54,11 +54,8 @@ def test_patchify_with_overlapping_stride_uses_unfold():
 
 
 def _original(model):
-    orig_mod = pytest.importorskip("s3prl.upstream.mae_ast.mae_ast")
-    cfg = SimpleNamespace(**{k: getattr(model.cfg, k) for k in model.cfg.__dataclass_fields__})
-    orig = orig_mod.MAE_AST(cfg, model.task_cfg)
-    orig.load_state_dict(model.state_dict(), strict=True)
-    return orig.eval()
+    pytest.importorskip("s3prl.upstream.mae_ast.mae_ast")
+    return original_model(model)
 
 
 @pytest.mark.parametrize("kt,kc", [(16, 16), (2, 128)])

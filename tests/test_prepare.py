@@ -9,7 +9,7 @@ import soundfile as sf
 
 from conftest import BIN, ROOT
 from mae_ast.data.labels import (
-    LabelError, LabelSet, label_frequencies, read_label_descriptors, read_labels, write_label_descriptors,
+    LabelError, LabelSet, read_label_descriptors, read_labels, write_label_descriptors,
     write_labels,
 )
 from mae_ast.data.manifest import read_manifest
@@ -56,7 +56,6 @@ def test_labels_round_trip_with_mids_names_and_commas(tmp_path):
     # EAT-style mids, display names holding commas, and bare indices all resolve.
     (tmp_path / "b.lbl").write_text("x\ty\t/m/04rlf,Child speech, kid speaking\nSpeech,2\n3\n")
     assert read_labels(str(tmp_path / "b.lbl"), labels, 3, multi_label=True) == [[3, 1], [0, 2], [3]]
-    assert label_frequencies([[3, 1], [0, 2], [3]], 5).tolist() == [1, 1, 1, 2, 0]
 
 
 def test_names_default_to_mids_and_lookup_rejects_ambiguous_names(tmp_path):

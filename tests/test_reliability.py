@@ -15,6 +15,8 @@ import torch
 
 from conftest import BIN, DEMO, ROOT, hydra_train, logged
 
+pytestmark = pytest.mark.slow
+
 TINY = ["model.encoder_layers=2", "model.decoder_layers=1", "model.encoder_embed_dim=64",
         "model.decoder_embed_dim=64", "model.encoder_ffn_embed_dim=128", "model.encoder_attention_heads=4",
         "model.max_token_length=2000", "distributed_training.distributed_world_size=1",

@@ -11,6 +11,8 @@ import torch
 
 from conftest import DEMO, ROOT, hydra_train, logged
 
+pytestmark = pytest.mark.slow
+
 README = (ROOT / "README.md").read_text()
 COMMANDS = [b for b in re.findall(r"```\n(fairseq-hydra-train.*?)```", README, re.S)]
 

@@ -21,6 +21,7 @@ from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.logging import meters
 from fairseq.logging.meters import Meter
 
+from ..classifier import probabilities
 from ..metrics import classification_metrics
 from .mae_ast_criterion import skipped_batch_loss
 
@@ -97,7 +98,7 @@ class Classification_Criterion(FairseqCriterion):
         return F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(dim=-1).sum()
 
     def scores(self, logits: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(logits.float()) if self.multi_label else torch.softmax(logits.float(), dim=-1)
+        return probabilities(logits, self.multi_label)
 
     def forward(self, model, sample: dict, reduce: bool = True):
         if "net_input" not in sample:

@@ -29,6 +29,25 @@ def info_nce(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor,
     return loss, correct.float().mean()
 
 
+def pretraining_loss(recon: torch.Tensor, classes: torch.Tensor, targets: torch.Tensor,
+                     reconstruction_weight: float = 10.0, classification_weight: float = 1.0
+                     ) -> tuple[torch.Tensor, dict]:
+    """The weighted MSE + InfoNCE loss of the masked patches, and its parts (detached);
+    a weight of 0 leaves its part out. The criterion and the benchmarks both use this."""
+    loss = recon.new_zeros(())
+    log: dict = {}
+    if reconstruction_weight > 0:
+        loss_recon = F.mse_loss(recon, targets)
+        loss = loss + reconstruction_weight * loss_recon
+        log["loss_recon"] = loss_recon.detach()
+    if classification_weight > 0:
+        loss_nce, acc = info_nce(classes, targets)
+        loss = loss + classification_weight * loss_nce
+        log["loss_info_nce"] = loss_nce.detach()
+        log["nce_acc"] = acc.detach()
+    return loss, log
+
+
 def skipped_batch_loss(model, sample: dict) -> tuple[torch.Tensor, int, dict]:
     """A batch whose every clip was unusable (the dataset's placeholder): a zero loss
     tied to every parameter (so data-parallel ranks still all-reduce the same tensors)
@@ -54,17 +73,8 @@ class MAE_AST_Criterion(FairseqCriterion):
         recon, classes = model.get_logits(net_output)
         targets = model.get_targets(net_output)
 
-        loss = recon.new_zeros(())
-        log: dict = {}
-        if self.reconstruction_weight > 0:
-            loss_recon = F.mse_loss(recon, targets)
-            loss = loss + self.reconstruction_weight * loss_recon
-            log["loss_recon"] = loss_recon.detach()
-        if self.classification_weight > 0:
-            loss_nce, acc = info_nce(classes, targets)
-            loss = loss + self.classification_weight * loss_nce
-            log["loss_info_nce"] = loss_nce.detach()
-            log["nce_acc"] = acc.detach()
+        loss, log = pretraining_loss(recon, classes, targets, self.reconstruction_weight,
+                                     self.classification_weight)
 
         # Tensors, not .item(): no host sync here; fairseq reduces them when it logs.
         logging_output = {

@@ -48,14 +48,56 @@ class AudioError(RuntimeError):
         self.reason = reason
 
 
+def mix_to_mono(samples: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """The average of ``(channels, samples)`` rows as float32 ``(samples,)``, times
+    ``scale`` (1 / 32768 for int16 rows). Rows are added one by one: the sums ``mean``
+    makes, without numpy reducing along a strided axis (for 10 s of 44.1 kHz stereo
+    read as ``(samples, channels)``, ``mean(axis=1)`` took 5.7 ms, this 0.2 ms)."""
+    mono = samples[0].astype(np.float32)  # a copy, also for float32 rows
+    for row in samples[1:]:
+        mono += row
+    if scale != 1.0:
+        mono *= np.float32(scale)
+    if len(samples) > 1:
+        mono /= np.float32(len(samples))
+    return mono
+
+
 def _read_soundfile(path: str) -> tuple[np.ndarray, int]:
     import soundfile as sf
 
     try:
-        wav, rate = sf.read(path, dtype="float32", always_2d=True)
+        with sf.SoundFile(path) as f:
+            # 16-bit files are read as the integers they hold (x / 32768 in float32 is
+            # exact, so the waveform is the one a float read gives, without libsndfile's
+            # conversion pass); anything else as float32.
+            if f.subtype == "PCM_16":
+                raw, scale = f.read(dtype="int16", always_2d=True), 1 / 32768
+            else:
+                raw, scale = f.read(dtype="float32", always_2d=True), 1.0
+            rate = f.samplerate
     except Exception as err:  # soundfile raises LibsndfileError/RuntimeError/TypeError
         raise AudioError(path, f"soundfile could not decode it ({err})") from err
-    return wav.mean(axis=1), rate
+    return mix_to_mono(raw.T, scale), rate
+
+
+# PyAV sample formats read without a resampler: (numpy dtype of the samples, scale to
+# [-1, 1], offset). These are the conversions libswresample applies to reach float, so
+# the waveform is the one the resampler gave; other formats still go through it.
+_DIRECT_FORMATS = {"flt": 1.0, "dbl": 1.0, "s16": 1 / 32768, "s32": 1 / 2**31}
+
+
+def _frame_rows(frame) -> tuple[np.ndarray, float] | None:
+    """``(channels, samples)`` rows of a decoded frame and their scale, or None when
+    its format needs the resampler (u8, s64, ...)."""
+    name = frame.format.name
+    base = name[:-1] if name.endswith("p") else name
+    if base not in _DIRECT_FORMATS:
+        return None
+    rows = frame.to_ndarray()
+    if not frame.format.is_planar:  # packed: one row of interleaved samples
+        rows = rows.reshape(-1, len(frame.layout.channels)).T
+    return rows, _DIRECT_FORMATS[base]
 
 
 def _read_pyav(path: str) -> tuple[np.ndarray, int]:
@@ -66,21 +108,26 @@ def _read_pyav(path: str) -> tuple[np.ndarray, int]:
             if not container.streams.audio:
                 raise AudioError(path, "container has no audio stream")
             stream = container.streams.audio[0]
-            to_float = av.AudioResampler(format="fltp")
             chunks, rate = [], None
+            to_float = None  # built only for a format read without one is not known
             for frame in container.decode(stream):
                 rate = rate or frame.sample_rate
-                for converted in to_float.resample(frame):
-                    chunks.append(converted.to_ndarray())
-            for converted in to_float.resample(None):  # flush
-                chunks.append(converted.to_ndarray())
+                direct = None if to_float is not None else _frame_rows(frame)
+                if direct is not None:
+                    rows, scale = direct
+                    chunks.append(rows if scale == 1.0 else rows * np.float32(scale))
+                    continue
+                to_float = to_float or av.AudioResampler(format="fltp")
+                chunks.extend(c.to_ndarray() for c in to_float.resample(frame))
+            if to_float is not None:
+                chunks.extend(c.to_ndarray() for c in to_float.resample(None))  # flush
     except AudioError:
         raise
     except Exception as err:  # av.error.* and decoder failures
         raise AudioError(path, f"PyAV could not decode it ({err})") from err
     if not chunks:
         raise AudioError(path, "audio stream holds no samples")
-    return np.concatenate(chunks, axis=1).mean(axis=0), rate
+    return mix_to_mono(np.concatenate(chunks, axis=1, dtype=np.float32)), rate
 
 
 # Truncation tolerance (see the module docstring): relative, and absolute in seconds.
@@ -132,8 +179,10 @@ def _check_samples(path: str, wav: np.ndarray) -> None:
         raise AudioError(path, "digital silence (all samples are zero)")
 
 
-def read_audio(path: str, sample_rate: int = 16000, expected_samples: int | None = None) -> torch.Tensor:
-    """Mono float32 waveform of ``path`` resampled to ``sample_rate``, scale [-1, 1].
+def decode_audio(path: str, expected_samples: int | None = None) -> tuple[torch.Tensor, int]:
+    """Mono float32 waveform of ``path`` at the file's own rate, scale [-1, 1], and that
+    rate: ``read_audio`` without the resampling (``task.features_on_device`` resamples
+    batches on the training device instead).
 
     ``expected_samples``: the manifest's length at the file's own rate; a decoded clip
     shorter than that beyond the tolerance raises ``AudioError("truncated: ...")``.
@@ -145,6 +194,15 @@ def read_audio(path: str, sample_rate: int = 16000, expected_samples: int | None
         _check_samples(path, wav)
         if expected_samples is not None:
             _check_length(path, wav.size, int(expected_samples), int(rate))
-        wav = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))
+        return torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32)), int(rate)
+
+
+def read_audio(path: str, sample_rate: int = 16000, expected_samples: int | None = None) -> torch.Tensor:
+    """Mono float32 waveform of ``path`` resampled to ``sample_rate``, scale [-1, 1].
+
+    ``expected_samples``: the manifest's length at the file's own rate; a decoded clip
+    shorter than that beyond the tolerance raises ``AudioError("truncated: ...")``.
+    """
+    wav, rate = decode_audio(path, expected_samples)
     with _named_failure(path, f"resampling {rate} Hz to {sample_rate} Hz"):
-        return resample(wav, int(rate), sample_rate)
+        return resample(wav, rate, sample_rate)

@@ -48,7 +48,7 @@ class ClassificationDataset(MAE_AST_Dataset):
         super().__init__(manifest_path, shuffle=train, random_crop=train, **kwargs)
         self.label_set = label_set
         self.num_classes = label_set.num_classes
-        self.labels = read_labels(label_path, label_set, len(self.paths), multi_label)
+        self.labels = read_labels(label_path, label_set, self.entries, multi_label, manifest=manifest_path)
         self.target_length = target_length
         self.multi_label = multi_label
         self.train = train

@@ -5,11 +5,15 @@ can fall behind a GPU step. The cache moves decode, resampling and fbank out of 
 training loop; random crops and masks still change every epoch.
 
 Layout in the cache folder, per split:
-- ``{split}.fbank.bin``: float32 (or float16) frames, ``feature_dim`` wide, clips back to back;
-- ``{split}.fbank.idx.npy``: int64 ``(n, 2)``: first frame and frame count of each manifest
-  entry (count -1: the clip was unusable when the cache was written);
-- ``{split}.fbank.json``: dtype, feature_dim, the manifest's SHA-1 and the reasons
+- ``{split}.fbank.bin``: float32 (or float16) frames, ``width`` columns (mel bins, x3 with deltas), clips back to back;
+- ``{split}.fbank.idx.npy``: int64 ``(n, 3)``: manifest line, first frame and frame count
+  of each cached entry (count -1: the clip was unusable when the cache was written);
+- ``{split}.fbank.json``: dtype, width, the feature spec, the manifest's SHA-1 and the reasons
   unusable clips were left out. A cache whose manifest changed is refused.
+
+Entries are found by their manifest line, so one cache serves every reader of the
+manifest whatever its length filters (pretraining's ``min_sample_size``, fine-tuning's
+none), as long as the cache holds the entries that reader keeps.
 """
 
 from __future__ import annotations
@@ -64,7 +68,8 @@ def write_cache(dataset, split: str, cache_dir: str, workers: int = 1, dtype: st
     manifest filters were applied) with its own ``get_features`` and write the cache."""
     os.makedirs(cache_dir, exist_ok=True)
     bin_path, idx_path, meta_path = _paths(cache_dir, split)
-    index = np.full((len(dataset), 2), -1, dtype=np.int64)
+    index = np.full((len(dataset), 3), -1, dtype=np.int64)
+    index[:, 0] = dataset.lines
     skipped: dict[str, str] = {}
     offset = 0
     pool = multiprocessing.Pool(workers, _init_worker, (dataset,)) if workers > 1 else None
@@ -78,14 +83,14 @@ def write_cache(dataset, split: str, cache_dir: str, workers: int = 1, dtype: st
                 skipped[dataset.paths[i]] = reason
                 continue
             out.write(feat.astype(dtype).tobytes())
-            index[i] = (offset, len(feat))
+            index[i, 1:] = (offset, len(feat))
             offset += len(feat)
     if pool:
         pool.close()
         pool.join()
     os.replace(tmp, bin_path)  # only a complete cache gets the final name
     np.save(idx_path, index)
-    meta = {"dtype": dtype, "feature_dim": dataset.feature_width, "sample_rate": dataset.sample_rate,
+    meta = {"dtype": dtype, "width": dataset.feature_width, "sample_rate": dataset.sample_rate,
             "feature_spec": dataclasses.asdict(dataset.feature_spec),
             "manifest": os.path.abspath(dataset.manifest_path), "manifest_sha1": manifest_digest(dataset.manifest_path),
             "min_keep": dataset.min_keep, "max_keep": dataset.max_keep, "clips": len(dataset),
@@ -109,24 +114,33 @@ class FbankCache:
         if self.meta["manifest_sha1"] != manifest_digest(dataset.manifest_path):
             raise CacheError(f"{meta_path}: written for another version of {dataset.manifest_path}; "
                              "rewrite it with mae-ast-cache")
-        if (self.meta["min_keep"], self.meta["max_keep"]) != (dataset.min_keep, dataset.max_keep):
-            raise CacheError(f"{meta_path}: written with min/max_keep {self.meta['min_keep']}/"
-                             f"{self.meta['max_keep']}, the task asks {dataset.min_keep}/{dataset.max_keep}")
         spec = dataset.feature_spec
         written = FeatureSpec(**self.meta["feature_spec"]) if "feature_spec" in self.meta else None
-        if (self.meta["feature_dim"], self.meta["sample_rate"]) != (spec.width, spec.sample_rate) or \
+        if (self.meta["width"], self.meta["sample_rate"]) != (spec.width, spec.sample_rate) or \
                 (written is not None and written != spec):
             what = (written.describe() if written
-                    else f"{self.meta['feature_dim']} columns at {self.meta['sample_rate']} Hz")
+                    else f"{self.meta['width']} columns at {self.meta['sample_rate']} Hz")
             raise CacheError(f"{meta_path}: written with {what}, the task asks {spec.describe()}; "
                              "rewrite it with mae-ast-cache (--feature-dim/--deltas/--sample-rate as the task)")
-        self.index = np.load(idx_path)
-        self.dim = self.meta["feature_dim"]
-        if len(self.index) != len(dataset):
-            raise CacheError(f"{idx_path}: {len(self.index)} entries, the manifest has {len(dataset)}")
+        self.index = self._rows_for(np.load(idx_path), dataset, idx_path)
+        self.dim = self.meta["width"]
         self.bin_path, self.dtype = bin_path, np.dtype(self.meta["dtype"])
         self.paths = dataset.paths
         self._frames = None  # opened lazily: each dataloader worker maps the file itself
+
+    def _rows_for(self, table: np.ndarray, dataset, idx_path: str) -> np.ndarray:
+        """(start, count) of each of the dataset's entries, looked up by manifest line."""
+        if table.ndim != 2 or table.shape[1] != 3:
+            raise CacheError(f"{idx_path}: written by an older mae-ast-cache; rewrite the cache with mae-ast-cache")
+        row_of = {int(line): r for r, line in enumerate(table[:, 0])}
+        absent = [line for line in dataset.lines if line not in row_of]
+        if absent:
+            raise CacheError(
+                f"{idx_path}: {len(absent)} of the {len(dataset)} entries {dataset.manifest_path} keeps are not in "
+                f"the cache (e.g. line {absent[0]}); it was written with --min-sample-size "
+                f"{self.meta['min_keep']} / --max-keep-size {self.meta['max_keep']}: rewrite it with "
+                "mae-ast-cache without them (the default caches every entry)")
+        return table[[row_of[line] for line in dataset.lines], 1:]
 
     def __getitem__(self, i: int) -> torch.Tensor:
         start, count = self.index[i]

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from .fbank import fbank
+from .resample import resample, resampled_length
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,8 @@ logger = logging.getLogger(__name__)
 MAX_ABS_AMPLITUDE = 32.0
 # Axes this short are taken for audio channels, not time (stereo, 5.1, 7.1).
 MAX_CHANNELS = 8
+# Frames of fbank computed at once (40 s at a 10 ms shift; ~40 MB of FFT intermediates).
+FBANK_CHUNK_FRAMES = 4000
 
 
 def compute_deltas(feat: torch.Tensor, n: int = 2) -> torch.Tensor:
@@ -98,11 +101,57 @@ class FeatureSpec:
     def compute(self, waveform: torch.Tensor) -> torch.Tensor:
         """``(frames, width)`` features of a mono ``(N,)`` waveform at ``sample_rate``,
         scale [-1, 1]; raises ``ValueError`` below one window."""
-        feat = fbank(waveform, num_mel_bins=self.num_mel_bins, sample_rate=self.sample_rate,
-                     frame_length_ms=self.frame_length_ms, frame_shift_ms=self.frame_shift_ms)
+        frames = self.frames(waveform.shape[-1])
+        if frames <= FBANK_CHUNK_FRAMES:
+            feat = self._fbank(waveform)
+        else:
+            # Frames are independent (Kaldi's snip_edges): a chunk of frames at a time keeps
+            # the FFT's intermediates (~40x the fbank's size) bounded for any recording length.
+            feat = waveform.new_empty((*waveform.shape[:-1], frames, self.num_mel_bins), dtype=torch.float32)
+            for start in range(0, frames, FBANK_CHUNK_FRAMES):
+                end = min(start + FBANK_CHUNK_FRAMES, frames)
+                chunk = waveform[..., start * self.shift_samples: self.samples_for_frames(end)]
+                feat[..., start:end, :] = self._fbank(chunk)
         if self.deltas:
             d1 = compute_deltas(feat)
             feat = torch.cat([feat, d1, compute_deltas(d1)], dim=1)
+        return feat
+
+    def _fbank(self, waveform: torch.Tensor) -> torch.Tensor:
+        return fbank(waveform, num_mel_bins=self.num_mel_bins, sample_rate=self.sample_rate,
+                     frame_length_ms=self.frame_length_ms, frame_shift_ms=self.frame_shift_ms)
+
+    def frames_at_rate(self, num_samples: int, rate: int) -> int:
+        """Frames of a clip of ``num_samples`` at ``rate`` Hz once resampled to ours."""
+        return self.frames(resampled_length(num_samples, rate, self.sample_rate))
+
+    def compute_batch(self, wav: torch.Tensor, lengths: list[int], rates: list[int]) -> torch.Tensor:
+        """``(B, frames, width)`` features of a zero-padded ``(B, N)`` batch of mono
+        waveforms, clip ``i`` holding ``lengths[i]`` samples at ``rates[i]`` Hz, computed
+        on ``wav``'s device: resampled by rate group, then one batched fbank. Clip ``i``'s
+        first ``frames_at_rate(lengths[i], rates[i])`` frames are its ``compute``
+        features (every frame and every resampled sample reads only that clip's samples
+        and zeros beyond them, as the per-clip code pads); the rest is padding."""
+        new_lengths = [resampled_length(n, r, self.sample_rate) for n, r in zip(lengths, rates)]
+        if len(set(rates)) == 1:  # the usual batch: one rate, no regrouping
+            at_rate = resample(wav[:, : max(lengths)], rates[0], self.sample_rate)
+        else:
+            at_rate = wav.new_zeros(len(lengths), max(new_lengths))
+            for rate in sorted(set(rates)):
+                rows = [i for i, r in enumerate(rates) if r == rate]
+                n = max(lengths[i] for i in rows)
+                # Row slices, not an index tensor: nothing is copied from the host.
+                group = resample(torch.stack([wav[i, :n] for i in rows]), rate, self.sample_rate)
+                for k, i in enumerate(rows):
+                    at_rate[i, : new_lengths[i]] = group[k, : new_lengths[i]]
+        feat = self._fbank(at_rate)
+        if self.deltas:  # deltas replicate each clip's own last frame: per clip
+            out = feat.new_zeros(*feat.shape[:2], self.width)
+            for i, n in enumerate(new_lengths):
+                f = self.frames(n)
+                d1 = compute_deltas(feat[i, :f])
+                out[i, :f] = torch.cat([feat[i, :f], d1, compute_deltas(d1)], dim=1)
+            feat = out
         return feat
 
     def check_width(self, width: int, what: str = "input") -> None:

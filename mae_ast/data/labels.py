@@ -2,30 +2,41 @@
 task and EAT. Beside ``{split}.tsv`` live:
 
 ``label_descriptors.csv``
-    A header line ``index,mid,display_name`` then one row per class, exactly like AudioSet's
-    ``class_labels_indices.csv``. Indices are 0..C-1, each once; a display name holding a
-    comma is double-quoted (standard CSV).
+    One row ``index,mid,display_name`` per class, exactly like AudioSet's
+    ``class_labels_indices.csv``, with or without its header line (data2vec and EAT write
+    none). Indices are 0..C-1, each once; a display name holding a comma is double-quoted
+    (standard CSV; a headerless file may leave it unquoted, the rest of the row is the name).
 
 ``{split}.lbl``
-    One line per manifest entry, in the manifest's order. The LAST tab-separated field holds
-    the clip's labels separated by commas; earlier fields (a clip id, say) are ignored. Each
-    label is accepted as an integer class index, a ``mid`` (``/m/09x0r``) or a display name
-    from the descriptors, tried in that order. A display name that itself holds commas
-    (``Child speech, kid speaking``) is matched whole: the longest run of comma-separated
-    pieces that names a class wins.
+    One line per manifest entry. The LAST tab-separated field holds the clip's labels
+    separated by commas. When a line has more fields, its FIRST field names the clip (the
+    path as written in the manifest with or without extension, its file name or stem, or
+    an AudioSet YouTube id):
+    every line must then name a clip of the manifest, and lines in another order are
+    realigned by name; a line that names no clip is an error. A single-field file is read
+    in the manifest's order (it cannot be checked). Each label is accepted as an integer
+    class index, a ``mid`` (``/m/09x0r``) or a display name from the descriptors; a token
+    that reads both as an index and as the name of another class is refused as ambiguous.
+    A display name that itself holds commas (``Child speech, kid speaking``) is matched
+    whole: the longest run of comma-separated pieces that names a class wins.
+
+Class order is one rule for every writer (``class_order``): by number when every class
+name is an integer, else by text.
 """
 
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 
 HEADER = ["index", "mid", "display_name"]
 _INT = re.compile(r"-?\d+")
+logger = logging.getLogger(__name__)
 
 
 class LabelError(ValueError):
@@ -65,8 +76,16 @@ class LabelSet:
     def lookup(self, label: str) -> int:
         """Class index of an integer index, mid or display name; ``LookupError`` otherwise."""
         if _INT.fullmatch(label):
-            index = int(label)
-            if not 0 <= index < self.num_classes:
+            index, named = int(label), self._by_key.get(label)
+            in_range = 0 <= index < self.num_classes
+            if named is not None and in_range and named != index:
+                raise KeyError(f"label {label!r} is ambiguous in {self.source}: class index {index} is "
+                               f"{self.names[index]!r}, but {label!r} is also the name of class {named}; "
+                               + (f"write the mid {self.mids[named]!r}" if not _INT.fullmatch(self.mids[named])
+                                  else "give the classes non-numeric mids in label_descriptors.csv"))
+            if named is not None and not in_range:
+                return named  # only a name: no class has this index
+            if not in_range:
                 raise IndexError(f"class index {index} out of range 0..{self.num_classes - 1} of {self.source}")
             return index
         if label in self._ambiguous:
@@ -74,6 +93,18 @@ class LabelSet:
         if label not in self._by_key:
             raise KeyError(f"unknown label {label!r}: neither an index, a mid nor a display name of {self.source}")
         return self._by_key[label]
+
+    def token(self, index: int) -> str:
+        """How a label file writes class ``index`` so that ``lookup`` reads it back unambiguously:
+        the index itself, else the class's mid (classes named by other numbers)."""
+        for candidate in (str(index), self.mids[index]):
+            try:
+                if candidate and self.lookup(candidate) == index:
+                    return candidate
+            except LookupError:
+                continue
+        raise LabelError(f"class {index} ({self.names[index]!r}) of {self.source} cannot be written unambiguously; "
+                         "give it a non-numeric mid")
 
     def split(self, text: str) -> list[str]:
         """Comma-separated labels of ``text``, keeping display names that contain commas whole."""
@@ -90,24 +121,31 @@ class LabelSet:
 
 
 def read_label_descriptors(path: str) -> LabelSet:
-    """Read ``label_descriptors.csv`` (header ``index,mid,display_name``; indices 0..C-1 once each)."""
+    """Read ``label_descriptors.csv``: rows ``index,mid,display_name`` (indices 0..C-1 once
+    each), after AudioSet's header line or, as data2vec/EAT write it, without one."""
     if not os.path.isfile(path):
         raise LabelError(f"{path}: label descriptors not found; write it with mae-ast-prepare or by hand "
-                         f"(header '{','.join(HEADER)}', then one row per class)")
-    with open(path, encoding="utf-8-sig", newline="") as f:
+                         f"(one row index,mid,display_name per class)")
+    with open(path, encoding="utf-8-sig", newline="") as f:  # -sig: a Windows editor's BOM
         reader = csv.reader(f)
-        header = [h.strip() for h in next(reader, [])]
-        if header != HEADER:
-            raise LabelError(f"{path}:1: header must be '{','.join(HEADER)}', got {','.join(header)!r}")
+        first = next(reader, [])
+        headerless = bool(first) and _INT.fullmatch(first[0].strip()) is not None
+        if not headerless and [h.strip() for h in first] != HEADER:
+            raise LabelError(f"{path}:1: header must be '{','.join(HEADER)}' (or none: data2vec's first row "
+                             f"'0,mid,name'), got {','.join(first)!r}")
         by_index: dict[int, tuple[str, str, int]] = {}
-        for row in reader:
-            if not any(cell.strip() for cell in row):
-                continue
-            _descriptor_row(path, reader.line_num, row, by_index)
+        rows = [(1, first)] if headerless else []
+        for row in rows + [(reader.line_num, row) for row in reader]:
+            lineno, cells = row
+            if any(cell.strip() for cell in cells):
+                _descriptor_row(path, lineno, cells, by_index, headerless)
     return _label_set(path, by_index)
 
 
-def _descriptor_row(path: str, lineno: int, row: list[str], by_index: dict[int, tuple[str, str, int]]) -> None:
+def _descriptor_row(path: str, lineno: int, row: list[str], by_index: dict[int, tuple[str, str, int]],
+                    headerless: bool) -> None:
+    if headerless and len(row) > 3:  # data2vec's files leave commas in names unquoted
+        row = row[:2] + [",".join(row[2:])]
     if len(row) != 3:
         raise LabelError(f"{path}:{lineno}: expected 3 fields index,mid,display_name, got {len(row)}; "
                          "quote display names that contain commas")
@@ -122,7 +160,7 @@ def _descriptor_row(path: str, lineno: int, row: list[str], by_index: dict[int, 
 
 def _label_set(path: str, by_index: dict[int, tuple[str, str, int]]) -> LabelSet:
     if not by_index:
-        raise LabelError(f"{path}:2: no classes after the header; add one row per class")
+        raise LabelError(f"{path}: no classes; add one row index,mid,display_name per class")
     count = len(by_index)
     absent = sorted(set(range(count)) - set(by_index))
     if absent:
@@ -132,19 +170,85 @@ def _label_set(path: str, by_index: dict[int, tuple[str, str, int]]) -> LabelSet
     return LabelSet([by_index[i][1] for i in range(count)], [by_index[i][0] for i in range(count)], path)
 
 
-def read_labels(path: str, label_set: LabelSet, num_entries: int, multi_label: bool) -> list[list[int]]:
-    """Class indices of each line of ``{split}.lbl``; ``num_entries`` is the manifest's entry count."""
+def read_labels(path: str, label_set: LabelSet, entries: int | Sequence[str], multi_label: bool,
+                manifest: str = "the manifest") -> list[list[int]]:
+    """Class indices of each manifest entry, from ``{split}.lbl``.
+
+    ``entries`` are the manifest's paths as written (or just their count, when the caller
+    cannot name them). Lines that name their clips are matched to those paths, and
+    realigned when they come in another order; see the module docstring."""
     if not os.path.isfile(path):
-        raise LabelError(f"{path}: label file not found; it needs one line per entry of the manifest")
-    with open(path, encoding="utf-8") as f:
+        raise LabelError(f"{path}: label file not found; it needs one line per entry of {manifest}")
+    with open(path, encoding="utf-8-sig") as f:  # -sig: a Windows editor's BOM
         lines = f.read().splitlines()
-    while lines and not lines[-1].strip():  # a trailing blank line is not an entry
+    while lines and not lines[-1].strip():  # trailing blank lines are not entries
         lines.pop()
-    if len(lines) != num_entries:
-        where = num_entries + 1 if len(lines) > num_entries else max(len(lines), 1)
-        raise LabelError(f"{path}:{where}: {len(lines)} label lines but the manifest has {num_entries} entries; "
-                         "write one label line per manifest entry, in the same order")
-    return [_parse_line(path, n, line, label_set, multi_label) for n, line in enumerate(lines, start=1)]
+    blank = next((n for n, line in enumerate(lines, start=1) if not line.strip()), None)
+    if blank is not None:
+        raise LabelError(f"{path}:{blank}: blank line; write one label line per manifest entry, none empty")
+    count = entries if isinstance(entries, int) else len(entries)
+    if len(lines) != count:
+        where = count + 1 if len(lines) > count else max(len(lines), 1)
+        raise LabelError(f"{path}:{where}: {len(lines)} label lines but {manifest} has {count} entries; "
+                         "write one label line per manifest entry")
+    rows = [_parse_line(path, n, line, label_set, multi_label) for n, line in enumerate(lines, start=1)]
+    ids = [line.split("\t")[0].strip() if "\t" in line else None for line in lines]
+    if isinstance(entries, int) or all(i is None for i in ids):
+        return rows
+    order = align(path, ids, list(entries), manifest)
+    if order != list(range(count)):
+        logger.info(f"{path}: lines realigned to the order of {manifest} by the clip each line names")
+    return [rows[i] for i in order]
+
+
+def clip_keys(entry: str) -> dict[str, str]:
+    """The names a label line may use for a manifest entry, by kind, most specific first."""
+    path = os.path.normpath(entry).replace(os.sep, "/")
+    name = path.rsplit("/", 1)[-1]
+    stem = os.path.splitext(name)[0]
+    keys = {"path": path, "path without extension": os.path.splitext(path)[0], "name": name, "stem": stem}
+    # AudioSet clips saved as {YTID}_{start}.ext or Y{YTID}[_...].ext (YouTube ids: 11 characters).
+    if stem.startswith("Y") and stem[12:13] in ("", "_"):
+        keys["youtube id"] = stem[1:12]
+    elif stem[11:12] == "_":
+        keys["youtube id"] = stem[:11]
+    return keys
+
+
+def align(path: str, ids: list[str | None], entries: list[str], manifest: str) -> list[int]:
+    """For each manifest entry, the index of the label line that names it. The first kind
+    of name (path with or without extension, file name, stem, YouTube id) that every line uses and no two entries
+    share is used; otherwise the first line that names no clip is reported."""
+    missing = next((n for n, i in enumerate(ids, start=1) if not i), None)
+    if missing is not None:
+        raise LabelError(f"{path}:{missing}: no clip name before the labels, though other lines name their "
+                         "clip; name every clip (its path as in the manifest) or none")
+    seen: dict[str, int] = {}
+    for n, clip in enumerate(ids, start=1):
+        if clip in seen:
+            raise LabelError(f"{path}:{n}: clip {clip!r} is already labelled on line {seen[clip]}; "
+                             "label each clip once")
+        seen[clip] = n
+    best: tuple[int, str, dict[str, int]] | None = None
+    for kind in ("path", "path without extension", "name", "stem", "youtube id"):
+        keys = [clip_keys(e).get(kind) for e in entries]
+        index = {k: i for i, k in enumerate(keys) if k is not None}
+        if len(index) != len(entries):  # some entries lack or share this kind of name
+            continue
+        hits = sum(os.path.normpath(i).replace(os.sep, "/") in index for i in ids)
+        if hits == len(ids):
+            by_id = {os.path.normpath(i).replace(os.sep, "/"): n for n, i in enumerate(ids)}
+            return [by_id[k] for k in keys]
+        if best is None or hits > best[0]:
+            best = (hits, kind, index)
+    if best is None or best[0] == 0:
+        raise LabelError(f"{path}:1: clip {ids[0]!r} is not an entry of {manifest} (compared with its paths, "
+                         "file names and stems): the label file belongs to other clips; rewrite it "
+                         "(mae-ast-prepare) or drop the clip column to label in manifest order")
+    _, kind, index = best
+    bad = next(n for n, i in enumerate(ids, start=1) if os.path.normpath(i).replace(os.sep, "/") not in index)
+    raise LabelError(f"{path}:{bad}: clip {ids[bad - 1]!r} is not an entry of {manifest} (other lines name "
+                     f"entries by {kind}); the label and manifest files disagree: rewrite them together")
 
 
 def _parse_line(path: str, lineno: int, line: str, label_set: LabelSet, multi_label: bool) -> list[int]:
@@ -162,9 +266,9 @@ def _parse_line(path: str, lineno: int, line: str, label_set: LabelSet, multi_la
 
 
 def write_label_descriptors(path: str, names: list[str], mids: list[str] | None = None) -> None:
-    """Write ``label_descriptors.csv``. Without ``mids`` the class name is written as mid, so tools
-    that key on the mid column still find the classes."""
-    mids = list(names) if mids is None else mids
+    """Write ``label_descriptors.csv``. Without ``mids`` they come from ``default_mids`` (the
+    name, so that tools keying on the mid column still find the classes)."""
+    mids = default_mids(names) if mids is None else mids
     if len(mids) != len(names):
         raise ValueError(f"{len(names)} names but {len(mids)} mids")
     with open(path, "w", encoding="utf-8", newline="") as f:
@@ -173,21 +277,30 @@ def write_label_descriptors(path: str, names: list[str], mids: list[str] | None 
         writer.writerows([i, mid, name] for i, (mid, name) in enumerate(zip(mids, names)))
 
 
-def write_labels(path: str, rows: list[list[int]], ids: list[str] | None = None) -> None:
-    """Write ``{split}.lbl``: ``id<TAB>i,j,...`` per clip (just ``i,j,...`` without ids)."""
+def write_labels(path: str, rows: list[list[int]], ids: list[str] | None = None,
+                 label_set: LabelSet | None = None) -> None:
+    """Write ``{split}.lbl``: ``id<TAB>labels`` per clip (just the labels without ids), each
+    label as ``label_set.token`` writes it (the index when no label set is given)."""
     if ids is not None and len(ids) != len(rows):
         raise ValueError(f"{len(rows)} label rows but {len(ids)} ids")
     with open(path, "w", encoding="utf-8") as f:
         for n, row in enumerate(rows):
             if not row:
                 raise ValueError(f"row {n} has no label")
-            labels = ",".join(str(int(i)) for i in row)
+            labels = ",".join(label_set.token(int(i)) if label_set else str(int(i)) for i in row)
             f.write(f"{ids[n]}\t{labels}\n" if ids is not None else f"{labels}\n")
 
 
-def label_frequencies(rows: list[list[int]], num_classes: int) -> np.ndarray:
-    """Clips per class (a multi-label clip counts once for each of its classes)."""
-    flat = np.fromiter((i for row in rows for i in row), dtype=np.int64)
-    if flat.size and (flat.min() < 0 or flat.max() >= num_classes):
-        raise ValueError(f"label indices must lie in 0..{num_classes - 1}")
-    return np.bincount(flat, minlength=num_classes)
+def default_mids(names: list[str]) -> list[str]:
+    """Mids for classes that have none: the name, or ``class_<name>`` for a numeric name, so
+    that a label file can always name a class without reading as another class's index."""
+    return [f"class_{n}" if _INT.fullmatch(n.strip()) else n for n in names]
+
+
+def class_order(names: Iterable[str]) -> list[str]:
+    """The one class order of every writer: by number when every name is an integer (so
+    folders 1, 2, 10 are classes 0, 1, 2), else by text."""
+    names = set(names)
+    if names and all(_INT.fullmatch(n.strip()) for n in names):
+        return sorted(names, key=lambda n: int(n))
+    return sorted(names)

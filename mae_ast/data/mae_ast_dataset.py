@@ -4,7 +4,7 @@ Batching matches the original: ``num_tokens`` counts audio samples (the manifest
 capped at ``max_sample_size``), so ``dataset.max_tokens`` means what it meant there;
 indices are ordered by length, longest first, ties random; the collater crops every
 clip to the shortest in the batch (random crop when ``random_crop``), so pretraining
-batches carry no padding.
+batches carry no padding (``padding_mask`` is None then).
 
 Bad files are skipped, never fatal: each is named once in the log with its reason,
 and every batch reports how many of its clips were skipped (``n_skipped``), which the
@@ -26,8 +26,8 @@ try:
 except ImportError:  # feature extraction without fairseq: a plain torch dataset
     from torch.utils.data import Dataset as FairseqDataset
 
-from .audio_io import AudioError
-from .features import FeatureSpec, clip_features, compute_deltas  # noqa: F401  (compute_deltas: old import path)
+from .audio_io import AudioError, decode_audio
+from .features import FeatureSpec, clip_features
 from .manifest import ManifestError, read_manifest
 
 logger = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ class MAE_AST_Dataset(FairseqDataset):
     def __init__(
         self,
         manifest_path: str,
-        sample_rate: int = 16000,
+        sample_rate: int | None = None,
         max_keep_sample_size: int | None = None,
         min_keep_sample_size: int | None = None,
         max_sample_size: int | None = None,
@@ -46,7 +46,6 @@ class MAE_AST_Dataset(FairseqDataset):
         random_crop: bool = True,
         feature_spec: FeatureSpec | None = None,
         min_frames: int = 1,
-        check_lengths: bool = True,
     ) -> None:
         manifest = read_manifest(manifest_path, min_keep_sample_size, max_keep_sample_size)
         if not manifest.paths:
@@ -58,12 +57,14 @@ class MAE_AST_Dataset(FairseqDataset):
         self.manifest_path = manifest_path
         self.min_keep, self.max_keep = min_keep_sample_size, max_keep_sample_size
         self.cache = None  # an FbankCache (use_cache) replaces decoding and fbank
-        self.paths, self.lines = manifest.paths, manifest.lines
+        self.paths, self.lines, self.entries = manifest.paths, manifest.lines, manifest.entries
         self.sizes = np.asarray(manifest.sizes, dtype=np.int64)
         # The manifest's own lengths, kept apart from ``sizes`` (what batching counts,
         # which subclasses may redefine) for the truncation check.
         self.manifest_sizes = self.sizes.copy()
-        self.feature_spec = feature_spec or FeatureSpec(sample_rate=sample_rate)
+        if feature_spec is not None and sample_rate not in (None, feature_spec.sample_rate):
+            raise ValueError(f"sample_rate={sample_rate} contradicts the feature spec ({feature_spec.describe()})")
+        self.feature_spec = feature_spec or FeatureSpec(sample_rate=sample_rate or 16000)
         self.sample_rate = self.feature_spec.sample_rate
         self.max_sample_size = max_sample_size if max_sample_size is not None else sys.maxsize
         self.shuffle = shuffle
@@ -72,10 +73,11 @@ class MAE_AST_Dataset(FairseqDataset):
         # Clips with fewer frames than one patch cannot make a token; the task passes the
         # model's kernel time (and updates it if the model is built after the dataset).
         self.min_frames = min_frames
-        # The manifest's length catches files that decode short (truncated wav/mkv).
-        self.check_lengths = check_lengths
         self.epoch = 1
         self._reported: set[int] = set()
+        # With decode_only (task.features_on_device) items are waveforms at their own
+        # rate and batches carry them; the task computes features on the device.
+        self.decode_only = False
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -113,10 +115,12 @@ class MAE_AST_Dataset(FairseqDataset):
     def get_features(self, index: int) -> torch.Tensor:
         if self.cache is not None:
             return self.cache[index]
-        expected = int(self.manifest_sizes[index]) if self.check_lengths else None
+        expected = int(self.manifest_sizes[index])
         return clip_features(self.paths[index], self.feature_spec, expected_samples=expected)
 
     def __getitem__(self, index: int) -> dict:
+        if self.decode_only:
+            return self.get_waveform(index)
         try:
             feat = self.get_features(index)
         except AudioError as err:
@@ -125,15 +129,33 @@ class MAE_AST_Dataset(FairseqDataset):
             return self._skip(index, f"{len(feat)} frames is shorter than one patch ({self.min_frames})")
         return {"id": index, "source": feat}
 
+    def get_waveform(self, index: int) -> dict:
+        """The item of ``decode_only``: the checked waveform at the file's rate, with the
+        same skips (and reasons) as the features path."""
+        expected = int(self.manifest_sizes[index])
+        try:
+            wav, rate = decode_audio(self.paths[index], expected)
+        except AudioError as err:
+            return self._skip(index, err.reason)
+        frames = self.feature_spec.frames_at_rate(len(wav), rate)
+        if frames == 0:
+            return self._skip(index, f"{len(wav)} samples at {rate} Hz is shorter than one fbank window")
+        if frames < self.min_frames:
+            return self._skip(index, f"{frames} frames is shorter than one patch ({self.min_frames})")
+        return {"id": index, "source": wav, "rate": rate, "frames": frames}
+
+    def crop_start(self, index: int, length: int, target: int) -> int:
+        """First frame of the crop of ``target`` frames out of ``length``. The offset
+        depends only on (epoch, clip, length): the same in any dataloader worker and
+        after a resume, new every epoch. (The original drew from the global numpy
+        state, which forked workers share and a restart resets.)"""
+        diff = length - target
+        if diff <= 0 or not self.random_crop:
+            return 0
+        return int(np.random.default_rng((self.epoch, index, target)).integers(0, diff + 1))
+
     def crop_to_max_size(self, feat: torch.Tensor, target: int, index: int) -> torch.Tensor:
-        diff = len(feat) - target
-        if diff <= 0:
-            return feat
-        # The offset depends only on (epoch, clip, length): the same in any dataloader
-        # worker and after a resume, new every epoch. (The original drew from the global
-        # numpy state, which forked workers share and a restart resets.)
-        rng = np.random.default_rng((self.epoch, index, target))
-        start = int(rng.integers(0, diff + 1)) if self.random_crop else 0
+        start = self.crop_start(index, len(feat), target)
         return feat[start : start + target]
 
     @staticmethod
@@ -148,24 +170,55 @@ class MAE_AST_Dataset(FairseqDataset):
             placeholder = {"id": torch.zeros(0, dtype=torch.long), "n_skipped": n_skipped} if n_skipped else {}
         return samples, n_skipped, placeholder
 
+    def target_frames(self, lengths: list[int]) -> int:
+        # As in the original, max_sample_size (samples) caps a length in frames: with the
+        # seed's 250000 it never binds on 10 s clips (1000 frames).
+        return min(max(lengths) if self.pad_audio else min(lengths), self.max_sample_size)
+
     def collater(self, samples: list[dict]) -> dict:
         samples, n_skipped, placeholder = self.usable(samples)
         if placeholder is not None:
             return placeholder
+        if self.decode_only:
+            return self.collate_waveforms(samples, n_skipped)
         feats = [s["source"] for s in samples]
         lengths = [len(f) for f in feats]
-        # As in the original, max_sample_size (samples) caps a length in frames: with the
-        # seed's 250000 it never binds on 10 s clips (1000 frames).
-        target = min(max(lengths) if self.pad_audio else min(lengths), self.max_sample_size)
+        target = self.target_frames(lengths)
         source = feats[0].new_zeros(len(feats), target, feats[0].shape[1])
         padding_mask = torch.zeros(len(feats), target, dtype=torch.bool)
         for i, (sample, feat) in enumerate(zip(samples, feats)):
             feat = self.crop_to_max_size(feat, target, sample["id"])
             source[i, : len(feat)] = feat
             padding_mask[i, len(feat) :] = True
+        if not any(length < target for length in lengths):
+            # Nothing padded (always so when cropping): the model then needs no mask and
+            # never has to look at one on the device to find that out.
+            padding_mask = None
         return {
             "id": torch.LongTensor([s["id"] for s in samples]),
             "net_input": {"source": source, "padding_mask": padding_mask},
+            "n_skipped": n_skipped,
+        }
+
+    def collate_waveforms(self, samples: list[dict], n_skipped: int) -> dict:
+        """A batch of ``decode_only`` items: the waveforms zero-padded to the longest,
+        and, planned on the host, everything the device needs to cut the same crops as
+        ``collater`` (``features_from_waveforms`` does it): lengths, rates, each clip's
+        first frame and the batch's frame count."""
+        frames = [s["frames"] for s in samples]
+        target = self.target_frames(frames)
+        wav = torch.nn.utils.rnn.pad_sequence([s["source"] for s in samples], batch_first=True)
+        return {
+            "id": torch.LongTensor([s["id"] for s in samples]),
+            "waveforms": {
+                # Stored as int32 bits: fairseq's fp16/bf16 mode halves every float tensor
+                # of a batch, which would round the audio before its fbank.
+                "wav": wav.view(torch.int32),
+                "lengths": [len(s["source"]) for s in samples],
+                "rates": [s["rate"] for s in samples],
+                "starts": [self.crop_start(s["id"], f, target) for s, f in zip(samples, frames)],
+                "frames": target,
+            },
             "n_skipped": n_skipped,
         }
 
@@ -201,3 +254,24 @@ class MAE_AST_Dataset(FairseqDataset):
         order = [np.random.permutation(len(self)) if self.shuffle else np.arange(len(self))]
         order.append(self.sizes)
         return np.lexsort(order)[::-1]
+
+
+def features_from_waveforms(sample: dict, spec: FeatureSpec, dtype: torch.dtype | None = None) -> dict:
+    """The batch ``collater`` would have built, from a ``collate_waveforms`` batch whose
+    tensors are on the training device: features computed there, cropped as planned.
+    Only host-known integers steer it, so nothing waits for the device."""
+    w = sample["waveforms"]
+    feats = spec.compute_batch(w["wav"].view(torch.float32), w["lengths"], w["rates"])
+    target = w["frames"]
+    source = feats.new_zeros(feats.shape[0], target, feats.shape[2])
+    padding_mask = None
+    for i, (n, rate, start) in enumerate(zip(w["lengths"], w["rates"], w["starts"])):
+        valid = min(spec.frames_at_rate(n, rate) - start, target)
+        source[i, :valid] = feats[i, start : start + valid]
+        if valid < target:
+            if padding_mask is None:
+                padding_mask = torch.zeros(source.shape[:2], dtype=torch.bool, device=source.device)
+            padding_mask[i, valid:] = True
+    out = {k: v for k, v in sample.items() if k != "waveforms"}
+    out["net_input"] = {"source": source if dtype is None else source.to(dtype), "padding_mask": padding_mask}
+    return out

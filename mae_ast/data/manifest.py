@@ -19,6 +19,7 @@ class ManifestError(ValueError):
 class Manifest:
     root: str
     paths: list[str]  # full paths, root joined
+    entries: list[str]  # paths as written, which label files use to name clips
     sizes: list[int]  # length in samples, as written in the manifest
     lines: list[int]  # 1-based manifest line of each entry, for error messages
     n_short: int = 0  # entries left out by min_keep
@@ -33,7 +34,7 @@ def read_manifest(
     line is an error naming the line: training on a silently shortened list is worse."""
     if not os.path.isfile(manifest_path):
         raise ManifestError(f"{manifest_path}: manifest not found")
-    with open(manifest_path, encoding="utf-8") as f:
+    with open(manifest_path, encoding="utf-8-sig") as f:  # -sig: a Windows editor's BOM
         root = f.readline().strip()
         if not root:
             raise ManifestError(f"{manifest_path}:1: first line must be the root folder")
@@ -44,7 +45,7 @@ def read_manifest(
             # Every clip would be skipped as missing and fairseq would train on nothing.
             raise ManifestError(f"{manifest_path}:1: root folder {root} does not exist; the first line "
                                 "must be the folder the audio paths are relative to")
-        paths, sizes, lines = [], [], []
+        paths, entries, sizes, lines = [], [], [], []
         n_short = n_long = 0
         for lineno, line in enumerate(f, start=2):
             if not line.strip():
@@ -62,6 +63,7 @@ def read_manifest(
                 n_long += 1
             else:
                 paths.append(os.path.join(root, items[0]))
+                entries.append(items[0])
                 sizes.append(size)
                 lines.append(lineno)
     logger.info(
@@ -69,4 +71,4 @@ def read_manifest(
         f"skipped {n_short} short and {n_long} long"
         + (f", longest-loaded={max(sizes)}, shortest-loaded={min(sizes)}" if sizes else "")
     )
-    return Manifest(root, paths, sizes, lines, n_short, n_long)
+    return Manifest(root, paths, entries, sizes, lines, n_short, n_long)

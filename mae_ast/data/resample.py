@@ -101,6 +101,15 @@ def _resample_direct(x: torch.Tensor, orig: int, new: int, target: int) -> torch
     return torch.cat(chunks, dim=-1) if chunks else x.new_zeros(x.shape[0], 0)
 
 
+def resampled_length(num_samples: int, orig_freq: int, new_freq: int) -> int:
+    """Samples ``resample`` returns for ``num_samples``: known on the host before any
+    audio is resampled (the batch collater plans crops with it)."""
+    if orig_freq == new_freq:
+        return num_samples
+    gcd = math.gcd(int(orig_freq), int(new_freq))
+    return math.ceil(int(new_freq) // gcd * num_samples / (int(orig_freq) // gcd))
+
+
 def resample(waveform: torch.Tensor, orig_freq: int, new_freq: int) -> torch.Tensor:
     """Resample the last axis of ``waveform`` from ``orig_freq`` to ``new_freq`` Hz.
 
@@ -117,7 +126,7 @@ def resample(waveform: torch.Tensor, orig_freq: int, new_freq: int) -> torch.Ten
     shape = waveform.shape
     dtype = torch.float64 if waveform.dtype == torch.float64 else torch.float32
     x = waveform.reshape(-1, shape[-1]).to(dtype)
-    target = math.ceil(new * shape[-1] / orig)
+    target = resampled_length(shape[-1], orig_freq, new_freq)
     small = bank_elements(orig, new) <= _MAX_KERNEL_ELEMENTS
     y = (_resample_bank if small else _resample_direct)(x, orig, new, target)
     return y.reshape(*shape[:-1], target)

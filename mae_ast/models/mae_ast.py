@@ -150,12 +150,12 @@ class MAE_AST(BaseFairseqModel):
         self.grid = PatchGrid.from_model_cfg(cfg, self.feature_spec.width)
         self.grid.warn_unused_columns()
         check_masking_cfg(cfg, getattr(task_cfg, "mask_type", "random_mask"))
-        kt, kc = cfg.ast_kernel_size_time, cfg.ast_kernel_size_chan
+        patch_dim = self.grid.patch_dim
 
         self.batch_norm = nn.BatchNorm2d(num_features=1, affine=False)
         # Unused in forward, as in the original; kept so checkpoints load strictly.
         self.layer_norm = nn.LayerNorm(self.feature_spec.num_mel_bins)
-        self.post_extract_proj = nn.Linear(kt * kc, cfg.encoder_embed_dim)
+        self.post_extract_proj = nn.Linear(patch_dim, cfg.encoder_embed_dim)
         self.dropout_input = nn.Dropout(cfg.dropout_input)
         # Masked tokens are dropped before the encoder, so this never reaches it; the
         # original had it too, and checkpoints carry it.
@@ -175,8 +175,8 @@ class MAE_AST(BaseFairseqModel):
             self.dec_sine_pos_embed = SinusoidalPositionalEncoding(cfg.decoder_embed_dim, cfg.max_token_length)
         self.decoder = TransformerEncoder(cfg, decoder=True)
 
-        self.final_proj_reconstruction = nn.Linear(cfg.decoder_embed_dim, kt * kc)
-        self.final_proj_classification = nn.Linear(cfg.decoder_embed_dim, kt * kc)
+        self.final_proj_reconstruction = nn.Linear(cfg.decoder_embed_dim, patch_dim)
+        self.final_proj_classification = nn.Linear(cfg.decoder_embed_dim, patch_dim)
         if getattr(cfg, "compile_blocks", False):
             # Blocks, not the whole model: masking and gathers stay eager, and the token
             # count varies between batches, hence dynamic shapes.
@@ -277,9 +277,11 @@ class MAE_AST(BaseFairseqModel):
     ) -> dict[str, Any]:
         patches = source if is_input_prepatched else self.patchify(source)
         B, T, _ = patches.shape
-        # One host check: without padding, attention takes the flash path (no mask).
+        # A given mask is used as given, never inspected on the host (that was a device
+        # sync every step). Batches known to hold no padding pass None instead (the
+        # pretraining collater does), which keeps attention on its unmasked fast path.
         token_pad = None
-        if padding_mask is not None and not is_input_prepatched and bool(padding_mask.any()):
+        if padding_mask is not None and not is_input_prepatched:
             token_pad = self.forward_padding_mask(padding_mask, T)
 
         features = self.post_extract_proj(patches)
@@ -327,7 +329,7 @@ class MAE_AST(BaseFairseqModel):
         it reads is, so a clip padded in a batch gives exactly the tokens it gives alone."""
         patches = self.patchify(source)
         token_pad = None
-        if padding_mask is not None and bool(padding_mask.any()):
+        if padding_mask is not None:  # as in forward: no host check of its contents
             token_pad = self.forward_padding_mask(padding_mask, patches.shape[1], whole_tokens=True)
         x = self.add_positions(self.post_extract_proj(patches), token_pad, "enc")
         x, _, hidden_states = self.forward_encoder(x, None, token_pad, output_layer)

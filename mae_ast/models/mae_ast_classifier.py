@@ -28,10 +28,8 @@ the data folder again.
 """
 
 
-import dataclasses
 import logging
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Any, Optional
 
 import torch
@@ -39,16 +37,14 @@ import torch.nn as nn
 
 from .._fairseq import BaseFairseqModel, ChoiceEnum, FairseqDataclass, register_model
 from ..data.augment import add_noise, spec_augment, time_roll
-from ..data.features import FeatureSpec
-from .mae_ast import MAE_AST, MAE_AST_Config
+from ..checkpoints import read_checkpoint
+from .builders import build_backbone, encoder_from_state, features_of
+from .mae_ast import MAE_AST
 
 logger = logging.getLogger(__name__)
 
 POOLING_CHOICES = ChoiceEnum(["mean"])
 HEAD_NORM_CHOICES = ChoiceEnum(["layernorm", "batchnorm"])
-# Modules of the pretraining model a classifier never runs.
-PRETRAINING_ONLY = ("decoder", "decoder_mask_emb", "post_enc_proj", "dec_conv_pos_embed", "dec_sine_pos_embed",
-                    "final_proj_reconstruction", "final_proj_classification", "encoder_mask_emb", "layer_norm")
 # SSAST's time roll: up to 10 frames either way (its np.random.randint(-10, 10)).
 MAX_ROLL = 10
 
@@ -105,48 +101,13 @@ HEAD_NORM_FINETUNE = "layernorm"
 # A checkpoint without head_norm predates the field: its head is the LayerNorm one.
 HEAD_NORM_LEGACY = "layernorm"
 
-ENCODER_FIELDS = {f.name for f in dataclasses.fields(MAE_AST_Config)} - {"_name"}
 DROPOUT_FIELDS = ("dropout", "attention_dropout", "activation_dropout", "encoder_layerdrop")
 
 
-def build_backbone(encoder: dict, features: dict) -> MAE_AST:
-    """A decoder-free MAE_AST of this architecture and input (random weights)."""
-    unknown = set(encoder) - ENCODER_FIELDS
-    if unknown:
-        raise ValueError(f"model.encoder: unknown MAE_AST_Config fields {sorted(unknown)}")
-    task = SimpleNamespace(feature_type="fbank", mask_type="random_mask", **features)
-    return strip_pretraining(MAE_AST(MAE_AST_Config(**encoder), task))
-
-
-def strip_pretraining(model: MAE_AST) -> MAE_AST:
-    """Delete what only pretraining uses (decoder, mask embeddings, heads, the unused
-    input LayerNorm): absent from the state dict and from data-parallel's unused check."""
-    for name in PRETRAINING_ONLY:
-        if hasattr(model, name):
-            delattr(model, name)
-    return model
-
-
-def encoder_config(model_cfg: Any) -> dict:
-    """The MAE_AST_Config fields of a (pretraining) model config, as a plain dict."""
-    from ..inference import _as_dict
-
-    return {k: v for k, v in _as_dict(model_cfg).items() if k in ENCODER_FIELDS}
-
-
-def features_of(spec: FeatureSpec) -> dict:
-    return {"sample_rate": spec.sample_rate, "feature_dim": spec.num_mel_bins, "deltas": spec.deltas}
-
-
 def load_pretrained(path: str) -> tuple[MAE_AST, dict, dict]:
-    """(backbone with pretrained weights, encoder config, features) of a MAE-AST checkpoint."""
-    from ..inference import build_from_state, load_checkpoint
-
-    state = load_checkpoint(path)
-    model = build_from_state(state)
-    cfg = state["cfg"]
-    enc = encoder_config(cfg.get("model") if isinstance(cfg, dict) else cfg.model)
-    return strip_pretraining(model), enc, features_of(model.feature_spec)
+    """(encoder with the checkpoint's weights, encoder config, features) of a pretraining
+    checkpoint or of a fine-tuned classifier (whose encoder is fine-tuned further)."""
+    return encoder_from_state(read_checkpoint(path))
 
 
 @register_model("mae_ast_classifier", dataclass=MAE_AST_Classifier_Config)

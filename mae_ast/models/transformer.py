@@ -117,6 +117,16 @@ class TransformerEncoder(nn.Module):
         self.layer_norm = nn.LayerNorm(dim)
         self.apply(init_bert_params)
 
+    def layerdrop_draws(self, device: torch.device, compiling: bool) -> torch.Tensor | None:
+        """One uniform draw per layer (a layer runs when its draw exceeds ``layerdrop``),
+        or None when nothing can be dropped. Eager: on the CPU generator, as before, so
+        the random stream is unchanged and the device never waits for the host (the
+        branch reads a CPU value). Compiled: on the activations' device, so the graph
+        holds no host-to-device copy (compiled kernels draw their own numbers anyway)."""
+        if not (self.training and self.layerdrop > 0):
+            return None
+        return torch.rand(len(self.layers), device=device if compiling else None)
+
     def forward(
         self, x: torch.Tensor, padding_mask: torch.Tensor | None = None, layer: int | None = None
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -126,10 +136,19 @@ class TransformerEncoder(nn.Module):
             x = self.layer_norm(x)
         x = F.dropout(x, p=self.dropout, training=self.training)
         hidden_states = []
-        # Layerdrop draws on the CPU generator: no device sync, seeded by fairseq per update.
-        drops = torch.rand(len(self.layers)) if self.training and self.layerdrop > 0 else None
+        compiling = torch.compiler.is_compiling()
+        drops = self.layerdrop_draws(x.device, compiling)
         for i, block in enumerate(self.layers):
-            if drops is None or drops[i] > self.layerdrop:
+            if drops is None:
+                x = block(x, padding_mask)
+                hidden_states.append(x)
+            elif compiling:
+                # A Python branch on a drawn value would break the graph: run the block
+                # and keep its input where the layer is dropped (the dropped layer's
+                # parameters then get a zero gradient instead of none).
+                x = torch.where(drops[i] > self.layerdrop, block(x, padding_mask), x)
+                hidden_states.append(x)
+            elif drops[i] > self.layerdrop:  # eager: skip the block, as the original
                 x = block(x, padding_mask)
                 hidden_states.append(x)
             if i == layer:

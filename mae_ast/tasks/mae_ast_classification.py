@@ -12,20 +12,22 @@ explicit value that contradicts the checkpoint is refused.
 
 import enum
 import logging
-import sys
 from dataclasses import dataclass, field
 from typing import Optional
 
-import numpy as np
 import torch
 from fairseq.dataclass import FairseqDataclass
-from fairseq.tasks import FairseqTask, register_task
+from fairseq.tasks import register_task
 from omegaconf import II, MISSING, open_dict
 
-from ..data.augment import draw_mixup
+from ..criterions.classification_criterion import reset_scores
+from ..data.augment import apply_mixup, draw_mixup
 from ..data.classification_dataset import ClassificationDataset, label_paths
 from ..data.features import FeatureSpec
 from ..data.labels import read_label_descriptors
+from .audio_task import MAE_AST_Audio_Task
+from .recipe_checks import warn_about_run
+from .run_checks import check_metric, check_resume, check_settings, launch_path, root_config, warn_nested_save_dir
 
 logger = logging.getLogger(__name__)
 SPEC_FIELDS = {"sample_rate": "sample_rate", "feature_dim": "num_mel_bins", "deltas": "deltas"}
@@ -61,27 +63,13 @@ class MAE_AST_Classification_Config(FairseqDataclass):
 
 
 @register_task("mae_ast_classification", dataclass=MAE_AST_Classification_Config)
-class MAE_AST_Classification_Task(FairseqTask):
+class MAE_AST_Classification_Task(MAE_AST_Audio_Task):
     cfg: MAE_AST_Classification_Config
 
     def __init__(self, cfg: MAE_AST_Classification_Config, from_checkpoint: bool = False) -> None:
-        super().__init__(cfg)
+        super().__init__(cfg, from_checkpoint)
         self.feature_spec: FeatureSpec | None = None
-        self.min_frames = 1
         self.label_set = None
-        self.building_from_checkpoint = from_checkpoint
-
-    @classmethod
-    def setup_task(cls, cfg: MAE_AST_Classification_Config, **kwargs) -> "MAE_AST_Classification_Task":
-        return cls(cfg, from_checkpoint=kwargs.get("from_checkpoint", False))
-
-    @property
-    def source_dictionary(self):
-        return None
-
-    @property
-    def target_dictionary(self):
-        return None
 
     # ---- classes and features --------------------------------------------------------
 
@@ -116,10 +104,13 @@ class MAE_AST_Classification_Task(FairseqTask):
             from ..data.labels import LabelSet
 
             self.label_set = LabelSet(list(cfg.class_names), list(cfg.class_names), "checkpoint")
+        if cfg.get("pretrained_checkpoint") and not self.building_from_checkpoint:
+            with open_dict(cfg):
+                cfg.pretrained_checkpoint = launch_path(cfg.pretrained_checkpoint)
         model = super().build_model(cfg, from_checkpoint)
-        self.min_frames = model.backbone.grid.min_frames
-        for dataset in self.datasets.values():
-            dataset.min_frames = self.min_frames
+        self.adopt_patch_length(model.backbone.grid.min_frames)
+        if not self.building_from_checkpoint:  # a new or resumed training run, not a checkpoint reload
+            self.check_run()
         if model.needs_param_groups:
             logger.info("layer_decay/head_lr_scale: parameters carry optim_overrides lr scales "
                         "(honoured by optimizer._name=composite with dynamic_groups=true)")
@@ -131,6 +122,16 @@ class MAE_AST_Classification_Task(FairseqTask):
                                "target_length": int(self.cfg.target_length)}.items():
                 cfg[key] = plain(value)
         return model
+
+    def check_run(self) -> None:
+        """Settings, metric and resume checks (``run_checks``), before any data is read."""
+        check_settings(self.cfg, self.feature_spec, self.min_frames)
+        root = root_config(self.cfg)
+        if root is not None:
+            warn_nested_save_dir(root)
+            check_metric(root, self.cfg.multi_label)
+            check_resume(root, list(self.class_names), self.cfg.multi_label)
+            warn_about_run(root)
 
     # ---- data ----------------------------------------------------------------------------
 
@@ -147,22 +148,14 @@ class MAE_AST_Classification_Task(FairseqTask):
         )
         if dataset.num_classes != len(self.class_names):
             raise ValueError(f"{labels}: {dataset.num_classes} classes, the model has {len(self.class_names)}")
-        if self.cfg.fbank_cache:
-            dataset.use_cache(self.cfg.fbank_cache, split)
+        self.attach_cache(dataset, split)
         self.datasets[split] = dataset
-
-    def max_positions(self) -> tuple[int, int]:
-        return (sys.maxsize, sys.maxsize)
-
-    def filter_indices_by_size(self, indices: np.ndarray, *args, **kwargs) -> np.ndarray:
-        return indices
 
     # ---- training ------------------------------------------------------------------------
 
     def begin_valid_epoch(self, epoch: int, model) -> None:
-        from ..criterions.classification_criterion import reset_scores
-
-        reset_scores()
+        reset_scores()  # the whole-split metric must see this validation run's clips only
+        super().begin_valid_epoch(epoch, model)
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
         check_optimizer(model, optimizer)
@@ -175,12 +168,10 @@ class MAE_AST_Classification_Task(FairseqTask):
         or after it is the same in eval-mode BatchNorm); a mixed clip's padding is where
         both clips are padded. fairseq reseeds torch every update, so this is reproducible."""
         net = sample["net_input"]
-        x, pad, y = net["source"], net["padding_mask"], sample["target"]
+        x, pad = net["source"], net["padding_mask"]
         draw = draw_mixup(x.shape[0], self.cfg.mixup, self.cfg.mixup_alpha)
-        mixed, partner = draw.mixed.to(x.device), draw.partner.to(x.device)
-        lam = draw.lam.to(device=x.device, dtype=x.dtype)
-        x = torch.where(mixed[:, None, None], lam[:, None, None] * x + (1 - lam[:, None, None]) * x[partner], x)
-        y = torch.where(mixed[:, None], lam[:, None] * y + (1 - lam[:, None]) * y[partner], y)
+        x, y = apply_mixup(x, sample["target"], draw)
+        partner, mixed = draw.partner.to(pad.device), draw.mixed.to(pad.device)
         pad = torch.where(mixed[:, None], pad & pad[partner], pad)
         return {**sample, "net_input": {"source": x, "padding_mask": pad}, "target": y}
 

@@ -2,19 +2,19 @@
 
 import logging
 import os
-import sys
 from dataclasses import dataclass, field
 from typing import Optional
 
-import numpy as np
 import torch
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
-from fairseq.tasks import FairseqTask, register_task
+from fairseq.tasks import register_task
 from omegaconf import MISSING
 
 from ..data import MAE_AST_Dataset
 from ..data.features import FeatureSpec
+from ..data.mae_ast_dataset import features_from_waveforms
 from ..models.masking import MASK_TYPES
+from .audio_task import MAE_AST_Audio_Task
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +36,9 @@ class MAE_AST_Pretraining_Config(FairseqDataclass):
     min_sample_size: Optional[int] = field(default=None, metadata={"help": "skip clips shorter than this (samples)"})
     random_crop: Optional[bool] = field(default=True, metadata={"help": "crop at a random offset (else from the start)"})
     pad_audio: Optional[bool] = field(default=False, metadata={"help": "pad to the longest clip instead of cropping"})
+    # The original's default was "wav", which its model never accepted; its yaml set fbank.
     feature_type: Optional[str] = field(
-        default="wav", metadata={"help": "input features: fbank (wav, spectrogram, mfcc are not supported)"}
+        default="fbank", metadata={"help": "input features: fbank (wav, spectrogram, mfcc are not supported)"}
     )
     feature_rate: Optional[int] = field(default=100, metadata={"help": "feature frames per second"})
     feature_dim: Optional[int] = field(default=100, metadata={"help": "mel bins (128 for MAE-AST)"})
@@ -47,6 +48,11 @@ class MAE_AST_Pretraining_Config(FairseqDataclass):
     fbank_cache: Optional[str] = field(
         default=None, metadata={"help": "folder written by mae-ast-cache: read precomputed fbank instead of audio"}
     )
+    features_on_device: bool = field(
+        default=False,
+        metadata={"help": "dataloader workers only decode; resampling and fbank run on the training device, "
+                  "batched (the same features, cropped the same way)"},
+    )
     mask_type: MASK_TYPE_CHOICES = field(
         default="random_mask",
         metadata={"help": "retain_spans (frames; wav2vec2 spans, RETAINED), random_mask, "
@@ -55,11 +61,11 @@ class MAE_AST_Pretraining_Config(FairseqDataclass):
 
 
 @register_task("mae_ast_pretraining", dataclass=MAE_AST_Pretraining_Config)
-class MAE_AST_Pretraining_Task(FairseqTask):
+class MAE_AST_Pretraining_Task(MAE_AST_Audio_Task):
     cfg: MAE_AST_Pretraining_Config
 
-    def __init__(self, cfg: MAE_AST_Pretraining_Config) -> None:
-        super().__init__(cfg)
+    def __init__(self, cfg: MAE_AST_Pretraining_Config, from_checkpoint: bool = False) -> None:
+        super().__init__(cfg, from_checkpoint)
         if cfg.feature_type != "fbank":
             raise ValueError(
                 f"task.feature_type={cfg.feature_type!r} is not supported: MAE-AST trains on "
@@ -68,23 +74,6 @@ class MAE_AST_Pretraining_Task(FairseqTask):
         if cfg.feature_rate != 100:
             raise ValueError("task.feature_rate must be 100: the fbank uses a 10 ms shift")
         self.feature_spec = FeatureSpec.from_task_cfg(cfg)
-        self.min_frames = 1
-
-    @classmethod
-    def setup_task(cls, cfg: MAE_AST_Pretraining_Config, **kwargs) -> "MAE_AST_Pretraining_Task":
-        return cls(cfg)
-
-    @property
-    def source_dictionary(self):
-        return None
-
-    @property
-    def target_dictionary(self):
-        return None
-
-    @property
-    def dictionaries(self):
-        return None
 
     def load_dataset(self, split: str, **kwargs) -> None:
         manifest = os.path.join(self.cfg.data, f"{split}.tsv")
@@ -99,52 +88,30 @@ class MAE_AST_Pretraining_Task(FairseqTask):
             feature_spec=self.feature_spec,
             min_frames=self.min_frames,
         )
-        if getattr(self.cfg, "fbank_cache", None):
-            dataset.use_cache(self.cfg.fbank_cache, split)
+        if getattr(self.cfg, "features_on_device", False) and getattr(self.cfg, "fbank_cache", None):
+            raise ValueError("task.fbank_cache and task.features_on_device exclude each other: "
+                             "the cache already holds the features; drop one of them")
+        self.attach_cache(dataset, split)
+        dataset.decode_only = bool(getattr(self.cfg, "features_on_device", False))
         self.datasets[split] = dataset
 
     def build_model(self, cfg, from_checkpoint: bool = False):
         model = super().build_model(cfg, from_checkpoint)
-        # Clips shorter than one patch cannot make a token: datasets skip (and log) them.
-        self.min_frames = model.grid.min_frames
-        for dataset in self.datasets.values():
-            dataset.min_frames = self.min_frames
+        self.adopt_patch_length(model.grid.min_frames)
         return model
 
+    def device_features(self, sample: dict, model) -> dict:
+        """A ``features_on_device`` batch (waveforms) becomes the usual one, features
+        computed where its tensors are; in fairseq's fp16/bf16 mode in the model's dtype,
+        as fairseq would have cast features from the workers."""
+        if "waveforms" not in sample:
+            return sample
+        dtype = next(model.parameters()).dtype
+        return features_from_waveforms(sample, self.feature_spec, dtype if dtype != torch.float32 else None)
+
+    def valid_step(self, sample, model, criterion):
+        return super().valid_step(self.device_features(sample, model), model, criterion)
+
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
-        loss, sample_size, logging_output = super().train_step(
-            sample, model, criterion, optimizer, update_num, ignore_grad
-        )
-        # Checked after backward is queued: fairseq's grad-norm check waits for backward
-        # a moment later anyway, so this host sync costs little. fairseq then handles the
-        # step (fp16: lower the loss scale and skip; fp32: stop with FloatingPointError);
-        # we add which clips were in it.
-        if "net_input" in sample and not bool(torch.isfinite(loss)):
-            self.report_nonfinite(sample, update_num)
-        return loss, sample_size, logging_output
-
-    def report_nonfinite(self, sample: dict, update_num: int) -> None:
-        ids = sample["id"].tolist()
-        dataset = self.datasets.get("train")
-        files = [dataset.paths[i] for i in ids] if dataset is not None else "(no 'train' split loaded)"
-        logger.error(f"non-finite loss at update {update_num}: sample ids {ids}, files {files}")
-
-    def begin_valid_epoch(self, epoch: int, model) -> None:
-        """Check that data-parallel replicas hold the same weights: every rank sums its
-        parameters, and the spread of the sums across ranks is logged (0 when in sync)."""
-        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-            return
-        world = torch.distributed.get_world_size()
-        checksum = sum(p.detach().double().sum() for p in model.parameters())
-        sums = [torch.zeros((), dtype=torch.float64, device=checksum.device) for _ in range(world)]
-        torch.distributed.all_gather(sums, checksum)
-        spread = float(max(sums) - min(sums))
-        log = logger.info if spread == 0.0 else logger.warning
-        log(f"replica check before validation (epoch {epoch}): parameter checksum spread "
-            f"across {world} ranks = {spread:.3g}")
-
-    def max_positions(self) -> tuple[int, int]:
-        return (sys.maxsize, sys.maxsize)
-
-    def filter_indices_by_size(self, indices: np.ndarray, *args, **kwargs) -> np.ndarray:
-        return indices
+        sample = self.device_features(sample, model)
+        return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)

@@ -23,6 +23,8 @@ import os
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from .run_checks import launch_path
+
 logger = logging.getLogger(__name__)
 
 # Below this many validation clips, one clip is worth more than 1 point of accuracy.
@@ -97,10 +99,11 @@ def run_warnings(cfg: Any, train_clips: Optional[int], valid_clips: Optional[int
 
 
 def warn_about_run(cfg: Any) -> None:
-    """Log ``run_warnings`` for a classification run (no-op for other tasks)."""
+    """Log ``run_warnings`` for a classification run (no-op for other tasks); ``cfg`` is
+    fairseq's whole config (the task's ``check_run`` passes ``run_checks.root_config``)."""
     if cfg.task.get("_name") != "mae_ast_classification":
         return
-    data = cfg.task.data
+    data = launch_path(cfg.task.data)
     valid = cfg.dataset.get("valid_subset", "valid").split(",")[0]
     for message in run_warnings(cfg, manifest_clips(data, "train"), manifest_clips(data, valid)):
         logger.warning(message)

@@ -1,13 +1,15 @@
 """``mae-ast-cache``: precompute the fbank of every clip into a memory-mapped cache.
 
     mae-ast-cache DATA_DIR --out CACHE_DIR [--splits train,valid] [--workers 16]
-                  [--min-sample-size 32000] [--max-keep-size N] [--dtype float32]
+                  [--min-sample-size N] [--max-keep-size N] [--dtype float32]
 
-Then train with ``task.fbank_cache=CACHE_DIR``: the task reads features instead of
-decoding audio (random crops and masks still change every epoch). ``--min-sample-size``
-and ``--max-keep-size`` must equal the task's (the seed config: 32000 and none); a cache
-written with other filters, or for a manifest that changed since, is refused.
-Unusable clips are listed, left out and skipped in training as usual.
+Then train (pretraining or fine-tuning) with ``task.fbank_cache=CACHE_DIR``: the task
+reads features instead of decoding audio (random crops and masks still change every
+epoch). By default every manifest entry is cached, so the cache serves any task's length
+filters; ``--min-sample-size``/``--max-keep-size`` make a smaller cache that only a task
+with the same or stricter filters can use. A cache for a manifest that changed since, or
+for other features, is refused. Unusable clips are listed, left out and skipped in
+training as usual.
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="cache folder")
     parser.add_argument("--splits", default="train,valid")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--min-sample-size", type=int, default=32000, help="as task.min_sample_size")
-    parser.add_argument("--max-keep-size", type=int, default=None, help="as task.max_keep_size")
+    parser.add_argument("--min-sample-size", type=int, default=None,
+                        help="leave out entries shorter than this (default: cache every entry)")
+    parser.add_argument("--max-keep-size", type=int, default=None,
+                        help="leave out entries longer than this (default: cache every entry)")
     parser.add_argument("--feature-dim", type=int, default=128, help="as task.feature_dim (mel bins)")
     parser.add_argument("--deltas", action="store_true", help="as task.deltas=true")
     parser.add_argument("--sample-rate", type=int, default=16000, help="as task.sample_rate")
@@ -47,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         for path, reason in meta["skipped"].items():
             print(f"left out: {path}: {reason}", file=sys.stderr)
         bad += len(meta["skipped"])
-        size = meta["frames"] * meta["feature_dim"] * (2 if args.dtype == "float16" else 4)
+        size = meta["frames"] * meta["width"] * (2 if args.dtype == "float16" else 4)
         print(f"{split}: {meta['clips'] - len(meta['skipped'])} of {meta['clips']} clips cached, "
               f"{meta['frames']} frames, {size / 1e6:.1f} MB")
     return 1 if bad else 0

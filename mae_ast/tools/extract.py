@@ -24,7 +24,8 @@ from tqdm import tqdm
 from ..data.audio_io import AUDIO_EXTENSIONS, AudioError, read_audio
 from ..data.manifest import ManifestError, read_manifest
 from ..inference import CheckpointError, load
-from .manifest import find_audio
+from ..data.datadir import find_audio
+from ._common import check_output, device_arg, positive_int
 
 
 def list_inputs(path: str) -> list[tuple[str, str]]:
@@ -53,13 +54,17 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint")
     parser.add_argument("inputs", help="an audio file, a folder of audio, or a manifest .tsv")
-    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--out", required=True, help="output folder (made when missing)")
     parser.add_argument("--layer", type=int, default=None, help="encoder layer 1..L (default: last)")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
+    parser.add_argument("--batch-size", type=positive_int, default=8, help="clips per forward pass (default: 8)")
+    parser.add_argument("--device", type=device_arg, default=None,
+                        help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     args = parser.parse_args(argv)
     if not os.path.exists(args.inputs):
         parser.error(f"{args.inputs}: no such file or folder")
+    if args.layer is not None and args.layer < 1:
+        parser.error(f"--layer counts encoder layers from 1, got {args.layer}")
+    check_output(parser, args.out, "--out", folder=True)
     try:
         items = list_inputs(args.inputs)
         check_unique(items)

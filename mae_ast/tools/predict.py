@@ -1,26 +1,34 @@
 """``mae-ast-predict``: label audio files with a fine-tuned MAE-AST classifier.
 
     mae-ast-predict OUT/checkpoint_best.pt clip.wav recordings/ [--top-k 5] [--hop 0.5]
-        [--windows] [--aggregate auto|mean|max] [--json predictions.json] [--device cpu]
+        [--crop windows|start] [--windows] [--aggregate auto|mean|max] [--json predictions.json]
+        [--batch-size 32] [--device cpu]
 
 Folders are walked for audio files (the extensions of ``mae_ast.data.audio_io.AUDIO_EXTENSIONS``).
 Each file is read at the classifier's sample rate and scored over windows of the model's
 input length (``target_length`` frames): a file no longer than that is one (padded)
 window; a longer one is scored in sliding windows every ``--hop`` seconds (default: half
-a window), the last window aligned to the end of the file so every frame is seen. The
-file's scores aggregate its windows: ``mean`` of the window probabilities (the default
-for single-label models: a clip-level class posterior) or ``max`` (the default for
-multi-label models: a sound event present in any window is present in the file).
+a window; at most one window, so no frame is skipped), the last window aligned to the end
+of the file, so every frame is seen. The file's scores aggregate its windows: ``mean`` of
+the window probabilities (the default for single-label models: a clip-level class
+posterior) or ``max`` (the default for multi-label models: a sound event present in any
+window is present in the file). Windows go through the model ``--batch-size`` at a time,
+so memory does not grow with the length of a recording beyond its features.
+
+``--crop start`` scores only the first window of each file instead, as
+``mae-ast-evaluate``'s default and validation in training do (the fine-tuning recipe's
+protocol); the summary says how many files were longer than one window, i.e. windowed
+(default) or cut (``--crop start``).
 
 ``--windows`` prints the timeline (start-end seconds and top label of each window); the
-JSON always holds it. Unreadable files are named on stderr and counted. Exit code: 0 when
-every file was scored, 1 when any could not be, 2 when the checkpoint cannot be used.
+JSON always holds it, each window with its ``--top-k`` labels (``--top-k 0``: every
+class). Unreadable files are named on stderr and counted. Exit code: 0 when every file was
+scored, 1 when any could not be, 2 when the arguments or the checkpoint cannot be used.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from dataclasses import dataclass, field
@@ -28,9 +36,12 @@ from dataclasses import dataclass, field
 import torch
 from tqdm import tqdm
 
-from ..classifier import Classifier, load_classifier
+from ..classifier import WINDOW_BATCH, Classifier, window_starts
 from ..data.audio_io import AUDIO_EXTENSIONS, AudioError, read_audio
-from ..inference import CheckpointError
+from ..data.datadir import find_audio
+from ._common import (
+    check_output, device_arg, json_safe, open_classifier, positive_float, positive_int, write_json,
+)
 
 
 @dataclass
@@ -42,6 +53,7 @@ class Prediction:
     scores: torch.Tensor  # (C,)
     window_scores: torch.Tensor  # (windows, C)
     spans: list[tuple[float, float]] = field(default_factory=list)
+    long: bool = False  # longer than one window: windowed, or cut with --crop start
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -50,18 +62,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("checkpoint", help="fine-tuned classifier checkpoint (checkpoint_best.pt)")
     p.add_argument("audio", nargs="+", help="audio files or folders (walked recursively)")
     p.add_argument("--top-k", type=int, default=5, help="labels shown per file and window; 0 = all (default: 5)")
-    p.add_argument("--hop", type=float, default=None,
-                   help="seconds between window starts in long files (default: half the model's input length)")
+    p.add_argument("--hop", type=positive_float, default=None,
+                   help="seconds between window starts in long files, at most the model's input length "
+                        "(default: half of it)")
+    p.add_argument("--crop", choices=["windows", "start"], default="windows",
+                   help="windows: score every frame of a long file in sliding windows (default); start: only "
+                        "its first window, as mae-ast-evaluate's default and validation in training")
     p.add_argument("--aggregate", choices=["auto", "mean", "max"], default="auto",
                    help="how window scores make the file's: auto = mean for single-label, max for multi-label")
     p.add_argument("--windows", action="store_true", help="also print each window's span and top label")
-    p.add_argument("--json", help="write every file's scores and windows to this JSON file")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--json", help="write every file's scores and windows (top-k labels each) to this JSON file; "
+                                  "missing folders are made")
+    p.add_argument("--batch-size", type=positive_int, default=WINDOW_BATCH,
+                   help=f"windows per forward pass (default: {WINDOW_BATCH})")
+    p.add_argument("--device", type=device_arg, default=None,
+                   help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     args = p.parse_args(argv)
     if args.top_k < 0:
         p.error("--top-k must be >= 0")
-    if args.hop is not None and args.hop <= 0:
-        p.error("--hop must be > 0 seconds")
+    if args.hop is not None and args.crop == "start":
+        p.error("--hop applies to --crop windows only")
+    check_output(p, args.json, "--json")
     return args
 
 
@@ -70,30 +91,13 @@ def find_files(inputs: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
     files, errors = [], []
     for item in inputs:
         if os.path.isdir(item):
-            found = sorted(os.path.join(folder, name) for folder, _, names in os.walk(item) for name in names
-                           if os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS)
+            found = [os.path.join(item, rel) for rel in find_audio(item)]
             if not found:
                 errors.append((item, f"folder holds no audio file ({', '.join(sorted(AUDIO_EXTENSIONS))})"))
             files.extend(found)
         else:
             files.append(item)  # read_audio names a missing or unreadable file
     return files, errors
-
-
-def hop_frames(clf: Classifier, hop_s: float | None) -> int:
-    """The hop in feature frames: ``hop_s`` rounded to whole frames, or half the input length."""
-    if hop_s is None:
-        return max(1, clf.target_length // 2)
-    return max(1, round(hop_s * 1000.0 / clf.feature_spec.frame_shift_ms))
-
-
-def window_starts(num_frames: int, target_length: int, hop: int) -> list[int]:
-    """First frame of each window ``Classifier.scores_windows`` scores: every ``hop`` frames,
-    plus one aligned to the end; a single window when the clip fits in one."""
-    if num_frames <= target_length:
-        return [0]
-    last = num_frames - target_length
-    return sorted(set(range(0, last + 1, hop)) | {last})
 
 
 def window_spans(clf: Classifier, num_samples: int, starts: list[int]) -> list[tuple[float, float]]:
@@ -104,29 +108,24 @@ def window_spans(clf: Classifier, num_samples: int, starts: list[int]) -> list[t
     return [(s * spec.shift_samples / rate, min(s * spec.shift_samples + span, num_samples) / rate) for s in starts]
 
 
-def aggregate(window_scores: torch.Tensor, how: str) -> torch.Tensor:
-    return window_scores.max(dim=0).values if how == "max" else window_scores.mean(dim=0)
-
-
-def predict_file(clf: Classifier, path: str, hop: int, how: str) -> Prediction:
+def predict_file(clf: Classifier, path: str, hop: int, how: str, crop: str, batch_size: int) -> Prediction:
     """Scores of one file; ``AudioError`` when it cannot be read or is too short for one patch."""
     wav = read_audio(path, clf.feature_spec.sample_rate)
-    frames = clf.feature_spec.frames(len(wav))
-    min_frames = clf.model.backbone.grid.min_frames
-    if frames < min_frames:
-        raise AudioError(path, f"{len(wav) / clf.feature_spec.sample_rate:.3f} s gives {frames} frames, "
-                               f"fewer than one patch ({min_frames} frames)")
     try:
-        window_scores = clf.scores_windows(wav, hop_frames=hop)
+        feat = clf.clip_features(wav)
     except ValueError as err:  # the input contract refused the waveform (e.g. not on the [-1, 1] scale)
         raise AudioError(path, str(err)) from err
-    starts = window_starts(frames, clf.target_length, hop)
-    # The spans are our arithmetic, the scores the classifier's: they must describe the same windows.
-    if len(starts) != len(window_scores):
-        raise RuntimeError(f"{path}: {len(window_scores)} window scores but {len(starts)} window starts; "
-                           "window_starts no longer matches Classifier.scores_windows")
-    return Prediction(path, len(wav) / clf.feature_spec.sample_rate, aggregate(window_scores, how),
-                      window_scores, window_spans(clf, len(wav), starts))
+    min_frames = clf.model.backbone.grid.min_frames
+    if len(feat) < min_frames:
+        raise AudioError(path, f"{len(wav) / clf.feature_spec.sample_rate:.3f} s gives {len(feat)} frames, "
+                               f"fewer than one patch ({min_frames} frames)")
+    frames = len(feat)
+    if crop == "start":
+        feat = feat[: clf.target_length]
+    window_scores = clf.scores_feature_windows(feat, hop, batch_size)
+    starts = window_starts(len(feat), clf.target_length, hop)
+    return Prediction(path, len(wav) / clf.feature_spec.sample_rate, clf.aggregate(window_scores, how),
+                      window_scores, window_spans(clf, len(wav), starts), long=frames > clf.target_length)
 
 
 def top(clf: Classifier, scores: torch.Tensor, k: int) -> list[tuple[str, float]]:
@@ -155,39 +154,51 @@ def as_json(clf: Classifier, pred: Prediction, k: int) -> dict:
                         for (start, end), scores in zip(pred.spans, pred.window_scores)]}
 
 
+def long_note(clf: Classifier, n_long: int, n_files: int, crop: str, how: str) -> str:
+    """What happened to the files longer than the model's input, and the other mode."""
+    head = f"{n_long} of {n_files} file(s) longer than the model's {clf.input_seconds:g} s input"
+    if crop == "windows":
+        return (f"{head} were scored in sliding windows ({how} over windows); --crop start scores only their "
+                "first window, as mae-ast-evaluate does by default")
+    return f"{head} were cut to their first window (--crop start); --crop windows scores every frame"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        clf = load_classifier(args.checkpoint, device=args.device)
-    except CheckpointError as err:
-        print(f"mae-ast-predict: {err}", file=sys.stderr)
+    opened = open_classifier("mae-ast-predict", args.checkpoint, args.device, args.hop)
+    if opened is None:
         return 2
-    how = ("max" if clf.multi_label else "mean") if args.aggregate == "auto" else args.aggregate
-    hop = hop_frames(clf, args.hop)
+    clf, hop = opened
+    how = clf.aggregation if args.aggregate == "auto" else args.aggregate
     files, errors = find_files(args.audio)
     for path, reason in errors:
         print(f"mae-ast-predict: {path}: {reason}", file=sys.stderr)
-    results = []
+    results, n_long = [], 0
     # The bar goes to stderr and only for several files; results are written through it.
     for path in tqdm(files, desc="predicting", unit="file", disable=len(files) < 2 or None, file=sys.stderr):
         try:
-            pred = predict_file(clf, path, hop, how)
+            pred = predict_file(clf, path, hop, how, args.crop, args.batch_size)
         except AudioError as err:
             errors.append((path, err.reason))
             tqdm.write(f"mae-ast-predict: {err}", file=sys.stderr)
             continue
+        n_long += pred.long
         results.append(as_json(clf, pred, args.top_k))
         tqdm.write(describe(clf, pred, args.top_k, how, args.windows), file=sys.stdout)
+    spec = clf.feature_spec
+    window_s = spec.samples_for_frames(clf.target_length) / spec.sample_rate
+    if n_long:
+        print(f"mae-ast-predict: {long_note(clf, n_long, len(results), args.crop, how)}", file=sys.stderr)
     if errors:
         print(f"mae-ast-predict: {len(errors)} input(s) could not be scored, {len(results)} scored", file=sys.stderr)
     if args.json:
-        spec = clf.feature_spec
         report = {"checkpoint": args.checkpoint, "class_names": clf.class_names, "multi_label": clf.multi_label,
-                  "aggregate": how, "window_s": spec.samples_for_frames(clf.target_length) / spec.sample_rate,
-                  "hop_s": hop * spec.shift_samples / spec.sample_rate, "files": results,
+                  "aggregate": how, "crop": args.crop, "window_s": window_s,
+                  "hop_s": hop * spec.shift_samples / spec.sample_rate,
+                  "n_windowed": n_long if args.crop == "windows" else 0,
+                  "n_cropped": n_long if args.crop == "start" else 0, "files": results,
                   "errors": [{"path": p, "error": r} for p, r in errors]}
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(report, f, indent=2)
+        write_json(args.json, json_safe(report))
     return 1 if errors else 0
 
 

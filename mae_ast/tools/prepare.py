@@ -16,111 +16,13 @@ does not look like the layout, 2 for bad options.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
-import random
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
-import numpy as np
-from tqdm import tqdm
+from ..data.datadir import SplitError, split_name
+from ..data.layouts import AUDIOSET_SPLITS, LAYOUTS, LayoutError, PrepareOptions, write_data_dir
 
-from ..data.audio_io import AudioError, read_audio
-from ..data.labels import LabelError, LabelSet, read_label_descriptors, write_label_descriptors, write_labels
-from .manifest import audio_length
-from .manifest import find_audio as find_relative_audio
-
-KS1_WORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
-KS1_CLASSES = KS1_WORDS + ["_unknown_", "_silence_"]  # SUPERB's order
-AUDIOSET_SPLITS = "train=balanced_train_segments.csv,valid=eval_segments.csv,test=eval_segments.csv"
-
-
-class LayoutError(RuntimeError):
-    """The source folder is not the layout asked for; the message says what was expected."""
-
-
-@dataclass
-class Clip:
-    path: str  # absolute
-    labels: list[int]
-    id: str  # first field of the .lbl line, for people reading it
-
-
-@dataclass
-class DataDir:
-    """One output folder: its classes and the clips of each split."""
-
-    out: str
-    root: str  # manifest root: clips under it are written relative to it
-    names: list[str]
-    splits: dict[str, list[Clip]]
-    mids: list[str] | None = None
-    missing: dict[str, list[str]] = field(default_factory=dict)  # split -> ids without a file
-    tag: str = ""  # prefix of its rows in the summary ("fold1")
-
-
-# ---------------------------------------------------------------- writing
-
-
-class Lengths:
-    """Header lengths, read once per file even when several folders list it (ESC-50 folds)."""
-
-    def __init__(self) -> None:
-        self.known: dict[str, int] = {}
-        self.errors: dict[str, AudioError] = {}
-
-    def get(self, path: str) -> int | None:
-        if path not in self.known and path not in self.errors:
-            try:
-                self.known[path] = _length(path)
-            except AudioError as err:
-                self.errors[path] = err
-                print(f"unreadable, left out: {err}", file=sys.stderr)
-        return self.known.get(path)
-
-
-def _length(path: str) -> int:
-    if not os.path.isfile(path):
-        raise AudioError(path, "file not found")
-    if "\t" in path or "\n" in path:
-        raise AudioError(path, "its name holds a tab or newline, which a manifest line cannot")
-    return audio_length(path)
-
-
-def write_data_dir(data: DataDir, lengths: Lengths) -> list[tuple]:
-    """Write the folder; returns summary rows (split, clips, classes, missing, unreadable)."""
-    os.makedirs(data.out, exist_ok=True)
-    write_label_descriptors(os.path.join(data.out, "label_descriptors.csv"), data.names, data.mids)
-    rows = []
-    for split, clips in data.splits.items():
-        kept = _write_split(data, split, clips, lengths)
-        present = len({i for clip in kept for i in clip.labels})
-        name = f"{data.tag}/{split}" if data.tag else split
-        rows.append((name, len(kept), present, len(data.missing.get(split, [])), len(clips) - len(kept)))
-    for split, ids in data.missing.items():
-        with open(os.path.join(data.out, f"missing_{split}.txt"), "w", encoding="utf-8") as f:
-            f.writelines(f"{i}\n" for i in ids)
-    return rows
-
-
-def _write_split(data: DataDir, split: str, clips: list[Clip], lengths: Lengths) -> list[Clip]:
-    kept, sizes = [], []
-    for clip in tqdm(clips, desc=f"{split}: reading headers", unit="file", disable=None):
-        size = lengths.get(clip.path)
-        if size is not None:
-            kept.append(clip)
-            sizes.append(size)
-    with open(os.path.join(data.out, f"{split}.tsv"), "w", encoding="utf-8") as f:
-        f.write(data.root + "\n")
-        f.writelines(f"{_relative(clip.path, data.root)}\t{size}\n" for clip, size in zip(kept, sizes))
-    write_labels(os.path.join(data.out, f"{split}.lbl"), [c.labels for c in kept], [c.id for c in kept])
-    return kept
-
-
-def _relative(path: str, root: str) -> str:
-    # Clips outside the root (speech-commands silence crops, absolute csv paths) stay absolute.
-    return os.path.relpath(path, root) if _inside(path, root) else path
+AUDIOSET_DEFAULT = ",".join(f"{k}={v}" for k, v in AUDIOSET_SPLITS.items())
 
 
 def print_summary(rows: list[tuple], missing: int, unreadable: int) -> None:
@@ -133,303 +35,6 @@ def print_summary(rows: list[tuple], missing: int, unreadable: int) -> None:
         print(f"{missing} clip(s) named in the split CSVs have no audio file: see missing_{{split}}.txt")
     if unreadable:
         print(f"{unreadable} unreadable file(s) left out (listed on stderr)")
-
-
-# ---------------------------------------------------------------- shared helpers
-
-
-def find_audio(folder: str) -> list[str]:
-    """Absolute paths of the audio files under ``folder``, sorted (the manifest tool's walk)."""
-    return [os.path.abspath(os.path.join(folder, rel)) for rel in find_relative_audio(folder)]
-
-
-def split_by_class(clips: list[Clip], valid: float, test: float, seed: int) -> dict[str, list[Clip]]:
-    """Stratified split on each clip's first label; the same seed gives the same split."""
-    splits: dict[str, list[Clip]] = {"train": [], "valid": [], "test": []}
-    by_class: dict[int, list[Clip]] = {}
-    for clip in sorted(clips, key=lambda c: c.path):
-        by_class.setdefault(clip.labels[0], []).append(clip)
-    for label, group in sorted(by_class.items()):
-        random.Random(f"{seed}/{label}").shuffle(group)  # a string seed is stable across runs
-        n_valid, n_test = round(len(group) * valid), round(len(group) * test)
-        splits["valid"] += group[:n_valid]
-        splits["test"] += group[n_valid : n_valid + n_test]
-        splits["train"] += group[n_valid + n_test :]
-    kept = {"train": True, "valid": valid > 0, "test": test > 0}
-    return {k: sorted(v, key=lambda c: c.path) for k, v in splits.items() if kept[k]}
-
-
-def class_names(labels: set[str]) -> list[str]:
-    """Classes sorted by name, or by number when every label is an integer."""
-    if all(label.isdigit() for label in labels):
-        return sorted(labels, key=int)
-    return sorted(labels)
-
-
-def _inside(path: str, folder: str) -> bool:
-    return os.path.commonpath([os.path.abspath(path), os.path.abspath(folder)]) == os.path.abspath(folder)
-
-
-def _require(path: str, what: str) -> str:
-    if not os.path.exists(path):
-        raise LayoutError(f"{path} not found: {what}")
-    return path
-
-
-# ---------------------------------------------------------------- esc50
-
-
-def prepare_esc50(args: argparse.Namespace) -> list[DataDir]:
-    """One folder per held-out fold k: train = the other folds, valid = test = fold k (as SSAST)."""
-    meta = _require(os.path.join(args.src, "meta", "esc50.csv"),
-                    "expected the ESC-50-master folder, holding meta/esc50.csv and audio/")
-    audio = os.path.abspath(_require(os.path.join(args.src, "audio"), "expected ESC-50-master/audio/"))
-    rows = _esc50_rows(meta)
-    names = _esc50_names(meta, rows)
-    present = sorted({fold for _, fold, _, _ in rows})
-    folds = args.folds or present
-    if set(folds) - set(present):
-        raise LayoutError(f"{meta}: no clips in fold(s) {sorted(set(folds) - set(present))}; its folds are {present}")
-    dirs = []
-    for k in folds:
-        held_out = [Clip(os.path.join(audio, f), [t], f) for f, fold, t, _ in rows if fold == k]
-        train = [Clip(os.path.join(audio, f), [t], f) for f, fold, t, _ in rows if fold != k]
-        splits = {"train": train, "valid": held_out, "test": held_out}
-        dirs.append(DataDir(os.path.join(args.out, f"fold{k}"), audio, names, splits, tag=f"fold{k}"))
-    return dirs
-
-
-def _esc50_rows(meta: str) -> list[tuple[str, int, int, str]]:
-    """(filename, fold, target, category) of each row of meta/esc50.csv."""
-    with open(meta, encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
-        need = {"filename", "fold", "target", "category"}
-        if not need <= set(reader.fieldnames or []):
-            raise LayoutError(f"{meta}:1: expected columns {sorted(need)}, got {reader.fieldnames}")
-        rows = []
-        for row in reader:
-            fold, target = row["fold"].strip(), row["target"].strip()
-            if not (fold.isdigit() and target.isdigit()):
-                raise LayoutError(f"{meta}:{reader.line_num}: fold {fold!r} and target {target!r} must be integers")
-            rows.append((row["filename"].strip(), int(fold), int(target), row["category"].strip()))
-    if not rows:
-        raise LayoutError(f"{meta}: no clips listed")
-    return rows
-
-
-def _esc50_names(meta: str, rows: list[tuple[str, int, int, str]]) -> list[str]:
-    """Class names from ``category`` by ``target``, which must cover 0..C-1."""
-    names: dict[int, str] = {}
-    for filename, _, target, category in rows:
-        if names.setdefault(target, category) != category:
-            raise LayoutError(f"{meta}: target {target} is {names[target]!r} and {category!r} ({filename})")
-    absent = sorted(set(range(max(names) + 1)) - set(names))
-    if absent:
-        raise LayoutError(f"{meta}: targets must be 0..{max(names)}; no clip has target {absent}")
-    return [names[t] for t in range(len(names))]
-
-
-# ---------------------------------------------------------------- speech commands
-
-
-def prepare_speechcommands(args: argparse.Namespace) -> list[DataDir]:
-    """35 classes (every word folder) or SUPERB's 12 (``ks1``); splits from the two list files."""
-    src = os.path.abspath(args.src)
-    expected = "expected the Speech Commands folder: one folder per word, validation_list.txt, testing_list.txt"
-    lists = {s: _read_list(_require(os.path.join(src, f"{n}_list.txt"), expected))
-             for s, n in (("valid", "validation"), ("test", "testing"))}
-    files = _word_files(src, os.path.abspath(args.out))
-    if not files:
-        raise LayoutError(f"{src}: no word folders with audio: {expected}")
-    splits: dict[str, list[str]] = {"train": [], "valid": [], "test": []}
-    for rel in files:
-        split = "test" if rel in lists["test"] else "valid" if rel in lists["valid"] else "train"
-        splits[split].append(rel)
-    if args.variant == "ks1":
-        return [_ks1(args, src, splits)]
-    names = sorted({rel.split("/")[0] for rel in files})
-    index = {name: i for i, name in enumerate(names)}
-    clips = {s: [Clip(os.path.join(src, r), [index[r.split("/")[0]]], r) for r in rels] for s, rels in splits.items()}
-    return [DataDir(args.out, src, names, clips)]
-
-
-def _read_list(path: str) -> set[str]:
-    with open(path, encoding="utf-8") as f:
-        return {line.strip().replace("\\", "/") for line in f if line.strip()}
-
-
-def _word_files(src: str, out: str) -> list[str]:
-    """'word/file.wav' of every clip in a word folder; folders starting with '_' (noise) are not
-    words, nor is one holding OUT (its _silence_ crops)."""
-    files = []
-    for word in sorted(os.listdir(src)):
-        folder = os.path.join(src, word)
-        if not word.startswith(("_", ".")) and os.path.isdir(folder) and not _inside(out, folder):
-            files += [os.path.relpath(p, src).replace(os.sep, "/") for p in find_audio(os.path.join(src, word))]
-    return files
-
-
-def _ks1(args: argparse.Namespace, src: str, splits: dict[str, list[str]]) -> DataDir:
-    index = {name: i for i, name in enumerate(KS1_CLASSES)}
-    unknown = index["_unknown_"]
-    noise = find_audio(os.path.join(src, "_background_noise_"))
-    if not noise:
-        raise LayoutError(f"{src}/_background_noise_: no audio to cut _silence_ clips from")
-    clips = {}
-    for split, rels in splits.items():
-        words = [Clip(os.path.join(src, r), [index.get(r.split("/")[0], unknown)], r) for r in rels]
-        count = args.silence_per_split if args.silence_per_split is not None else round(len(words) / 11)
-        clips[split] = words + _silence(noise, args.out, split, count, args.seed, index["_silence_"])
-    return DataDir(args.out, src, KS1_CLASSES, clips)
-
-
-def _silence(noise: list[str], out: str, split: str, count: int, seed: int, label: int) -> list[Clip]:
-    """``count`` 1 s crops at random offsets (seeded per split) cycling over the noise files,
-    written as 16 kHz wavs to OUT/_silence_/."""
-    import soundfile as sf
-
-    folder = os.path.join(os.path.abspath(out), "_silence_")
-    os.makedirs(folder, exist_ok=True)
-    waves = [w for w in map(_noise, noise) if len(w) >= 16000]
-    if count and not waves:
-        raise LayoutError(f"{os.path.dirname(noise[0])}: no noise file lasts 1 s or more")
-    rng = random.Random(f"{seed}/{split}")
-    clips = []
-    for i in range(count):
-        wave = waves[i % len(waves)]
-        start = rng.randrange(len(wave) - 16000 + 1)
-        path = os.path.join(folder, f"{split}_{i:05d}.wav")
-        sf.write(path, wave[start : start + 16000], 16000, subtype="PCM_16")
-        clips.append(Clip(path, [label], f"_silence_/{split}_{i:05d}"))
-    return clips
-
-
-def _noise(path: str) -> np.ndarray:
-    try:
-        return read_audio(path, 16000).numpy()
-    except AudioError as err:
-        print(f"unreadable noise file, not used for _silence_: {err}", file=sys.stderr)
-        return np.zeros(0, dtype=np.float32)
-
-
-# ---------------------------------------------------------------- audioset
-
-
-def prepare_audioset(args: argparse.Namespace) -> list[DataDir]:
-    """Multi-label clips from the segment CSVs; CSV rows without a downloaded clip are listed."""
-    csv_dir, audio = args.csv_dir or args.src, os.path.abspath(args.audio_dir or args.src)
-    expected = "expected AudioSet's class_labels_indices.csv and segment CSVs (see --csv-dir, --splits)"
-    try:
-        labels = read_label_descriptors(_require(os.path.join(csv_dir, "class_labels_indices.csv"), expected))
-    except LabelError as err:
-        raise LayoutError(str(err)) from None
-    if not os.path.isdir(audio):
-        raise LayoutError(f"{audio}: audio folder not found (see --audio-dir)")
-    found = index_clips(audio)
-    splits, missing = {}, {}
-    for split, name in args.splits.items():
-        segments = read_segments(_require(os.path.join(csv_dir, name), expected), labels)
-        splits[split] = [Clip(found[y], ids, y) for y, ids in segments if y in found]
-        missing[split] = [y for y, _ in segments if y not in found]
-    return [DataDir(args.out, audio, labels.names, splits, labels.mids, missing)]
-
-
-def read_segments(path: str, labels: LabelSet) -> list[tuple[str, list[int]]]:
-    """(YTID, class indices) of each row ``YTID, start, end, "mid1,mid2"`` after the # comments."""
-    rows = []
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.reader(f, skipinitialspace=True)  # rows use ', ' separators
-        for row in reader:
-            if not row or row[0].startswith("#"):
-                continue
-            if len(row) != 4:
-                raise LayoutError(f"{path}:{reader.line_num}: expected 'YTID, start, end, \"mids\"', got {row}")
-            try:
-                rows.append((row[0], [labels.lookup(m.strip()) for m in row[3].split(",")]))
-            except LookupError as err:
-                raise LayoutError(f"{path}:{reader.line_num}: {err.args[0]}") from None
-    return rows
-
-
-def index_clips(folder: str) -> dict[str, str]:
-    """YTID -> file, from one walk of ``folder``. Accepts ``{YTID}.ext``, ``{YTID}_{anything}.ext``
-    and ``Y{YTID}[_...].ext`` (YouTube ids are 11 characters); an exact stem match wins, else the
-    first file in sorted order."""
-    exact: dict[str, str] = {}
-    derived: dict[str, str] = {}
-    for path in find_audio(folder):
-        stem = os.path.splitext(os.path.basename(path))[0]
-        exact.setdefault(stem, path)
-        if stem[11:12] == "_":
-            derived.setdefault(stem[:11], path)
-        if stem.startswith("Y") and stem[12:13] in ("", "_"):
-            derived.setdefault(stem[1:12], path)
-    return {**derived, **exact}
-
-
-# ---------------------------------------------------------------- folders and csv
-
-
-def prepare_folders(args: argparse.Namespace) -> list[DataDir]:
-    """One class per subfolder of SRC (its audio found recursively); stratified seeded split."""
-    src = os.path.abspath(args.src)
-    found = {d: find_audio(os.path.join(src, d)) for d in sorted(os.listdir(src)) if not d.startswith(".")}
-    names = [d for d, files in found.items() if files]  # plain files and empty folders are no class
-    if not names:
-        raise LayoutError(f"{src}: no subfolder holds audio; expected one subfolder per class")
-    clips = [Clip(p, [i], os.path.relpath(p, src)) for i, n in enumerate(names) for p in found[n]]
-    valid, test = _percents(args)
-    return [DataDir(args.out, src, names, split_by_class(clips, valid, test, args.seed))]
-
-
-def prepare_csv(args: argparse.Namespace) -> list[DataDir]:
-    """Clips listed in a CSV with header ``path,labels[,split]``; labels are ';'-separated."""
-    table = os.path.abspath(_require(args.src, "expected a CSV file with header path,labels[,split]"))
-    root = os.path.dirname(table)
-    rows, has_split = _csv_rows(table)
-    names = class_names({label for _, labels, _ in rows for label in labels})
-    if any("," in n for n in names):
-        print(f"note: class names with commas in {table}; separate several labels with ';'", file=sys.stderr)
-    index = {name: i for i, name in enumerate(names)}
-    clips = [(Clip(os.path.join(root, p), [index[x] for x in labels], p), split) for p, labels, split in rows]
-    if not has_split:
-        valid, test = _percents(args)
-        return [DataDir(args.out, root, names, split_by_class([c for c, _ in clips], valid, test, args.seed))]
-    if args.valid_percent is not None or args.test_percent is not None:
-        raise LayoutError(f"{table} has a split column: drop --valid-percent/--test-percent or the column")
-    splits: dict[str, list[Clip]] = {}
-    for clip, split in clips:
-        splits.setdefault(split, []).append(clip)
-    return [DataDir(args.out, root, names, splits)]
-
-
-def _csv_rows(table: str) -> tuple[list[tuple[str, list[str], str]], bool]:
-    with open(table, encoding="utf-8-sig", newline="") as f:
-        reader = csv.DictReader(f)
-        fields = [h.strip() for h in reader.fieldnames or []]
-        if not {"path", "labels"} <= set(fields):
-            raise LayoutError(f"{table}:1: header must name columns path,labels (and optionally split), got {fields}")
-        reader.fieldnames = fields
-        rows = [_csv_row(table, reader.line_num, row, "split" in fields) for row in reader]
-    if not rows:
-        raise LayoutError(f"{table}: no clips listed")
-    return rows, "split" in fields
-
-
-def _csv_row(table: str, lineno: int, row: dict, has_split: bool) -> tuple[str, list[str], str]:
-    path = (row["path"] or "").strip()
-    labels = list(dict.fromkeys(x.strip() for x in (row["labels"] or "").split(";") if x.strip()))
-    split = (row.get("split") or "").strip() if has_split else ""
-    if not path or not labels or (has_split and not split):
-        raise LayoutError(f"{table}:{lineno}: every row needs a path, at least one label"
-                          + (" and a split" if has_split else ""))
-    return path, labels, split
-
-
-def _percents(args: argparse.Namespace) -> tuple[float, float]:
-    valid = 0.1 if args.valid_percent is None else args.valid_percent
-    test = 0.1 if args.test_percent is None else args.test_percent
-    return valid, test
 
 
 # ---------------------------------------------------------------- command line
@@ -449,7 +54,10 @@ def _splits(text: str) -> dict[str, str]:
     pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
     if not pairs or any(len(p) != 2 or not p[0].strip() or not p[1].strip() for p in pairs):
         raise argparse.ArgumentTypeError(f"expected split=file.csv,..., got {text!r}")
-    return {k.strip(): v.strip() for k, v in pairs}
+    try:
+        return {split_name(k): v.strip() for k, v in pairs}
+    except SplitError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _fraction(text: str) -> float:
@@ -463,32 +71,37 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mae-ast-prepare", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--out", required=True, help="data folder to write")
+    common.add_argument("--out", required=True, help="data folder to write (split files an earlier run left "
+                        "there are removed)")
     common.add_argument("--seed", type=int, default=0, help="seed of random splits and silence crops")
     sub = parser.add_subparsers(dest="layout", required=True, metavar="LAYOUT")
 
-    def layout(name: str, run: Callable, src: str, help: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, parents=[common], help=help, description=run.__doc__)
+    def layout(name: str, src: str, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common], help=help, description=LAYOUTS[name].__doc__)
         p.add_argument("src", metavar="SRC", help=src)
-        p.set_defaults(run=run)
         return p
 
-    p = layout("esc50", prepare_esc50, "the ESC-50-master folder", "ESC-50, one data folder per test fold")
+    p = layout("esc50", "the ESC-50-master folder", "ESC-50, one data folder per test fold")
     p.add_argument("--folds", type=_folds, help="test folds to write, e.g. 1,2,3,4,5 (default: every fold)")
-    p = layout("speechcommands", prepare_speechcommands, "the Speech Commands v0.02 folder", "Speech Commands")
+    p = layout("speechcommands", "the Speech Commands v0.02 folder", "Speech Commands")
     p.add_argument("--variant", choices=["35", "ks1"], default="35", help="35 words, or SUPERB's 12 classes")
     p.add_argument("--silence-per-split", type=int, help="ks1: _silence_ crops per split "
                    "(default: the split's word clips / 11, so silence is ~1/12 of it)")
-    p = layout("audioset", prepare_audioset, "folder with the CSVs and clips (see --csv-dir/--audio-dir)", "AudioSet")
+    p = layout("audioset", "folder with the CSVs and clips (see --csv-dir/--audio-dir)", "AudioSet")
     p.add_argument("--csv-dir", help="folder of class_labels_indices.csv and the segment CSVs (default: SRC)")
     p.add_argument("--audio-dir", help="folder of downloaded clips, searched recursively (default: SRC)")
-    p.add_argument("--splits", type=_splits, default=_splits(AUDIOSET_SPLITS), help=f"default: {AUDIOSET_SPLITS}")
-    for name, run, src in (("folders", prepare_folders, "folder with one subfolder per class"),
-                           ("csv", prepare_csv, "CSV file with header path,labels[,split]")):
-        p = layout(name, run, src, f"{name}: any labelled clips")
+    p.add_argument("--splits", type=_splits, default=_splits(AUDIOSET_DEFAULT), help=f"default: {AUDIOSET_DEFAULT}")
+    for name, src in (("folders", "folder with one subfolder per class"),
+                      ("csv", "CSV file with header path,labels[,split]")):
+        p = layout(name, src, f"{name}: any labelled clips")
         p.add_argument("--valid-percent", type=_fraction, help="fraction of each class for valid (default 0.1)")
         p.add_argument("--test-percent", type=_fraction, help="fraction of each class for test (default 0.1)")
     return parser
+
+
+def options(args: argparse.Namespace) -> PrepareOptions:
+    given = {k: v for k, v in vars(args).items() if k in PrepareOptions.__dataclass_fields__ and v is not None}
+    return PrepareOptions(**given)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -498,19 +111,31 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--silence-per-split must be >= 0")
     if (getattr(args, "valid_percent", None) or 0) + (getattr(args, "test_percent", None) or 0) > 1:
         parser.error("--valid-percent + --test-percent must not exceed 1")
+    opts = options(args)
     try:
         kind, exists = ("file", os.path.isfile) if args.layout == "csv" else ("folder", os.path.isdir)
         if not exists(args.src):
             raise LayoutError(f"{args.src}: not a {kind} (SRC of the {args.layout} layout)")
-        data_dirs = args.run(args)
-    except LayoutError as err:
+        data_dirs = LAYOUTS[args.layout](opts)
+        written = [write_data_dir(data, opts.lengths) for data in data_dirs]
+    except (LayoutError, SplitError) as err:
+        report(opts)
         print(f"mae-ast-prepare: error: {err}", file=sys.stderr)
         return 1
-    lengths = Lengths()
-    rows = [row for data in data_dirs for row in write_data_dir(data, lengths)]
+    report(opts, [path for _, removed in written for path in removed])
     missing = set().union(*(ids for data in data_dirs for ids in data.missing.values()))
-    print_summary(rows, len(missing), len(lengths.errors))
+    print_summary([row for rows, _ in written for row in rows], len(missing), len(opts.lengths.errors))
     return 0
+
+
+def report(opts: PrepareOptions, removed: list[str] = ()) -> None:
+    """Notes, unreadable files and removed stale files, on stderr."""
+    for note in opts.notes:
+        print(note, file=sys.stderr)
+    for err in opts.lengths.errors.values():
+        print(f"unreadable, left out: {err}", file=sys.stderr)
+    if removed:
+        print(f"removed, left by an earlier run: {', '.join(removed)}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,9 @@ import numpy as np
 import torch
 
 from ..data.audio_io import AudioError, read_audio
-from ..inference import CheckpointError, load
+from ..checkpoints import PRETRAINING, CheckpointError, read_checkpoint
+from ..models.builders import pretraining_model
+from ._common import check_output, output_folder, positive_float
 
 
 def reconstruct(model, feats: torch.Tensor) -> dict[str, np.ndarray]:
@@ -63,7 +65,7 @@ def render(panels: dict[str, np.ndarray], path: str, title: str) -> None:
         fig.colorbar(im, ax=ax, pad=0.01)
     axes[-1].set_xlabel("frame (10 ms)")
     fig.suptitle(title, fontsize=11)
-    fig.savefig(path, dpi=100)
+    fig.savefig(output_folder(path), dpi=100)
     plt.close(fig)
 
 
@@ -72,17 +74,19 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint")
     parser.add_argument("audio")
-    parser.add_argument("--out", required=True, help="PNG to write")
-    parser.add_argument("--seconds", type=float, default=6.0, help="show at most this much audio")
+    parser.add_argument("--out", required=True, help="PNG to write (missing folders are made)")
+    parser.add_argument("--seconds", type=positive_float, default=6.0, help="show at most this much audio")
     parser.add_argument("--seed", type=int, default=0, help="seed of the mask")
     args = parser.parse_args(argv)
+    check_output(parser, args.out, "--out")
 
     # matplotlib and PIL log at DEBUG through the root logger that fairseq configures.
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
     logging.getLogger("PIL").setLevel(logging.WARNING)
     torch.manual_seed(args.seed)
     try:
-        model = load(args.checkpoint, device="cpu")
+        # The reconstruction needs the decoder: a classifier's encoder alone cannot draw it.
+        model = pretraining_model(read_checkpoint(args.checkpoint, kinds=(PRETRAINING,))).eval()
         spec = model.feature_spec
         wav = read_audio(args.audio, spec.sample_rate)[: int(args.seconds * spec.sample_rate)]
         if spec.frames(len(wav)) < model.grid.min_frames:

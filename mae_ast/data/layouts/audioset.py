@@ -1,0 +1,62 @@
+"""AudioSet: class_labels_indices.csv, the segment CSVs and downloaded clips (multi-label);
+CSV rows without a downloaded clip are listed per split."""
+
+from __future__ import annotations
+
+import csv
+import os
+
+from ..labels import LabelError, LabelSet, read_label_descriptors
+from .common import Clip, DataDir, LayoutError, PrepareOptions, find_audio, require
+
+
+def prepare_audioset(opts: PrepareOptions) -> list[DataDir]:
+    """Multi-label clips from the segment CSVs; CSV rows without a downloaded clip are listed."""
+    csv_dir, audio = opts.csv_dir or opts.src, os.path.abspath(opts.audio_dir or opts.src)
+    expected = "expected AudioSet's class_labels_indices.csv and segment CSVs (see --csv-dir, --splits)"
+    try:
+        labels = read_label_descriptors(require(os.path.join(csv_dir, "class_labels_indices.csv"), expected))
+    except LabelError as err:
+        raise LayoutError(str(err)) from None
+    if not os.path.isdir(audio):
+        raise LayoutError(f"{audio}: audio folder not found (see --audio-dir)")
+    found = index_clips(audio)
+    splits, missing = {}, {}
+    for split, name in opts.splits.items():
+        segments = read_segments(require(os.path.join(csv_dir, name), expected), labels)
+        splits[split] = [Clip(found[y], ids) for y, ids in segments if y in found]
+        missing[split] = [y for y, _ in segments if y not in found]
+    return [DataDir(opts.out, audio, labels.names, splits, labels.mids, missing)]
+
+
+def read_segments(path: str, labels: LabelSet) -> list[tuple[str, list[int]]]:
+    """(YTID, class indices) of each row ``YTID, start, end, "mid1,mid2"`` after the # comments."""
+    rows = []
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.reader(f, skipinitialspace=True)  # rows use ', ' separators
+        for row in reader:
+            if not row or row[0].startswith("#"):
+                continue
+            if len(row) != 4:
+                raise LayoutError(f"{path}:{reader.line_num}: expected 'YTID, start, end, \"mids\"', got {row}")
+            try:
+                rows.append((row[0], [labels.lookup(m.strip()) for m in row[3].split(",")]))
+            except LookupError as err:
+                raise LayoutError(f"{path}:{reader.line_num}: {err.args[0]}") from None
+    return rows
+
+
+def index_clips(folder: str) -> dict[str, str]:
+    """YTID -> file, from one walk of ``folder``. Accepts ``{YTID}.ext``, ``{YTID}_{anything}.ext``
+    and ``Y{YTID}[_...].ext`` (YouTube ids are 11 characters); an exact stem match wins, else the
+    first file in sorted order."""
+    exact: dict[str, str] = {}
+    derived: dict[str, str] = {}
+    for path in find_audio(folder):
+        stem = os.path.splitext(os.path.basename(path))[0]
+        exact.setdefault(stem, path)
+        if stem[11:12] == "_":
+            derived.setdefault(stem[:11], path)
+        if stem.startswith("Y") and stem[12:13] in ("", "_"):
+            derived.setdefault(stem[1:12], path)
+    return {**derived, **exact}

@@ -1,0 +1,122 @@
+"""What every dataset layout shares: the clips and classes of one output folder
+(``DataDir``), the options of a run (``PrepareOptions``), header lengths read once per file
+(``Lengths``), and writing a folder through ``mae_ast.data.datadir``."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from ..audio_io import AudioError
+from ..datadir import SplitError, audio_length, check_disjoint, remove_stale, split_indices, write_split
+from ..datadir import find_audio as find_relative_audio
+from ..labels import LabelSet, default_mids, write_label_descriptors
+
+AUDIOSET_SPLITS = {"train": "balanced_train_segments.csv", "valid": "eval_segments.csv", "test": "eval_segments.csv"}
+
+
+class LayoutError(RuntimeError):
+    """The source is not the layout asked for; the message says what was expected."""
+
+
+@dataclass
+class Clip:
+    path: str  # absolute
+    labels: list[int]
+
+
+@dataclass
+class DataDir:
+    """One output folder: its classes and the clips of each split."""
+
+    out: str
+    root: str  # manifest root: clips under it are written relative to it
+    names: list[str]
+    splits: dict[str, list[Clip]]
+    mids: list[str] | None = None
+    missing: dict[str, list[str]] = field(default_factory=dict)  # split -> ids without a file
+    tag: str = ""  # prefix of its rows in the summary ("fold1")
+
+
+class Lengths:
+    """Header lengths, read once per file even when several folders list it (ESC-50 folds);
+    unreadable files are kept with their error, for the report."""
+
+    def __init__(self) -> None:
+        self.known: dict[str, int] = {}
+        self.errors: dict[str, AudioError] = {}
+
+    def get(self, path: str) -> int | None:
+        if path not in self.known and path not in self.errors:
+            try:
+                self.known[path] = audio_length(path)
+            except AudioError as err:
+                self.errors[path] = err
+        return self.known.get(path)
+
+
+@dataclass
+class PrepareOptions:
+    """What a layout needs; each layout reads the fields it documents."""
+
+    src: str
+    out: str
+    seed: int = 0  # random splits and silence crops
+    valid_percent: float | None = None  # folders, csv: default 0.1
+    test_percent: float | None = None  # folders, csv: default 0.1
+    folds: list[int] | None = None  # esc50: default every fold
+    variant: str = "35"  # speechcommands: "35" or "ks1"
+    silence_per_split: int | None = None  # speechcommands ks1
+    csv_dir: str | None = None  # audioset
+    audio_dir: str | None = None  # audioset
+    splits: dict[str, str] = field(default_factory=lambda: dict(AUDIOSET_SPLITS))  # audioset
+    lengths: Lengths = field(default_factory=Lengths)
+    notes: list[str] = field(default_factory=list)  # for the user: folders that are no class etc.
+
+
+def write_data_dir(data: DataDir, lengths: Lengths) -> tuple[list[tuple], list[str]]:
+    """Write the folder (removing split files an earlier run left there); returns summary
+    rows (split, clips, classes, missing, unreadable) and the files removed. Label lines
+    name their clip."""
+    check_disjoint({s: [c.path for c in clips] for s, clips in data.splits.items()}, data.out)
+    os.makedirs(data.out, exist_ok=True)
+    removed = [os.path.join(data.out, name) for name in remove_stale(data.out, data.splits)]
+    mids = data.mids or default_mids(data.names)
+    write_label_descriptors(os.path.join(data.out, "label_descriptors.csv"), data.names, mids)
+    label_set = LabelSet(data.names, mids, os.path.join(data.out, "label_descriptors.csv"))
+    rows = []
+    for split, clips in data.splits.items():
+        kept = [c for c in clips if lengths.get(c.path) is not None]
+        write_split(data.out, split, data.root, [c.path for c in kept], [lengths.get(c.path) for c in kept],
+                    [c.labels for c in kept], label_set)
+        present = len({i for clip in kept for i in clip.labels})
+        name = f"{data.tag}/{split}" if data.tag else split
+        rows.append((name, len(kept), present, len(data.missing.get(split, [])), len(clips) - len(kept)))
+    for split, ids in data.missing.items():
+        with open(os.path.join(data.out, f"missing_{split}.txt"), "w", encoding="utf-8") as f:
+            f.writelines(f"{i}\n" for i in ids)
+    return rows, removed
+
+
+def find_audio(folder: str) -> list[str]:
+    """Absolute paths of the audio files under ``folder``, sorted."""
+    return [os.path.abspath(os.path.join(folder, rel)) for rel in find_relative_audio(folder)]
+
+
+def split_by_class(clips: list[Clip], valid: float, test: float, seed: int) -> dict[str, list[Clip]]:
+    """The data layer's split, stratified on each clip's first label."""
+    try:
+        parts = split_indices([c.path for c in clips], valid, test, seed, [c.labels[0] for c in clips])
+    except SplitError as err:
+        raise LayoutError(str(err)) from None
+    return {split: [clips[i] for i in idx] for split, idx in parts.items()}
+
+
+def inside(path: str, folder: str) -> bool:
+    return os.path.commonpath([os.path.abspath(path), os.path.abspath(folder)]) == os.path.abspath(folder)
+
+
+def require(path: str, what: str) -> str:
+    if not os.path.exists(path):
+        raise LayoutError(f"{path} not found: {what}")
+    return path

@@ -1,0 +1,91 @@
+"""Models built from checkpoint dicts (read by ``mae_ast.checkpoints``), and the
+decoder-free encoder ("backbone") that fine-tuning, feature extraction and s3prl use.
+
+``encoder_from_state`` takes either kind of checkpoint: a pretraining one (its encoder,
+the decoder and pretraining heads dropped) or a fine-tuned classifier (its ``backbone``),
+so a classifier's encoder serves feature extraction and further fine-tuning too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from types import SimpleNamespace
+
+from ..checkpoints import CLASSIFIER, checkpoint_kind, config_section
+from ..data.features import FeatureSpec
+from .mae_ast import MAE_AST, MAE_AST_Config
+
+ENCODER_FIELDS = {f.name for f in dataclasses.fields(MAE_AST_Config)} - {"_name"}
+# Modules of the pretraining model an encoder never runs.
+PRETRAINING_ONLY = ("decoder", "decoder_mask_emb", "post_enc_proj", "dec_conv_pos_embed", "dec_sine_pos_embed",
+                    "final_proj_reconstruction", "final_proj_classification", "encoder_mask_emb", "layer_norm")
+# Task fields a pretraining checkpoint may leave out (older configs).
+TASK_DEFAULTS = {"feature_type": "fbank", "feature_dim": 128, "mask_type": "random_mask",
+                 "deltas": False, "sample_rate": 16000}
+
+
+def task_namespace(**fields) -> SimpleNamespace:
+    """The task settings a MAE_AST reads (features, mask type), defaults filled in: the one
+    place a model is given a task config outside fairseq (loaders, bench, tests)."""
+    return SimpleNamespace(**{**TASK_DEFAULTS, **fields})
+
+
+def build_backbone(encoder: dict, features: dict) -> MAE_AST:
+    """A decoder-free MAE_AST of this architecture and input (random weights)."""
+    unknown = set(encoder) - ENCODER_FIELDS
+    if unknown:
+        raise ValueError(f"model.encoder: unknown MAE_AST_Config fields {sorted(unknown)}")
+    return strip_pretraining(MAE_AST(MAE_AST_Config(**encoder), task_namespace(**features)))
+
+
+def strip_pretraining(model: MAE_AST) -> MAE_AST:
+    """Delete what only pretraining uses (decoder, mask embeddings, heads, the unused
+    input LayerNorm): absent from the state dict and from data-parallel's unused check."""
+    for name in PRETRAINING_ONLY:
+        if hasattr(model, name):
+            delattr(model, name)
+    return model
+
+
+def encoder_config(model_cfg: dict) -> dict:
+    """The MAE_AST_Config fields of a pretraining model config."""
+    return {k: v for k, v in model_cfg.items() if k in ENCODER_FIELDS}
+
+
+def features_of(spec: FeatureSpec) -> dict:
+    return {"sample_rate": spec.sample_rate, "feature_dim": spec.num_mel_bins, "deltas": spec.deltas}
+
+
+def pretraining_model(state: dict) -> MAE_AST:
+    """The whole pretraining model (decoder included) of a pretraining checkpoint, strict."""
+    model_cfg = config_section(state, "model")
+    model = MAE_AST(MAE_AST_Config(**encoder_config(model_cfg)), task_namespace(**config_section(state, "task")))
+    model.load_state_dict(state["model"], strict=True)
+    return model
+
+
+def encoder_from_state(state: dict) -> tuple[MAE_AST, dict, dict]:
+    """(decoder-free encoder with the checkpoint's weights, its encoder config, its input
+    features) of a pretraining or fine-tuned classifier checkpoint."""
+    if checkpoint_kind(state) == CLASSIFIER:
+        model_cfg = config_section(state, "model")
+        encoder, features = dict(model_cfg["encoder"]), dict(model_cfg["features"])
+        backbone = build_backbone(encoder, features)
+        prefix = "backbone."
+        backbone.load_state_dict({k[len(prefix):]: v for k, v in state["model"].items() if k.startswith(prefix)},
+                                 strict=True)
+        return backbone, encoder, features
+    model = pretraining_model(state)
+    return strip_pretraining(model), encoder_config(config_section(state, "model")), features_of(model.feature_spec)
+
+
+def original_model(model: MAE_AST):
+    """The original code (s3prl 0.4.18's vendored copy, which tests and benchmarks use as
+    the reference) holding ``model``'s weights, in eval mode. The original reads its config
+    as attributes, so our dataclass's fields go in a namespace."""
+    from s3prl.upstream.mae_ast import mae_ast as original
+
+    cfg = SimpleNamespace(**{k: getattr(model.cfg, k) for k in model.cfg.__dataclass_fields__})
+    orig = original.MAE_AST(cfg, model.task_cfg)
+    orig.load_state_dict(model.state_dict(), strict=True)
+    return orig.eval()

@@ -1,0 +1,92 @@
+"""What the pretraining and classification tasks share: no dictionaries, no length
+filter beyond the datasets' own, input paths resolved against the launch folder, the
+model's patch length handed to the datasets (clips shorter than one patch are skipped),
+the fbank cache, and two checks during training: the files of a batch whose loss is not
+finite, and a replica checksum before each validation in data-parallel runs."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import numpy as np
+import torch
+from fairseq.tasks import FairseqTask
+
+from .run_checks import launch_path
+
+logger = logging.getLogger(__name__)
+
+
+class MAE_AST_Audio_Task(FairseqTask):
+    def __init__(self, cfg, from_checkpoint: bool = False) -> None:
+        super().__init__(cfg)
+        self.min_frames = 1  # the model's patch length, once it is built
+        self.building_from_checkpoint = from_checkpoint
+
+    @classmethod
+    def setup_task(cls, cfg, **kwargs) -> MAE_AST_Audio_Task:
+        cfg.data = launch_path(cfg.data)
+        if getattr(cfg, "fbank_cache", None):
+            cfg.fbank_cache = launch_path(cfg.fbank_cache)
+        return cls(cfg, from_checkpoint=kwargs.get("from_checkpoint", False))
+
+    @property
+    def source_dictionary(self):
+        return None
+
+    @property
+    def target_dictionary(self):
+        return None
+
+    @property
+    def dictionaries(self):
+        return None
+
+    def max_positions(self) -> tuple[int, int]:
+        return (sys.maxsize, sys.maxsize)
+
+    def filter_indices_by_size(self, indices: np.ndarray, *args, **kwargs) -> np.ndarray:
+        return indices  # the datasets skip (and name) clips shorter than one patch instead
+
+    def adopt_patch_length(self, min_frames: int) -> None:
+        """The built model's patch length; datasets loaded before the model get it too."""
+        self.min_frames = min_frames
+        for dataset in self.datasets.values():
+            dataset.min_frames = min_frames
+
+    def attach_cache(self, dataset, split: str) -> None:
+        if getattr(self.cfg, "fbank_cache", None):
+            dataset.use_cache(self.cfg.fbank_cache, split)
+
+    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
+        loss, sample_size, logging_output = super().train_step(
+            sample, model, criterion, optimizer, update_num, ignore_grad
+        )
+        # Checked after backward is queued: fairseq's grad-norm check waits for backward
+        # a moment later anyway, so this host sync costs little. fairseq then handles the
+        # step (fp16: lower the loss scale and skip; fp32: stop with FloatingPointError);
+        # we add which clips were in it.
+        if "net_input" in sample and not bool(torch.isfinite(loss)):
+            self.report_nonfinite(sample, update_num)
+        return loss, sample_size, logging_output
+
+    def report_nonfinite(self, sample: dict, update_num: int) -> None:
+        ids = sample["id"].tolist()
+        dataset = self.datasets.get("train")
+        files = [dataset.paths[i] for i in ids] if dataset is not None else "(no 'train' split loaded)"
+        logger.error(f"non-finite loss at update {update_num}: sample ids {ids}, files {files}")
+
+    def begin_valid_epoch(self, epoch: int, model) -> None:
+        """Check that data-parallel replicas hold the same weights: every rank sums its
+        parameters, and the spread of the sums across ranks is logged (0 when in sync)."""
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return
+        world = torch.distributed.get_world_size()
+        checksum = sum(p.detach().double().sum() for p in model.parameters())
+        sums = [torch.zeros((), dtype=torch.float64, device=checksum.device) for _ in range(world)]
+        torch.distributed.all_gather(sums, checksum)
+        spread = float(max(sums) - min(sums))
+        log = logger.info if spread == 0.0 else logger.warning
+        log(f"replica check before validation (epoch {epoch}): parameter checksum spread "
+            f"across {world} ranks = {spread:.3g}")

@@ -1,0 +1,156 @@
+"""Checks a fine-tuning run makes when the model is built, before any data is read: each
+would otherwise end in a crash after an epoch, or in a number that silently means
+something else.
+
+* ``check_settings``: ``target_length``, SpecAugment widths and mixup within their ranges;
+* ``check_metric``: the best-checkpoint metric is one this label mode logs;
+* ``check_resume``: the checkpoint fairseq is about to restore can be read, and was
+  trained on the same classes (names, order, label mode) as this run;
+* ``launch_path``: input paths given relative to the folder the command was started in,
+  which hydra leaves for ``hydra.run.dir`` before the task is built.
+
+The task gets fairseq's whole config through its own node's parent (fairseq keeps that
+link when it merges the task dataclass), so no fairseq internals are patched.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from ..checkpoints import CLASSIFIER, CheckpointError, config_section, read_checkpoint
+from ..data.features import FeatureSpec
+
+SINGLE_LABEL_METRICS = ("loss", "accuracy")
+MULTI_LABEL_METRICS = ("loss", "mAP", "auc", "d_prime")
+
+
+logger = logging.getLogger(__name__)
+
+
+class RunConfigError(ValueError):
+    """A fine-tuning setting that cannot work; the message says which and what to set."""
+
+
+def root_config(task_cfg: Any) -> Any | None:
+    """fairseq's whole config (common, checkpoint, ...) above the task's node, if linked."""
+    get_parent = getattr(task_cfg, "_get_parent", None)
+    parent = get_parent() if get_parent else None
+    return parent if parent is not None and "checkpoint" in parent else None
+
+
+def launch_folder() -> str | None:
+    """The working directory the command was started in, when hydra changed it."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.utils import get_original_cwd
+
+        return get_original_cwd() if HydraConfig.initialized() else None
+    except (ImportError, ValueError):
+        return None
+
+
+def launch_path(path: str | None) -> str | None:
+    """``path`` resolved against the launch folder when relative (an input such as
+    ``task.data=data/esc50/fold1`` means that folder where the user typed it)."""
+    origin = launch_folder()
+    if not path or os.path.isabs(path) or origin is None:
+        return path
+    return os.path.normpath(os.path.join(origin, path))
+
+
+def warn_nested_save_dir(root: Any) -> None:
+    """``checkpoint.save_dir`` stays relative to the run folder (fairseq's rule); when it
+    repeats the run folder's own relative path, the checkpoints land one level deeper."""
+    origin, save_dir = launch_folder(), str(root.checkpoint.save_dir)
+    if origin and not os.path.isabs(save_dir) and os.path.abspath(os.path.join(origin, save_dir)) == os.getcwd():
+        logger.warning(f"checkpoint.save_dir={save_dir} is relative to the run folder (fairseq's rule), so "
+                       f"checkpoints go to {os.path.join(os.getcwd(), save_dir)}; leave checkpoint.save_dir out "
+                       f"to save in {os.path.join(os.getcwd(), 'checkpoints')}, or give an absolute path")
+
+
+def check_settings(task_cfg: Any, spec: FeatureSpec, min_frames: int) -> None:
+    """Ranges that depend on the model's input: clip length, SpecAugment widths, mixup."""
+    problems = []
+    if task_cfg.target_length < min_frames:
+        problems.append(f"task.target_length={task_cfg.target_length} is shorter than one patch "
+                        f"({min_frames} frames): use >= {min_frames}")
+    if not 0 <= task_cfg.freqm <= spec.width:
+        problems.append(f"task.freqm={task_cfg.freqm} must lie in 0..{spec.width} (the input has {spec.width} "
+                        "feature columns)")
+    if not 0 <= task_cfg.timem <= task_cfg.target_length:
+        problems.append(f"task.timem={task_cfg.timem} must lie in 0..{task_cfg.target_length} "
+                        "(task.target_length frames)")
+    if not 0 <= task_cfg.mixup <= 1:
+        problems.append(f"task.mixup={task_cfg.mixup} is a probability: use 0..1")
+    if task_cfg.mixup > 0 and task_cfg.mixup_alpha <= 0:
+        problems.append(f"task.mixup_alpha={task_cfg.mixup_alpha} must be > 0 (Beta(alpha, alpha))")
+    if problems:
+        raise RunConfigError("; ".join(problems))
+
+
+def check_metric(root: Any, multi_label: bool) -> None:
+    """fairseq reads ``best_checkpoint_metric`` from the validation log after the first
+    epoch; a metric this label mode never logs was a ``KeyError`` there."""
+    metric = str(root.checkpoint.best_checkpoint_metric)
+    allowed = MULTI_LABEL_METRICS if multi_label else SINGLE_LABEL_METRICS
+    if metric not in allowed:
+        mode = "multi-label (task.multi_label=true)" if multi_label else "single-label"
+        suggestion = "mAP" if multi_label else "accuracy"
+        raise RunConfigError(
+            f"checkpoint.best_checkpoint_metric={metric} is not logged by {mode} validation, which logs "
+            f"{', '.join(allowed)}: set checkpoint.best_checkpoint_metric={suggestion}")
+    maximize = bool(root.checkpoint.maximize_best_checkpoint_metric)
+    if maximize != (metric != "loss"):
+        raise RunConfigError(f"checkpoint.best_checkpoint_metric={metric} is better when "
+                             f"{'lower' if metric == 'loss' else 'higher'}: set "
+                             f"checkpoint.maximize_best_checkpoint_metric={str(metric != 'loss').lower()}")
+
+
+def restore_path(checkpoint_cfg: Any) -> str | None:
+    """The file fairseq's ``load_checkpoint`` will restore (its own rule), if it exists."""
+    restore = str(checkpoint_cfg.restore_file)
+    suffix = str(getattr(checkpoint_cfg, "checkpoint_suffix", "") or "")
+    if restore == "checkpoint_last.pt":
+        path = os.path.join(str(checkpoint_cfg.save_dir), f"checkpoint_last{suffix}.pt")
+        if not os.path.exists(path):
+            finetune = getattr(checkpoint_cfg, "finetune_from_model", None)
+            path = str(finetune) if finetune else path
+    else:
+        path = restore.replace(".pt", suffix + ".pt") if suffix else restore
+    return path if os.path.exists(path) else None
+
+
+def check_resume(root: Any, class_names: list[str], multi_label: bool) -> None:
+    """Refuse to resume from a checkpoint that cannot be read, or whose classifier was
+    trained on other classes: fairseq would restore its head, its best score and its
+    optimizer state onto this run's labels."""
+    path = restore_path(root.checkpoint)
+    if path is None:
+        return
+    try:  # mmap: the weights stay on disk; only the config is looked at
+        state = read_checkpoint(path, kinds=(CLASSIFIER,), mmap=True)
+    except CheckpointError as err:
+        best = os.path.join(os.path.dirname(path), "checkpoint_best.pt")
+        raise RunConfigError(f"this run would resume from {path}, which cannot be used: {err}. Ways out: resume "
+                             f"from the best checkpoint (cp {best} {path}), or start afresh in a new "
+                             "checkpoint.save_dir") from None
+    model = config_section(state, "model")
+    theirs, their_multi = model.get("class_names"), model.get("multi_label")
+    if list(theirs) != list(class_names) or bool(their_multi) != bool(multi_label):
+        raise RunConfigError(
+            f"{path}: this run would resume a classifier trained on other classes: "
+            f"{_difference(list(theirs), class_names)}"
+            f"{'' if bool(their_multi) == bool(multi_label) else f'; multi_label {their_multi} vs {multi_label}'}. "
+            "Its head, best score and optimizer state would be carried onto these labels. Use a new "
+            "checkpoint.save_dir (or the data folder it was trained on)")
+
+
+def _difference(theirs: list[str], ours: list[str]) -> str:
+    if sorted(theirs) == sorted(ours):
+        first = next(i for i, (a, b) in enumerate(zip(theirs, ours)) if a != b)
+        return f"the same {len(ours)} names in another order (class {first} was {theirs[first]!r}, now {ours[first]!r})"
+    gone, new = sorted(set(theirs) - set(ours)), sorted(set(ours) - set(theirs))
+    return (f"{len(theirs)} classes then, {len(ours)} now"
+            + (f"; no longer present: {gone[:5]}" if gone else "") + (f"; new: {new[:5]}" if new else ""))

@@ -1,0 +1,302 @@
+"""mae-ast-export-hf: exported folders load in transformers with trust_remote_code and
+give the package's numbers; they load back with mae_ast.load / load_classifier.
+
+The transformers side runs in a subprocess that cannot import mae_ast (nor fairseq,
+torchaudio, soundfile, av): once in this venv with those blocked, and once in a clean
+venv holding only torch, transformers and safetensors (built once under
+.cache/hf_clean_env, rebuilt when the pins change; skipped with pip's reason when the
+package registry cannot be reached). Outputs are compared, never just loading: weights
+under a wrong prefix would still "load" (randomly initialised, one log line)."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import mae_ast
+from mae_ast import hear
+from conftest import DEMO, ROOT, task_cfg, tiny_model
+from mae_ast.classifier import load_classifier
+from mae_ast.data.audio_io import read_audio
+from mae_ast.hf import remote_code
+
+pytest.importorskip("safetensors", reason="the hf extra is not installed (pip install -e '.[hf]')")
+
+CLEAN_ENV = ROOT / ".cache" / "hf_clean_env"
+BLOCKED = ("mae_ast", "fairseq", "torchaudio", "soundfile", "av")
+CLIPS = [("speech_00.flac", 2.5), ("env_00.flac", 1.8), ("speech_05.flac", 2.2)]  # speech_05 is 22.05 kHz
+
+DRIVER = r"""
+import importlib.util, json, sys
+job = json.load(open(sys.argv[1]))
+if job["block"]:
+    for name in job["blocked"]:
+        sys.modules[name] = None  # any import of it raises ImportError
+found = {n: sys.modules.get(n, 0) is not None and importlib.util.find_spec(n) is not None for n in job["blocked"]}
+import numpy as np, torch, transformers
+from transformers import AutoFeatureExtractor, AutoModel, AutoModelForAudioClassification, pipeline
+torch.set_num_threads(1)
+wavs = [np.load(p) for p in job["wavs"]]
+report = {"importable": found, "transformers": transformers.__version__, "folders": {}}
+for folder, kind in job["folders"]:
+    fe = AutoFeatureExtractor.from_pretrained(folder, trust_remote_code=True)
+    inputs = fe(wavs, sampling_rate=16000, return_tensors="pt")
+    entry = {"feature_extractor": type(fe).__name__}
+    arrays = {"input_values": inputs["input_values"].numpy(), "attention_mask": inputs["attention_mask"].numpy()}
+    with torch.no_grad():
+        if kind == "encoder":
+            model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+            out = model(**inputs, output_hidden_states=True)
+            arrays["hidden_states"] = torch.stack(out.hidden_states).numpy()
+            arrays["last_hidden_state"] = out.last_hidden_state.numpy()
+            arrays["output_mask"] = out.attention_mask.numpy()
+        else:
+            model = AutoModelForAudioClassification.from_pretrained(folder, trust_remote_code=True).eval()
+            arrays["logits"] = model(**inputs).logits.numpy()
+            pipe = pipeline("audio-classification", model=folder, trust_remote_code=True, device="cpu")
+            entry["pipeline"] = [pipe({"raw": w, "sampling_rate": 16000}, top_k=3) for w in wavs]
+            entry["id2label"] = {str(k): v for k, v in model.config.id2label.items()}
+    entry["model"] = type(model).__name__
+    np.savez(folder + ".outputs.npz", **arrays)
+    report["folders"][folder] = entry
+print("REPORT " + json.dumps(report))
+"""
+
+
+# ---- checkpoints and exports ------------------------------------------------------------
+
+def save_checkpoint(model, path: Path) -> Path:
+    """A model built in-process, saved as fairseq does (cfg + model): what mae_ast.load reads."""
+    import dataclasses
+
+    cfg = {"model": {**dataclasses.asdict(model.cfg), "_name": "mae_ast"}, "task": vars(model.task_cfg)}
+    torch.save({"cfg": cfg, "model": model.state_dict()}, path)
+    return path
+
+
+def export(checkpoint: Path, out: Path) -> Path:
+    proc = subprocess.run([sys.executable, "-m", "mae_ast.tools.export_hf", str(checkpoint), str(out)],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory, patch_checkpoint, frame_checkpoint, finetuned_checkpoint) -> dict[str, Path]:
+    """Real patch/frame pretraining runs and a real fine-tuned classifier; in-process
+    encoders with deltas (384 columns) and with convolutional positions (weight-normed
+    conv: weight_g/weight_v keys), and a multi-label copy of the classifier."""
+    tmp = tmp_path_factory.mktemp("ckpts")
+    torch.manual_seed(0)
+    deltas = tiny_model(kt=16, kc=16, task=task_cfg(deltas=True))
+    deltas.batch_norm.running_mean.fill_(-4.0)  # not the identity normalisation
+    conv = tiny_model(kt=2, kc=128, enc_conv_pos=True, conv_pos=16, conv_pos_groups=4)
+    state = torch.load(finetuned_checkpoint, weights_only=True)
+    state["cfg"]["model"]["multi_label"] = True
+    torch.save(state, tmp / "multi_label.pt")
+    return {"patch": patch_checkpoint, "frame": frame_checkpoint, "deltas": save_checkpoint(deltas, tmp / "deltas.pt"),
+            "conv": save_checkpoint(conv, tmp / "conv.pt"), "classifier": finetuned_checkpoint,
+            "multi_label": tmp / "multi_label.pt"}
+
+
+@pytest.fixture(scope="module")
+def exported(checkpoints, tmp_path_factory) -> dict[str, Path]:
+    """The patch checkpoint through the CLI, the others through the function it calls."""
+    from mae_ast.tools.export_hf import export as export_folder
+
+    out = tmp_path_factory.mktemp("exported")
+    folders = {"patch": export(checkpoints["patch"], out / "patch")}
+    for name, ckpt in checkpoints.items():
+        if name != "patch":
+            export_folder(str(ckpt), str(out / name))
+            folders[name] = out / name
+    return folders
+
+
+@pytest.fixture(scope="module")
+def wavs(tmp_path_factory) -> list[Path]:
+    """Demo clips of three lengths as the package reads them, cut shorter than the
+    classifier's 272 frames (so mae-ast-predict scores one window, as the pipeline does):
+    .npy for the subprocess, float .wav beside them for mae-ast-predict."""
+    import soundfile as sf
+
+    out = tmp_path_factory.mktemp("wavs")
+    paths = []
+    for name, seconds in CLIPS:
+        wav = read_audio(str(DEMO / "audio" / name), 16000)[: int(seconds * 16000)].numpy()
+        np.save(out / f"{name}.npy", wav)
+        sf.write(out / f"{name}.wav", wav, 16000, subtype="FLOAT")
+        paths.append(out / f"{name}.npy")
+    return paths
+
+
+# ---- the clean environment --------------------------------------------------------------
+
+def clean_requirements() -> list[str]:
+    """torch as in this venv, transformers and safetensors as the hf extra pins them."""
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["hf"]
+    return [f"torch=={torch.__version__.split('+')[0]}", *extra]
+
+
+def clean_python() -> Path:
+    """The clean venv's interpreter, built once (under a lock: parallel runs share it)."""
+    CLEAN_ENV.parent.mkdir(parents=True, exist_ok=True)
+    requirements = clean_requirements()
+    stamp, python = CLEAN_ENV / "requirements.json", CLEAN_ENV / "bin" / "python"
+    with open(CLEAN_ENV.parent / "hf_clean_env.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if stamp.exists() and json.loads(stamp.read_text()) == requirements and python.exists():
+            return python
+        subprocess.run(["rm", "-rf", str(CLEAN_ENV)], check=True)
+        base = getattr(sys, "_base_executable", sys.executable)
+        subprocess.run([base, "-m", "venv", str(CLEAN_ENV)], check=True, timeout=300)
+        proc = subprocess.run([str(python), "-m", "pip", "install", "-q", *requirements], capture_output=True,
+                              text=True, timeout=1500)
+        if proc.returncode != 0:
+            lines = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith("WARNING")]
+            subprocess.run(["rm", "-rf", str(CLEAN_ENV)], check=False)
+            pytest.skip(f"cannot build the clean venv ({' '.join(requirements)}): {' / '.join(lines[-2:])}")
+        stamp.write_text(json.dumps(requirements))
+    return python
+
+
+def run_driver(python: Path, exported: dict[str, Path], wavs: list[Path], tmp: Path, block: bool) -> dict:
+    folders = [[str(exported[n]), "classifier" if n in ("classifier", "multi_label") else "encoder"] for n in exported]
+    job = tmp / "job.json"
+    job.write_text(json.dumps({"block": block, "blocked": BLOCKED, "wavs": [str(w) for w in wavs],
+                               "folders": folders}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "HF_", "TRANSFORMERS"))}
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HOME=str(tmp / "hf_home"), OMP_NUM_THREADS="1",
+               PYTHONNOUSERSITE="1")
+    proc = subprocess.run([str(python), "-c", DRIVER, str(job)], capture_output=True, text=True, timeout=600,
+                          cwd=tmp, env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-5000:]
+    return json.loads(proc.stdout.split("REPORT ", 1)[1])
+
+
+# ---- comparisons --------------------------------------------------------------------------
+
+def check_against_package(report: dict, exported: dict[str, Path], checkpoints: dict[str, Path], wavs: list[Path],
+                          tmp: Path) -> None:
+    clips = [torch.from_numpy(np.load(w)) for w in wavs]
+    for name, folder in exported.items():
+        if str(folder) not in report["folders"]:
+            continue
+        entry = report["folders"][str(folder)]
+        out = np.load(str(folder) + ".outputs.npz")
+        assert entry["feature_extractor"] == "MAEASTFeatureExtractor"
+        if name in ("classifier", "multi_label"):
+            clf = load_classifier(str(checkpoints[name]), device="cpu")
+            assert entry["model"] == "MAEASTForAudioClassification"
+            assert [entry["id2label"][str(i)] for i in range(len(clf.class_names))] == clf.class_names
+            logits = torch.from_numpy(out["logits"])
+            probs = torch.sigmoid(logits) if clf.multi_label else torch.softmax(logits, dim=-1)
+            assert torch.allclose(probs, clf.scores(clips), atol=1e-4), name
+            if name == "classifier":
+                check_pipeline_matches_predict(entry["pipeline"], checkpoints[name], wavs, tmp)
+            continue
+        assert entry["model"] == "MAEASTModel"
+        model = mae_ast.load(str(checkpoints[name]), device="cpu")
+        assert out["input_values"].shape[-1] == model.feature_spec.width  # 384 with deltas
+        hidden, mask = torch.from_numpy(out["hidden_states"]), out["output_mask"]
+        assert np.array_equal(out["last_hidden_state"], out["hidden_states"][-1])
+        for i, clip in enumerate(clips):  # each clip of the padded batch = the clip alone
+            ref = model.extract_layers([clip])["hidden_states"]
+            rows = ref[-1].shape[1]
+            assert mask[i].sum() == rows and hidden.shape[0] == len(ref)
+            for layer, want in enumerate(ref):
+                assert torch.allclose(hidden[layer, i, :rows], want[0], atol=1e-4), (name, i, layer)
+
+
+def check_pipeline_matches_predict(pipeline_out: list, checkpoint: Path, wavs: list[Path], tmp: Path) -> None:
+    report = tmp / "predict.json"
+    proc = subprocess.run([str(Path(sys.executable).parent / "mae-ast-predict"), str(checkpoint),
+                           *[str(w)[:-4] + ".wav" for w in wavs], "--top-k", "3", "--json", str(report),
+                           "--device", "cpu"], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    files = json.loads(report.read_text())["files"]
+    for ours, theirs in zip(files, pipeline_out):
+        assert [t["label"] for t in ours["top"]] == [t["label"] for t in theirs]
+        assert np.allclose([t["score"] for t in ours["top"]], [t["score"] for t in theirs], atol=1e-4)
+
+
+def test_transformers_without_mae_ast_gives_the_package_outputs(exported, checkpoints, wavs, tmp_path):
+    """In this venv, with mae_ast, fairseq, torchaudio, soundfile and av unimportable (an
+    encoder and a classifier: the clean venv below runs them all)."""
+    pytest.importorskip("transformers", reason="the hf extra is not installed (pip install -e '.[hf]')")
+    exported = {name: exported[name] for name in ("patch", "classifier")}
+    report = run_driver(Path(sys.executable), exported, wavs, tmp_path, block=True)
+    assert not any(report["importable"].values()), report["importable"]
+    check_against_package(report, exported, checkpoints, wavs, tmp_path)
+
+
+def test_clean_env_with_only_torch_transformers_safetensors(exported, checkpoints, wavs, tmp_path):
+    """A venv that never had mae_ast, fairseq or torchaudio installed, offline."""
+    python = clean_python()
+    report = run_driver(python, exported, wavs, tmp_path, block=False)
+    assert not any(report["importable"].values()), report["importable"]
+    assert report["transformers"].split(".")[0] == clean_requirements()[1].split(">=")[1].split(".")[0]
+    check_against_package(report, exported, checkpoints, wavs, tmp_path)
+
+
+# ---- the package side -------------------------------------------------------------------
+
+def test_exported_folder_loads_back_with_the_package(exported, checkpoints, wavs):
+    clips = [torch.from_numpy(np.load(w)) for w in wavs]
+    for name in ("patch", "deltas"):
+        a = mae_ast.load(str(checkpoints[name]), device="cpu").extract_layers(clips)
+        b = mae_ast.load(str(exported[name]), device="cpu").extract_layers(clips)
+        assert all(torch.equal(x, y) for x, y in zip(a["hidden_states"], b["hidden_states"]))
+    for name in ("classifier", "multi_label"):
+        a, b = load_classifier(str(checkpoints[name]), device="cpu"), load_classifier(str(exported[name]), device="cpu")
+        assert (a.class_names, a.multi_label, a.target_length) == (b.class_names, b.multi_label, b.target_length)
+        assert torch.equal(a.scores(clips), b.scores(clips))
+    with pytest.raises(ValueError, match="an exported encoder, not a classifier"):
+        load_classifier(str(exported["patch"]))
+    # HEAR takes the folders too (a classifier's: its fine-tuned encoder, windows of its target_length).
+    audio = torch.from_numpy(np.load(wavs[1]))[None]
+    for name in ("patch", "classifier"):
+        a, b = hear.load_model(str(checkpoints[name]), device="cpu"), hear.load_model(str(exported[name]), device="cpu")
+        assert a.window_steps == b.window_steps
+        assert torch.equal(hear.get_scene_embeddings(audio, a), hear.get_scene_embeddings(audio, b))
+
+
+def test_remote_code_is_the_package_code(exported):
+    """The exported files hold the package's own definitions, verbatim, and import nothing
+    but torch, numpy, transformers and the standard library."""
+    import ast
+    import importlib
+    import inspect
+
+    fbank = importlib.import_module("mae_ast.data.fbank")  # the module (mae_ast.data.fbank is also a function)
+    transformer = importlib.import_module("mae_ast.models.transformer")
+
+    modeling = (exported["patch"] / "modeling_mae_ast.py").read_text()
+    features = (exported["patch"] / "feature_extraction_mae_ast.py").read_text()
+    for source in (inspect.getsource(transformer.TransformerEncoder), inspect.getsource(fbank.fbank)):
+        assert source in modeling
+    assert inspect.getsource(fbank.fbank) in features
+    for text in (modeling, features):
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.Import, ast.ImportFrom)) and not getattr(node, "level", 0):
+                top = (node.module if isinstance(node, ast.ImportFrom) else node.names[0].name).split(".")[0]
+                assert top in remote_code.ALLOWED_IMPORTS, top
+
+
+def test_a_definition_reaching_fairseq_fails_the_export(monkeypatch):
+    """Without the stubs, MAE_AST.forward_mask reaches masking's lazy fairseq import: the
+    export refuses, naming where, instead of writing a folder that fails to load."""
+    monkeypatch.setattr(remote_code, "OMIT", set())
+    with pytest.raises(remote_code.ExportError, match="fairseq"):
+        remote_code.generate("modeling_mae_ast.py")
