@@ -181,24 +181,26 @@ def hop_in_frames(hop_ms: float | None, stride_frames: int, frame_ms: float) -> 
 
 
 def load_encoder(path: str, device: str | torch.device | None = None) -> tuple[MAE_AST, int]:
-    """The encoder of a pretraining or fine-tuned checkpoint, and the frames it was trained on."""
-    from .classifier import load_classifier
+    """The encoder of a pretraining or fine-tuned checkpoint (file or exported folder), and
+    the frames it was trained on (a classifier's target_length, else the pretraining crop)."""
+    from .checkpoints import CLASSIFIER, checkpoint_kind, read_checkpoint
+    from .classifier import classifier_from_state, load_classifier
     from .hf.folder import is_classifier, is_exported, read_config
-    from .inference import CheckpointError, load
+    from .inference import build_from_state, load, ready
 
-    if is_exported(path) and is_classifier(read_config(path)):  # trained on target_length frames
-        clf = load_classifier(path, device=device)
-        return clf.model.backbone, clf.target_length
-    try:
-        model = load(path, device=device)
-        max_samples = getattr(model.task_cfg, "max_sample_size", None) or DEFAULT_MAX_SAMPLES
-        return model, model.feature_spec.frames(int(max_samples))
-    except CheckpointError as err:
-        try:
+    if is_exported(path):
+        if is_classifier(read_config(path)):
             clf = load_classifier(path, device=device)
-        except CheckpointError:
-            raise err from None
-        return clf.model.backbone, clf.target_length
+            return clf.model.backbone, clf.target_length
+        model = load(path, device=device)
+    else:
+        state = read_checkpoint(path)
+        if checkpoint_kind(state) == CLASSIFIER:
+            clf = classifier_from_state(state)
+            return ready(clf.model.backbone, device), clf.target_length
+        model = ready(build_from_state(state), device)
+    max_samples = getattr(model.task_cfg, "max_sample_size", None) or DEFAULT_MAX_SAMPLES
+    return model, model.feature_spec.frames(int(max_samples))
 
 
 def load_model(model_file_path: str = "", **options: Any) -> HearModel:

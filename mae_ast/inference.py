@@ -37,6 +37,11 @@ def load(path: str, device: str | torch.device | None = None, weights_only: bool
     from .hf.folder import is_exported, load_encoder
 
     model = load_encoder(path) if is_exported(path) else build_from_state(read_checkpoint(path, weights_only))
+    return ready(model, device)
+
+
+def ready(model: MAE_AST, device: str | torch.device | None = None) -> MAE_AST:
+    """Eval mode, layerdrop off, on ``device`` (default: CUDA when available)."""
     model.encoder.layerdrop = 0.0
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return model.to(device).eval()

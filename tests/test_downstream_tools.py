@@ -23,7 +23,8 @@ from conftest import ROOT, tiny_model
 from mae_ast.classifier import load_classifier, probabilities, window_starts
 from mae_ast.data.audio_io import read_audio
 from mae_ast.data.features import FeatureSpec
-from mae_ast.models.mae_ast_classifier import MAE_AST_Classifier, build_backbone
+from mae_ast.models.builders import build_backbone
+from mae_ast.models.mae_ast_classifier import MAE_AST_Classifier
 from mae_ast.tools import evaluate, extract, predict, show
 from test_input_contract import save_checkpoint
 

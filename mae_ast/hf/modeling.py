@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from transformers import PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput, SequenceClassifierOutput
 
-from ..models.mae_ast_classifier import MAE_AST_Classifier, build_backbone
+from ..models.builders import build_backbone
+from ..models.mae_ast_classifier import MAE_AST_Classifier
 from .configuration import MAEASTConfig
 
 

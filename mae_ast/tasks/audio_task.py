@@ -15,9 +15,6 @@ from fairseq.tasks import FairseqTask
 
 from .run_checks import launch_path
 
-logger = logging.getLogger(__name__)
-
-
 class MAE_AST_Audio_Task(FairseqTask):
     def __init__(self, cfg, from_checkpoint: bool = False) -> None:
         super().__init__(cfg)
@@ -30,6 +27,11 @@ class MAE_AST_Audio_Task(FairseqTask):
         if getattr(cfg, "fbank_cache", None):
             cfg.fbank_cache = launch_path(cfg.fbank_cache)
         return cls(cfg, from_checkpoint=kwargs.get("from_checkpoint", False))
+
+    @property
+    def logger(self) -> logging.Logger:
+        """The concrete task's module logger (``mae_ast.tasks.mae_ast_pretraining``...)."""
+        return logging.getLogger(type(self).__module__)
 
     @property
     def source_dictionary(self):
@@ -75,7 +77,7 @@ class MAE_AST_Audio_Task(FairseqTask):
         ids = sample["id"].tolist()
         dataset = self.datasets.get("train")
         files = [dataset.paths[i] for i in ids] if dataset is not None else "(no 'train' split loaded)"
-        logger.error(f"non-finite loss at update {update_num}: sample ids {ids}, files {files}")
+        self.logger.error(f"non-finite loss at update {update_num}: sample ids {ids}, files {files}")
 
     def begin_valid_epoch(self, epoch: int, model) -> None:
         """Check that data-parallel replicas hold the same weights: every rank sums its
@@ -87,6 +89,6 @@ class MAE_AST_Audio_Task(FairseqTask):
         sums = [torch.zeros((), dtype=torch.float64, device=checksum.device) for _ in range(world)]
         torch.distributed.all_gather(sums, checksum)
         spread = float(max(sums) - min(sums))
-        log = logger.info if spread == 0.0 else logger.warning
+        log = self.logger.info if spread == 0.0 else self.logger.warning
         log(f"replica check before validation (epoch {epoch}): parameter checksum spread "
             f"across {world} ranks = {spread:.3g}")

@@ -22,10 +22,11 @@ import os
 import sys
 from pathlib import Path
 
-from ..classifier import load_classifier
+from ..checkpoints import CLASSIFIER, CheckpointError, checkpoint_kind, read_checkpoint
+from ..classifier import classifier_from_state
 from ..hf import remote_code
 from ..hf.folder import CLASSIFIER_PREFIX, CONFIG, ENCODER_PREFIX, WEIGHTS
-from ..inference import CheckpointError, load
+from ..inference import build_from_state
 from ..models.builders import ENCODER_FIELDS, features_of, strip_pretraining
 
 AUTO_MAP = {
@@ -49,14 +50,11 @@ def export(checkpoint: str, out_dir: str) -> dict:
 
     from .. import __version__
 
-    try:
-        model = load(checkpoint, device="cpu")
-        clf = None
-    except CheckpointError as err:
-        try:
-            clf = load_classifier(checkpoint, device="cpu")
-        except CheckpointError:
-            raise err from None
+    state = read_checkpoint(checkpoint)  # CheckpointError names a bad file
+    if checkpoint_kind(state) == CLASSIFIER:
+        model, clf = None, classifier_from_state(state)
+    else:
+        model, clf = build_from_state(state).eval(), None
     if clf is None:
         encoder, spec, grid = _encoder_fields(model.cfg), model.feature_spec, model.grid
         weights = {ENCODER_PREFIX + k: v for k, v in strip_pretraining(model).state_dict().items()}
