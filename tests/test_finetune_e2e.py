@@ -133,7 +133,7 @@ def evaluate(checkpoint: Path, out: Path, split: str = "test", data: Path = KEYW
 
 
 def pooled_features(probe_checkpoint: Path, pretrained: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """The probe classifier's own pooled input (``forward_features``, eval clips: start
+    """The probe classifier's own pooled input (``forward_head(..., pre_logits=True)``, eval clips: start
     crop / padding to 128 frames, no augmentation) and the labels; checked equal to the
     mean over valid tokens of ``mae_ast.load(pretrained).extract_layers`` (the probe's
     encoder is the pretrained one, frozen)."""
@@ -142,7 +142,7 @@ def pooled_features(probe_checkpoint: Path, pretrained: Path, split: str) -> tup
     batch = dataset.collater([dataset[i] for i in range(len(dataset))])
     source, pad = batch["net_input"]["source"], batch["net_input"]["padding_mask"]
     with torch.no_grad():
-        ours = clf.model.forward_features(source, pad)
+        ours = clf.model.forward_head(clf.model.forward_features(source, pad), pre_logits=True)
         out = mae_ast.load(str(pretrained), device="cpu").extract_layers(source, pad)
     states = out["last_hidden_state"]
     valid = torch.ones_like(states[..., :1]) if out["padding_mask"] is None else (~out["padding_mask"])[..., None]

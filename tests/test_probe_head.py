@@ -5,7 +5,7 @@ clips (0.81 vs 0.052 measured on a 4-layer 256-d model). A per-clip LayerNorm le
 constant vector in place, and Adam on the linear layer after it crawls; standardising each
 feature over the clips (MAE's probe: BatchNorm1d without affine parameters) is what
 scikit-learn's StandardScaler + LogisticRegression does. Synthetic features with exactly
-that shape, and the classifier's own head (``forward_head``), show both.
+that shape, and the classifier's own head (``classify``), show both.
 """
 
 import pytest
@@ -50,13 +50,13 @@ def probe_accuracy(head_norm: str, data, lr: float = 0.01, updates: int = 300) -
     model.train()
     for _ in range(updates):
         idx = torch.randint(0, TRAIN, (16,), generator=g)
-        loss = torch.nn.functional.cross_entropy(model.forward_head(xtr[idx]), ytr[idx])
+        loss = torch.nn.functional.cross_entropy(model.classify(xtr[idx]), ytr[idx])
         opt.zero_grad()
         loss.backward()
         opt.step()
     model.eval()
     with torch.no_grad():
-        return (model.forward_head(xte).argmax(-1) == yte).float().mean().item()
+        return (model.classify(xte).argmax(-1) == yte).float().mean().item()
 
 
 def sklearn_accuracy(data) -> float:
@@ -77,11 +77,11 @@ def test_probe_batchnorm_trains_in_train_mode_only_and_takes_one_clip_batches():
     assert not model.backbone.training and model.fc_norm.training  # frozen encoder, probe statistics move
     assert isinstance(model.fc_norm, FeatureNorm) and not list(model.fc_norm.parameters())
     x = torch.randn(8, DIM) * 0.05 + 3.0
-    model.forward_head(x)
+    model.classify(x)
     assert model.fc_norm.running_mean.mean() > 0.2  # moved towards 3 (momentum 0.1)
     before = model.fc_norm.running_mean.clone()
-    assert model.forward_head(x[:1]).shape == (1, CLASSES)  # no "more than 1 value per channel" error
+    assert model.classify(x[:1]).shape == (1, CLASSES)  # no "more than 1 value per channel" error
     assert torch.equal(before, model.fc_norm.running_mean)
     model.eval()
-    out = model.forward_head(x)
+    out = model.classify(x)
     assert torch.equal(before, model.fc_norm.running_mean) and out.shape == (8, CLASSES)

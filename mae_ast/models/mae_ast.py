@@ -10,6 +10,7 @@ checkpoints and the s3prl upstream load ours and we load theirs, strictly.
 import logging
 import math
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -212,11 +213,14 @@ class MAE_AST(BaseFairseqModel):
         """AST-style normalisation of ``(B, frames, columns)``: mean 0, std 0.5."""
         return self.batch_norm(source.unsqueeze(1)).squeeze(1) * 0.5
 
-    def patchify(self, source: torch.Tensor) -> torch.Tensor:
-        """``(B, frames, columns)`` -> ``(B, tokens, kt*kc)``, normalised; tokens ordered
-        time-block major, channel-block minor (``nn.Unfold``'s order)."""
+    def patchify(self, source: torch.Tensor, augment: Callable[[torch.Tensor], torch.Tensor] | None = None
+                 ) -> torch.Tensor:
+        """``(B, frames, columns)`` -> ``(B, tokens, kt*kc)``, normalised (then ``augment``ed,
+        e.g. fine-tuning's SpecAugment); tokens ordered time-block major, channel-block
+        minor (``nn.Unfold``'s order)."""
         self.check_input(source)
-        return self.grid.patchify(self.normalize(source))
+        x = self.normalize(source)
+        return self.grid.patchify(x if augment is None else augment(x))
 
     def forward_padding_mask(self, padding_mask: torch.Tensor, num_tokens: int,
                              whole_tokens: bool = False) -> torch.Tensor:
@@ -320,14 +324,17 @@ class MAE_AST(BaseFairseqModel):
 
     def forward_features(
         self, source: torch.Tensor, padding_mask: torch.Tensor | None = None,
-        output_layer: int | None = None,
+        output_layer: int | None = None, augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> dict[str, Any]:
         """Encoder over every token, no masking: ``x`` (B, tokens, dim), ``hidden_states``
-        (output of each layer run), ``padding_mask`` (B, tokens; True = padding).
+        (output of each layer run), ``padding_mask`` (B, tokens; True = padding). The one
+        embedding path of every downstream use (s3prl, extraction, HEAR, fine-tuning, whose
+        training-time augmentation comes in as ``augment`` on the normalised features).
 
-        Unlike ``forward`` (the original's rule), a token is valid only when every frame
-        it reads is, so a clip padded in a batch gives exactly the tokens it gives alone."""
-        patches = self.patchify(source)
+        Unlike ``forward`` and ``extract_features`` (the original's rule, kept so features
+        equal the original code's), a token is valid only when every frame it reads is, so
+        a clip padded in a batch gives exactly the tokens it gives alone."""
+        patches = self.patchify(source, augment)
         token_pad = None
         if padding_mask is not None:  # as in forward: no host check of its contents
             token_pad = self.forward_padding_mask(padding_mask, patches.shape[1], whole_tokens=True)

@@ -1,7 +1,8 @@
 """``mae_ast_classifier``: a MAE-AST encoder with a pooled linear head, for fine-tuning.
 
-timm's split: ``forward_features`` (normalise, augment in training, patchify, encoder over
-every token, mean over the valid tokens) -> ``forward_head`` (``fc_norm``, dropout, Linear).
+timm's split: ``forward_features`` (the encoder's own embedding path, augmentation in
+training: tokens) -> ``forward_head`` (mean over the valid tokens, then ``fc_norm``,
+dropout, Linear; ``pre_logits=True`` stops at the pooled vector).
 
 ``fc_norm`` is ``model.head_norm``: ``batchnorm`` standardises each pooled feature over
 the clips (a BatchNorm without affine parameters: MAE's linear-probe protocol),
@@ -190,29 +191,28 @@ class MAE_AST_Classifier(BaseFairseqModel):
             x = torch.stack([torch.cat([time_roll(c[:n], MAX_ROLL), c[n:]]) for c, n in zip(x, valid)])
         return x
 
-    def forward_features(self, source: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """``(B, frames, columns)`` features -> ``(B, dim)`` pooled encoder output.
+    def forward_features(self, source: torch.Tensor, padding_mask: torch.Tensor | None = None) -> dict:
+        """``(B, frames, columns)`` features -> the encoder's tokens (``x``, ``padding_mask``:
+        ``MAE_AST.forward_features``), with training-time augmentation on the normalised
+        features."""
+        augment = (lambda x: self.augment_features(x, padding_mask)) if self.training else None
+        return self.backbone.forward_features(source, padding_mask, augment=augment)
 
-        MAE_AST.forward_features' path with augmentation inserted between normalisation
-        and patchify; padded tokens are masked in attention and left out of the mean."""
-        bb = self.backbone
-        bb.check_input(source)
-        x = bb.normalize(source)
-        if self.training:
-            x = self.augment_features(x, padding_mask)
-        patches = bb.grid.patchify(x)
-        token_pad = None
-        if padding_mask is not None and bool(padding_mask.any()):
-            token_pad = bb.forward_padding_mask(padding_mask, patches.shape[1], whole_tokens=True)
-        x = bb.add_positions(bb.post_extract_proj(patches), token_pad, "enc")
-        x, _, _ = bb.forward_encoder(x, None, token_pad)
-        if token_pad is None:
-            return x.mean(dim=1)
-        valid = (~token_pad).unsqueeze(-1).to(x.dtype)
+    @staticmethod
+    def pool(features: dict) -> torch.Tensor:
+        """Mean over each clip's valid tokens: ``(B, dim)``."""
+        x, pad = features["x"], features["padding_mask"]
+        valid = (~pad).unsqueeze(-1).to(x.dtype)
         return (x * valid).sum(dim=1) / valid.sum(dim=1).clamp(min=1.0)
 
-    def forward_head(self, pooled: torch.Tensor) -> torch.Tensor:
+    def classify(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Pooled ``(B, dim)`` -> logits: ``fc_norm``, dropout, Linear."""
         return self.head(self.head_drop(self.fc_norm(pooled)))
+
+    def forward_head(self, features: dict, pre_logits: bool = False) -> torch.Tensor:
+        """timm's split: tokens -> pooled (``pre_logits``) -> logits ``(B, num_classes)``."""
+        pooled = self.pool(features)
+        return pooled if pre_logits else self.classify(pooled)
 
     def forward(self, source: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Logits ``(B, num_classes)``."""
