@@ -311,6 +311,8 @@ class MAE_AST(BaseFairseqModel):
 
         index = plan.masked.unsqueeze(-1)
         y_masked = torch.gather(y, 1, index.expand(-1, -1, y.shape[-1]))
+        # HuBERT's key names, though these are tensors (B, masked, kt*kc), not lists: the
+        # original returned them under these names and downstream code reads them so.
         return {
             "logit_m_list_recon": self.final_proj_reconstruction(y_masked),
             "logit_m_list_class": self.final_proj_classification(y_masked),

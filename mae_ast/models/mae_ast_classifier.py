@@ -65,6 +65,7 @@ class MAE_AST_Classifier_Config(FairseqDataclass):
     multi_label: Optional[bool] = field(default=None, metadata={"help": "filled at build time from task.multi_label"})
     target_length: Optional[int] = field(
         default=None, metadata={"help": "filled at build time from task.target_length (frames per clip)"})
+    # One choice: kept because every fine-tuned checkpoint's config carries the key.
     pooling: POOLING_CHOICES = field(default="mean", metadata={"help": "token pooling: mean over valid tokens"})
     head_norm: Optional[HEAD_NORM_CHOICES] = field(
         default=None, metadata={"help": "normalisation of the pooled features before the linear head: "
