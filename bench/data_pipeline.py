@@ -39,12 +39,11 @@ import numpy as np
 import soundfile as sf
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from paired import describe, paired_ratio, quartiles  # noqa: E402
-from results_io import save_results  # noqa: E402
-from mae_ast.data import MAE_AST_Dataset  # noqa: E402
-from mae_ast.data.fbank_cache import write_cache  # noqa: E402
-from mae_ast.data.mae_ast_dataset import features_from_waveforms  # noqa: E402
+from paired import describe, paired_ratio, quartiles
+from results_io import save_results
+from mae_ast.data import MAE_AST_Dataset
+from mae_ast.data.fbank_cache import write_cache
+from mae_ast.data.mae_ast_dataset import features_from_waveforms
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 REF_DIR = os.path.join(ROOT, ".cache", "torchaudio_ref")

@@ -29,21 +29,19 @@ import argparse
 import os
 import platform
 import statistics
-import sys
 import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from pretrain_step import (  # noqa: E402
-    AMP, build, device_name, free, layer_flops, make_adam, measure_matmul_rate, peak_dtype, run_case,
-    seed_batch_size, time_steps,
-)
-from results_io import save_results  # noqa: E402
-from mae_ast.models.builders import ENCODER_FIELDS, strip_pretraining  # noqa: E402
-from mae_ast.models.mae_ast_classifier import MAE_AST_Classifier, MAE_AST_Classifier_Config  # noqa: E402
+from pretrain_step import run_case
+from results_io import save_results
+from step_models import build, layer_flops, seed_batch_size
+from step_timing import AMP, device_name, free, make_adam, measure_matmul_rate, peak_dtype, time_steps
+
+from mae_ast.models.builders import ENCODER_FIELDS, strip_pretraining
+from mae_ast.models.mae_ast_classifier import MAE_AST_Classifier, MAE_AST_Classifier_Config
 
 # SSAST fine-tuning recipes: src/finetune/{audioset/run_as.sh, esc50/run_esc_patch.sh,
 # speechcommands_v2_35/run_sc.sh}

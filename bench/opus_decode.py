@@ -13,18 +13,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from data_pipeline import make_set  # noqa: E402
-from paired import describe, paired_ratio, quartiles  # noqa: E402
-from mae_ast.data.audio_io import _read_pyav, mix_to_mono  # noqa: E402
+from data_pipeline import make_set
+from paired import describe, paired_ratio, quartiles
+from mae_ast.data.audio_io import _read_pyav, mix_to_mono
 
 
 def original(path: str) -> torch.Tensor:

@@ -12,13 +12,11 @@ loss is finite. Exit code 1 on failure.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from pretrain_step import FRAMES_10S, build, loss_of  # noqa: E402
+from step_models import FRAMES_10S, build, loss_of
 
 TOLERANCE = 1e-2
 

@@ -51,225 +51,28 @@ attention kernel our attention uses. Prints tables and writes JSON.
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import platform
 import random
 import statistics
-import sys
 import time
-from collections.abc import Callable
 
 import torch
+from paired import describe, paired_ratio, quartiles
+from results_io import save_results
+from step_models import FRAMES_10S, build, build_original, seed_batch_size, ssast_forward, step_flops
+from step_timing import (
+    AMP, autocast_step, device_name, free, half_model_step, measure_matmul_rate, peak_dtype, sync, time_start,
+    time_steps, time_stop,
+)
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from paired import describe, paired_ratio, quartiles  # noqa: E402
-from results_io import save_results  # noqa: E402
-from mae_ast.criterions.mae_ast_criterion import pretraining_loss  # noqa: E402
-from mae_ast.models.builders import original_model, task_namespace  # noqa: E402
-from mae_ast.models.mae_ast import MAE_AST, MAE_AST_Config  # noqa: E402
+from mae_ast.models.mae_ast import MAE_AST
 
-SEED_MAX_TOKENS = 8388608
-CLIP_SECONDS = 10.0
-FRAMES_10S = 998  # Kaldi fbank frames of 160000 samples (25 ms window, 10 ms shift)
-CLIP_NORM = 10.0  # config/pretrain/mae_ast.yaml optimization.clip_norm
-FP16_LOSS_SCALE = 128.0  # fairseq's common.fp16_init_scale
 VARIANTS = ("original", "mae-ast", "ssast-style")
 # Not in the default list (compiling costs minutes): ours with forward + mask + heads
 # compiled as ONE graph (torch.compile(fullgraph=True); tests/test_compile.py proves it
 # captures without a break).
 EXTRA_VARIANTS = ("mae-ast-graph",)
-AMP = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-MODELS = {
-    "patch": dict(kt=16, kc=16, mask_type="chunk_mask"),
-    "frame": dict(kt=2, kc=128, mask_type="random_mask"),
-}
-TINY = dict(encoder_layers=2, encoder_embed_dim=256, decoder_embed_dim=256, encoder_ffn_embed_dim=1024,
-            encoder_attention_heads=4, decoder_layers=1)
-
-
-def seed_batch_size(manifest_samples: int, max_sample_size: int = 250000) -> int:
-    """Clips per batch for 10 s clips: fairseq counts min(manifest length,
-    max_sample_size) samples per clip and rounds the batch down to a multiple of 8."""
-    size = min(manifest_samples, max_sample_size)
-    try:
-        import numpy as np
-        from fairseq.data import data_utils
-
-        batches = data_utils.batch_by_size(np.arange(200), lambda i: size, max_tokens=SEED_MAX_TOKENS,
-                                           required_batch_size_multiple=8)
-        return len(batches[0])
-    except ImportError:
-        return (SEED_MAX_TOKENS // size) // 8 * 8
-
-
-def build(kind: str, tiny: bool = False, compile_blocks: bool = False) -> MAE_AST:
-    spec = MODELS[kind]
-    cfg = MAE_AST_Config(
-        ast_kernel_size_time=spec["kt"], ast_kernel_size_chan=spec["kc"], ast_kernel_stride_time=spec["kt"],
-        ast_kernel_stride_chan=spec["kc"], enc_sine_pos=True, dec_sine_pos=True, dropout_input=0.1,
-        encoder_layerdrop=0.05, random_mask_prob=0.75, compile_blocks=compile_blocks, **(TINY if tiny else {}),
-    )
-    return MAE_AST(cfg, task_namespace(mask_type=spec["mask_type"]))
-
-
-def build_original(model: MAE_AST) -> torch.nn.Module:
-    return original_model(model).train()
-
-
-def ssast_forward(model: MAE_AST, source: torch.Tensor) -> dict:
-    """The same encoder over all tokens, masked ones replaced by the mask embedding."""
-    patches = model.patchify(source)
-    B, T, _ = patches.shape
-    x = model.add_positions(model.post_extract_proj(patches), None, "enc")
-    plan = model.forward_mask(B, T, None, x.device)
-    x = torch.where(plan.mask.unsqueeze(-1), model.encoder_mask_emb.to(x.dtype), x)
-    y, _ = model.encoder(x)
-    idx = plan.masked.unsqueeze(-1)
-    y_m = torch.gather(y, 1, idx.expand(-1, -1, y.shape[-1]))
-    return {"logit_m_list_recon": model.final_proj_reconstruction(y_m),
-            "logit_m_list_class": model.final_proj_classification(y_m),
-            "target_m_list": torch.gather(patches, 1, idx.expand(-1, -1, patches.shape[-1]))}
-
-
-def loss_of(out: dict) -> torch.Tensor:
-    """The criterion's loss (seed weights: reconstruction 10, classification 1) of a net output
-    of either model (the original's outputs have the same keys)."""
-    recon, classes, target = (out[k].float() for k in ("logit_m_list_recon", "logit_m_list_class", "target_m_list"))
-    return pretraining_loss(recon, classes, target)[0]
-
-
-def layer_flops(n_tokens: int, depth: int, dim: int, ffn: int) -> float:
-    """Forward matmul FLOPs of ``depth`` transformer blocks over ``n_tokens`` tokens."""
-    linear = n_tokens * (2 * dim * 3 * dim + 2 * dim * dim + 2 * 2 * dim * ffn)
-    attention = 2 * 2 * n_tokens * n_tokens * dim
-    return depth * (linear + attention)
-
-
-def step_flops(model: MAE_AST, B: int, ssast: bool) -> float:
-    """Matmul FLOPs of one training step (forward x 3 for forward + backward)."""
-    cfg = model.cfg
-    D, F, P = cfg.encoder_embed_dim, cfg.encoder_ffn_embed_dim, cfg.ast_kernel_size_time * cfg.ast_kernel_size_chan
-    T = (FRAMES_10S // cfg.ast_kernel_size_time) * model.chan_blocks
-    R = max(1, int(0.25 * T))
-    M = T - R
-    fwd = 2 * T * P * D  # post_extract_proj
-    fwd += layer_flops(T if ssast else R, cfg.encoder_layers, D, F)
-    if not ssast:
-        fwd += layer_flops(T, cfg.decoder_layers, D, F)
-    fwd += 2 * 2 * M * D * P  # reconstruction and classification heads
-    fwd += 2 * M * M * P  # InfoNCE scores
-    return 3.0 * B * fwd
-
-
-# ---- device helpers ------------------------------------------------------------------
-
-def peak_dtype(device: torch.device) -> torch.dtype:
-    """The MFU reference: bf16 tensor cores on a GPU; fp32 on a CPU, where bf16 matmuls
-    are emulated and far slower than fp32 (so a bf16 'peak' would mean nothing)."""
-    return torch.bfloat16 if device.type == "cuda" else torch.float32
-
-
-def measure_matmul_rate(device: torch.device) -> float:
-    """Matmul FLOP/s on this device in ``peak_dtype`` (the MFU denominator)."""
-    n = 8192 if device.type == "cuda" else 3072
-    a = torch.randn(n, n, device=device, dtype=peak_dtype(device))
-    b = torch.randn(n, n, device=device, dtype=peak_dtype(device))
-    times = []
-    for i in range(12):
-        t0 = time_start(device)
-        a @ b
-        dt = time_stop(device, t0)
-        if i >= 2:
-            times.append(dt)
-    return 2 * n**3 / statistics.median(times)
-
-
-def time_start(device):
-    if device.type == "cuda":
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        return (start, end)
-    return time.perf_counter()
-
-
-def time_stop(device, t0) -> float:
-    if device.type == "cuda":
-        start, end = t0
-        end.record()
-        end.synchronize()
-        return start.elapsed_time(end) / 1000.0
-    return time.perf_counter() - t0
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu"
-
-
-# ---- one training step per variant ----------------------------------------------------
-
-SEED_ADAM = dict(lr=1e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01)  # config/pretrain/mae_ast.yaml
-
-
-def make_adam(params, device: torch.device, fused: bool, **hyper) -> torch.optim.Optimizer:
-    """Adam (the seed's settings unless given); fused only where it is a lever (CUDA),
-    else torch's default (foreach on CUDA)."""
-    extra = {"fused": True} if fused and device.type == "cuda" else {}
-    return torch.optim.Adam(params, **{**SEED_ADAM, **hyper}, **extra)
-
-
-def autocast_step(model: torch.nn.Module, forward: Callable, dtype: str, device, fused: bool) -> Callable:
-    """fp32, or autocast with fp32 weights (GradScaler for fp16)."""
-    opt = make_adam(model.parameters(), device, fused)
-    amp = AMP[dtype]
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == "fp16")
-
-    def step(source: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            loss = loss_of(forward(source))
-        scaler.scale(loss).backward()
-        scaler.unscale_(opt)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP_NORM)
-        scaler.step(opt)
-        scaler.update()
-        opt.zero_grad(set_to_none=True)
-        return loss
-
-    return step
-
-
-def half_model_step(model: torch.nn.Module, forward: Callable, dtype: str, device, fused: bool) -> Callable:
-    """fairseq's common.fp16 / common.bf16 (trainer.py casts the model; FP16Optimizer
-    keeps fp32 master weights): half forward/backward, grads copied to the fp32 masters,
-    clipped and stepped there, weights copied back. fp16 scales the loss (bf16: none)."""
-    half = AMP[dtype]
-    model.to(half)
-    params = [p for p in model.parameters() if p.requires_grad]
-    master = [p.detach().float().clone().requires_grad_(True) for p in params]
-    opt = make_adam(master, device, fused)
-    scale = FP16_LOSS_SCALE if dtype == "fp16" else 1.0
-
-    def step(source: torch.Tensor) -> torch.Tensor:
-        loss = loss_of(forward(source.to(half)))
-        (loss * scale).backward()
-        for m, p in zip(master, params):
-            # layerdrop leaves a skipped layer's grads at None: Adam skips those too
-            m.grad = None if p.grad is None else p.grad.float().mul_(1.0 / scale)
-            p.grad = None
-        torch.nn.utils.clip_grad_norm_(master, CLIP_NORM)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        with torch.no_grad():
-            torch._foreach_copy_(params, master)
-        return loss
-
-    return step
 
 
 def make_case(kind: str, variant: str, dtype: str, args, device, B: int):
@@ -296,23 +99,6 @@ def make_case(kind: str, variant: str, dtype: str, args, device, B: int):
     maker = half_model_step if half_model else autocast_step
     precision = "fp32" if dtype == "fp32" else ("half-model" if half_model else "autocast")
     return ours, maker(model, forward, dtype, device, args.fused_adam), precision
-
-
-def time_steps(step: Callable, source: torch.Tensor, steps: int, warmup: int, device) -> tuple[list, float]:
-    times, loss = [], None
-    for i in range(warmup + steps):
-        t0 = time_start(device)
-        loss = step(source)
-        dt = time_stop(device, t0)
-        if i >= warmup:
-            times.append(dt)
-    return times, float(loss.detach())
-
-
-def free(device: torch.device) -> None:
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
 
 
 def case_row(ours: MAE_AST, kind: str, variant: str, dtype: str, precision: str, B: int, times: list,
@@ -365,8 +151,6 @@ def run_interleaved(kind: str, variants: list[str], dtype: str, B: int, args, de
     free(device)
     return rows
 
-
-# ---- attention kernel and profile ------------------------------------------------------
 
 SDPA_OPS = {  # aten op -> backend it means
     "aten::_scaled_dot_product_flash_attention": "flash",
@@ -470,8 +254,6 @@ def top_events(prof, device, steps: int, n: int = 15) -> list[dict]:
     return [{"name": e.key, "calls": e.count, "self_ms_per_step": getattr(e, key) / 1e3 / steps,
              "share": getattr(e, key) / total} for e in kernels[:n]]
 
-
-# ---- report -----------------------------------------------------------------------------
 
 def ratio(rows: list[dict], r: dict, variant: str) -> str:
     """How much faster ``r`` runs than ``variant`` (same model and dtype). Interleaved
