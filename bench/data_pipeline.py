@@ -42,6 +42,7 @@ import torch
 from paired import describe, paired_ratio, quartiles
 from results_io import save_results
 from mae_ast.data import MAE_AST_Dataset
+from mae_ast.data.audio_io import encode_audio
 from mae_ast.data.fbank_cache import write_cache
 from mae_ast.data.mae_ast_dataset import features_from_waveforms
 
@@ -58,23 +59,7 @@ def synth(seconds: float, rate: int, channels: int, seed: int) -> np.ndarray:
 
 
 def write_mkv(path: str, wav: np.ndarray, rate: int) -> None:
-    import av
-
-    with av.open(path, "w", format="matroska") as out:
-        stream = out.add_stream("libopus", rate=rate, layout="stereo")
-        fmt = stream.codec_context.format
-        for start in range(0, len(wav), 960):
-            chunk = wav[start : start + 960]
-            if fmt.name.startswith("s16"):
-                chunk = (np.clip(chunk, -1, 1) * 32767).astype(np.int16)
-            # planar formats take (channels, samples); packed ones interleaved (1, samples*channels)
-            chunk = np.ascontiguousarray(chunk.T) if fmt.is_planar else chunk.reshape(1, -1)
-            frame = av.AudioFrame.from_ndarray(chunk, format=fmt.name, layout="stereo")
-            frame.sample_rate = rate
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
+    encode_audio(path, wav, rate)  # Opus in Matroska, as AudioSet's downloads
 
 
 def make_set(folder: str, kind: str, n: int) -> str:

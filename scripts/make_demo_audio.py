@@ -67,21 +67,9 @@ def environment(path: str, effect: list[str], dur: float, rate: int, channels: i
 
 
 def write_mkv(path: str, wav: np.ndarray, rate: int, codec: str) -> None:
-    import av
+    from mae_ast.data.audio_io import encode_audio
 
-    with av.open(path, "w", format="matroska") as out:
-        stream = out.add_stream(codec, rate=rate, layout="mono")
-        fmt = stream.codec_context.format.name  # the sample format the encoder takes
-        for start in range(0, len(wav), 960):  # encoders take bounded frames
-            chunk = wav[start : start + 960].astype(np.float32)[None]
-            if fmt.startswith("s16"):
-                chunk = (np.clip(chunk, -1, 1) * 32767).astype(np.int16)
-            frame = av.AudioFrame.from_ndarray(chunk, format=fmt, layout="mono")
-            frame.sample_rate = rate
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
+    encode_audio(path, wav, rate, codec)
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from audio_files import encoded_file, sine
 from conftest import DEMO, ROOT
 from mae_ast.data import read_audio, read_manifest, resample
 from mae_ast.data.audio_io import AudioError, SOUNDFILE_EXTENSIONS
@@ -111,19 +112,7 @@ def test_an_exception_while_resampling_names_the_file(tmp_path, monkeypatch):
 
 def _sine_mkv(path, seconds: float, rate: int = 48000) -> int:
     """Opus in Matroska, as AudioSet's downloads; returns the samples written."""
-    import av
-
-    wav = (0.3 * 32767 * np.sin(2 * np.pi * 440 * np.arange(int(seconds * rate)) / rate)).astype(np.int16)
-    with av.open(str(path), "w", format="matroska") as out:
-        stream = out.add_stream("libopus", rate=rate, layout="mono")
-        for start in range(0, len(wav), 960):
-            frame = av.AudioFrame.from_ndarray(wav[None, start : start + 960], format="s16", layout="mono")
-            frame.sample_rate, frame.pts = rate, start
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return len(wav)
+    return encoded_file(path, sine(seconds, rate), rate)
 
 
 def _truncate(path, fraction: float = 0.5) -> None:

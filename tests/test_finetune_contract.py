@@ -8,10 +8,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 
+from audio_files import noise_file
 from conftest import BIN, DEMO, ROOT
 from mae_ast.data.classification_dataset import ClassificationDataset
 from mae_ast.data.labels import LabelError, read_label_descriptors, read_labels
@@ -37,9 +36,7 @@ def dataset(data: Path, split: str) -> ClassificationDataset:
 
 
 def tone(path: Path, seconds: float = 0.5, seed: int = 0) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, np.random.default_rng(seed).uniform(-0.3, 0.3, int(16000 * seconds)).astype(np.float32), 16000)
-    return path
+    return noise_file(path, int(16000 * seconds), seed=seed)
 
 
 # ---------------------------------------------------------------- labels belong to their clips

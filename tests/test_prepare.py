@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from audio_files import noise_file
 from conftest import BIN, ROOT
 from mae_ast.data.labels import (
     LabelError, LabelSet, read_label_descriptors, read_labels, write_label_descriptors,
@@ -20,10 +21,7 @@ AS_CLASSES = [("/m/09x0r", "Speech"), ("/m/0ytgt", "Child speech, kid speaking")
 
 
 def tone(path: Path, samples: int, rate: int = 16000, seed: int = 0) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    wav = np.random.default_rng(seed).uniform(-0.3, 0.3, samples).astype(np.float32)
-    sf.write(path, wav, rate)
-    return path
+    return noise_file(path, samples, rate, seed)
 
 
 def prepare(*args) -> subprocess.CompletedProcess:

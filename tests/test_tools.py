@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from audio_files import encoded_file, sine
 from conftest import BIN, DEMO, ROOT
 import mae_ast
 from mae_ast.inference import CheckpointError
@@ -127,21 +128,7 @@ def test_show_cli_writes_a_png(request, tmp_path, which):
 
 
 def _opus(path, seconds=2.0):
-    import av
-
-    rate = 48000
-    t = np.arange(int(seconds * rate)) / rate
-    wav = (0.3 * np.sin(2 * np.pi * 330 * t)).astype(np.float32)[None]
-    with av.open(str(path), "w", format="ogg") as out:
-        stream = out.add_stream("libopus", rate=rate)
-        stream.layout = "mono"
-        for start in range(0, wav.shape[1], 960):
-            frame = av.AudioFrame.from_ndarray(wav[:, start:start + 960].copy(), format="flt", layout="mono")
-            frame.sample_rate = rate
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
+    encoded_file(path, sine(seconds, 48000, freq=330.0), 48000, container="ogg")
 
 
 def test_extract_keeps_extensions_and_reads_every_audio_extension(tmp_path, frame_checkpoint):

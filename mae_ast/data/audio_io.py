@@ -206,3 +206,32 @@ def read_audio(path: str, sample_rate: int = 16000, expected_samples: int | None
     wav, rate = decode_audio(path, expected_samples)
     with _named_failure(path, f"resampling {rate} Hz to {sample_rate} Hz"):
         return resample(wav, rate, sample_rate)
+
+
+def encode_audio(path: str, wav: np.ndarray, rate: int, codec: str = "libopus", container: str = "matroska",
+                 frame_samples: int = 960) -> int:
+    """Write ``wav`` (float in [-1, 1]; ``(N,)`` mono or ``(N, channels)``) with PyAV's
+    ``codec`` in ``container`` (Opus in Matroska: AudioSet's downloads); returns the samples
+    written. Frames of ``frame_samples`` (Opus takes at most 20 ms at 48 kHz), converted to
+    the sample format and layout the encoder asks for. For test data and benchmarks."""
+    import av
+
+    wav = np.asarray(wav, dtype=np.float32)
+    wav = wav[:, None] if wav.ndim == 1 else wav
+    layout = {1: "mono", 2: "stereo"}[wav.shape[1]]
+    with av.open(path, "w", format=container) as out:
+        stream = out.add_stream(codec, rate=rate, layout=layout)
+        fmt = stream.codec_context.format
+        for start in range(0, len(wav), frame_samples):
+            chunk = wav[start : start + frame_samples]
+            if fmt.name.startswith("s16"):
+                chunk = (np.clip(chunk, -1, 1) * 32767).astype(np.int16)
+            # planar formats take (channels, samples); packed ones (1, samples * channels)
+            chunk = np.ascontiguousarray(chunk.T) if fmt.is_planar else chunk.reshape(1, -1)
+            frame = av.AudioFrame.from_ndarray(chunk, format=fmt.name, layout=layout)
+            frame.sample_rate, frame.pts = rate, start
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return len(wav)
