@@ -39,11 +39,16 @@ def tiny_model(mask_type="random_mask", kt=16, kc=16, dim=64, layers=2, st=None,
 
 
 def _load_module(name: str, path: Path, stub_torchaudio: bool):
-    if stub_torchaudio and "torchaudio" not in sys.modules:
-        sys.modules["torchaudio"] = types.ModuleType("torchaudio")  # kaldi.py only imports it
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    stubbed = stub_torchaudio and "torchaudio" not in sys.modules
+    if stubbed:  # kaldi.py only imports it; the module keeps its reference to the stub
+        sys.modules["torchaudio"] = types.ModuleType("torchaudio")
+    try:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        if stubbed:  # a spec-less stub left behind breaks later find_spec("torchaudio") (transformers)
+            del sys.modules["torchaudio"]
     return module
 
 
