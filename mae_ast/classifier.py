@@ -199,11 +199,11 @@ def classifier_from_state(state: dict) -> Classifier:
 def load_classifier(path: str, device: str | torch.device | None = None) -> Classifier:
     """A fine-tuned classifier checkpoint, loaded with ``weights_only=True`` (fairseq not
     needed), in eval mode on ``device`` (default: CUDA when available)."""
-    from .hf.folder import is_exported, load_classifier as load_exported
+    from .hf.folder import classifier_parts, is_exported
 
     # A folder written by mae-ast-export-hf reads from safetensors; a file through mae_ast.checkpoints.
     if is_exported(path):
-        clf = load_exported(path)
+        clf = Classifier(*classifier_parts(path))
     else:
         clf = classifier_from_state(read_checkpoint(path, kinds=(CLASSIFIER,)))
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")

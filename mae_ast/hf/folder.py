@@ -75,14 +75,13 @@ def load_encoder(path: str) -> MAE_AST:
     return model.eval()
 
 
-def load_classifier(path: str):
-    """A ``Classifier`` (``mae_ast.classifier``) from an exported classifier folder."""
-    from ..classifier import Classifier
-
+def classifier_parts(path: str) -> tuple[MAE_AST_Classifier, list[str], bool, int]:
+    """(model, class names, multi_label, target_length) of an exported classifier folder:
+    what ``mae_ast.classifier.Classifier`` is made of."""
     config, weights = read(path)
     if not is_classifier(config):
         raise ValueError(f"{path}: an exported encoder, not a classifier; load it with mae_ast.load")
     model = build_classifier(config)
     model.load_state_dict(strip_prefix(weights, CLASSIFIER_PREFIX, path), strict=True)
     names = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
-    return Classifier(model, names, config["multi_label"], config["target_length"])
+    return model, names, bool(config["multi_label"]), int(config["target_length"])
