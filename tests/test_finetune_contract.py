@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -178,7 +179,11 @@ def test_prepare_folders_names_folders_that_are_no_class_and_keeps_a_train_split
     assert "broken none of its 1 audio file(s) is readable: not a class" in proc.stderr
     assert read_label_descriptors(str(tmp_path / "o" / "label_descriptors.csv")).names == ["cat"]
     proc = run(BIN / "mae-ast-prepare", "folders", src, "--out", tmp_path / "p", "--valid-percent", "0",
-               "--test-percent", "0.99")
+               "--test-percent", "0.99")  # every class keeps a train clip
+    assert proc.returncode == 0 and len((tmp_path / "p" / "train.tsv").read_text().splitlines()) == 2
+    tone(tmp_path / "single" / "cat" / "0.wav")
+    proc = run(BIN / "mae-ast-prepare", "folders", tmp_path / "single", "--out", tmp_path / "q", "--valid-percent",
+               "0", "--test-percent", "0.99")
     assert proc.returncode == 1 and "no clip left for train" in proc.stderr
 
 
@@ -239,3 +244,62 @@ def test_fbank_cache_serves_fine_tuning(tmp_path, ft_data, patch_checkpoint):
     proc = finetune(tmp_path, ft_data, patch_checkpoint, "optimization.max_update=2", f"task.fbank_cache={cache}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "reading features from the cache" in (tmp_path / "hydra_train.log").read_text()
+
+
+# ---------------------------------------------------------------- found in review
+
+
+def test_data2vec_start_end_label_lines_are_read_in_manifest_order(tmp_path):
+    """data2vec's AudioSet converter writes start<TAB>end<TAB>labels: the first field is a
+    time, not a clip name, so the file is read in manifest order as data2vec reads it."""
+    labels = read_label_descriptors(str(KEYWORDS / "label_descriptors.csv"))
+    (tmp_path / "x.lbl").write_text("30.000\t40.000\tno\n30.000\t40.000\tyes\n")
+    assert read_labels(str(tmp_path / "x.lbl"), labels, ["a.flac", "b.flac"], False) == [[1], [0]]
+
+
+def test_a_mid_given_twice_is_refused(tmp_path):
+    (tmp_path / "d.csv").write_text("index,mid,display_name\n0,/m/a,A\n1,/m/a,B\n")
+    with pytest.raises(LabelError, match=r"d\.csv:3: mid '/m/a' already given on line 2"):
+        read_label_descriptors(str(tmp_path / "d.csv"))
+
+
+def test_every_class_keeps_a_train_clip():
+    from mae_ast.data.datadir import split_indices
+
+    keys = [f"c{i}" for i in range(12)]
+    groups = [0, 0] + [1] * 10  # a 2-clip class would give round(0.6) + round(0.6) = 2 to valid/test
+    parts = split_indices(keys, 0.3, 0.3, seed=0, groups=groups)
+    assert any(groups[i] == 0 for i in parts["train"]) and any(groups[i] == 1 for i in parts["train"])
+    assert split_indices(keys, 0.3, 0.3, seed=0, groups=groups) == parts  # same seed, same split
+
+
+def test_spawned_ranks_find_relative_paths_through_the_shells_pwd(tmp_path, monkeypatch):
+    """fairseq spawns one process per GPU; hydra is not initialised there and the working
+    directory is the run folder, so a relative task.data is resolved against $PWD."""
+    from mae_ast.tasks.run_checks import launch_path
+
+    (tmp_path / "data" / "esc50").mkdir(parents=True)
+    run_dir = tmp_path / "runs" / "x"
+    run_dir.mkdir(parents=True)
+    monkeypatch.setenv("PWD", str(tmp_path))
+    monkeypatch.chdir(run_dir)
+    assert launch_path("data/esc50") == str(tmp_path / "data" / "esc50")
+    assert launch_path("not/there") == "not/there"  # left for the reader to name
+
+
+def test_resume_checks_continue_once_and_the_head_norm(tmp_path):
+    import torch
+
+    from mae_ast.tasks.run_checks import RunConfigError, check_resume
+
+    old = tmp_path / "old.pt"  # a classifier checkpoint written before head_norm existed
+    torch.save({"cfg": {"model": {"encoder": {"encoder_layers": 1}, "class_names": ["a", "b"], "multi_label": False}},
+                "model": {"backbone.post_extract_proj.weight": torch.zeros(1), "head.weight": torch.zeros(1)}}, old)
+    checkpoint = SimpleNamespace(restore_file="checkpoint_last.pt", checkpoint_suffix="", save_dir=str(tmp_path / "ck"),
+                                 continue_once=str(old), finetune_from_model=None)
+    root = SimpleNamespace(checkpoint=checkpoint)
+    check_resume(root, ["a", "b"], False, "layernorm")
+    with pytest.raises(RunConfigError, match="head normalises with layernorm, but this run builds batchnorm"):
+        check_resume(root, ["a", "b"], False, "batchnorm")
+    with pytest.raises(RunConfigError, match="other classes"):
+        check_resume(root, ["b", "a"], False, "layernorm")

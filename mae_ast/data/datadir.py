@@ -95,9 +95,9 @@ def split_indices(keys: Sequence[str], valid: float, test: float, seed: int,
 
     Each group (a class; one group without ``groups``) is shuffled by a string seed (stable
     across runs and Python versions) and gives ``round(n * fraction)`` clips to valid and
-    test. A split asked for with a positive fraction gets at least one clip (taken from the
-    largest group that can spare one); a fraction of 0 writes no such split. An empty train
-    split is an error."""
+    test, at most ``n - 1`` together so that every group keeps a train clip. A split asked
+    for with a positive fraction gets at least one clip (taken from the largest group that
+    can spare one); a fraction of 0 writes no such split. An empty train split is an error."""
     if not (0 <= valid and 0 <= test and valid + test <= 1):
         raise SplitError(f"valid {valid} + test {test}: fractions must be >= 0 and sum to at most 1")
     groups = list(groups) if groups is not None else [0] * len(keys)
@@ -108,6 +108,8 @@ def split_indices(keys: Sequence[str], valid: float, test: float, seed: int,
     for group, idx in sorted(members.items()):
         random.Random(f"{seed}/{group}").shuffle(idx)
         n_valid, n_test = round(len(idx) * valid), round(len(idx) * test)
+        while len(idx) > 1 and n_valid + n_test >= len(idx):  # every class keeps a train clip
+            n_valid, n_test = (n_valid - 1, n_test) if n_valid >= n_test else (n_valid, n_test - 1)
         parts["valid"] += idx[:n_valid]
         parts["test"] += idx[n_valid : n_valid + n_test]
         parts["train"] += idx[n_valid + n_test :]

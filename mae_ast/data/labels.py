@@ -11,7 +11,8 @@ task and EAT. Beside ``{split}.tsv`` live:
     One line per manifest entry. The LAST tab-separated field holds the clip's labels
     separated by commas. When a line has more fields, its FIRST field names the clip (the
     path as written in the manifest with or without extension, its file name or stem, or
-    an AudioSet YouTube id):
+    an AudioSet YouTube id; a number there is not a name: data2vec's AudioSet converter
+    writes ``start<TAB>end<TAB>labels``):
     every line must then name a clip of the manifest, and lines in another order are
     realigned by name; a line that names no clip is an error. A single-field file is read
     in the manifest's order (it cannot be checked). Each label is accepted as an integer
@@ -167,6 +168,13 @@ def _label_set(path: str, by_index: dict[int, tuple[str, str, int]]) -> LabelSet
         bad = max(by_index)
         raise LabelError(f"{path}:{by_index[bad][2]}: index {bad} but index {absent[0]} is missing; "
                          f"indices must be 0..{count - 1}, each once")
+    first_line: dict[str, int] = {}
+    for i in range(count):
+        mid, _, lineno = by_index[i]
+        if mid and mid in first_line:
+            raise LabelError(f"{path}:{lineno}: mid {mid!r} already given on line {first_line[mid]}; "
+                             "a label given by mid must name one class")
+        first_line.setdefault(mid, lineno)
     return LabelSet([by_index[i][1] for i in range(count)], [by_index[i][0] for i in range(count)], path)
 
 
@@ -192,13 +200,26 @@ def read_labels(path: str, label_set: LabelSet, entries: int | Sequence[str], mu
         raise LabelError(f"{path}:{where}: {len(lines)} label lines but {manifest} has {count} entries; "
                          "write one label line per manifest entry")
     rows = [_parse_line(path, n, line, label_set, multi_label) for n, line in enumerate(lines, start=1)]
-    ids = [line.split("\t")[0].strip() if "\t" in line else None for line in lines]
+    ids = [clip_name(line) for line in lines]
     if isinstance(entries, int) or all(i is None for i in ids):
         return rows
     order = align(path, ids, list(entries), manifest)
     if order != list(range(count)):
         logger.info(f"{path}: lines realigned to the order of {manifest} by the clip each line names")
     return [rows[i] for i in order]
+
+
+def clip_name(line: str) -> str | None:
+    """The clip a label line names: its first field when the line has more than one, unless
+    that field is a number (data2vec's AudioSet converter writes ``start<TAB>end<TAB>labels``)."""
+    if "\t" not in line:
+        return None
+    first = line.split("\t")[0].strip()
+    try:
+        float(first)
+        return None
+    except ValueError:
+        return first
 
 
 def clip_keys(entry: str) -> dict[str, str]:
@@ -221,8 +242,8 @@ def align(path: str, ids: list[str | None], entries: list[str], manifest: str) -
     share is used; otherwise the first line that names no clip is reported."""
     missing = next((n for n, i in enumerate(ids, start=1) if not i), None)
     if missing is not None:
-        raise LabelError(f"{path}:{missing}: no clip name before the labels, though other lines name their "
-                         "clip; name every clip (its path as in the manifest) or none")
+        raise LabelError(f"{path}:{missing}: no clip name before the labels (or a number), though other lines "
+                         "name their clip; name every clip (its path as in the manifest) or none")
     seen: dict[str, int] = {}
     for n, clip in enumerate(ids, start=1):
         if clip in seen:

@@ -24,7 +24,7 @@ from ..criterions.classification_criterion import reset_scores
 from ..data.augment import apply_mixup, draw_mixup
 from ..data.classification_dataset import ClassificationDataset, label_paths
 from ..data.features import FeatureSpec
-from ..data.labels import read_label_descriptors
+from ..data.labels import LabelError, read_label_descriptors
 from .audio_task import MAE_AST_Audio_Task
 from .recipe_checks import warn_about_run
 from .run_checks import check_metric, check_resume, check_settings, launch_path, root_config, warn_nested_save_dir
@@ -110,7 +110,7 @@ class MAE_AST_Classification_Task(MAE_AST_Audio_Task):
         model = super().build_model(cfg, from_checkpoint)
         self.adopt_patch_length(model.backbone.grid.min_frames)
         if not self.building_from_checkpoint:  # a new or resumed training run, not a checkpoint reload
-            self.check_run()
+            self.check_run(model.head_norm)
         if model.needs_param_groups:
             logger.info("layer_decay/head_lr_scale: parameters carry optim_overrides lr scales "
                         "(honoured by optimizer._name=composite with dynamic_groups=true)")
@@ -123,14 +123,14 @@ class MAE_AST_Classification_Task(MAE_AST_Audio_Task):
                 cfg[key] = plain(value)
         return model
 
-    def check_run(self) -> None:
+    def check_run(self, head_norm: str) -> None:
         """Settings, metric and resume checks (``run_checks``), before any data is read."""
         check_settings(self.cfg, self.feature_spec, self.min_frames)
         root = root_config(self.cfg)
         if root is not None:
             warn_nested_save_dir(root)
             check_metric(root, self.cfg.multi_label)
-            check_resume(root, list(self.class_names), self.cfg.multi_label)
+            check_resume(root, list(self.class_names), self.cfg.multi_label, head_norm)
             warn_about_run(root)
 
     # ---- data ----------------------------------------------------------------------------
@@ -138,16 +138,20 @@ class MAE_AST_Classification_Task(MAE_AST_Audio_Task):
     def load_dataset(self, split: str, **kwargs) -> None:
         if self.feature_spec is None:  # fairseq builds the model first; other callers get this
             self.feature_spec = FeatureSpec.from_task_cfg(self.explicit_features())
-        manifest, labels, _ = label_paths(self.cfg.data, split)
+        manifest, labels, descriptors = label_paths(self.cfg.data, split)
         train = split == "train"
+        # The folder's own descriptors (their mids too), checked against the model's classes.
+        label_set = read_label_descriptors(descriptors)
+        if label_set.names != list(self.class_names):
+            raise LabelError(f"{descriptors}: classes {label_set.names[:5]}... differ from the model's "
+                             f"{list(self.class_names)[:5]}... ({label_set.num_classes} vs {len(self.class_names)}); "
+                             "a model scores only the classes (and order) it was trained on")
         dataset = ClassificationDataset(
-            manifest, labels, self.label_set or read_label_descriptors(label_paths(self.cfg.data, split)[2]),
+            manifest, labels, label_set,
             target_length=self.cfg.target_length, multi_label=self.cfg.multi_label, train=train,
             weighted_sampling=self.cfg.weighted_sampling and train, seed=self.cfg.seed,
             feature_spec=self.feature_spec, min_frames=self.min_frames,
         )
-        if dataset.num_classes != len(self.class_names):
-            raise ValueError(f"{labels}: {dataset.num_classes} classes, the model has {len(self.class_names)}")
         self.attach_cache(dataset, split)
         self.datasets[split] = dataset
 

@@ -53,10 +53,19 @@ def launch_folder() -> str | None:
 
 def launch_path(path: str | None) -> str | None:
     """``path`` resolved against the launch folder when relative (an input such as
-    ``task.data=data/esc50/fold1`` means that folder where the user typed it)."""
-    origin = launch_folder()
-    if not path or os.path.isabs(path) or origin is None:
+    ``task.data=data/esc50/fold1`` means that folder where the user typed it). Outside
+    hydra's own process (the ranks fairseq spawns for several GPUs) hydra cannot say where
+    that was; the shell's ``$PWD``, which a ``chdir`` leaves alone and children inherit,
+    can, when the path is found there."""
+    if not path or os.path.isabs(path):
         return path
+    origin = launch_folder()
+    if origin is None:
+        shell = os.environ.get("PWD")
+        moved = shell and os.path.isdir(shell) and os.path.realpath(shell) != os.path.realpath(os.getcwd())
+        if not (moved and os.path.exists(os.path.join(shell, path))):
+            return path
+        origin = shell
     return os.path.normpath(os.path.join(origin, path))
 
 
@@ -114,18 +123,19 @@ def restore_path(checkpoint_cfg: Any) -> str | None:
     suffix = str(getattr(checkpoint_cfg, "checkpoint_suffix", "") or "")
     if restore == "checkpoint_last.pt":
         path = os.path.join(str(checkpoint_cfg.save_dir), f"checkpoint_last{suffix}.pt")
-        if not os.path.exists(path):
-            finetune = getattr(checkpoint_cfg, "finetune_from_model", None)
-            path = str(finetune) if finetune else path
+        if not os.path.exists(path):  # first launch: fairseq's continue_once, then finetune_from_model
+            first = getattr(checkpoint_cfg, "continue_once", None) or getattr(
+                checkpoint_cfg, "finetune_from_model", None)
+            path = str(first) if first else path
     else:
         path = restore.replace(".pt", suffix + ".pt") if suffix else restore
     return path if os.path.exists(path) else None
 
 
-def check_resume(root: Any, class_names: list[str], multi_label: bool) -> None:
+def check_resume(root: Any, class_names: list[str], multi_label: bool, head_norm: str | None = None) -> None:
     """Refuse to resume from a checkpoint that cannot be read, or whose classifier was
-    trained on other classes: fairseq would restore its head, its best score and its
-    optimizer state onto this run's labels."""
+    trained on other classes or with another head: fairseq would restore its head, its best
+    score and its optimizer state onto this run's labels (or fail on mismatched keys)."""
     path = restore_path(root.checkpoint)
     if path is None:
         return
@@ -138,6 +148,9 @@ def check_resume(root: Any, class_names: list[str], multi_label: bool) -> None:
                              "checkpoint.save_dir") from None
     model = config_section(state, "model")
     theirs, their_multi = model.get("class_names"), model.get("multi_label")
+    if theirs is None:
+        raise RunConfigError(f"{path}: this run would resume from it, but its config names no classes; "
+                             "use a new checkpoint.save_dir")
     if list(theirs) != list(class_names) or bool(their_multi) != bool(multi_label):
         raise RunConfigError(
             f"{path}: this run would resume a classifier trained on other classes: "
@@ -145,6 +158,11 @@ def check_resume(root: Any, class_names: list[str], multi_label: bool) -> None:
             f"{'' if bool(their_multi) == bool(multi_label) else f'; multi_label {their_multi} vs {multi_label}'}. "
             "Its head, best score and optimizer state would be carried onto these labels. Use a new "
             "checkpoint.save_dir (or the data folder it was trained on)")
+    their_norm = model.get("head_norm") or "layernorm"  # checkpoints before head_norm: the LayerNorm head
+    if head_norm is not None and their_norm != head_norm:
+        raise RunConfigError(f"{path}: this run would resume a classifier whose head normalises with "
+                             f"{their_norm}, but this run builds {head_norm}: set model.head_norm={their_norm} "
+                             "to continue it, or use a new checkpoint.save_dir")
 
 
 def _difference(theirs: list[str], ours: list[str]) -> str:
