@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from .checkpoints import CLASSIFIER, PRETRAINING, CheckpointError, checkpoint_kind, read_checkpoint  # noqa: F401
+from .checkpoints import PRETRAINING, CheckpointError, checkpoint_kind, read_checkpoint  # noqa: F401  (CheckpointError: public name)
 from .models.builders import encoder_from_state, pretraining_model
 from .models.mae_ast import MAE_AST
 

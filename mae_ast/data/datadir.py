@@ -14,15 +14,12 @@ One home for what ``mae-ast-manifest`` and ``mae-ast-prepare`` share:
 
 from __future__ import annotations
 
-import logging
 import os
 import random
 from collections.abc import Iterable, Sequence
 
 from .audio_io import AUDIO_EXTENSIONS, SOUNDFILE_EXTENSIONS, AudioError
 from .labels import LabelSet, write_labels
-
-logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "valid", "test")
 # What a writer may leave in its folder for a split: removed together when the split goes.
@@ -139,13 +136,13 @@ def check_disjoint(splits: dict[str, Sequence[str]], source: str) -> None:
     """No clip (absolute path) twice in a split, none both in train and in an evaluation split,
     and valid/test either disjoint or the same clips (ESC-50's protocol: valid = test = the
     held-out fold). A leak is a ``SplitError`` naming the clip."""
+    sets: dict[str, set[str]] = {}
     for split, paths in splits.items():
-        seen = set()
+        sets[split] = seen = set()
         for p in map(os.path.abspath, paths):
             if p in seen:
                 raise SplitError(f"{source}: {p} is listed twice in {split}; list each clip once")
             seen.add(p)
-    sets = {s: set(map(os.path.abspath, paths)) for s, paths in splits.items()}
     names = sorted(sets)
     for a in names:
         for b in names:
@@ -172,11 +169,16 @@ def remove_stale(out: str, writing: Iterable[str]) -> list[str]:
     return removed
 
 
+def inside(path: str, folder: str) -> bool:
+    """Whether ``path`` lies in ``folder`` (or is it)."""
+    path, folder = os.path.abspath(path), os.path.abspath(folder)
+    return os.path.commonpath([path, folder]) == folder
+
+
 def relative_entry(path: str, root: str) -> str:
     """How a manifest writes ``path``: relative to ``root`` when inside it, else absolute."""
-    path, root = os.path.abspath(path), os.path.abspath(root)
-    inside = os.path.commonpath([path, root]) == root
-    return os.path.relpath(path, root).replace(os.sep, "/") if inside else path
+    path = os.path.abspath(path)
+    return os.path.relpath(path, root).replace(os.sep, "/") if inside(path, root) else path
 
 
 def write_split(out: str, split: str, root: str, paths: Sequence[str], sizes: Sequence[int],

@@ -238,28 +238,29 @@ def clip_keys(entry: str) -> dict[str, str]:
 
 def align(path: str, ids: list[str | None], entries: list[str], manifest: str) -> list[int]:
     """For each manifest entry, the index of the label line that names it. The first kind
-    of name (path with or without extension, file name, stem, YouTube id) that every line uses and no two entries
-    share is used; otherwise the first line that names no clip is reported."""
+    of name (path with or without extension, file name, stem, YouTube id) that every line
+    uses and no two entries share is used; otherwise the first line that names no clip is
+    reported."""
     missing = next((n for n, i in enumerate(ids, start=1) if not i), None)
     if missing is not None:
         raise LabelError(f"{path}:{missing}: no clip name before the labels (or a number), though other lines "
                          "name their clip; name every clip (its path as in the manifest) or none")
-    seen: dict[str, int] = {}
-    for n, clip in enumerate(ids, start=1):
-        if clip in seen:
-            raise LabelError(f"{path}:{n}: clip {clip!r} is already labelled on line {seen[clip]}; "
+    names = [os.path.normpath(i).replace(os.sep, "/") for i in ids]
+    line_of: dict[str, int] = {}
+    for n, (clip, name) in enumerate(zip(ids, names)):
+        if name in line_of:
+            raise LabelError(f"{path}:{n + 1}: clip {clip!r} is already labelled on line {line_of[name] + 1}; "
                              "label each clip once")
-        seen[clip] = n
+        line_of[name] = n
+    entry_keys = [clip_keys(e) for e in entries]
     best: tuple[int, str, dict[str, int]] | None = None
     for kind in ("path", "path without extension", "name", "stem", "youtube id"):
-        keys = [clip_keys(e).get(kind) for e in entries]
-        index = {k: i for i, k in enumerate(keys) if k is not None}
+        index = {k[kind]: i for i, k in enumerate(entry_keys) if kind in k}
         if len(index) != len(entries):  # some entries lack or share this kind of name
             continue
-        hits = sum(os.path.normpath(i).replace(os.sep, "/") in index for i in ids)
-        if hits == len(ids):
-            by_id = {os.path.normpath(i).replace(os.sep, "/"): n for n, i in enumerate(ids)}
-            return [by_id[k] for k in keys]
+        hits = sum(name in index for name in names)
+        if hits == len(names):
+            return [line_of[k[kind]] for k in entry_keys]
         if best is None or hits > best[0]:
             best = (hits, kind, index)
     if best is None or best[0] == 0:
@@ -267,8 +268,8 @@ def align(path: str, ids: list[str | None], entries: list[str], manifest: str) -
                          "file names and stems): the label file belongs to other clips; rewrite it "
                          "(mae-ast-prepare) or drop the clip column to label in manifest order")
     _, kind, index = best
-    bad = next(n for n, i in enumerate(ids, start=1) if os.path.normpath(i).replace(os.sep, "/") not in index)
-    raise LabelError(f"{path}:{bad}: clip {ids[bad - 1]!r} is not an entry of {manifest} (other lines name "
+    bad = next(n for n, name in enumerate(names) if name not in index)
+    raise LabelError(f"{path}:{bad + 1}: clip {ids[bad]!r} is not an entry of {manifest} (other lines name "
                      f"entries by {kind}); the label and manifest files disagree: rewrite them together")
 
 
@@ -304,11 +305,12 @@ def write_labels(path: str, rows: list[list[int]], ids: list[str] | None = None,
     label as ``label_set.token`` writes it (the index when no label set is given)."""
     if ids is not None and len(ids) != len(rows):
         raise ValueError(f"{len(rows)} label rows but {len(ids)} ids")
+    tokens = [label_set.token(i) for i in range(label_set.num_classes)] if label_set else None
     with open(path, "w", encoding="utf-8") as f:
         for n, row in enumerate(rows):
             if not row:
                 raise ValueError(f"row {n} has no label")
-            labels = ",".join(label_set.token(int(i)) if label_set else str(int(i)) for i in row)
+            labels = ",".join(tokens[int(i)] if tokens else str(int(i)) for i in row)
             f.write(f"{ids[n]}\t{labels}\n" if ids is not None else f"{labels}\n")
 
 

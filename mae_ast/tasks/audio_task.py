@@ -15,6 +15,7 @@ from fairseq.tasks import FairseqTask
 
 from .run_checks import launch_path
 
+
 class MAE_AST_Audio_Task(FairseqTask):
     def __init__(self, cfg, from_checkpoint: bool = False) -> None:
         super().__init__(cfg)

@@ -24,7 +24,7 @@ from ..criterions.classification_criterion import reset_scores
 from ..data.augment import apply_mixup, draw_mixup
 from ..data.classification_dataset import ClassificationDataset, label_paths
 from ..data.features import FeatureSpec
-from ..data.labels import LabelError, read_label_descriptors
+from ..data.labels import LabelError, LabelSet, read_label_descriptors
 from .audio_task import MAE_AST_Audio_Task
 from .recipe_checks import warn_about_run
 from .run_checks import check_metric, check_resume, check_settings, launch_path, root_config, warn_nested_save_dir
@@ -101,8 +101,6 @@ class MAE_AST_Classification_Task(MAE_AST_Audio_Task):
     def build_model(self, cfg, from_checkpoint: bool = False):
         self.building_from_checkpoint = self.building_from_checkpoint or from_checkpoint
         if cfg.get("class_names") is not None:  # a classifier checkpoint: no data folder needed
-            from ..data.labels import LabelSet
-
             self.label_set = LabelSet(list(cfg.class_names), list(cfg.class_names), "checkpoint")
         if cfg.get("pretrained_checkpoint") and not self.building_from_checkpoint:
             with open_dict(cfg):

@@ -23,7 +23,8 @@ from tqdm import tqdm
 
 from ..data.audio_io import AUDIO_EXTENSIONS, AudioError, read_audio
 from ..data.manifest import ManifestError, read_manifest
-from ..inference import CheckpointError, load
+from ..checkpoints import CheckpointError
+from ..inference import load
 from ..data.datadir import find_audio
 from ._common import check_output, device_arg, positive_int
 

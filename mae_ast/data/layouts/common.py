@@ -112,10 +112,6 @@ def split_by_class(clips: list[Clip], valid: float, test: float, seed: int) -> d
     return {split: [clips[i] for i in idx] for split, idx in parts.items()}
 
 
-def inside(path: str, folder: str) -> bool:
-    return os.path.commonpath([os.path.abspath(path), os.path.abspath(folder)]) == os.path.abspath(folder)
-
-
 def require(path: str, what: str) -> str:
     if not os.path.exists(path):
         raise LayoutError(f"{path} not found: {what}")

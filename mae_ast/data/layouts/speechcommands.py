@@ -9,8 +9,9 @@ import random
 import numpy as np
 
 from ..audio_io import AudioError, read_audio
+from ..datadir import inside
 from ..labels import class_order
-from .common import Clip, DataDir, LayoutError, PrepareOptions, find_audio, inside, require
+from .common import Clip, DataDir, LayoutError, PrepareOptions, find_audio, require
 
 KS1_WORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
 KS1_CLASSES = KS1_WORDS + ["_unknown_", "_silence_"]  # SUPERB's order
