@@ -12,7 +12,6 @@ its ``cfg.model``) and is loaded with ``weights_only=True``.
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -21,11 +20,8 @@ from .data.augment import pad_or_crop
 from .data.features import FeatureSpec, as_waveform, as_waveforms
 from .checkpoints import CLASSIFIER, CheckpointError, config_section, read_checkpoint  # noqa: F401
 from .models.builders import build_backbone
-from .models.mae_ast_classifier import HEAD_NORM_LEGACY, MAE_AST_Classifier
+from .models.mae_ast_classifier import MAE_AST_Classifier, evaluation_settings
 
-# What a checkpoint without the field means (head_norm: before the field existed, the
-# head was a LayerNorm).
-MODEL_DEFAULTS = {"head_dropout": 0.0, "freeze_encoder": False, "pooling": "mean", "head_norm": HEAD_NORM_LEGACY}
 # Windows per forward pass over a long recording: memory stays bounded whatever its length.
 WINDOW_BATCH = 32
 
@@ -188,10 +184,7 @@ def classifier_from_state(state: dict) -> Classifier:
     model_cfg = config_section(state, "model")
     encoder, names = dict(model_cfg["encoder"]), list(model_cfg["class_names"])
     backbone = build_backbone(encoder, dict(model_cfg["features"]))
-    # Lr scales are a training matter: evaluation builds the plain module.
-    settings = {**MODEL_DEFAULTS, **{k: model_cfg[k] for k in MODEL_DEFAULTS if model_cfg.get(k) is not None},
-                "layer_decay": 1.0, "head_lr_scale": 1.0}
-    model = MAE_AST_Classifier(SimpleNamespace(**settings), backbone, encoder, len(names))
+    model = MAE_AST_Classifier(evaluation_settings(model_cfg), backbone, encoder, len(names))
     model.load_state_dict(state["model"], strict=True)
     return Classifier(model, names, model_cfg["multi_label"], model_cfg["target_length"])
 

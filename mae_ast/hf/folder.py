@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-from types import SimpleNamespace
 
 import torch
 
 from ..models.mae_ast import MAE_AST
 from ..models.builders import build_backbone
-from ..models.mae_ast_classifier import MAE_AST_Classifier
+from ..models.mae_ast_classifier import MAE_AST_Classifier, evaluation_settings
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
@@ -57,8 +56,7 @@ def strip_prefix(weights: dict[str, torch.Tensor], prefix: str, path: str) -> di
 
 
 def build_classifier(config: dict) -> MAE_AST_Classifier:
-    settings = SimpleNamespace(head_dropout=config.get("head_dropout", 0.0), freeze_encoder=False, pooling="mean",
-                               layer_decay=1.0, head_lr_scale=1.0, head_norm=config.get("head_norm", "layernorm"))
+    settings = evaluation_settings({k: config.get(k) for k in ("head_dropout", "head_norm")})
     backbone = build_backbone(config["encoder"], config["features"])
     return MAE_AST_Classifier(settings, backbone, config["encoder"], len(config["id2label"]))
 

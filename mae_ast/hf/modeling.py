@@ -10,7 +10,6 @@ Input: ``input_values`` ``(B, frames, columns)`` from ``MAEASTFeatureExtractor``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -19,7 +18,7 @@ from transformers import PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput, SequenceClassifierOutput
 
 from ..models.builders import build_backbone
-from ..models.mae_ast_classifier import MAE_AST_Classifier
+from ..models.mae_ast_classifier import MAE_AST_Classifier, evaluation_settings
 from .configuration import MAEASTConfig
 
 
@@ -67,8 +66,7 @@ class MAEASTModel(MAEASTPreTrainedModel):
 class MAEASTForAudioClassification(MAEASTPreTrainedModel):
     def __init__(self, config: MAEASTConfig) -> None:
         super().__init__(config)
-        settings = SimpleNamespace(head_dropout=config.head_dropout, freeze_encoder=False, pooling="mean",
-                                   layer_decay=1.0, head_lr_scale=1.0, head_norm=config.head_norm)
+        settings = evaluation_settings({"head_dropout": config.head_dropout, "head_norm": config.head_norm})
         backbone = build_backbone(config.encoder, config.features)
         self.classifier = MAE_AST_Classifier(settings, backbone, config.encoder, config.num_labels)
         self.post_init()

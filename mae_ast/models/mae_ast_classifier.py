@@ -31,6 +31,7 @@ the data folder again.
 
 import logging
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any, Optional
 
 import torch
@@ -102,6 +103,15 @@ HEAD_NORM_PROBE = "batchnorm"
 HEAD_NORM_FINETUNE = "layernorm"
 # A checkpoint without head_norm predates the field: its head is the LayerNorm one.
 HEAD_NORM_LEGACY = "layernorm"
+# The head settings a saved classifier (checkpoint or exported folder) may leave out.
+SAVED_DEFAULTS = {"head_dropout": 0.0, "freeze_encoder": False, "pooling": "mean", "head_norm": HEAD_NORM_LEGACY}
+
+
+def evaluation_settings(saved: dict) -> SimpleNamespace:
+    """The model settings that rebuild a saved classifier for scoring: its own head settings
+    (``SAVED_DEFAULTS`` for those it lacks) and no lr scales (a training matter)."""
+    given = {k: saved[k] for k in SAVED_DEFAULTS if saved.get(k) is not None}
+    return SimpleNamespace(**{**SAVED_DEFAULTS, **given, "layer_decay": 1.0, "head_lr_scale": 1.0})
 
 DROPOUT_FIELDS = ("dropout", "attention_dropout", "activation_dropout", "encoder_layerdrop")
 
