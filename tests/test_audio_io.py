@@ -170,3 +170,79 @@ def test_directory_named_like_audio_is_not_a_missing_file(tmp_path):
 def test_missing_file_is_reported_as_not_found(tmp_path):
     with pytest.raises(AudioError, match=r"gone\.flac: file not found"):
         read_audio(str(tmp_path / "gone.flac"))
+
+
+def _fltp_reference(frames) -> np.ndarray:
+    """Decoded frames as PyAV's own resampler converts them to planar float, averaged
+    over channels in float32: the waveform before the fifo path, computed apart."""
+    import av
+
+    to_float = av.AudioResampler(format="fltp")
+    rows = [c.to_ndarray() for f in frames for c in to_float.resample(f)]
+    rows = np.concatenate(rows + [c.to_ndarray() for c in to_float.resample(None)], axis=1)
+    mono = rows[0].copy()
+    for row in rows[1:]:
+        mono += row
+    return mono / np.float32(len(rows)) if len(rows) > 1 else mono
+
+
+@pytest.mark.parametrize("codec,container,ext,rate,channels", [
+    ("libopus", "matroska", "mkv", 48000, 2),  # AudioSet's downloads: planar float
+    ("aac", "mp4", "m4a", 44100, 2),
+    ("libmp3lame", "mp3", "mp3", 44100, 2),
+    ("flac", "matroska", "mka", 16000, 1),  # packed int16
+    ("pcm_s16le", "matroska", "mkv", 16000, 2),  # packed int16, interleaved
+    ("pcm_s32le", "matroska", "mkv", 22050, 2),
+    ("alac", "mp4", "m4a", 44100, 2),  # planar int32
+    ("pcm_f64le", "matroska", "mkv", 8000, 2),
+    ("pcm_u8", "matroska", "mkv", 16000, 2),  # no direct conversion: the resampler path
+])
+def test_pyav_decode_equals_the_resampler_path(tmp_path, codec, container, ext, rate, channels):
+    import av
+
+    from mae_ast.data.audio_io import decode_audio
+
+    wav = (0.3 * np.random.default_rng(rate).standard_normal((rate, channels))).astype(np.float32)
+    path = tmp_path / f"clip.{ext}"
+    encoded_file(path, wav, rate, codec, container)
+    with av.open(str(path)) as c:
+        expected = _fltp_reference(c.decode(audio=0))
+    out, got_rate = decode_audio(str(path))
+    assert got_rate == rate
+    np.testing.assert_array_equal(out.numpy(), expected)
+
+
+def test_frames_that_change_format_or_channels_keep_their_order():
+    """A stream whose frames change sample format or channel count (the fifo alone would
+    not notice channels) is gathered run by run, in order, each run converted as PyAV's
+    resampler converts it (u8 through the resampler itself)."""
+    import av
+
+    from mae_ast.data.audio_io import _FrameRuns, mix_to_mono
+
+    rng = np.random.default_rng(0)
+
+    def frame(fmt: str, layout: str, n: int):
+        ch = 1 if layout == "mono" else 2
+        x = rng.uniform(-0.5, 0.5, (ch, n)).astype(np.float32)
+        if fmt.startswith("s16"):
+            x = (x * 32767).astype(np.int16)
+        elif fmt.startswith("u8"):
+            x = (x * 127 + 128).astype(np.uint8)
+        planar = fmt.endswith("p") or ch == 1
+        f = av.AudioFrame.from_ndarray(x if planar else np.ascontiguousarray(x.T).reshape(1, -1),
+                                       format=fmt, layout=layout)
+        f.sample_rate = 16000
+        return f
+
+    specs = [("fltp", "stereo", 300), ("fltp", "stereo", 200), ("fltp", "mono", 250), ("s16", "stereo", 100),
+             ("flt", "stereo", 120), ("u8", "stereo", 90), ("u8", "stereo", 30), ("fltp", "stereo", 60)]
+    frames = [frame(*s) for s in specs]
+    runs = [frames[0:2], frames[2:3], frames[3:4], frames[4:5], frames[5:7], frames[7:8]]
+    gather = _FrameRuns()
+    for f in frames:
+        gather.add(f)
+    chunks = gather.finish()
+    assert [c.shape[1] for c in chunks] == [500, 250, 100, 120, 90, 30, 60]
+    mixed = np.concatenate([mix_to_mono(c) for c in chunks])
+    np.testing.assert_array_equal(mixed, np.concatenate([_fltp_reference(run) for run in runs]))

