@@ -4,8 +4,9 @@
 
 Variants on the same synthetic 10 s 48 kHz stereo clips: the original's decode (PyAV
 ``to_ndarray`` per frame, ``torch`` mean), ours through a per-frame ``AudioResampler``
-(what ``audio_io`` did before), ours now (float frames converted in numpy), libopus
-decoding alone (frames not converted) and demuxing alone. Ratios are paired per round
+(``audio_io`` two versions ago), ours with each float frame converted in numpy (one
+version ago), ours now (each frame's planes copied into one numpy buffer), FFmpeg's
+Opus decoder alone (frames not converted) and demuxing alone. Ratios are paired per round
 against the original (``paired.py``: ``noise`` when the IQR holds 1).
 """
 
@@ -43,6 +44,14 @@ def with_resampler(path: str) -> np.ndarray:
     return mix_to_mono(np.concatenate(chunks, axis=1))
 
 
+def per_frame_numpy(path: str) -> np.ndarray:
+    import av
+
+    with av.open(path, metadata_errors="ignore") as container:
+        chunks = [f.to_ndarray() for f in container.decode(audio=0)]
+    return mix_to_mono(np.concatenate(chunks, axis=1))
+
+
 def decode_only(path: str) -> None:
     import av
 
@@ -66,13 +75,15 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     variants = {"original decode + mix": original, "ours, per-frame AudioResampler": with_resampler,
-                "ours, no resampler (now)": lambda p: _read_pyav(p)[0],
-                "libopus decode only": decode_only, "demux only": demux_only}
+                "ours, frames to numpy one by one": per_frame_numpy,
+                "ours, one buffer per run (now)": lambda p: _read_pyav(p)[0],
+                "Opus decode only": decode_only, "demux only": demux_only}
     with tempfile.TemporaryDirectory() as tmp:
         manifest = make_set(tmp, "mkv", args.clips)
         with open(manifest) as f:
             paths = [os.path.join(tmp, line.split("\t")[0]) for line in f.read().splitlines()[1:]]
         assert np.array_equal(with_resampler(paths[0]), _read_pyav(paths[0])[0])
+        assert np.array_equal(per_frame_numpy(paths[0]), _read_pyav(paths[0])[0])
         ms = {v: [] for v in variants}
         for r in range(args.rounds):
             spent = dict.fromkeys(variants, 0.0)
