@@ -92,6 +92,15 @@ def test_classifier_checkpoint_is_self_contained_and_decoder_free(straight, data
     torch.testing.assert_close(ours, probs, rtol=0, atol=1e-6)
     assert torch.allclose(ours.sum(-1), torch.ones(len(ours)))
 
+    # a batch without padding carries no mask (attention's unmasked path), same logits
+    full = [i for i, row in enumerate(batch["net_input"]["padding_mask"]) if not row.any()]
+    assert full, "the valid split should hold clips that fill the input"
+    unpadded = ds.collater([ds[i] for i in full])
+    assert unpadded["net_input"]["padding_mask"] is None
+    with torch.no_grad():
+        masked = model(batch["net_input"]["source"][full], torch.zeros(len(full), 272, dtype=torch.bool))
+        torch.testing.assert_close(model(**unpadded["net_input"]), masked, rtol=0, atol=1e-5)
+
     # waveforms in: the same features as the dataset (start crop / pad to target_length)
     wavs = [torch.from_numpy(__import__("soundfile").read(ds.paths[i], dtype="float32")[0]) for i in (0, 1)]
     if all(w.dim() == 1 for w in wavs):

@@ -87,7 +87,9 @@ class ClassificationDataset(MAE_AST_Dataset):
             target[i, s["labels"]] = 1.0
         return {
             "id": torch.LongTensor([s["id"] for s in samples]),
-            "net_input": {"source": source, "padding_mask": padding_mask},
+            # None when no clip is padded (checked here, on the host, not in the step), so
+            # such batches take attention's unmasked kernels, as in pretraining
+            "net_input": {"source": source, "padding_mask": padding_mask if padding_mask.any() else None},
             "target": target,
             "n_skipped": n_skipped,
         }

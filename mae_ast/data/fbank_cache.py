@@ -149,7 +149,8 @@ class FbankCache:
             raise AudioError(path, self.meta["skipped"].get(path, "left out of the cache"))
         if self._frames is None:
             self._frames = np.memmap(self.bin_path, dtype=self.dtype, mode="r").reshape(-1, self.dim)
-        return torch.from_numpy(np.asarray(self._frames[start : start + count], dtype=np.float32))
+        # a copy: the memmap is read-only, and augmentation may write into the features
+        return torch.from_numpy(np.array(self._frames[start : start + count], dtype=np.float32))
 
     def __getstate__(self) -> dict:  # never pickle a live memmap into workers
         state = dict(self.__dict__)

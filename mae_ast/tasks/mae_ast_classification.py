@@ -173,8 +173,9 @@ class MAE_AST_Classification_Task(MAE_AST_Audio_Task):
         x, pad = net["source"], net["padding_mask"]
         draw = draw_mixup(x.shape[0], self.cfg.mixup, self.cfg.mixup_alpha)
         x, y = apply_mixup(x, sample["target"], draw)
-        partner, mixed = draw.partner.to(pad.device), draw.mixed.to(pad.device)
-        pad = torch.where(mixed[:, None], pad & pad[partner], pad)
+        if pad is not None:  # None: no clip is padded, nor is any mix of two
+            partner, mixed = draw.partner.to(pad.device), draw.mixed.to(pad.device)
+            pad = torch.where(mixed[:, None], pad & pad[partner], pad)
         return {**sample, "net_input": {"source": x, "padding_mask": pad}, "target": y}
 
 
