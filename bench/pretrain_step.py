@@ -4,7 +4,7 @@ ours, the ORIGINAL code and an SSAST-style reference, in one process on one batc
     python bench/pretrain_step.py [--device cuda] [--dtypes fp32,fp16,bf16] [--steps 30]
         [--variants original,mae-ast,ssast-style] [--models patch,frame] [--clips N]
         [--precision-mode autocast|half-model] [--compile] [--fused-adam] [--profile]
-        [--interleave] [--tiny] [--tag NAME] [--out bench/results]
+        [--interleave] [--encoder-layerdrop P] [--tiny] [--tag NAME] [--out bench/results]
 
 Variants:
   original     s3prl 0.4.18's vendored copy of the original MAE-AST code
@@ -27,7 +27,9 @@ the same half-model way with ``--precision-mode half-model`` (then the ratio com
 like with like).
 
 Models: the seed's 12-layer patch (16x16, chunk_mask) and frame (2x128, random_mask)
-configs, dropout and layerdrop as in config/pretrain/mae_ast.yaml. The batch is what
+configs, dropout as in config/pretrain/mae_ast.yaml; encoder layerdrop off unless
+``--encoder-layerdrop 0.05`` (the seed's): with it each variant drops its own random
+layers, so two paired steps can differ by whole blocks of work. The batch is what
 fairseq builds from the seed's ``dataset.max_tokens=8388608`` for 10 s clips (fairseq's
 own batch_by_size). ``--tiny`` (2 layers, 256-d) only exercises the code paths on a CPU.
 
@@ -51,6 +53,7 @@ attention kernel our attention uses. Prints tables and writes JSON.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import platform
 import random
@@ -80,7 +83,8 @@ def make_case(kind: str, variant: str, dtype: str, args, device, B: int):
     from the same weights (seed 0) and see the same batch."""
     torch.manual_seed(0)
     random.seed(0)  # the original's masking draws from Python's random
-    ours = build(kind, args.tiny, compile_blocks=args.compile and variant != "original")
+    ours = build(kind, args.tiny, compile_blocks=args.compile and variant != "original",
+                 layerdrop=args.encoder_layerdrop)
     if variant == "original":
         model = build_original(ours).to(device).train()
         pad = torch.zeros(B, FRAMES_10S, dtype=torch.bool, device=device)  # it indexes this; all valid
@@ -304,6 +308,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--tiny", action="store_true", help="2-layer 256-d models: code paths only")
     p.add_argument("--interleave", action="store_true",
                    help="one step of each variant in turn (shared machines; no peak memory)")
+    p.add_argument("--encoder-layerdrop", type=float, default=0.0,
+                   help="the models' encoder_layerdrop (seed: 0.05). Off by default: with it, each "
+                        "variant drops its own random layers, so paired steps differ in work by "
+                        "whole layers (one of 14 blocks is ~7%% of a step)")
     p.add_argument("--tag", default="", help="suffix of the JSON file name")
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     args = p.parse_args()
@@ -315,6 +323,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    logging.getLogger().setLevel(logging.INFO)  # importing fairseq left it at DEBUG (compile's lock chatter)
     device = torch.device(args.device)
     B = args.clips or seed_batch_size(args.manifest_samples)
     peak = measure_matmul_rate(device)
@@ -322,7 +331,8 @@ def main() -> None:
            "cpu_threads": torch.get_num_threads(), "clips_per_batch": B, "tiny": args.tiny,
            "peak_dtype": str(peak_dtype(device)).replace("torch.", ""), "peak_matmul_tflops": peak / 1e12,
            "precision_mode": args.precision_mode, "compile": args.compile, "fused_adam": args.fused_adam,
-           "interleave": args.interleave,
+           "interleave": args.interleave, "encoder_layerdrop": args.encoder_layerdrop,
+           "load_average": os.getloadavg(),
            "date": time.strftime("%Y-%m-%d"), "sdpa": sdpa_check(args, device)}
     rows = []
     if not args.profile_only:

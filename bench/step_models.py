@@ -36,12 +36,13 @@ def seed_batch_size(manifest_samples: int, max_sample_size: int = 250000) -> int
         return (SEED_MAX_TOKENS // size) // 8 * 8
 
 
-def build(kind: str, tiny: bool = False, compile_blocks: bool = False) -> MAE_AST:
+def build(kind: str, tiny: bool = False, compile_blocks: bool = False, layerdrop: float = 0.05) -> MAE_AST:
+    """The seed's model of ``kind`` (``layerdrop``: its encoder_layerdrop, 0.05)."""
     spec = MODELS[kind]
     cfg = MAE_AST_Config(
         ast_kernel_size_time=spec["kt"], ast_kernel_size_chan=spec["kc"], ast_kernel_stride_time=spec["kt"],
         ast_kernel_stride_chan=spec["kc"], enc_sine_pos=True, dec_sine_pos=True, dropout_input=0.1,
-        encoder_layerdrop=0.05, random_mask_prob=0.75, compile_blocks=compile_blocks, **(TINY if tiny else {}),
+        encoder_layerdrop=layerdrop, random_mask_prob=0.75, compile_blocks=compile_blocks, **(TINY if tiny else {}),
     )
     return MAE_AST(cfg, task_namespace(mask_type=spec["mask_type"]))
 
