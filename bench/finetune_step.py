@@ -130,7 +130,8 @@ def run_finetune(name: str, kind: str, dtype: str, args, device) -> dict:
 def run_pretrain(kind: str, dtype: str, B: int, args, device) -> dict:
     """pretrain_step.py's mae-ast row (autocast, same levers) for comparison."""
     ns = argparse.Namespace(tiny=args.tiny, compile=args.compile, fused_adam=args.fused_adam,
-                            precision_mode="autocast", steps=args.steps, warmup=args.warmup)
+                            precision_mode="autocast", steps=args.steps, warmup=args.warmup,
+                            encoder_layerdrop=0.0)
     row = run_case(kind, "mae-ast", dtype, B, ns, device)
     return {"step": "pretrain (10 s, 75% masked)", "model": kind, "dtype": dtype, "frames": 998,
             "tokens": None, **{k: row[k] for k in ("clips", "step_s", "step_spread_s", "clips_per_s", "tflops",

@@ -172,14 +172,14 @@ def test_missing_file_is_reported_as_not_found(tmp_path):
         read_audio(str(tmp_path / "gone.flac"))
 
 
-def _fltp_reference(frames) -> np.ndarray:
-    """Decoded frames as PyAV's own resampler converts them to planar float, averaged
-    over channels in float32: the waveform before the fifo path, computed apart."""
+def _float_reference(frames) -> np.ndarray:
+    """Decoded frames as PyAV's own resampler converts them to (packed) float, averaged
+    over channels in float32: the waveform before the buffer path, computed apart."""
     import av
 
-    to_float = av.AudioResampler(format="fltp")
-    rows = [c.to_ndarray() for f in frames for c in to_float.resample(f)]
-    rows = np.concatenate(rows + [c.to_ndarray() for c in to_float.resample(None)], axis=1)
+    to_float = av.AudioResampler(format="flt")
+    out = [c for f in frames for c in to_float.resample(f)] + list(to_float.resample(None))
+    rows = np.concatenate([c.to_ndarray().reshape(-1, c.layout.nb_channels).T for c in out], axis=1)
     mono = rows[0].copy()
     for row in rows[1:]:
         mono += row
@@ -196,6 +196,8 @@ def _fltp_reference(frames) -> np.ndarray:
     ("alac", "mp4", "m4a", 44100, 2),  # planar int32
     ("pcm_f64le", "matroska", "mkv", 8000, 2),
     ("pcm_u8", "matroska", "mkv", 16000, 2),  # no direct conversion: the resampler path
+    ("aac", "mp4", "m4a", 48000, 8),  # 7.1: PyAV lists a ninth plane that does not exist
+    ("libopus", "matroska", "mkv", 48000, 6),
 ])
 def test_pyav_decode_equals_the_resampler_path(tmp_path, codec, container, ext, rate, channels):
     import av
@@ -206,7 +208,7 @@ def test_pyav_decode_equals_the_resampler_path(tmp_path, codec, container, ext, 
     path = tmp_path / f"clip.{ext}"
     encoded_file(path, wav, rate, codec, container)
     with av.open(str(path)) as c:
-        expected = _fltp_reference(c.decode(audio=0))
+        expected = _float_reference(c.decode(audio=0))
     out, got_rate = decode_audio(str(path))
     assert got_rate == rate
     np.testing.assert_array_equal(out.numpy(), expected)
@@ -245,4 +247,28 @@ def test_frames_that_change_format_or_channels_keep_their_order():
     chunks = gather.finish()
     assert [c.shape[1] for c in chunks] == [500, 250, 100, 120, 90, 30, 60]
     mixed = np.concatenate([mix_to_mono(c) for c in chunks])
-    np.testing.assert_array_equal(mixed, np.concatenate([_fltp_reference(run) for run in runs]))
+    np.testing.assert_array_equal(mixed, np.concatenate([_float_reference(run) for run in runs]))
+
+
+def test_a_frame_longer_than_the_buffer_and_empty_frames():
+    """The first buffer is sized from the stated length; a frame past twice its size
+    still fits, and a frame without samples is passed over."""
+    import av
+
+    from mae_ast.data.audio_io import _FrameRuns
+
+    def frame(n: int):
+        f = av.AudioFrame.from_ndarray(np.full((1, n), 0.25, np.float32), format="flt", layout="mono")
+        f.sample_rate = 16000
+        return f
+
+    gather = _FrameRuns(expected_samples=0)
+    for n in (1024, 48000, 0, 100):
+        if n:
+            gather.add(frame(n))
+        else:
+            empty = av.AudioFrame(format="flt", layout="mono", samples=0)
+            empty.sample_rate = 16000
+            gather.add(empty)
+    (chunk,) = gather.finish()
+    assert chunk.shape == (1, 1024 + 48000 + 100) and np.all(chunk == 0.25)

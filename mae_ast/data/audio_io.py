@@ -93,6 +93,18 @@ def _base_format(frame) -> str:
     return name[:-1] if name.endswith("p") else name
 
 
+# Longest stretch the first buffer of a PyAV read is sized for, in seconds at the stream's
+# rate; a longer stream grows it. A header claiming hours must not reserve gigabytes.
+_PREALLOCATE_MAX_S = 600
+
+
+def _packed_rows(frame) -> np.ndarray:
+    """``(channels, samples)`` view of a packed frame. Packed frames only: PyAV's
+    ``planes`` (and so ``to_ndarray``) reads past the data pointers of an 8-channel
+    planar frame and finds planes that do not exist."""
+    return frame.to_ndarray().reshape(-1, frame.layout.nb_channels).T
+
+
 class _FrameRuns:
     """Decoded frames gathered into ``(channels, samples)`` chunks, one per run of
     frames of the same kind (format, channels, rate).
@@ -100,7 +112,7 @@ class _FrameRuns:
     A run in a direct format is copied plane by plane into one growing numpy buffer:
     a numpy array per 20 ms Opus frame and their concatenation cost 6 of the 14 ms it
     takes to decode a 10 s clip (an ``av.AudioFifo`` measured no better). A run in
-    another format goes through an ``AudioResampler`` to planar float (one per run: a
+    another format goes through an ``AudioResampler`` to packed float (one per run: a
     resampler refuses a frame whose kind differs from its first).
     """
 
@@ -113,6 +125,8 @@ class _FrameRuns:
         self._to_float = None
 
     def add(self, frame) -> None:
+        if not frame.samples:
+            return
         kind = (frame.format.name, frame.layout.nb_channels, frame.sample_rate)
         if kind != self._kind:
             self._end_run()
@@ -120,31 +134,35 @@ class _FrameRuns:
         if self._buf is not None:
             self._copy(frame)
         else:
-            self.chunks.extend(c.to_ndarray() for c in self._to_float.resample(frame))
+            self.chunks.extend(_packed_rows(c) for c in self._to_float.resample(frame))
 
     def _start_run(self, frame, kind: tuple) -> None:
         self._kind = kind
         if _base_format(frame) not in _DIRECT_FORMATS:
             import av
 
-            self._to_float = av.AudioResampler(format="fltp")
+            self._to_float = av.AudioResampler(format="flt")
             return
         dtype, self._scale = _DIRECT_FORMATS[_base_format(frame)]
-        channels, capacity = kind[1], max(self._expected, frame.samples) + frame.sample_rate
+        expected = min(self._expected, _PREALLOCATE_MAX_S * frame.sample_rate)
+        channels, capacity = kind[1], max(expected, frame.samples) + frame.sample_rate
         self._planar = frame.format.is_planar
         self._buf = np.empty((channels, capacity) if self._planar else (capacity, channels), dtype)
         self._pos = 0
 
     def _copy(self, frame) -> None:
         n, pos, buf = frame.samples, self._pos, self._buf
-        if self._planar:
-            if pos + n > buf.shape[1]:
-                buf = self._buf = np.concatenate([buf, np.empty_like(buf)], axis=1)
-            for ch, plane in enumerate(frame.planes):
+        axis = 1 if self._planar else 0
+        if pos + n > buf.shape[axis]:
+            grown = list(buf.shape)
+            grown[axis] = max(2 * buf.shape[axis], pos + n)
+            self._buf = np.empty(grown, buf.dtype)
+            self._buf[(slice(None),) * axis + (slice(0, pos),)] = buf[(slice(None),) * axis + (slice(0, pos),)]
+            buf = self._buf
+        if self._planar:  # only the frame's own planes (see _packed_rows)
+            for ch, plane in enumerate(frame.planes[: buf.shape[0]]):
                 buf[ch, pos : pos + n] = np.frombuffer(plane, buf.dtype, n)
         else:  # one plane of interleaved samples
-            if pos + n > buf.shape[0]:
-                buf = self._buf = np.concatenate([buf, np.empty_like(buf)], axis=0)
             buf[pos : pos + n] = np.frombuffer(frame.planes[0], buf.dtype, n * buf.shape[1]).reshape(n, -1)
         self._pos = pos + n
 
@@ -153,7 +171,7 @@ class _FrameRuns:
             rows = self._buf[:, : self._pos] if self._planar else self._buf[: self._pos].T
             self.chunks.append(rows if self._scale == 1.0 else rows * np.float32(self._scale))
         if self._to_float is not None:
-            self.chunks.extend(c.to_ndarray() for c in self._to_float.resample(None))  # flush
+            self.chunks.extend(_packed_rows(c) for c in self._to_float.resample(None))  # flush
         self._buf = self._to_float = None
 
     def finish(self) -> list[np.ndarray]:
@@ -161,9 +179,8 @@ class _FrameRuns:
         return self.chunks
 
 
-def _expected_samples(container, stream) -> int:
-    """The stream's length in samples as the container states it (0 when it does not):
-    only sizes the first buffer."""
+def _stated_samples(container, stream) -> int:
+    """The stream's length in samples as the container states it (0 when it does not)."""
     if stream.duration and stream.time_base:
         return int(stream.duration * stream.time_base * (stream.rate or 0))
     if container.duration:
@@ -171,7 +188,9 @@ def _expected_samples(container, stream) -> int:
     return 0
 
 
-def _read_pyav(path: str) -> tuple[np.ndarray, int]:
+def _read_pyav(path: str, expected_samples: int | None = None) -> tuple[np.ndarray, int]:
+    """Mono waveform and rate. ``expected_samples`` (the manifest's, else the container's
+    stated length) only sizes the first buffer."""
     import av
 
     try:
@@ -179,7 +198,7 @@ def _read_pyav(path: str) -> tuple[np.ndarray, int]:
             if not container.streams.audio:
                 raise AudioError(path, "container has no audio stream")
             stream = container.streams.audio[0]
-            runs, rate = _FrameRuns(_expected_samples(container, stream)), None
+            runs, rate = _FrameRuns(expected_samples or _stated_samples(container, stream)), None
             for frame in container.decode(stream):
                 rate = rate or frame.sample_rate
                 runs.add(frame)
@@ -190,9 +209,9 @@ def _read_pyav(path: str) -> tuple[np.ndarray, int]:
         raise AudioError(path, f"PyAV could not decode it ({err})") from err
     if not chunks:
         raise AudioError(path, "audio stream holds no samples")
-    if len(chunks) == 1:  # the usual case: no copy for a concatenation
-        return mix_to_mono(chunks[0].astype(np.float32, copy=False)), rate
-    return mix_to_mono(np.concatenate(chunks, axis=1, dtype=np.float32)), rate
+    # each run mixed on its own: runs may differ in channel count
+    mono = [mix_to_mono(c.astype(np.float32, copy=False)) for c in chunks]
+    return (mono[0] if len(mono) == 1 else np.concatenate(mono)), rate
 
 
 # Truncation tolerance (see the module docstring): relative, and absolute in seconds.
@@ -255,7 +274,7 @@ def decode_audio(path: str, expected_samples: int | None = None) -> tuple[torch.
     _check_path(path)
     ext = os.path.splitext(path)[1].lower()
     with _named_failure(path, "decoding"):
-        wav, rate = _read_soundfile(path) if ext in SOUNDFILE_EXTENSIONS else _read_pyav(path)
+        wav, rate = _read_soundfile(path) if ext in SOUNDFILE_EXTENSIONS else _read_pyav(path, expected_samples)
         _check_samples(path, wav)
         if expected_samples is not None:
             _check_length(path, wav.size, int(expected_samples), int(rate))
@@ -294,16 +313,20 @@ def encode_audio(path: str, wav: np.ndarray, rate: int, codec: str = "libopus", 
 
     wav = np.asarray(wav, dtype=np.float32)
     wav = wav[:, None] if wav.ndim == 1 else wav
-    layout = {1: "mono", 2: "stereo"}[wav.shape[1]]
+    layout = {1: "mono", 2: "stereo", 6: "5.1", 8: "7.1"}[wav.shape[1]]
     with av.open(path, "w", format=container) as out:
         stream = out.add_stream(codec, rate=rate, layout=layout)
-        fmt = stream.codec_context.format
+        name = stream.codec_context.format.name
+        # PyAV cannot fill an 8-channel planar frame (it finds a ninth plane): give such
+        # encoders packed frames of the same samples, which PyAV converts to planar.
+        planar = name.endswith("p") and wav.shape[1] <= 2
+        name = name if planar else name.rstrip("p")
         for start in range(0, len(wav), frame_samples):
             chunk = wav[start : start + frame_samples]
-            chunk = _to_sample_format(chunk, fmt.name)
+            chunk = _to_sample_format(chunk, name)
             # planar formats take (channels, samples); packed ones (1, samples * channels)
-            chunk = np.ascontiguousarray(chunk.T) if fmt.is_planar else chunk.reshape(1, -1)
-            frame = av.AudioFrame.from_ndarray(chunk, format=fmt.name, layout=layout)
+            chunk = np.ascontiguousarray(chunk.T) if planar else chunk.reshape(1, -1)
+            frame = av.AudioFrame.from_ndarray(chunk, format=name, layout=layout)
             frame.sample_rate, frame.pts = rate, start
             for packet in stream.encode(frame):
                 out.mux(packet)
