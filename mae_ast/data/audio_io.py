@@ -2,9 +2,10 @@
 
 Like the original: ``.mkv`` (and other containers) are decoded with PyAV, all frames of
 the first audio stream, channels averaged; everything soundfile knows is read with
-soundfile. One difference, on purpose: PyAV frames are converted to planar float first,
-so packed integer streams are de-interleaved and scaled to [-1, 1] (the original would
-have averaged interleaved int16 samples as one channel).
+soundfile. One difference, on purpose: PyAV frames are converted to float per channel
+first (as libswresample converts them), so packed integer streams are de-interleaved and
+scaled to [-1, 1] (the original would have averaged interleaved int16 samples as one
+channel).
 
 Every failure raises ``AudioError`` naming the file and the reason; an exception of any
 kind while decoding or resampling becomes one, so a training run skips the file by name.
