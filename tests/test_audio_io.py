@@ -285,3 +285,13 @@ def test_a_frame_longer_than_the_buffer_and_empty_frames():
             gather.add(empty)
     (chunk,) = gather.finish()
     assert chunk.shape == (1, 1024 + 48000 + 100) and np.all(chunk == 0.25)
+
+    # planar stereo grows along its sample axis, keeping what it held
+    rows = [np.random.default_rng(n).uniform(-1, 1, (2, n)).astype(np.float32) for n in (1000, 40000, 5)]
+    gather = _FrameRuns(expected_samples=0)
+    for x in rows:
+        f = av.AudioFrame.from_ndarray(x, format="fltp", layout="stereo")
+        f.sample_rate = 16000
+        gather.add(f)
+    (chunk,) = gather.finish()
+    np.testing.assert_array_equal(chunk, np.concatenate(rows, axis=1))
