@@ -58,10 +58,6 @@ def synth(seconds: float, rate: int, channels: int, seed: int) -> np.ndarray:
     return np.stack([wav, 0.5 * wav], axis=1).astype(np.float32) if channels == 2 else wav.astype(np.float32)
 
 
-def write_mkv(path: str, wav: np.ndarray, rate: int) -> None:
-    encode_audio(path, wav, rate)  # Opus in Matroska, as AudioSet's downloads
-
-
 def make_set(folder: str, kind: str, n: int) -> str:
     """``n`` synthetic 10 s clips of format ``kind`` (a ``FORMATS`` key) and their manifest."""
     ext, rate, channels = FORMATS[kind]
@@ -73,7 +69,7 @@ def make_set(folder: str, kind: str, n: int) -> str:
         if ext == "flac":
             sf.write(os.path.join(folder, name), wav, rate)
         else:
-            write_mkv(os.path.join(folder, name), wav, rate)
+            encode_audio(os.path.join(folder, name), wav, rate)  # Opus in Matroska, as AudioSet's downloads
         rows.append(f"{name}\t{int(10 * rate)}")
     manifest = os.path.join(folder, f"{kind}.tsv")
     with open(manifest, "w") as f:

@@ -122,6 +122,8 @@ class _FrameRuns:
         self._expected = expected_samples
         self._kind: tuple | None = None
         self._buf: np.ndarray | None = None  # (channels, capacity), or (capacity, channels) when packed
+        self._planar = True
+        self._scale = 1.0
         self._pos = 0
         self._to_float = None
 
@@ -151,15 +153,19 @@ class _FrameRuns:
         self._buf = np.empty((channels, capacity) if self._planar else (capacity, channels), dtype)
         self._pos = 0
 
+    def _filled(self, buf: np.ndarray, stop: int) -> np.ndarray:
+        """The first ``stop`` samples of a run buffer, in the buffer's own layout."""
+        return buf[:, :stop] if self._planar else buf[:stop]
+
     def _copy(self, frame) -> None:
         n, pos, buf = frame.samples, self._pos, self._buf
-        axis = 1 if self._planar else 0
-        if pos + n > buf.shape[axis]:
-            grown = list(buf.shape)
-            grown[axis] = max(2 * buf.shape[axis], pos + n)
-            self._buf = np.empty(grown, buf.dtype)
-            self._buf[(slice(None),) * axis + (slice(0, pos),)] = buf[(slice(None),) * axis + (slice(0, pos),)]
-            buf = self._buf
+        capacity = buf.shape[1] if self._planar else buf.shape[0]
+        if pos + n > capacity:
+            capacity = max(2 * capacity, pos + n)
+            channels = buf.shape[0] if self._planar else buf.shape[1]
+            grown = np.empty((channels, capacity) if self._planar else (capacity, channels), buf.dtype)
+            self._filled(grown, pos)[...] = self._filled(buf, pos)
+            buf = self._buf = grown
         if self._planar:  # only the frame's own planes (see _packed_rows)
             for ch, plane in enumerate(frame.planes[: buf.shape[0]]):
                 buf[ch, pos : pos + n] = np.frombuffer(plane, buf.dtype, n)
@@ -169,7 +175,8 @@ class _FrameRuns:
 
     def _end_run(self) -> None:
         if self._buf is not None and self._pos:
-            rows = self._buf[:, : self._pos] if self._planar else self._buf[: self._pos].T
+            rows = self._filled(self._buf, self._pos)
+            rows = rows if self._planar else rows.T
             self.chunks.append(rows if self._scale == 1.0 else rows * np.float32(self._scale))
         if self._to_float is not None:
             self.chunks.extend(_packed_rows(c) for c in self._to_float.resample(None))  # flush

@@ -113,6 +113,7 @@ def evaluation_settings(saved: dict) -> SimpleNamespace:
     given = {k: saved[k] for k in SAVED_DEFAULTS if saved.get(k) is not None}
     return SimpleNamespace(**{**SAVED_DEFAULTS, **given, "layer_decay": 1.0, "head_lr_scale": 1.0})
 
+
 DROPOUT_FIELDS = ("dropout", "attention_dropout", "activation_dropout", "encoder_layerdrop")
 
 
