@@ -1,0 +1,85 @@
+"""A clip's identity: what survives renaming, symlinking and copying.
+
+Two 64-bit keys per file, the one definition every leak check and provenance record uses:
+
+* ``path_key``: a hash of the real path (symlinks resolved, absolute), so two names for one
+  file are one clip;
+* ``content_key``: a hash of the file's size and of a bounded sample of its bytes (the first,
+  middle and last ``SAMPLE_BYTES``), so a byte copy under another name is the same clip.
+
+Why a bounded sample and not every byte: at AudioSet scale (2 M clips, ~0.6 TB) hashing
+every byte costs a full read of the corpus; three 64 KiB reads per file cost ~0.4 ms each.
+A copy is identical in all of them; two different recordings of equal size that agree in
+all three samples would be needed to collide (compressed audio differs in its first frames
+already). A re-encoded copy is a different file: no byte hash can see that one.
+
+Keys are unsigned 64-bit integers (``numpy.uint64``), so a split's set of clips is a sorted
+array of 8 bytes per clip: 16 MB per key kind for 2 M clips.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+SAMPLE_BYTES = 64 * 1024
+
+
+def _digest64(data: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+
+
+def real_path(path: str) -> str:
+    """The absolute path with every symlink resolved: one name per file."""
+    return os.path.realpath(os.path.abspath(path))
+
+
+def path_key(path: str) -> int:
+    """64-bit hash of ``real_path(path)``."""
+    return _digest64(real_path(path).encode("utf-8", "surrogateescape"))
+
+
+def content_key(path: str) -> int:
+    """64-bit hash of the file's size and its first, middle and last ``SAMPLE_BYTES``
+    (the whole file when it is shorter than three samples). ``OSError`` if unreadable."""
+    size = os.path.getsize(path)
+    h = hashlib.blake2b(size.to_bytes(8, "little"), digest_size=8)
+    with open(path, "rb") as f:
+        if size <= 3 * SAMPLE_BYTES:
+            h.update(f.read())
+        else:
+            for offset in (0, (size - SAMPLE_BYTES) // 2, size - SAMPLE_BYTES):
+                f.seek(offset)
+                h.update(f.read(SAMPLE_BYTES))
+    return int.from_bytes(h.digest(), "little")
+
+
+def clip_keys(paths: Sequence[str], workers: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """``(path_keys, content_keys)`` of ``paths`` in their order, as uint64 arrays. A file
+    that cannot be read gets content key 0, which ``overlap`` never matches."""
+
+    def both(p: str) -> tuple[int, int]:
+        try:
+            return path_key(p), content_key(p)
+        except OSError:
+            return path_key(p), 0
+
+    # Threads: the work is file reads and hashlib, which releases the GIL on large buffers.
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        pairs = list(pool.map(both, paths, chunksize=256)) if len(paths) > 64 else [both(p) for p in paths]
+    keys = np.array(pairs, dtype=np.uint64).reshape(-1, 2)
+    return keys[:, 0].copy(), keys[:, 1].copy()
+
+
+def overlap(keys: np.ndarray, other_sorted: np.ndarray) -> np.ndarray:
+    """Boolean mask of ``keys`` found in the sorted array ``other_sorted`` (vectorised:
+    a 2 M x 2 M check takes well under a second)."""
+    if len(other_sorted) == 0 or len(keys) == 0:
+        return np.zeros(len(keys), dtype=bool)
+    at = np.searchsorted(other_sorted, keys)
+    at[at == len(other_sorted)] = 0
+    return (other_sorted[at] == keys) & (keys != 0)

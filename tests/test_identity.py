@@ -1,0 +1,42 @@
+"""Clip identity: one key for one file under any name, copies share a content key."""
+
+import os
+import shutil
+
+import numpy as np
+
+from mae_ast.data.identity import SAMPLE_BYTES, clip_keys, content_key, overlap, path_key
+
+
+def test_symlinks_share_a_path_key_and_copies_a_content_key(tmp_path):
+    rng = np.random.default_rng(0)
+    a = tmp_path / "a.wav"
+    a.write_bytes(rng.bytes(5 * SAMPLE_BYTES + 17))
+    os.symlink(a, tmp_path / "link.wav")
+    shutil.copy(a, tmp_path / "copy.wav")
+    b = tmp_path / "b.wav"
+    data = bytearray(a.read_bytes())
+    data[-1] ^= 1  # one byte differs, inside the last sample
+    b.write_bytes(bytes(data))
+    assert path_key(str(tmp_path / "link.wav")) == path_key(str(a))
+    assert path_key(str(tmp_path / "copy.wav")) != path_key(str(a))
+    assert content_key(str(tmp_path / "copy.wav")) == content_key(str(a))
+    assert content_key(str(b)) != content_key(str(a))
+    small = tmp_path / "s.wav"
+    small.write_bytes(b"x" * 10)
+    assert content_key(str(small)) != content_key(str(a))
+
+
+def test_clip_keys_and_overlap(tmp_path):
+    paths = []
+    for i in range(100):
+        p = tmp_path / f"{i}.bin"
+        p.write_bytes(bytes([i]) * (i + 1))
+        paths.append(str(p))
+    pk, ck = clip_keys(paths + [str(tmp_path / "missing.bin")], workers=4)
+    assert pk.dtype == np.uint64 and len(pk) == 101 and ck[-1] == 0
+    assert list(ck[:100]) == [content_key(p) for p in paths]
+    other = np.sort(ck[10:20])
+    hit = overlap(ck, other)
+    assert hit.sum() == 10 and hit[10:20].all()
+    assert not overlap(np.zeros(3, np.uint64), np.zeros(1, np.uint64)).any()  # unreadable never matches
