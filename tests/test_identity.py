@@ -40,3 +40,28 @@ def test_clip_keys_and_overlap(tmp_path):
     hit = overlap(ck, other)
     assert hit.sum() == 10 and hit[10:20].all()
     assert not overlap(np.zeros(3, np.uint64), np.zeros(1, np.uint64)).any()  # unreadable never matches
+
+
+def test_sidecar_is_used_only_while_current(tmp_path):
+    from mae_ast.data.identity import manifest_keys, sidecar_path, write_sidecar
+
+    paths = []
+    for i in range(5):
+        p = tmp_path / f"{i}.bin"
+        p.write_bytes(bytes([i]) * 100)
+        paths.append(str(p))
+    tsv = tmp_path / "train.tsv"
+    tsv.write_text(str(tmp_path) + "\n" + "".join(f"{i}.bin\t100\n" for i in range(5)))
+    side = write_sidecar(str(tsv), paths)
+    assert side == sidecar_path(str(tsv)) == str(tmp_path / "train.keys.npz")
+    pk, ck = manifest_keys(str(tsv), paths)
+    assert list(ck) == [content_key(p) for p in paths]
+    # Forge the sidecar's keys: a current sidecar is trusted (not rehashed) ...
+    with np.load(side) as z:
+        forged = {k: z[k] for k in z.files}
+    forged["content_keys"] = forged["content_keys"] + np.uint64(1)
+    np.savez(side, **forged)
+    assert list(manifest_keys(str(tsv), paths)[1]) == [c + 1 for c in ck]
+    # ... but a file rewritten since (new size) makes it stale, so keys are recomputed.
+    (tmp_path / "2.bin").write_bytes(b"changed")
+    assert manifest_keys(str(tsv), paths)[1][2] == content_key(paths[2])
