@@ -1,0 +1,370 @@
+"""The standard linear probe: frozen, pooled encoder features of each split and a
+regularised logistic regression fitted on train, its strength chosen on valid, scored on test.
+
+    from mae_ast.probe import ProbeConfig, run_probe
+    result = run_probe("checkpoint_last.pt", "data/esc50/fold1", ProbeConfig(layer="all"))
+    result["test"]["accuracy"], result["C"], result["layer"]
+
+What the field reports as a probe number (HEAR's kit, SUPERB's utterance probes, the
+scikit-learn probes of audio SSL papers): features computed once, then a linear classifier
+whose regularisation is chosen on the validation split. Unlike the fairseq frozen-encoder
+recipe (an SGD probe), the number does not depend on a learning rate or an update count.
+
+* Features: ``mae_ast.load(CKPT).extract_layers`` on whole clips (no crop, no padding
+  counted), every encoder layer, pooled over the clip's valid time steps (``mean``, or
+  ``max``). ``--layer N`` then picks layer N (1-based), ``all`` fits every layer.
+* Fit: scikit-learn's ``StandardScaler`` + ``LogisticRegression`` (lbfgs, multinomial)
+  for single-label data, one-vs-rest of the same for multi-label data; ``C`` (the inverse
+  L2 strength) from ``C_GRID``. The winning ``C`` (and layer) is the best valid accuracy
+  (mAP multi-label), ties going to the lower valid log-loss, so a flat stretch of the grid
+  picks the best-calibrated fit, not the first one.
+* Scores: ``mae_ast.metrics.classification_metrics`` on valid and test.
+
+Unreadable clips (or clips shorter than one patch) are named, counted per split and left
+out, as ``mae-ast-evaluate`` does.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import os
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .data.audio_io import AudioError, read_audio
+from .data.classification_dataset import label_paths
+from .data.datadir import SPLITS
+from .data.identity import content_key
+from .data.labels import LabelError, LabelSet, read_label_descriptors, read_labels
+from .data.manifest import Manifest, ManifestError, read_manifest
+from .inference import load
+from .metrics import classification_metrics
+
+logger = logging.getLogger(__name__)
+
+# Inverse L2 strength on standardised features: half-decade steps from very strong
+# (1e-3: close to the class prior) to weak (1e2: close to unregularised on these sizes).
+C_GRID: tuple[float, ...] = tuple(float(c) for c in np.logspace(-3, 2, 11))
+POOLS = ("mean", "max")
+CACHE_VERSION = 1
+
+
+class ProbeError(ValueError):
+    """Data the probe cannot use; the message names the file and says what to do."""
+
+
+@dataclass
+class ProbeConfig:
+    layer: int | str | None = None  # 1..L, "all", or None for the last layer
+    pool: str = "mean"  # how a clip's time steps become one vector
+    grid: tuple[float, ...] = C_GRID  # the C values tried on valid
+    multi_label: bool | None = None  # None: multi-label when some clip has several labels
+    batch_size: int = 16  # clips per forward pass
+    device: str | None = None  # default: CUDA when available
+    cache: str | None = None  # folder for pooled features ({split}.{pool}.npz), reused while current
+    max_iter: int = 2000  # lbfgs iterations per fit
+
+
+@dataclass
+class Split:
+    """One split's labels and pooled features of its readable clips."""
+
+    name: str
+    manifest: Manifest
+    labels: list[list[int]]  # per manifest entry
+    features: np.ndarray | None = None  # (layers, kept clips, dim) float32
+    kept: np.ndarray | None = None  # manifest indices of the rows of ``features``
+    skipped: list[str] = field(default_factory=list)  # why each left-out clip was left out
+
+    def targets(self, num_classes: int, multi_label: bool) -> np.ndarray:
+        """(kept,) class indices, or a (kept, C) 0/1 matrix multi-label."""
+        rows = [self.labels[i] for i in self.kept]
+        if not multi_label:
+            return np.array([r[0] for r in rows], dtype=np.int64)
+        y = np.zeros((len(rows), num_classes), dtype=np.int64)
+        for i, r in enumerate(rows):
+            y[i, r] = 1
+        return y
+
+
+# ---- data ------------------------------------------------------------------------------
+
+
+def read_splits(data: str, multi_label: bool | None) -> tuple[LabelSet, dict[str, Split], bool]:
+    """Label set, the three splits (manifest + labels matched to its clips) and the label mode."""
+    descriptors = label_paths(data, "train")[2]
+    label_set = read_label_descriptors(descriptors)
+    splits = {}
+    for name in SPLITS:
+        manifest_path, label_path, _ = label_paths(data, name)
+        for path in (manifest_path, label_path):
+            if not os.path.isfile(path):
+                raise ProbeError(f"{path}: not found; the probe fits on train, picks C on valid and scores test, "
+                                 "so the data folder needs train, valid and test splits (mae-ast-prepare writes them)")
+        manifest = read_manifest(manifest_path)
+        if not manifest.paths:
+            raise ProbeError(f"{manifest_path}: no clips; every split needs at least one")
+        # Read as multi-label first: the mode is decided over all splits below.
+        labels = read_labels(label_path, label_set, manifest.entries, True, manifest=manifest_path)
+        splits[name] = Split(name, manifest, labels)
+    several = next(((s, i) for s in splits.values() for i, r in enumerate(s.labels) if len(r) > 1), None)
+    if multi_label is False and several is not None:
+        split, i = several
+        raise ProbeError(f"{label_paths(data, split.name)[1]}:{i + 1}: {len(split.labels[i])} labels in a "
+                         "single-label probe; drop --single-label or keep one label per line")
+    mode = several is not None if multi_label is None else multi_label
+    check_train(splits["train"], label_set, mode, label_paths(data, "train")[1])
+    return label_set, splits, mode
+
+
+def check_train(train: Split, label_set: LabelSet, multi_label: bool, path: str) -> None:
+    """A classifier needs two classes in train (multi-label: one class both present and absent)."""
+    present = {c for r in train.labels for c in r}
+    if not multi_label and len(present) < 2:
+        name = label_set.names[next(iter(present))]
+        raise ProbeError(f"{path}: every train clip has class {name!r}; a classifier needs at least two "
+                         "classes in train")
+    if multi_label and not any(0 < sum(c in r for r in train.labels) < len(train.labels) for c in present):
+        raise ProbeError(f"{path}: no class is both present and absent among the train clips; nothing to learn")
+
+
+def pool_states(states: list[torch.Tensor], pad: torch.Tensor, pool: str) -> torch.Tensor:
+    """(layers, B, dim): each layer's (B, T, dim) states pooled over the valid steps (pad: True = padding)."""
+    h = torch.stack(states)  # (L, B, T, D)
+    valid = (~pad)[None, :, :, None]
+    if pool == "mean":
+        return (h * valid).sum(2) / valid.sum(2).clamp(min=1)
+    return h.masked_fill(~valid, float("-inf")).amax(2)
+
+
+def extract_split(model, split: Split, pool: str, batch_size: int) -> None:
+    """Fill ``split.features`` / ``kept`` / ``skipped``; clips batched by length, so little is padded."""
+    spec, grid = model.feature_spec, model.grid
+    device = next(model.parameters()).device
+    order = np.argsort(np.asarray(split.manifest.sizes), kind="stable")
+    rows: dict[int, np.ndarray] = {}
+    for start in range(0, len(order), batch_size):
+        batch = []
+        for i in order[start : start + batch_size]:
+            path = split.manifest.paths[i]
+            try:
+                wav = read_audio(path, spec.sample_rate)
+                if spec.frames(len(wav)) < grid.min_frames:
+                    raise AudioError(path, f"shorter than one patch ({grid.min_frames} frames)")
+                batch.append((int(i), wav.to(device)))
+            except AudioError as err:
+                split.skipped.append(str(err))
+        if not batch:
+            continue
+        with torch.inference_mode():
+            out = model.extract_layers([w for _, w in batch])
+            pooled = pool_states(out["hidden_states"], out["padding_mask"], pool).float().cpu().numpy()
+        for j, (i, _) in enumerate(batch):
+            rows[i] = pooled[:, j]
+    if not rows:
+        raise ProbeError(f"{split.manifest.root}: no readable clip in {split.name} ({len(split.skipped)} skipped: "
+                         f"{split.skipped[0] if split.skipped else ''})")
+    split.kept = np.array(sorted(rows), dtype=np.int64)
+    split.features = np.stack([rows[i] for i in split.kept], axis=1)
+
+
+def fingerprint(checkpoint: str, split: Split, pool: str) -> str:
+    """What a cached split's features depend on: the checkpoint file (size, sampled bytes,
+    mtime), the manifest's text and the pooling. Labels are not in it: they are read fresh."""
+    stat = os.stat(checkpoint)
+    entries = "\n".join(f"{p}\t{s}" for p, s in zip(split.manifest.paths, split.manifest.sizes))
+    return json.dumps({"version": CACHE_VERSION, "checkpoint": os.path.realpath(checkpoint),
+                       "checkpoint_key": str(content_key(checkpoint)), "checkpoint_mtime_ns": stat.st_mtime_ns,
+                       "clips": hashlib.sha256(entries.encode("utf-8", "surrogateescape")).hexdigest(),
+                       "pool": pool}, sort_keys=True)
+
+
+def load_cached(path: str, key: str, split: Split) -> bool:
+    """Fill ``split`` from the cache file when it was written for ``key``; False otherwise."""
+    if not os.path.isfile(path):
+        return False
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if str(f["key"]) != key:
+                logger.info(f"{path}: written for another checkpoint, clip list or pooling; recomputing")
+                return False
+            split.features, split.kept, split.skipped = f["features"], f["kept"], list(f["skipped"])
+    except (OSError, KeyError, ValueError) as err:
+        logger.warning(f"{path}: unreadable feature cache ({err}); recomputing")
+        return False
+    return True
+
+
+def save_cached(path: str, key: str, split: Split) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp.npz"  # written whole, then renamed: an interrupted run leaves no half file
+    np.savez(tmp, key=np.array(key), features=split.features, kept=split.kept,
+             skipped=np.array(split.skipped, dtype=str))
+    os.replace(tmp, path)
+
+
+def features(model, checkpoint: str, split: Split, cfg: ProbeConfig) -> None:
+    """``split``'s pooled features: from ``cfg.cache`` when current, else extracted (and cached)."""
+    path = os.path.join(cfg.cache, f"{split.name}.{cfg.pool}.npz") if cfg.cache else None
+    key = fingerprint(checkpoint, split, cfg.pool) if path else ""
+    if path and load_cached(path, key, split):
+        return
+    extract_split(model, split, cfg.pool, cfg.batch_size)
+    if path:
+        save_cached(path, key, split)
+
+
+# ---- fit -------------------------------------------------------------------------------
+
+
+def make_head(C: float, multi_label: bool, max_iter: int, warm_start: bool = False):
+    """The probe's classifier on standardised features: L2 logistic regression (lbfgs,
+    multinomial), one-vs-rest of it multi-label."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+
+    head = LogisticRegression(C=C, max_iter=max_iter, warm_start=warm_start)
+    return OneVsRestClassifier(head) if multi_label else head
+
+
+def class_scores(clf, x: np.ndarray, num_classes: int, multi_label: bool) -> np.ndarray:
+    """(N, C) probabilities over every class of the label set; a class absent from train scores 0."""
+    proba = clf.predict_proba(x)
+    if multi_label:
+        return proba
+    scores = np.zeros((len(x), num_classes))
+    scores[:, clf[-1].classes_] = proba
+    return scores
+
+
+def log_loss(scores: np.ndarray, y: np.ndarray, multi_label: bool) -> float:
+    """Mean cross-entropy (binary, averaged over classes, for multi-label): the tie-break."""
+    p = np.clip(scores, 1e-12, 1 - 1e-12)
+    if multi_label:
+        return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+    return float(-np.mean(np.log(p[np.arange(len(y)), y])))
+
+
+@dataclass
+class Fit:
+    C: float
+    valid: dict  # classification_metrics on valid
+    valid_log_loss: float
+    by_C: list[dict]  # {"C", metric, "log_loss"} per grid value
+    clf: object  # fitted Pipeline(StandardScaler, head)
+
+
+def fit_layer(x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray, y_valid: np.ndarray,
+              num_classes: int, multi_label: bool, cfg: ProbeConfig) -> Fit:
+    """Fit every C of the grid on train; the one with the best valid metric (then lowest
+    valid log-loss) wins."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    metric = "mAP" if multi_label else "accuracy"
+    scaler = StandardScaler().fit(x_train)
+    x_train = scaler.transform(x_train)
+    # Single-label: one model refitted from the previous C's solution, strong to weak
+    # regularisation (the problem is convex, so the optimum is the same; only the number of
+    # lbfgs steps drops: the fit at 10 k x 768 is dominated by these passes over the data).
+    # One-vs-rest clones its estimator per fit, so it starts cold each time.
+    head = make_head(cfg.grid[0], multi_label, cfg.max_iter, warm_start=not multi_label)
+    best, by_C = None, []
+    for C in sorted(cfg.grid):
+        head.set_params(**{"estimator__C" if multi_label else "C": C})
+        with warnings.catch_warnings():
+            # Weak regularisation on separable data converges slowly; the grid's other
+            # values cover it, and the valid score says whether it mattered.
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            warnings.filterwarnings("ignore", message="Label not .* is present in all training examples")
+            head.fit(x_train, y_train)
+        clf = make_pipeline(scaler, copy.deepcopy(head))
+        scores = class_scores(clf, x_valid, num_classes, multi_label)
+        valid = classification_metrics(scores, y_valid, multi_label)
+        loss = log_loss(scores, y_valid, multi_label)
+        by_C.append({"C": C, metric: valid[metric], "log_loss": loss})
+        rank = (np.nan_to_num(valid[metric], nan=-1.0), -loss)
+        if best is None or rank > best[0]:
+            best = (rank, Fit(C, valid, loss, by_C, clf))
+    return best[1]
+
+
+def provenance(checkpoint: str, splits: dict[str, Split]) -> dict:
+    """PROVENANCE HOOK (for the lead to wire): the provenance fields mae-ast-evaluate writes,
+    from ``mae_ast.provenance`` (``describe(state)`` and ``overlap_report(state,
+    checkpoint_path, paths)``), which is not on this branch. Empty until then."""
+    return {}
+
+
+# ---- the probe -------------------------------------------------------------------------
+
+
+def layers_to_fit(layer: int | str | None, depth: int) -> list[int]:
+    if layer is None:
+        return [depth]
+    if layer == "all":
+        return list(range(1, depth + 1))
+    if not 1 <= int(layer) <= depth:
+        raise ProbeError(f"--layer {layer}: this encoder has layers 1..{depth}")
+    return [int(layer)]
+
+
+def run_probe(checkpoint: str, data: str, cfg: ProbeConfig = ProbeConfig()) -> dict:
+    """The probe's result (see the module docstring); JSON-ready apart from non-finite floats."""
+    if cfg.pool not in POOLS:
+        raise ProbeError(f"pool {cfg.pool!r}: use one of {', '.join(POOLS)}")
+    label_set, splits, multi_label = read_splits(data, cfg.multi_label)
+    model = load(checkpoint, device=cfg.device)
+    layers = layers_to_fit(cfg.layer, len(model.encoder.layers))
+    for split in splits.values():
+        features(model, checkpoint, split, cfg)
+        if split.skipped:
+            logger.warning(f"{split.name}: {len(split.skipped)} clip(s) left out, first: {split.skipped[0]}")
+    train, valid, test = (splits[s] for s in SPLITS)
+    C = label_set.num_classes
+    y = {s.name: s.targets(C, multi_label) for s in splits.values()}
+    if not multi_label and len(set(y["train"].tolist())) < 2:
+        raise ProbeError(f"{label_paths(data, 'train')[1]}: the readable train clips hold one class only; "
+                         "a classifier needs at least two")
+    fits = {}
+    for layer in layers:
+        fits[layer] = fit_layer(train.features[layer - 1], y["train"], valid.features[layer - 1], y["valid"],
+                                C, multi_label, cfg)
+        logger.info(f"layer {layer}: C={fits[layer].C:g}, valid {fits[layer].valid}")
+    metric = "mAP" if multi_label else "accuracy"
+    # The same rule as for C: best valid metric, then lowest valid log-loss; the lower layer on a full tie.
+    chosen = max(layers, key=lambda n: (np.nan_to_num(fits[n].valid[metric], nan=-1.0), -fits[n].valid_log_loss,
+                                        -n))
+    fit = fits[chosen]
+    test_scores = class_scores(fit.clf, test.features[chosen - 1], C, multi_label)
+    return {
+        "checkpoint": checkpoint,
+        "data": data,
+        "multi_label": multi_label,
+        "metric": metric,
+        "pool": cfg.pool,
+        "layer": chosen,
+        "layer_choice": "given" if len(layers) == 1 else f"best valid {metric} of layers 1..{len(layers)}",
+        "C": fit.C,
+        "C_grid": list(cfg.grid),
+        "selection": f"C (and layer) with the best valid {metric}, ties to the lower valid log-loss",
+        "valid": fit.valid,
+        "test": classification_metrics(test_scores, y["test"], multi_label),
+        "valid_by_C": fit.by_C,
+        "layers": [{"layer": n, "C": fits[n].C, f"valid_{metric}": fits[n].valid[metric]} for n in layers],
+        "n_clips": {s.name: int(len(s.kept)) for s in splits.values()},
+        "skipped_clips": {s.name: len(s.skipped) for s in splits.values()},
+        "dim": int(train.features.shape[-1]),
+        "provenance": provenance(checkpoint, splits),
+    }
+
+
+__all__ = ["C_GRID", "POOLS", "ProbeConfig", "ProbeError", "run_probe", "fit_layer", "make_head",
+           "pool_states", "read_splits", "LabelError", "ManifestError"]

@@ -1,0 +1,112 @@
+"""mae-ast-probe: the standard linear-probe number of a checkpoint on a labelled data folder.
+
+    mae-ast-probe CKPT DATA [--layer N|all] [--pool mean|max] [--json F] [--cache DIR]
+
+Pooled features of every clip of train, valid and test are computed once (frozen encoder,
+whole clips), then a StandardScaler + logistic regression (one-vs-rest and mAP for
+multi-label data) is fitted on train for each C of a log-spaced grid (1e-3 .. 1e2, half
+decades); the C with the best valid accuracy (mAP), ties to the lower valid log-loss, is
+scored on test. ``--layer all`` does this for every encoder layer and keeps the layer with
+the best valid score. ``--cache DIR`` keeps the pooled features ({split}.{pool}.npz) and
+reuses them while the checkpoint and the split's clip list are unchanged.
+
+DATA holds {train,valid,test}.tsv, {split}.lbl and label_descriptors.csv (mae-ast-prepare
+writes them). The library is ``mae_ast.probe``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+
+from ..checkpoints import CheckpointError
+from ..data.audio_io import AudioError
+from ..data.labels import LabelError
+from ..data.manifest import ManifestError
+from ..probe import C_GRID, POOLS, ProbeConfig, ProbeError, run_probe
+from ._common import check_output, device_arg, json_safe, positive_int, write_json
+
+
+def layer_arg(text: str) -> int | str:
+    """``all`` or an encoder layer counted from 1 (argparse ``type``)."""
+    if text == "all":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a layer number (1 = first) or 'all'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"layers count from 1, got {value}")
+    return value
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="mae-ast-probe", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", help="pretraining or classifier checkpoint, or an mae-ast-export-hf folder")
+    p.add_argument("data", help="folder with {train,valid,test}.tsv, {split}.lbl and label_descriptors.csv")
+    p.add_argument("--layer", type=layer_arg, default=None,
+                   help="encoder layer 1..L whose features are probed, or 'all' (each layer fitted, the best "
+                        "on valid kept) (default: the last)")
+    p.add_argument("--pool", choices=POOLS, default="mean", help="pooling over a clip's time steps (default: mean)")
+    labels = p.add_mutually_exclusive_group()
+    labels.add_argument("--multi-label", dest="multi_label", action="store_const", const=True, default=None,
+                        help="one-vs-rest and mAP (default: when some clip has several labels)")
+    labels.add_argument("--single-label", dest="multi_label", action="store_const", const=False,
+                        help="multinomial and accuracy; a clip with several labels is an error")
+    p.add_argument("--json", help="also write the result to this JSON file (missing folders are made)")
+    p.add_argument("--cache", help="folder for the pooled features of each split, reused while current")
+    p.add_argument("--batch-size", type=positive_int, default=16, help="clips per forward pass (default: 16)")
+    p.add_argument("--device", type=device_arg, default=None,
+                   help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    args = p.parse_args(argv)
+    check_output(p, args.json, "--json")
+    check_output(p, args.cache, "--cache", folder=True)
+    return args
+
+
+def report(result: dict) -> str:
+    metric = result["metric"]
+
+    def show(v: object) -> str:
+        return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
+
+    lines = []
+    if len(result["layers"]) > 1:
+        lines += [f"layer {row['layer']:>2}  C={row['C']:<8.3g} valid {metric} {show(row['valid_' + metric])}"
+                  for row in result["layers"]]
+    n = result["n_clips"]
+    lines += [
+        f"layer      {result['layer']} ({result['layer_choice']})",
+        f"C          {result['C']:g} (best valid {metric} over {len(result['C_grid'])} values "
+        f"{min(result['C_grid']):g}..{max(result['C_grid']):g})",
+        f"valid {metric:<8} {show(result['valid'][metric])}  ({n['valid']} clips)",
+        f"test {metric:<9} {show(result['test'][metric])}  ({n['test']} clips; {n['train']} train clips, "
+        f"dim {result['dim']}, {result['pool']} pooling)",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    cfg = ProbeConfig(layer=args.layer, pool=args.pool, grid=C_GRID, multi_label=args.multi_label,
+                      batch_size=args.batch_size, device=args.device, cache=args.cache)
+    try:
+        result = run_probe(args.checkpoint, args.data, cfg)
+    except (CheckpointError, ProbeError, LabelError, ManifestError, AudioError) as err:
+        print(f"mae-ast-probe: {err}", file=sys.stderr)
+        return 2
+    print(report(result))
+    skipped = {k: v for k, v in result["skipped_clips"].items() if v}
+    if skipped:
+        print(f"mae-ast-probe: unreadable clips left out: {skipped}", file=sys.stderr)
+    if args.json:
+        write_json(args.json, json_safe(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
