@@ -68,6 +68,16 @@ def data(tmp_path_factory) -> Path:
     return write_data(tmp_path_factory.mktemp("probe") / "data")
 
 
+@pytest.fixture
+def one_thread():
+    # As the CLI runs get (OMP_NUM_THREADS=1): on 2 shared cores torch's threads spin
+    # against each other and other processes, many times slower on this tiny model.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def cli(*args: str) -> subprocess.CompletedProcess:
     """The command as a user runs it (``python -m`` stands in for the installed script)."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore", PYTHONPATH=str(ROOT))
@@ -75,12 +85,9 @@ def cli(*args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=300, env=env, cwd=ROOT)
 
 
-def reference_features(checkpoint: Path, data: Path, split: str) -> tuple[list[np.ndarray], np.ndarray]:
-    """Each clip alone through mae_ast.load(...).extract_layers, every layer mean-pooled:
+def reference_features(model, data: Path, split: str) -> tuple[list[np.ndarray], np.ndarray]:
+    """Each clip alone through ``mae_ast.load(...).extract_layers``, every layer mean-pooled:
     (per layer (N, dim)), (N,) labels; no batching, no cache, so nothing of the probe's."""
-    import mae_ast
-
-    model = mae_ast.load(str(checkpoint), device="cpu")
     lines = (data / f"{split}.tsv").read_text().splitlines()
     root, entries = Path(lines[0]), [line.split("\t")[0] for line in lines[1:]]
     layers, labels = [], []
@@ -113,7 +120,7 @@ def sklearn_probe(x: dict, y: dict) -> tuple[float, float, float]:
 
 
 @pytest.mark.slow
-def test_probe_cli_equals_sklearn_on_fresh_audio(frame_checkpoint, data, tmp_path):
+def test_probe_cli_equals_sklearn_on_fresh_audio(frame_checkpoint, data, tmp_path, one_thread):
     out, cache = tmp_path / "probe.json", tmp_path / "cache"
     proc = cli(frame_checkpoint, data, "--layer", "all", "--json", out, "--cache", cache, "--device", "cpu")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -122,9 +129,11 @@ def test_probe_cli_equals_sklearn_on_fresh_audio(frame_checkpoint, data, tmp_pat
     assert result["C_grid"] == list(C_GRID) and result["provenance"] == {}
     assert f"layer      {result['layer']} (best valid accuracy" in proc.stdout
 
-    feats, y = {}, {}
+    import mae_ast
+
+    model, feats, y = mae_ast.load(str(frame_checkpoint), device="cpu"), {}, {}
     for split in PER_CLASS:
-        feats[split], y[split] = reference_features(frame_checkpoint, data, split)
+        feats[split], y[split] = reference_features(model, data, split)
     ref = {}
     for n in range(1, len(feats["train"]) + 1):
         ref[n] = sklearn_probe({s: f[n - 1] for s, f in feats.items()}, y)
