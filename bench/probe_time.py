@@ -90,9 +90,9 @@ def main() -> None:
     per_clip, cpu_per_clip = time_features(args.model, args.clips, args.seconds, args.batch_size)
     fit_s, fit_cpu_s = (None, None) if args.skip_fit else time_fit(args.fit_clips, args.dim, args.classes)
     env["load_after"] = os.getloadavg()[0]
-    row = {"model": args.model, "seconds": args.seconds, "clips": args.clips, "s_per_clip": per_clip, "cpu_s_per_clip": cpu_per_clip,
-           "fit_clips": args.fit_clips, "dim": args.dim, "classes": args.classes, "fit_s": fit_s, "fit_cpu_s": fit_cpu_s,
-           "extrapolated_10k_h": 10000 * per_clip / 3600}
+    row = {"model": args.model, "seconds": args.seconds, "clips": args.clips, "s_per_clip": per_clip,
+           "cpu_s_per_clip": cpu_per_clip, "fit_clips": args.fit_clips, "dim": args.dim, "classes": args.classes,
+           "fit_s": fit_s, "fit_cpu_s": fit_cpu_s, "extrapolated_10k_h": 10000 * per_clip / 3600}
     print(row, env)
     save_results(args.out, f"probe_time_{args.model}", env, [row])
 

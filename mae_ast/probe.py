@@ -313,8 +313,9 @@ def layers_to_fit(layer: int | str | None, depth: int) -> list[int]:
     return [int(layer)]
 
 
-def run_probe(checkpoint: str, data: str, cfg: ProbeConfig = ProbeConfig()) -> dict:
+def run_probe(checkpoint: str, data: str, cfg: ProbeConfig | None = None) -> dict:
     """The probe's result (see the module docstring); JSON-ready apart from non-finite floats."""
+    cfg = cfg or ProbeConfig()
     if cfg.pool not in POOLS:
         raise ProbeError(f"pool {cfg.pool!r}: use one of {', '.join(POOLS)}")
     label_set, splits, multi_label = read_splits(data, cfg.multi_label)

@@ -276,3 +276,22 @@ def test_probe_refuses_a_layer_below_one(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         probe_cli.parse_args([str(tmp_path / "none.pt"), str(tmp_path), "--layer", "0"])
     assert exit_.value.code == 2 and "layers count from 1" in capsys.readouterr().err
+
+
+def test_probe_takes_several_labels_as_multi_label(tmp_path):
+    from mae_ast.probe import read_splits
+
+    data = small_folder(tmp_path / "d")
+    assert read_splits(str(data), None)[2] is False
+    (data / "train.lbl").write_text("train_0.wav\ta,b\ntrain_1.wav\ta\n")
+    label_set, splits, multi_label = read_splits(str(data), None)
+    assert multi_label is True and splits["train"].labels == [[0, 1], [0]]
+
+
+def test_pooling_counts_only_valid_steps():
+    from mae_ast.probe import pool_states
+
+    h = torch.tensor([[[1.0], [3.0], [100.0]], [[2.0], [4.0], [6.0]]])  # (B=2, T=3, D=1)
+    pad = torch.tensor([[False, False, True], [False, False, False]])
+    assert pool_states([h], pad, "mean")[0, :, 0].tolist() == [2.0, 4.0]
+    assert pool_states([h], pad, "max")[0, :, 0].tolist() == [3.0, 6.0]
