@@ -45,13 +45,22 @@ def mini_esc50(root: Path) -> None:
                     writer.writerow([name, fold, target, word, False, 100 + target, take])
 
 
+def bash_env() -> dict:
+    return dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+
+
+def repo_like(folder: Path) -> None:
+    """``config`` and ``mae_ast`` linked, the ESC-50 miniature made and prepared."""
+    for name in ("config", "mae_ast"):
+        os.symlink(ROOT / name, folder / name)
+    mini_esc50(folder / "ESC-50-master")
+
+
 def test_readme_finetuning_commands_run_as_written(tmp_path, patch_checkpoint):
     prepare = next(b for b in BLOCKS if "mae-ast-prepare esc50" in b)
     single = next(b for b in BLOCKS if b.startswith("CKPT="))
     folds = next(b for b in BLOCKS if b.startswith("for k in 1 2 3 4 5"))
-    for name in ("config", "mae_ast"):
-        os.symlink(ROOT / name, tmp_path / name)
-    mini_esc50(tmp_path / "ESC-50-master")
+    repo_like(tmp_path)
     script = "\n".join([
         "set -euo pipefail",
         f'fairseq-hydra-train() {{ command fairseq-hydra-train "$@" {CPU_SIZED}; }}',
@@ -59,13 +68,53 @@ def test_readme_finetuning_commands_run_as_written(tmp_path, patch_checkpoint):
         re.sub(r"^CKPT=.*$", f"CKPT={patch_checkpoint}", single, count=1, flags=re.M),
         folds,
     ])
-    env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    proc = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True, env=env,
+    proc = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True, env=bash_env(),
                           timeout=1500)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    assert re.search(r"ESC-50 accuracy \d\.\d{4} \+- \d\.\d{4} over 5 folds", proc.stdout), proc.stdout[-2000:]
+    # the last epoch's number first, the best epoch's labelled as selected on the test clips
+    number = r"ESC-50 accuracy \d\.\d{4} \+- \d\.\d{4} over 5 folds"
+    assert re.search(number + r" \(last epoch\)\n" + number + r" \(best epoch, selected on these test clips: "
+                     r"optimistic\)", proc.stdout), proc.stdout[-2000:]
+    assert json.loads((tmp_path / "runs" / "esc50_1" / "test.json").read_text())["n_clips"] == 6  # the single run
     for k in range(1, 6):  # where the README says the files are, and nowhere deeper
         run = tmp_path / "runs" / f"esc50_{k}"
         assert (run / "checkpoints" / "checkpoint_best.pt").exists() and not (run / "runs").exists()
-        result = json.loads((run / "test.json").read_text())
-        assert result["n_clips"] == 6 and 0 <= result["accuracy"] <= 1
+        for c in ("last", "best"):
+            result = json.loads((run / f"test_{c}.json").read_text())
+            assert result["n_clips"] == 6 and 0 <= result["accuracy"] <= 1
+            assert f"checkpoint_{c}.pt" in json.dumps(result["checkpoint"])
+        # said at the start of the run: valid = test, and what validation scores
+        log = (run / "hydra_train.log").read_text()
+        assert "6 of the 6 valid clips are test clips" in log
+        assert "checkpoint_best.pt is selected on the clips it will be scored on" in log
+        assert "validation scores each clip's first task.target_length=128 frames (1.28 s)" in log
+        assert "0 of 6 valid clips are longer" in log
+
+
+def documented_base_commands() -> str:
+    """The commands in config/finetune/base.yaml's header, as bash lines."""
+    header = (ROOT / "config" / "finetune" / "base.yaml").read_text().split("Run, from the repository root")[1]
+    lines = header.split("\n")[1:]
+    return "\n".join(ln[len("#   "):] for ln in lines[:next(i for i, ln in enumerate(lines) if not ln.startswith("#  "))])
+
+
+def test_base_recipe_commands_place_checkpoints_where_evaluate_looks(tmp_path, patch_checkpoint):
+    """base.yaml's documented fine-tune + evaluate, run as written with a relative OUT and
+    DATA (a relative checkpoint.save_dir=OUT once nested the checkpoints in OUT/OUT)."""
+    commands = documented_base_commands()
+    assert "mae-ast-evaluate OUT/checkpoints/" in commands
+    repo_like(tmp_path)
+    for name, value in (("DATA", "data/esc50/fold1"), ("CKPT", str(patch_checkpoint)), ("OUT", "runs/base")):
+        commands = re.sub(rf"\b{name}\b", value, commands)
+    script = "\n".join([
+        "set -euo pipefail",
+        f'fairseq-hydra-train() {{ command fairseq-hydra-train "$@" {CPU_SIZED}; }}',
+        "mae-ast-prepare esc50 ESC-50-master --out data/esc50",
+        commands,
+    ])
+    proc = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True, env=bash_env(),
+                          timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    run = tmp_path / "runs" / "base"
+    assert (run / "checkpoints" / "checkpoint_last.pt").exists() and not (run / "runs").exists()
+    assert json.loads((run / "test.json").read_text())["n_clips"] == 6

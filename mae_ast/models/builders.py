@@ -19,6 +19,23 @@ ENCODER_FIELDS = {f.name for f in dataclasses.fields(MAE_AST_Config)} - {"_name"
 # Modules of the pretraining model an encoder never runs.
 PRETRAINING_ONLY = ("decoder", "decoder_mask_emb", "post_enc_proj", "dec_conv_pos_embed", "dec_sine_pos_embed",
                     "final_proj_reconstruction", "final_proj_classification", "encoder_mask_emb", "layer_norm")
+# The released models' architecture: the model settings of config/pretrain/mae_ast.yaml
+# (the original's pretraining config; tests/test_finetune_random_init.py checks the two are
+# equal). A random-init classifier starts from these, not from MAE_AST_Config's defaults,
+# which have no positional encoding at all (enc_sine_pos=False: a bag of patches) and other
+# dropouts, so "pretrained vs random init" compares one architecture with two inits.
+PRETRAINING_ARCHITECTURE = {
+    "dropout_input": 0.1, "dropout": 0.1, "attention_dropout": 0.1, "activation_dropout": 0.0,
+    "feature_grad_mult": 0.1, "encoder_layerdrop": 0.05, "decoder_layerdrop": 0.0,
+    "encoder_layers": 12, "decoder_layers": 2, "random_mask_prob": 0.75,
+    "enc_conv_pos": False, "enc_sine_pos": True, "dec_conv_pos": False, "dec_sine_pos": True,
+    "ast_kernel_size_chan": 16, "ast_kernel_size_time": 16, "ast_kernel_stride_chan": 16, "ast_kernel_stride_time": 16,
+    "encoder_embed_dim": 768, "encoder_ffn_embed_dim": 3072, "encoder_attention_heads": 12, "activation_fn": "gelu",
+    "layer_norm_first": False, "use_post_enc_proj": False, "decoder_embed_dim": 768, "mask_length": 10,
+    "mask_selection": "static", "mask_other": 0.0, "no_mask_overlap": False, "mask_min_space": 0,
+    "conv_pos": 128, "conv_pos_groups": 16, "checkpoint_activations": False, "compile_blocks": False,
+    "max_token_length": 48000,
+}
 # Task fields a pretraining checkpoint may leave out (older configs).
 TASK_DEFAULTS = {"feature_type": "fbank", "feature_dim": 128, "mask_type": "random_mask",
                  "deltas": False, "sample_rate": 16000}
@@ -30,12 +47,29 @@ def task_namespace(**fields) -> SimpleNamespace:
     return SimpleNamespace(**{**TASK_DEFAULTS, **fields})
 
 
-def build_backbone(encoder: dict, features: dict) -> MAE_AST:
-    """A decoder-free MAE_AST of this architecture and input (random weights)."""
+def check_encoder_fields(encoder: dict) -> None:
     unknown = set(encoder) - ENCODER_FIELDS
     if unknown:
         raise ValueError(f"model.encoder: unknown MAE_AST_Config fields {sorted(unknown)}")
-    return strip_pretraining(MAE_AST(MAE_AST_Config(**encoder), task_namespace(**features)))
+
+
+def random_init_encoder(overrides: dict) -> dict:
+    """The encoder config of a random-init classifier: ``PRETRAINING_ARCHITECTURE`` with
+    ``overrides`` (``model.encoder``, dropouts) on top, every field spelled out, so the
+    checkpoint rebuilds the same model whatever the defaults become."""
+    check_encoder_fields(overrides)
+    return {**PRETRAINING_ARCHITECTURE, **overrides}
+
+
+def build_backbone(encoder: dict, features: dict) -> MAE_AST:
+    """A decoder-free MAE_AST of this architecture and input (random weights)."""
+    check_encoder_fields(encoder)
+    # The decoder is deleted right after construction, so its settings must not stop an
+    # encoder from being built (a 64-d encoder under the pretraining config's 768-d decoder
+    # failed on decoder_embed_dim != encoder_embed_dim): build it empty, at the encoder's width.
+    width = encoder.get("encoder_embed_dim", MAE_AST_Config.encoder_embed_dim)
+    no_decoder = {"decoder_layers": 0, "decoder_embed_dim": width, "use_post_enc_proj": False}
+    return strip_pretraining(MAE_AST(MAE_AST_Config(**{**encoder, **no_decoder}), task_namespace(**features)))
 
 
 def strip_pretraining(model: MAE_AST) -> MAE_AST:

@@ -17,9 +17,12 @@ Checkpoints record the choice; one without it (older than the field) has the Lay
 
 The encoder comes from ``pretrained_checkpoint`` (ours, a released one or the original
 code's, loaded by ``mae_ast.inference`` without fairseq's pretraining task) or, without
-one, is randomly initialised from ``encoder`` (MAE_AST_Config fields; the "random init"
-baseline). The decoder and the pretraining heads are dropped: they are not in this
-model's state dict.
+one, is randomly initialised (the "random init" baseline) with the released models'
+architecture (``builders.PRETRAINING_ARCHITECTURE``, = config/pretrain/mae_ast.yaml's
+model settings: sinusoidal positions, its dropouts and layerdrop), ``encoder``'s
+MAE_AST_Config fields on top (``{encoder_layers: 2, encoder_embed_dim: 64, ...}`` shrinks
+it). The decoder and the pretraining heads are dropped: they are not in this model's
+state dict, and their settings never stop an encoder from being built.
 
 Self-contained checkpoints: at build time the task writes the encoder's config, the
 feature spec, the class names, ``multi_label`` and ``target_length`` into ``cfg.model``
@@ -40,7 +43,7 @@ import torch.nn as nn
 from .._fairseq import BaseFairseqModel, ChoiceEnum, FairseqDataclass, register_model
 from ..data.augment import add_noise, spec_augment, time_roll
 from ..checkpoints import read_checkpoint
-from .builders import build_backbone, encoder_from_state, features_of
+from .builders import build_backbone, encoder_from_state, features_of, random_init_encoder
 from .mae_ast import MAE_AST
 
 logger = logging.getLogger(__name__)
@@ -56,9 +59,11 @@ class MAE_AST_Classifier_Config(FairseqDataclass):
     pretrained_checkpoint: Optional[str] = field(
         default=None, metadata={"help": "MAE-AST checkpoint to fine-tune; null = random init from model.encoder"})
     encoder: Optional[Any] = field(
-        default=None, metadata={"help": "MAE_AST_Config fields of the encoder for random init, e.g. "
-                                "{encoder_layers: 12}; filled from the checkpoint at build time (do not set "
-                                "with pretrained_checkpoint)"})
+        default=None, metadata={"help": "random init: MAE_AST_Config fields that change the released "
+                                "architecture (config/pretrain/mae_ast.yaml's model settings), e.g. "
+                                "{encoder_layers: 2, encoder_embed_dim: 64}; filled at build time with the "
+                                "whole encoder config (from the checkpoint with pretrained_checkpoint; do not "
+                                "set it then)"})
     features: Optional[Any] = field(
         default=None, metadata={"help": "filled at build time: {sample_rate, feature_dim, deltas} of the input"})
     class_names: Optional[Any] = field(
@@ -161,9 +166,15 @@ class MAE_AST_Classifier(BaseFairseqModel):
             encoder = {**dict(cfg.encoder or {})}
             features = dict(cfg.features) if cfg.features is not None else task.explicit_features()
             encoder = {**encoder, **{k: getattr(cfg, k) for k in DROPOUT_FIELDS if getattr(cfg, k) is not None}}
-            backbone = build_backbone(encoder, features)
             if not from_checkpoint:
-                logger.info("model.pretrained_checkpoint=null: encoder randomly initialised")
+                # A checkpoint's encoder is already complete (and older ones must keep the
+                # defaults they were built with); a new random init is the released architecture.
+                asked = encoder
+                encoder = random_init_encoder(encoder)
+                logger.info(f"model.pretrained_checkpoint=null: encoder randomly initialised, architecture of "
+                            f"config/pretrain/mae_ast.yaml{f' with {asked}' if asked else ''}: "
+                            f"{describe_encoder(encoder)}")
+            backbone = build_backbone(encoder, features)
         task.use_feature_spec(backbone.feature_spec)
         cfg.head_norm = resolve_head_norm(cfg, from_checkpoint)
         augment = {k: getattr(task.cfg, k) for k in ("freqm", "timem", "noise")}
@@ -301,6 +312,15 @@ def build_head_norm(kind: str, dim: int) -> nn.Module:
     if kind == "layernorm":
         return nn.LayerNorm(dim)
     raise ValueError(f"model.head_norm={kind!r}: expected layernorm or batchnorm")
+
+
+def describe_encoder(encoder: dict) -> str:
+    """One line: depth, width, patches, positions, dropouts."""
+    e = encoder
+    positions = [name for name, on in (("sinusoidal", e["enc_sine_pos"]), ("convolutional", e["enc_conv_pos"])) if on]
+    return (f"{e['encoder_layers']} layers x {e['encoder_embed_dim']}-d, {e['ast_kernel_size_time']}x"
+            f"{e['ast_kernel_size_chan']} patches, {' + '.join(positions) or 'NO'} positions, dropout "
+            f"{e['dropout']}, attention dropout {e['attention_dropout']}, layerdrop {e['encoder_layerdrop']}")
 
 
 def apply_dropouts(backbone: MAE_AST, encoder: dict, cfg: Any) -> MAE_AST:

@@ -129,7 +129,7 @@ class MAE_AST_Classification_Task(MAE_AST_Audio_Task):
             warn_nested_save_dir(root)
             check_metric(root, self.cfg.multi_label)
             check_resume(root, list(self.class_names), self.cfg.multi_label, head_norm)
-            warn_about_run(root)
+            warn_about_run(root, self.feature_spec)
 
     # ---- data ----------------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """mae-ast-evaluate: metrics of a fine-tuned classifier on one split of a data folder.
 
-    mae-ast-evaluate OUT/checkpoint_best.pt DATA --split test [--crop start|windows] --json test.json
+    mae-ast-evaluate OUT/checkpoints/checkpoint_last.pt DATA --split test [--crop start|windows] --json test.json
 
 By default (``--crop start``) clips are prepared exactly as validation in training, the
 fine-tuning recipe's protocol: the first ``target_length`` frames of a longer clip (the
