@@ -74,8 +74,8 @@ def speech_commands_layout(out: Path) -> tuple[Path, Path]:
 def test_ks1_trains_and_evaluates_dev_best_in_s3prls_runner(tmp_path, patch_checkpoint):
     train_root, test_root = speech_commands_layout(tmp_path / "data")
     overrides = ",,".join([
-        "config.runner.total_steps=4", "config.runner.eval_step=2", "config.runner.save_step=2",
-        "config.runner.log_step=2", "config.downstream_expert.datarc.batch_size=8",
+        "config.runner.total_steps=2", "config.runner.eval_step=2", "config.runner.save_step=2",
+        "config.runner.log_step=2", "config.runner.eval_dataloaders=['dev']", "config.downstream_expert.datarc.batch_size=8",
         "config.downstream_expert.datarc.num_workers=0",
         f"config.downstream_expert.datarc.speech_commands_root='{train_root}/'",
         f"config.downstream_expert.datarc.speech_commands_test_root='{test_root}/'",
