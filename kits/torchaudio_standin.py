@@ -13,7 +13,10 @@ What it provides (``install()`` registers it as ``torchaudio`` in ``sys.modules`
 - ``sox_effects.apply_effects_file`` / ``apply_effects_tensor``: the effects s3prl's tasks
   ask for: ``channels 1``, ``rate N`` (our torchaudio-equal resampler), ``gain dB``.
 - ``transforms.Resample`` (emotion's dataset): the same resampler.
-Anything else (``transforms.MelSpectrogram``, ``compliance.kaldi``, ...) exists so the
+- ``compliance.kaldi.fbank`` at the settings s3prl's built-in ``mae_ast`` upstream uses
+  (torchaudio's defaults, no energy): ``mae_ast.data.fbank.fbank``, which reproduces it, so
+  that upstream can be run beside ours for comparison.
+Anything else (``transforms.MelSpectrogram``, ``kaldi.mfcc``, ...) exists so the
 imports succeed, and raises ``NotImplementedError`` naming itself when used: only other
 upstreams call them, and they are not what this project runs.
 """
@@ -27,6 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
+from mae_ast.data.fbank import fbank as _log_mel_fbank
 from mae_ast.data.audio_io import decode_audio
 from mae_ast.data.resample import resample
 
@@ -106,6 +110,24 @@ class Resample(torch.nn.Module):
         return resample(waveform, self.orig_freq, self.new_freq)
 
 
+# torchaudio's kaldi.fbank defaults that mae_ast.data.fbank implements; others are refused.
+_KALDI_DEFAULTS = {"dither": 0.0, "energy_floor": 1.0, "remove_dc_offset": True, "round_to_power_of_two": True,
+                   "snip_edges": True, "use_energy": False, "use_log_fbank": True, "use_power": True,
+                   "window_type": "povey", "htk_compat": False, "raw_energy": True, "subtract_mean": False,
+                   "channel": -1, "min_duration": 0.0, "vtln_warp": 1.0}
+
+
+def kaldi_fbank(waveform: torch.Tensor, num_mel_bins: int = 23, sample_frequency: float = 16000.0,
+                frame_length: float = 25.0, frame_shift: float = 10.0, low_freq: float = 20.0,
+                high_freq: float = 0.0, preemphasis_coefficient: float = 0.97, **options: object) -> torch.Tensor:
+    """torchaudio.compliance.kaldi.fbank of channel 0 of ``waveform`` ``(C, N)``: ``(frames, bins)``."""
+    other = {k: v for k, v in options.items() if _KALDI_DEFAULTS.get(k, object()) != v}
+    if other:
+        raise NotImplementedError(f"kaldi.fbank options {other} are not provided by the torchaudio stand-in")
+    return _log_mel_fbank(waveform[0], num_mel_bins, int(sample_frequency), frame_length, frame_shift,
+                           preemphasis_coefficient, low_freq, high_freq)
+
+
 def _missing(qualname: str) -> type:
     """A class that exists (so ``from torchaudio.x import Name`` works) and refuses use."""
 
@@ -138,7 +160,7 @@ def install() -> types.ModuleType:
                   apply_effects_tensor=apply_effects_tensor)
     transforms = _module("torchaudio.transforms", Resample=Resample)
     functional = _module("torchaudio.functional", resample=resample)
-    kaldi = _module("torchaudio.compliance.kaldi")
+    kaldi = _module("torchaudio.compliance.kaldi", fbank=kaldi_fbank)
     compliance = _module("torchaudio.compliance", kaldi=kaldi)
     root = _module(
         "torchaudio", __version__=__version__, set_audio_backend=set_audio_backend,

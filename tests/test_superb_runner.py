@@ -14,6 +14,7 @@ import hashlib
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +23,12 @@ import soundfile as sf
 
 from conftest import ROOT
 
-pytestmark = pytest.mark.slow
+sys.path.insert(0, str(ROOT / "kits"))
+import torchaudio_standin  # noqa: E402  (the kit itself; not installed as torchaudio here)
 
 KEYWORDS = ROOT / "data" / "keywords" / "audio"
 SUPERB = ROOT / "scripts" / "superb.sh"
+VENV = Path(os.environ.get("SUPERB_VENV", ROOT / ".cache" / "superb-venv"))
 
 
 def _dev_share(speaker: str) -> float:
@@ -71,11 +74,13 @@ def speech_commands_layout(out: Path) -> tuple[Path, Path]:
     return train_root, test_root
 
 
+@pytest.mark.slow
 def test_ks1_trains_and_evaluates_dev_best_in_s3prls_runner(tmp_path, patch_checkpoint):
     train_root, test_root = speech_commands_layout(tmp_path / "data")
     overrides = ",,".join([
         "config.runner.total_steps=2", "config.runner.eval_step=2", "config.runner.save_step=2",
-        "config.runner.log_step=2", "config.runner.eval_dataloaders=['dev']", "config.downstream_expert.datarc.batch_size=8",
+        "config.runner.log_step=2", "config.runner.eval_dataloaders=['dev']",
+        "config.downstream_expert.datarc.batch_size=8",
         "config.downstream_expert.datarc.num_workers=0",
         f"config.downstream_expert.datarc.speech_commands_root='{train_root}/'",
         f"config.downstream_expert.datarc.speech_commands_test_root='{test_root}/'",
@@ -100,3 +105,50 @@ def test_ks1_trains_and_evaluates_dev_best_in_s3prls_runner(tmp_path, patch_chec
     assert len(truth) == 40 and truth.keys() == predicted.keys()
     assert accuracy == pytest.approx(np.mean([truth[k] == predicted[k] for k in truth]))
     assert "--device cpu" in proc.stderr  # chosen from the machine, not s3prl's cuda default
+
+    # A second call installs the upstream again the same way: one folder, one hub.py line.
+    again = subprocess.run(["bash", str(SUPERB), "run", "--help"], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=600, env=env)
+    assert again.returncode == 0 and "--upstream_feature_selection" in again.stdout, again.stderr[-3000:]
+    where = "import os, s3prl; print(os.path.dirname(s3prl.__file__))"
+    s3prl = Path(subprocess.run([str(VENV / "bin" / "python"), "-c", where], capture_output=True, text=True,
+                                env=env, check=True).stdout.strip())
+    hub_lines = (s3prl / "hub.py").read_text().splitlines()
+    assert hub_lines.count("from s3prl.upstream.mae_ast_plus.hubconf import *") == 1
+    assert not (s3prl / "upstream" / "mae_ast_plus" / "mae_ast_plus").exists()
+    assert (s3prl / "upstream" / "mae_ast_plus" / "expert.py").read_bytes() == \
+        (ROOT / "s3prl" / "mae_ast_plus" / "expert.py").read_bytes()
+
+
+def test_standin_applies_speech_commands_effects(tmp_path):
+    """s3prl's speech_commands EFFECTS on a stereo 22.05 kHz file: one channel (the mean),
+    16 kHz (torchaudio's output length), -3 dB; an effect it lacks is refused by name."""
+    rng = np.random.default_rng(0)
+    stereo = rng.uniform(-0.5, 0.5, (22050, 2)).astype(np.float32)
+    path = tmp_path / "clip.wav"
+    sf.write(path, stereo, 22050, subtype="FLOAT")
+    effects = [["channels", "1"], ["rate", "16000"], ["gain", "-3.0"]]  # s3prl's speech_commands EFFECTS
+    wav, rate = torchaudio_standin.apply_effects_file(str(path), effects)
+    assert rate == 16000 and wav.shape == (1, 16000)
+    mono, _ = torchaudio_standin.apply_effects_file(str(path), [["channels", "1"], ["gain", "-3.0"]])
+    np.testing.assert_allclose(mono[0].numpy(), stereo.mean(axis=1) * 10 ** (-3 / 20), atol=1e-6)
+    loaded, loaded_rate = torchaudio_standin.load(str(path))
+    assert loaded_rate == 22050 and loaded.shape == (1, 22050)
+    with pytest.raises(NotImplementedError, match=r"clip\.wav.*'tempo'"):
+        torchaudio_standin.apply_effects_file(str(path), [["tempo", "1.1"]])
+    with pytest.raises(NotImplementedError, match="MelSpectrogram"):
+        torchaudio_standin._module("torchaudio.transforms").MelSpectrogram(sample_rate=16000)
+
+
+def test_standin_kaldi_fbank_is_torchaudios_at_the_builtin_upstreams_settings(kaldi_ref):
+    """s3prl's built-in mae_ast upstream calls kaldi.fbank(wav, sample_frequency=16000,
+    use_energy=False, num_mel_bins=128): the stand-in gives torchaudio's own result."""
+    import torch
+
+    wav = 0.3 * torch.randn(1, 24000, generator=torch.Generator().manual_seed(0))
+    args = {"sample_frequency": 16000, "use_energy": False, "num_mel_bins": 128}
+    ours, ref = torchaudio_standin.kaldi_fbank(wav, **args), kaldi_ref.fbank(wav, **args)
+    assert ours.shape == ref.shape == (148, 128)
+    torch.testing.assert_close(ours, ref, atol=2e-4, rtol=1e-4)
+    with pytest.raises(NotImplementedError, match="dither"):
+        torchaudio_standin.kaldi_fbank(wav, dither=1.0, **args)
