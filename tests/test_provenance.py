@@ -1,0 +1,163 @@
+"""Provenance records (mae_ast.provenance), with real fairseq-hydra-train runs: what a
+checkpoint was trained on, resume refusing other data / a live run folder / another
+shape, and evaluate/predict reporting overlap with training (issue 21)."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import BIN, DEMO, hydra_train
+from mae_ast import provenance
+from mae_ast.data import identity
+from test_finetune import finetune, write_data
+
+FAST = ["optimization.max_update=1"]
+
+
+def fails(run: Path, data: Path, ckpt: Path, *overrides: str) -> str:
+    with pytest.raises(AssertionError) as err:
+        finetune(run, data, ckpt, *overrides)
+    return str(err.value)
+
+
+def other_fold(folder: Path, data: Path) -> Path:
+    """A data folder with the same classes and other clips: train and test swapped."""
+    shutil.copytree(data, folder)
+    for a, b in (("train", "test"),):
+        for ext in ("tsv", "lbl"):
+            x, y = (folder / f"{a}.{ext}").read_text(), (folder / f"{b}.{ext}").read_text()
+            (folder / f"{a}.{ext}").write_text(y)
+            (folder / f"{b}.{ext}").write_text(x)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return write_data(tmp_path_factory.mktemp("prov") / "fold1")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, data, patch_checkpoint) -> Path:
+    folder = tmp_path_factory.mktemp("prov_run")
+    finetune(folder, data, patch_checkpoint, *FAST)
+    return folder
+
+
+def cli(tool: str, *args) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    return subprocess.run([str(BIN / tool), *map(str, args)], capture_output=True, text=True, timeout=300, env=env)
+
+
+# ---- the record ------------------------------------------------------------------------
+
+def test_record_keys_inline_or_in_a_fingerprinted_file(tmp_path, monkeypatch):
+    splits = {s: (str(DEMO / f"{s}.tsv"), None) for s in ("train", "valid")}
+    record = provenance.build_record("pretraining", str(DEMO), splits, "train", ["valid"])
+    assert record["splits"]["train"]["n_clips"] == 24
+    inline = provenance.to_state(record, str(tmp_path))
+    assert "keys" in inline and not (tmp_path / "provenance").exists()
+    monkeypatch.setattr(provenance, "INLINE_MAX_CLIPS", 10)
+    stored = provenance.to_state(record, str(tmp_path / "run"))
+    keys_file = Path(stored["keys_file"])
+    assert keys_file.parent == tmp_path / "run" / "provenance" and "keys" not in stored
+    for state in (inline, stored):
+        back = provenance.load({"task_state": {"provenance": state}})
+        for split in ("train", "valid"):
+            for kind in provenance.KEY_KINDS:
+                assert np.array_equal(back["splits"][split][kind], record["splits"][split][kind])
+    # a run folder moved whole: the file is found beside the checkpoint
+    moved = tmp_path / "moved"
+    shutil.move(tmp_path / "run", moved)
+    assert provenance.load({"task_state": {"provenance": stored}}, str(moved / "checkpoint_last.pt"))
+    with pytest.raises(provenance.ProvenanceError, match="missing"):
+        provenance.load({"task_state": {"provenance": stored}}, str(tmp_path / "elsewhere.pt"))
+    z = dict(np.load(moved / "provenance" / keys_file.name))
+    z["train__path_keys"] = z["train__path_keys"][1:]
+    np.savez(moved / "provenance" / keys_file.name, **z)
+    with pytest.raises(provenance.ProvenanceError, match="altered"):
+        provenance.load({"task_state": {"provenance": stored}}, str(moved / "checkpoint_last.pt"))
+    assert provenance.describe({"model": {}})["status"] == "unknown"  # released checkpoints
+
+
+@pytest.mark.slow
+def test_checkpoints_record_their_data_and_the_encoders_pretraining(run, data, patch_checkpoint):
+    pre = torch.load(patch_checkpoint, weights_only=True)
+    summary = provenance.describe(pre)
+    assert summary["kind"] == "pretraining" and summary["splits"]["train"]["n_clips"] == 24
+    assert summary["splits"]["train"]["manifest"] == str((DEMO / "train.tsv").resolve())
+
+    state = torch.load(run / "ck" / "checkpoint_last.pt", weights_only=True)
+    summary = provenance.describe(state)
+    json.dumps(summary)  # JSON-able for the model card and the probe
+    assert summary["kind"] == "finetuning" and summary["updates"] == 1
+    train = summary["splits"]["train"]
+    assert train["manifest"] == str(data / "train.tsv") and train["labels"] == str(data / "train.lbl")
+    assert train["labels_key"] == provenance.hex64(identity.text_key(str(data / "train.lbl")))
+    assert summary["pretraining"]["status"] == "recorded"
+    assert summary["pretraining"]["checkpoint"] == str(patch_checkpoint.resolve())
+    assert summary["pretraining"]["splits"]["train"]["n_clips"] == 24
+    # the test clips were in neither training set; the demo's train clips in both
+    test = [str(DEMO / "audio" / line.split("\t")[0]) for line in (data / "test.tsv").read_text().splitlines()[1:]]
+    train = [str(DEMO / "audio" / line.split("\t")[0]) for line in (data / "train.tsv").read_text().splitlines()[1:]]
+    ckpt = str(run / "ck" / "checkpoint_last.pt")
+    assert provenance.overlap_report(state, ckpt, test)["training"] == 0
+    report = provenance.overlap_report(state, ckpt, train[:5])
+    assert report["overlap_with_training"]["finetuning"]["splits"]["train"]["by_path"] == 5
+    assert report["overlap_with_training"]["pretraining"]["splits"]["train"]["by_content"] == 5
+    assert report["training"] == 5 and report["checkpoint_hash"] == provenance.checkpoint_hash(ckpt)
+
+
+# ---- item 1: resume onto other data, and one live run per folder ----------------------------
+
+@pytest.mark.slow
+def test_resume_into_a_run_folder_trained_on_other_data_is_refused(run, data, patch_checkpoint, tmp_path):
+    folder = tmp_path / "run"
+    shutil.copytree(run, folder)
+    fold2 = other_fold(tmp_path / "fold2", data)
+    message = fails(folder, fold2, patch_checkpoint, "optimization.max_update=2")
+    assert "trained on other data" in message
+    assert str(data / "train.tsv") in message and str(fold2 / "train.tsv") in message
+    # the same data resumes
+    finetune(folder, data, patch_checkpoint, "optimization.max_update=2")
+    assert "Loaded checkpoint" in (folder / "hydra_train.log").read_text()
+
+
+@pytest.mark.slow
+def test_a_run_folder_in_use_by_a_live_run_is_refused_and_a_stale_lock_taken_over(data, patch_checkpoint, tmp_path):
+    import socket
+
+    (tmp_path / "ck").mkdir()
+    lock = tmp_path / "ck" / "run.lock"
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        lock.write_text(f"{socket.gethostname()} {live.pid}\n")
+        message = fails(tmp_path, data, patch_checkpoint, *FAST)
+        assert f"in use by a live run (PID {live.pid}" in message
+        assert not (tmp_path / "ck" / "checkpoint_last.pt").exists()
+    finally:
+        os.kill(live.pid, signal.SIGKILL)
+        live.wait()
+    finetune(tmp_path, data, patch_checkpoint, *FAST)  # its PID has ended: taken over
+    assert (tmp_path / "ck" / "checkpoint_last.pt").exists() and not lock.exists()  # released at exit
+
+
+# ---- item 15: resume onto another model shape -----------------------------------------------
+
+@pytest.mark.slow
+def test_resume_with_another_encoder_shape_says_what_differs(tmp_path):
+    base = ["model.decoder_layers=1", "distributed_training.distributed_world_size=1", "common.cpu=true",
+            "dataset.num_workers=0", "optimization.max_update=1", "dataset.max_tokens=1000000"]
+    proc = hydra_train(tmp_path, "model.encoder_layers=1", *base)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = hydra_train(tmp_path, "model.encoder_layers=2", *base, "optimization.max_update=2")
+    assert proc.returncode != 0
+    assert "model.encoder_layers: 1 in the checkpoint, 2 in this run" in proc.stderr, proc.stderr[-2000:]
+    assert "new checkpoint.save_dir" in proc.stderr and "Unexpected key" not in proc.stderr
