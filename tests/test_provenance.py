@@ -161,3 +161,99 @@ def test_resume_with_another_encoder_shape_says_what_differs(tmp_path):
     assert proc.returncode != 0
     assert "model.encoder_layers: 1 in the checkpoint, 2 in this run" in proc.stderr, proc.stderr[-2000:]
     assert "new checkpoint.save_dir" in proc.stderr and "Unexpected key" not in proc.stderr
+
+
+# ---- evaluate and predict report what the checkpoint saw (design; items 6, 10, 20) ----------
+
+def tool(module, *args) -> int:
+    try:
+        return module.main([str(a) for a in args])
+    except SystemExit as exit_:
+        return int(exit_.code)
+
+
+@pytest.mark.slow
+def test_evaluate_reports_provenance_overlap_and_selection(run, data, tmp_path, capsys):
+    from mae_ast.tools import evaluate
+
+    ckpt = run / "ck" / "checkpoint_last.pt"
+    out = tmp_path / "test.json"
+    assert tool(evaluate, ckpt, data, "--split", "test", "--json", out, "--device", "cpu") == 0
+    result = json.loads(out.read_text())
+    assert result["overlap_with_training"] == 0 and result["selected_on_scored_clips"] is False
+    assert result["checkpoint_hash"] == provenance.checkpoint_hash(str(ckpt))
+    prov = result["provenance"]
+    assert prov["trained_on"]["finetuning"]["splits"]["train"]["manifest"] == str(data / "train.tsv")
+    assert prov["overlap_with_training"]["pretraining"]["splits"]["train"] == {
+        "by_path": 0, "by_content": 0, "either": 0, "n_clips": 24}
+
+    capsys.readouterr()
+    assert tool(evaluate, ckpt, data, "--split", "train", "--json", out, "--device", "cpu") == 3
+    err = capsys.readouterr().err
+    assert "WARNING" in err and "TRAINING data" in err and "--allow-overlap" in err
+    result = json.loads(out.read_text())
+    n = result["split_clips"]
+    assert result["overlap_with_training"] == n
+    assert result["provenance"]["overlap_with_training"]["finetuning"]["splits"]["train"]["by_path"] == n
+    assert tool(evaluate, ckpt, data, "--split", "train", "--device", "cpu", "--allow-overlap") == 0
+
+    # item 6: the valid split is the one the checkpoint was selected on
+    assert tool(evaluate, ckpt, data, "--split", "valid", "--json", out, "--device", "cpu") == 0
+    assert "selected on the clips it is scored on" in capsys.readouterr().err
+    assert json.loads(out.read_text())["selected_on_scored_clips"] is True
+
+
+@pytest.mark.slow
+def test_evaluate_scores_silent_clips_and_refuses_to_leave_clips_out(run, data, tmp_path, capsys):
+    """Item 10: an all-zero clip is scored; an unreadable one makes the exit non-zero."""
+    import soundfile as sf
+    from mae_ast.tools import evaluate
+
+    folder = tmp_path / "silent"
+    shutil.copytree(data, folder)
+    sf.write(folder / "silence.wav", np.zeros(32000, np.float32), 16000)
+    tsv, lbl = (folder / "test.tsv").read_text(), (folder / "test.lbl").read_text()
+    n = len(tsv.splitlines()) - 1
+    (folder / "test.tsv").write_text(tsv + f"{folder / 'silence.wav'}\t32000\n")
+    (folder / "test.lbl").write_text(lbl + f"{folder / 'silence.wav'}\tspeech\n")
+    out = tmp_path / "m.json"
+    ckpt = run / "ck" / "checkpoint_last.pt"
+    assert tool(evaluate, ckpt, folder, "--json", out, "--device", "cpu") == 0
+    result = json.loads(out.read_text())
+    assert result["n_clips"] == result["split_clips"] == n + 1 and result["skipped_clips"] == 0
+
+    (folder / "test.tsv").write_text(tsv + f"{folder / 'silence.wav'}\t32000\nmissing.flac\t16000\n")
+    (folder / "test.lbl").write_text(lbl + f"{folder / 'silence.wav'}\tspeech\nmissing.flac\tspeech\n")
+    capsys.readouterr()
+    assert tool(evaluate, ckpt, folder, "--json", out, "--device", "cpu") == 1
+    assert "--allow-skipped" in capsys.readouterr().err
+    result = json.loads(out.read_text())
+    assert (result["split_clips"], result["n_clips"], result["skipped_clips"]) == (n + 2, n + 1, 1)
+    assert tool(evaluate, ckpt, folder, "--device", "cpu", "--allow-skipped") == 0
+
+
+@pytest.mark.slow
+def test_predict_takes_a_manifest_and_reports_overlap_with_training(run, data, tmp_path, capsys):
+    """Item 20 (a .tsv is its clips, as in mae-ast-extract) and the overlap check."""
+    import soundfile as sf
+    from mae_ast.tools import predict
+
+    ckpt = run / "ck" / "checkpoint_last.pt"
+    out = tmp_path / "p.json"
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(16000, np.float32), 16000)
+    assert tool(predict, ckpt, data / "test.tsv", silent, "--json", out, "--device", "cpu") == 0
+    report = json.loads(out.read_text())
+    assert len(report["files"]) == len((data / "test.tsv").read_text().splitlines())  # the test clips + silence
+    assert report["overlap_with_training"] == 0 and report["checkpoint_hash"] == provenance.checkpoint_hash(str(ckpt))
+
+    train_clip = DEMO / "audio" / (data / "train.tsv").read_text().splitlines()[1].split("\t")[0]
+    copy = tmp_path / "renamed.flac"
+    shutil.copy(train_clip, copy)  # a byte copy under another name is the same clip
+    capsys.readouterr()
+    assert tool(predict, ckpt, copy, "--json", out, "--device", "cpu") == 3
+    assert "TRAINING data" in capsys.readouterr().err
+    overlap = json.loads(out.read_text())["provenance"]["overlap_with_training"]
+    assert overlap["finetuning"]["splits"]["train"]["by_content"] == 1
+    assert overlap["finetuning"]["splits"]["train"]["by_path"] == 0
+    assert tool(predict, ckpt, copy, "--device", "cpu", "--allow-overlap") == 0
