@@ -257,3 +257,31 @@ def test_predict_takes_a_manifest_and_reports_overlap_with_training(run, data, t
     assert overlap["finetuning"]["splits"]["train"]["by_content"] == 1
     assert overlap["finetuning"]["splits"]["train"]["by_path"] == 0
     assert tool(predict, ckpt, copy, "--device", "cpu", "--allow-overlap") == 0
+
+
+# ---- item 5: the fbank cache knows which audio files it was computed from -------------------
+
+def test_fbank_cache_refuses_regenerated_audio_and_another_folder(tmp_path):
+    import soundfile as sf
+    from mae_ast.data import MAE_AST_Dataset
+    from mae_ast.data.fbank_cache import CacheError, write_cache
+
+    def folder(name: str, seed: int) -> Path:
+        (tmp_path / name / "audio").mkdir(parents=True)
+        rng = np.random.default_rng(seed)
+        for clip in ("a.wav", "b.wav"):
+            sf.write(tmp_path / name / "audio" / clip, 0.1 * rng.standard_normal(16000).astype(np.float32), 16000)
+        (tmp_path / name / "valid.tsv").write_text("audio\na.wav\t16000\nb.wav\t16000\n")
+        return tmp_path / name
+
+    one, two = folder("one", 0), folder("two", 1)  # identical manifests, other audio
+    cache = str(tmp_path / "cache")
+    write_cache(MAE_AST_Dataset(str(one / "valid.tsv")), "valid", cache)
+    MAE_AST_Dataset(str(one / "valid.tsv")).use_cache(cache, "valid")
+    with pytest.raises(CacheError, match=f"computed from the audio under {one / 'audio'}.*under {two / 'audio'}"):
+        MAE_AST_Dataset(str(two / "valid.tsv")).use_cache(cache, "valid")
+    # regenerated under the same name and length: same size, new mtime
+    sf.write(one / "audio" / "b.wav", 0.2 * np.random.default_rng(5).standard_normal(16000).astype(np.float32), 16000)
+    os.utime(one / "audio" / "b.wav", ns=(1, 1))
+    with pytest.raises(CacheError, match=r"1 of 2 clips changed .*b\.wav \(.*valid\.tsv:3: same size, modified"):
+        MAE_AST_Dataset(str(one / "valid.tsv")).use_cache(cache, "valid")

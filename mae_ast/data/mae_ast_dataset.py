@@ -58,6 +58,7 @@ class MAE_AST_Dataset(FairseqDataset):
         self.min_keep, self.max_keep = min_keep_sample_size, max_keep_sample_size
         self.cache = None  # an FbankCache (use_cache) replaces decoding and fbank
         self.paths, self.lines, self.entries = manifest.paths, manifest.lines, manifest.entries
+        self.root = manifest.root
         self.sizes = np.asarray(manifest.sizes, dtype=np.int64)
         # The manifest's own lengths, kept apart from ``sizes`` (what batching counts,
         # which subclasses may redefine) for the truncation check.
