@@ -152,11 +152,20 @@ def to_state(record: dict, save_dir: str | None = None) -> dict:
         path = os.path.join(folder, f"{digest}.npz")
         if not os.path.isfile(path):  # content-addressed: written once per record
             tmp = path + f".{os.getpid()}.tmp.npz"
-            np.savez(tmp, **{k.replace("/", "__"): a for k, a in arrays.items()})
+            # Sorted keys are stored as their gaps (~44 bits each at 2 M clips), deflated:
+            # 2 M clips' two key sets take ~25 MB instead of 32.
+            np.savez_compressed(tmp, **{k.replace("/", "__"): _gaps(a) for k, a in arrays.items()})
             os.replace(tmp, path)
         state["keys_file"] = path
     state["keys_digest"] = digest
     return state
+
+
+def _gaps(sorted_keys: np.ndarray) -> np.ndarray:
+    """The first key, then each key's distance to the one before (``np.cumsum`` inverts it,
+    uint64 arithmetic wrapping alike both ways)."""
+    a = np.ascontiguousarray(sorted_keys, dtype=np.uint64)
+    return np.concatenate([a[:1], np.diff(a)]) if len(a) else a
 
 
 def _strip(record: dict) -> dict:
@@ -205,7 +214,7 @@ def load(state: dict, checkpoint_path: str | None = None) -> dict | None:
                                   f"{stored['keys_file']} is missing; copy the run's provenance/ folder "
                                   "beside the checkpoint")
         with np.load(path) as z:
-            arrays = {k.replace("__", "/"): z[k] for k in z.files}
+            arrays = {k.replace("__", "/"): np.cumsum(z[k], dtype=np.uint64) for k in z.files}
     if _digest([arrays[k] for k in sorted(arrays)]) != stored["keys_digest"]:
         raise ProvenanceError(f"{checkpoint_path or 'checkpoint'}: its provenance keys do not match the "
                               f"fingerprint it recorded ({stored['keys_digest']}): the keys file was altered")
