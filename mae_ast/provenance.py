@@ -101,10 +101,13 @@ def pretraining_record(checkpoint: str | None) -> dict:
     record (keys loaded), ``status: unknown`` when it has none, ``none`` for random init."""
     if not checkpoint:
         return {"status": NONE}
-    from .checkpoints import read_checkpoint
+    from .checkpoints import CheckpointError, read_checkpoint
 
     path = identity.real_path(checkpoint)
-    state = read_checkpoint(path, mmap=True)
+    try:  # mmap: only the task state is read; a legacy (non-zip) file cannot be mapped
+        state = read_checkpoint(path, mmap=True)
+    except CheckpointError:
+        state = read_checkpoint(path)
     head = {"checkpoint": path, "checkpoint_hash": checkpoint_hash(path)}
     try:
         record = load(state, path)

@@ -189,7 +189,8 @@ class FbankCache:
             i = int(changed[0])
             what = (f"size {then[i, 0]} -> {now[i, 0]} bytes" if then[i, 0] != now[i, 0]
                     else "same size, modified after the cache was written")
-            raise CacheError(f"{meta_path}: {len(changed)} of {len(dataset)} clips changed since the cache was written, "
+            raise CacheError(f"{meta_path}: {len(changed)} of {len(dataset)} clips changed since the cache was "
+                             "written, "
                              f"e.g. {dataset.paths[i]} ({dataset.manifest_path}:{dataset.lines[i]}: {what}): its "
                              "features would be the old audio's; rewrite the cache with mae-ast-cache")
 

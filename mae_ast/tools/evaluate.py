@@ -21,7 +21,9 @@ what it was trained on, and ``overlap_with_training``: how many of the split's c
 in its fine-tuning or its encoder's pretraining data, by real path and by content. Any
 overlap with training data is a loud warning and exit 3 unless ``--allow-overlap``
 (scoring the train split on purpose). A split that is the checkpoint's own validation
-split (``checkpoint_best.pt`` was selected on it) is said so. In multi-label metrics a class with no positive clip in the split is
+split (``checkpoint_best.pt`` was selected on it) is said so.
+
+In multi-label metrics a class with no positive clip in the split is
 left out of mAP and AUC (and one with no negative clip out of AUC), and counted; a value
 that cannot be computed (no class left, or d' of an AUC of exactly 0 or 1) is printed as
 n/a or inf and written as null, so the JSON is strict.
