@@ -227,7 +227,7 @@ def test_evaluate_cli_table_json_bad_clip_and_label_errors(straight, data, tmp_p
     (bad / "test.lbl").write_text((data / "test.lbl").read_text() + "missing.flac\tspeech\n")
     out = tmp_path / "m.json"
     cmd = [str(BIN / "mae-ast-evaluate"), str(ckpt), str(bad), "--split", "test", "--json", str(out),
-           "--device", "cpu", "--batch-size", "4"]
+           "--device", "cpu", "--batch-size", "4", "--allow-skipped"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "accuracy" in proc.stdout and "n_clips" in proc.stdout

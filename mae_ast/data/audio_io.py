@@ -260,18 +260,20 @@ def _check_length(path: str, decoded: int, expected: int, rate: int) -> None:
         )
 
 
-def _check_samples(path: str, wav: np.ndarray) -> None:
+def _check_samples(path: str, wav: np.ndarray, allow_silence: bool = False) -> None:
     if wav.size == 0:
         raise AudioError(path, "file holds no samples")
     if not np.isfinite(wav).all():
         raise AudioError(path, "samples contain NaN or inf")
-    if not np.any(wav):
+    if not allow_silence and not np.any(wav):
         # Every fbank bin would sit at the log floor: nothing to learn, and a clip that
-        # is all zeros is almost always a failed download or decode.
+        # is all zeros is almost always a failed download or decode. Evaluation allows it:
+        # a silent test clip (AudioSet has them) is input to score, not to leave out.
         raise AudioError(path, "digital silence (all samples are zero)")
 
 
-def decode_audio(path: str, expected_samples: int | None = None) -> tuple[torch.Tensor, int]:
+def decode_audio(path: str, expected_samples: int | None = None,
+                 allow_silence: bool = False) -> tuple[torch.Tensor, int]:
     """Mono float32 waveform of ``path`` at the file's own rate, scale [-1, 1], and that
     rate: ``read_audio`` without the resampling (``task.features_on_device`` resamples
     batches on the training device instead).
@@ -283,19 +285,20 @@ def decode_audio(path: str, expected_samples: int | None = None) -> tuple[torch.
     ext = os.path.splitext(path)[1].lower()
     with _named_failure(path, "decoding"):
         wav, rate = _read_soundfile(path) if ext in SOUNDFILE_EXTENSIONS else _read_pyav(path, expected_samples)
-        _check_samples(path, wav)
+        _check_samples(path, wav, allow_silence)
         if expected_samples is not None:
             _check_length(path, wav.size, int(expected_samples), int(rate))
         return torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32)), int(rate)
 
 
-def read_audio(path: str, sample_rate: int = 16000, expected_samples: int | None = None) -> torch.Tensor:
+def read_audio(path: str, sample_rate: int = 16000, expected_samples: int | None = None,
+               allow_silence: bool = False) -> torch.Tensor:
     """Mono float32 waveform of ``path`` resampled to ``sample_rate``, scale [-1, 1].
 
     ``expected_samples``: the manifest's length at the file's own rate; a decoded clip
     shorter than that beyond the tolerance raises ``AudioError("truncated: ...")``.
     """
-    wav, rate = decode_audio(path, expected_samples)
+    wav, rate = decode_audio(path, expected_samples, allow_silence)
     with _named_failure(path, f"resampling {rate} Hz to {sample_rate} Hz"):
         return resample(wav, rate, sample_rate)
 

@@ -54,6 +54,8 @@ class ClassificationDataset(MAE_AST_Dataset):
         self.train = train
         self.seed = seed
         self.weights = sample_weights(self.labels, self.num_classes) if weighted_sampling else None
+        # Evaluation scores every clip, a silent one too; training skips (and counts) it.
+        self.keep_silence = not train
         # Batching sees target_length; manifest_sizes (the base class) still checks decoding.
         self.sizes = np.full(len(self.paths), target_length, dtype=np.int64)
         if weighted_sampling:

@@ -8,8 +8,15 @@ Layout in the cache folder, per split:
 - ``{split}.fbank.bin``: float32 (or float16) frames, ``width`` columns (mel bins, x3 with deltas), clips back to back;
 - ``{split}.fbank.idx.npy``: int64 ``(n, 3)``: manifest line, first frame and frame count
   of each cached entry (count -1: the clip was unusable when the cache was written);
-- ``{split}.fbank.json``: dtype, width, the feature spec, the manifest's SHA-1 and the reasons
-  unusable clips were left out. A cache whose manifest changed is refused.
+- ``{split}.fbank.files.npy``: int64 ``(n, 2)``: each entry's file size and mtime (ns) when
+  cached (-1 if it could not be read), in the rows of ``idx.npy``;
+- ``{split}.fbank.json``: dtype, width, the feature spec, the manifest's SHA-1, the resolved
+  root folder of its clips and the reasons unusable clips were left out.
+
+A cache is refused when its manifest changed, when the manifest's clips resolve to
+another folder (an identical manifest elsewhere), or when any clip's size or mtime
+changed since (audio regenerated under the same names and lengths): its features would
+be another audio's, silently.
 
 Entries are found by their manifest line, so one cache serves every reader of the
 manifest whatever its length filters (pretraining's ``min_sample_size``, fine-tuning's
@@ -28,6 +35,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from . import identity
 from .audio_io import AudioError
 from .features import FeatureSpec
 
@@ -44,6 +52,21 @@ def manifest_digest(manifest_path: str) -> str:
 def _paths(cache_dir: str, split: str) -> tuple[str, str, str]:
     base = os.path.join(cache_dir, f"{split}.fbank")
     return base + ".bin", base + ".idx.npy", base + ".json"
+
+
+def _files_path(cache_dir: str, split: str) -> str:
+    return os.path.join(cache_dir, f"{split}.fbank.files.npy")
+
+
+def _file_stats(paths: list[str]) -> np.ndarray:
+    """``(n, 2)`` size and mtime (ns) of each file, -1 where it cannot be read."""
+    sizes, mtimes = identity._stats(paths)
+    return np.stack([sizes, mtimes], axis=1)
+
+
+def clip_root(dataset) -> str:
+    """The resolved folder the manifest's relative clip paths are under."""
+    return identity.real_path(dataset.root)
 
 
 _DATASET = None  # per worker process: the dataset whose get_features we call
@@ -90,9 +113,11 @@ def write_cache(dataset, split: str, cache_dir: str, workers: int = 1, dtype: st
         pool.join()
     os.replace(tmp, bin_path)  # only a complete cache gets the final name
     np.save(idx_path, index)
+    np.save(_files_path(cache_dir, split), _file_stats(dataset.paths))
     meta = {"dtype": dtype, "width": dataset.feature_width, "sample_rate": dataset.sample_rate,
             "feature_spec": dataclasses.asdict(dataset.feature_spec),
             "manifest": os.path.abspath(dataset.manifest_path), "manifest_sha1": manifest_digest(dataset.manifest_path),
+            "root": clip_root(dataset),
             "min_keep": dataset.min_keep, "max_keep": dataset.max_keep, "clips": len(dataset),
             "frames": offset, "skipped": skipped}
     with open(meta_path, "w") as f:
@@ -122,7 +147,9 @@ class FbankCache:
                     else f"{self.meta['width']} columns at {self.meta['sample_rate']} Hz")
             raise CacheError(f"{meta_path}: written with {what}, the task asks {spec.describe()}; "
                              "rewrite it with mae-ast-cache (--feature-dim/--deltas/--sample-rate as the task)")
-        self.index = self._rows_for(np.load(idx_path), dataset, idx_path)
+        table = np.load(idx_path)
+        self.index = self._rows_for(table, dataset, idx_path)
+        self._check_files(cache_dir, split, table, dataset, meta_path)
         self.dim = self.meta["width"]
         self.bin_path, self.dtype = bin_path, np.dtype(self.meta["dtype"])
         self.paths = dataset.paths
@@ -141,6 +168,31 @@ class FbankCache:
                 f"{self.meta['min_keep']} / --max-keep-size {self.meta['max_keep']}: rewrite it with "
                 "mae-ast-cache without them (the default caches every entry)")
         return table[[row_of[line] for line in dataset.lines], 1:]
+
+    def _check_files(self, cache_dir: str, split: str, table: np.ndarray, dataset, meta_path: str) -> None:
+        """The clips are the files the cache was computed from: same resolved folder, and
+        each file's size and mtime unchanged (a stat per clip: seconds for 2 M clips)."""
+        files_path = _files_path(cache_dir, split)
+        if "root" not in self.meta or not os.path.isfile(files_path):
+            raise CacheError(f"{meta_path}: written by an older mae-ast-cache that did not record its audio files; "
+                             "rewrite it with mae-ast-cache")
+        root = clip_root(dataset)
+        if self.meta["root"] != root:
+            raise CacheError(f"{meta_path}: computed from the audio under {self.meta['root']}, but "
+                             f"{dataset.manifest_path}'s clips are under {root} (an identical manifest in another "
+                             "folder): rewrite the cache for this folder with mae-ast-cache")
+        row_of = {int(line): r for r, line in enumerate(table[:, 0])}
+        then = np.load(files_path)[[row_of[line] for line in dataset.lines]]
+        now = _file_stats(dataset.paths)
+        changed = np.flatnonzero((then != now).any(axis=1))
+        if len(changed):
+            i = int(changed[0])
+            what = (f"size {then[i, 0]} -> {now[i, 0]} bytes" if then[i, 0] != now[i, 0]
+                    else "same size, modified after the cache was written")
+            raise CacheError(f"{meta_path}: {len(changed)} of {len(dataset)} clips changed since the cache was "
+                             "written, "
+                             f"e.g. {dataset.paths[i]} ({dataset.manifest_path}:{dataset.lines[i]}: {what}): its "
+                             "features would be the old audio's; rewrite the cache with mae-ast-cache")
 
     def __getitem__(self, i: int) -> torch.Tensor:
         start, count = self.index[i]

@@ -220,13 +220,13 @@ def as_waveforms(inputs: Any) -> list[torch.Tensor]:
 
 
 def clip_features(path: str, spec: FeatureSpec, expected_samples: int | None = None,
-                  min_frames: int = 1) -> torch.Tensor:
+                  min_frames: int = 1, allow_silence: bool = False) -> torch.Tensor:
     """What training does with one file: decode (checked against the manifest's length),
     resample, features, at least ``min_frames`` frames (one patch). Raises ``AudioError``
     with the reason; ``mae-ast-validate`` calls this too, so both check the same things."""
     from .audio_io import AudioError, read_audio
 
-    wav = read_audio(path, spec.sample_rate, expected_samples=expected_samples)
+    wav = read_audio(path, spec.sample_rate, expected_samples=expected_samples, allow_silence=allow_silence)
     frames = spec.frames(len(wav))
     if frames == 0:
         raise AudioError(path, f"{len(wav)} samples at {spec.sample_rate} Hz is shorter than one "

@@ -58,6 +58,7 @@ class MAE_AST_Dataset(FairseqDataset):
         self.min_keep, self.max_keep = min_keep_sample_size, max_keep_sample_size
         self.cache = None  # an FbankCache (use_cache) replaces decoding and fbank
         self.paths, self.lines, self.entries = manifest.paths, manifest.lines, manifest.entries
+        self.root = manifest.root
         self.sizes = np.asarray(manifest.sizes, dtype=np.int64)
         # The manifest's own lengths, kept apart from ``sizes`` (what batching counts,
         # which subclasses may redefine) for the truncation check.
@@ -78,6 +79,8 @@ class MAE_AST_Dataset(FairseqDataset):
         # With decode_only (task.features_on_device) items are waveforms at their own
         # rate and batches carry them; the task computes features on the device.
         self.decode_only = False
+        # Digitally silent clips are skipped (counted) unless kept: evaluation keeps them.
+        self.keep_silence = False
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -116,7 +119,8 @@ class MAE_AST_Dataset(FairseqDataset):
         if self.cache is not None:
             return self.cache[index]
         expected = int(self.manifest_sizes[index])
-        return clip_features(self.paths[index], self.feature_spec, expected_samples=expected)
+        return clip_features(self.paths[index], self.feature_spec, expected_samples=expected,
+                             allow_silence=self.keep_silence)
 
     def __getitem__(self, index: int) -> dict:
         if self.decode_only:
@@ -134,7 +138,7 @@ class MAE_AST_Dataset(FairseqDataset):
         same skips (and reasons) as the features path."""
         expected = int(self.manifest_sizes[index])
         try:
-            wav, rate = decode_audio(self.paths[index], expected)
+            wav, rate = decode_audio(self.paths[index], expected, self.keep_silence)
         except AudioError as err:
             return self._skip(index, err.reason)
         frames = self.feature_spec.frames_at_rate(len(wav), rate)

@@ -1,8 +1,10 @@
 """What the pretraining and classification tasks share: no dictionaries, no length
 filter beyond the datasets' own, input paths resolved against the launch folder, the
 model's patch length handed to the datasets (clips shorter than one patch are skipped),
-the fbank cache, and two checks during training: the files of a batch whose loss is not
-finite, and a replica checksum before each validation in data-parallel runs."""
+the fbank cache, the provenance record (``mae_ast.provenance``: what data the run reads,
+saved by fairseq in every checkpoint as ``task_state``), and two checks during training:
+the files of a batch whose loss is not finite, and a replica checksum before each
+validation in data-parallel runs."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import numpy as np
 import torch
 from fairseq.tasks import FairseqTask
 
+from .. import provenance
 from .run_checks import launch_path
 
 
@@ -21,6 +24,8 @@ class MAE_AST_Audio_Task(FairseqTask):
         super().__init__(cfg)
         self.min_frames = 1  # the model's patch length, once it is built
         self.building_from_checkpoint = from_checkpoint
+        self.provenance_state: dict | None = None  # this run's record, as saved in checkpoints
+        self.loaded_provenance: dict | None = None  # a loaded checkpoint's record (load_state_dict)
 
     @classmethod
     def setup_task(cls, cfg, **kwargs) -> MAE_AST_Audio_Task:
@@ -28,6 +33,37 @@ class MAE_AST_Audio_Task(FairseqTask):
         if getattr(cfg, "fbank_cache", None):
             cfg.fbank_cache = launch_path(cfg.fbank_cache)
         return cls(cfg, from_checkpoint=kwargs.get("from_checkpoint", False))
+
+    # ---- provenance: fairseq saves ``state_dict()`` as every checkpoint's ``task_state`` ----
+
+    def split_files(self, split: str) -> tuple[str, str | None]:
+        """The manifest (and label file) a split is read from."""
+        import os
+
+        return os.path.join(self.cfg.data, f"{split}.tsv"), None
+
+    def record_provenance(self, root, kind: str, pretraining: dict | None = None) -> dict:
+        """Build this run's record of the splits it reads (``dataset.train_subset`` and
+        ``valid_subset``) and keep it for ``state_dict``; returns the record."""
+        train = str(root.dataset.train_subset)
+        valid = [] if root.dataset.disable_validation else str(root.dataset.valid_subset).split(",")
+        splits = {name: self.split_files(name) for name in [train, *[v for v in valid if v != train]]}
+        record = provenance.build_record(kind, self.cfg.data, splits, train, valid, pretraining)
+        self.provenance_state = provenance.to_state(record, str(root.checkpoint.save_dir))
+        n = {name: s["n_clips"] for name, s in record["splits"].items()}
+        self.logger.info(f"provenance record: {n} clips ({self.provenance_state.get('keys_file') or 'inline'})")
+        return record
+
+    def state_dict(self) -> dict:
+        state = dict(super().state_dict())
+        if self.provenance_state is not None:
+            state["provenance"] = self.provenance_state
+        return state
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        state_dict = dict(state_dict or {})
+        self.loaded_provenance = state_dict.pop("provenance", None)
+        super().load_state_dict(state_dict)
 
     @property
     def logger(self) -> logging.Logger:

@@ -27,7 +27,10 @@ from ..data.features import FeatureSpec
 from ..data.labels import LabelError, LabelSet, read_label_descriptors
 from .audio_task import MAE_AST_Audio_Task
 from .recipe_checks import warn_about_run
-from .run_checks import check_metric, check_resume, check_settings, launch_path, root_config, warn_nested_save_dir
+from .. import provenance
+from .run_checks import (
+    check_metric, check_resume, check_settings, launch_path, lock_run_folder, root_config, warn_nested_save_dir,
+)
 
 logger = logging.getLogger(__name__)
 SPEC_FIELDS = {"sample_rate": "sample_rate", "feature_dim": "num_mel_bins", "deltas": "deltas"}
@@ -108,7 +111,7 @@ class MAE_AST_Classification_Task(MAE_AST_Audio_Task):
         model = super().build_model(cfg, from_checkpoint)
         self.adopt_patch_length(model.backbone.grid.min_frames)
         if not self.building_from_checkpoint:  # a new or resumed training run, not a checkpoint reload
-            self.check_run(model.head_norm)
+            self.check_run(model.head_norm, model)
         if model.needs_param_groups:
             logger.info("layer_decay/head_lr_scale: parameters carry optim_overrides lr scales "
                         "(honoured by optimizer._name=composite with dynamic_groups=true)")
@@ -121,15 +124,25 @@ class MAE_AST_Classification_Task(MAE_AST_Audio_Task):
                 cfg[key] = plain(value)
         return model
 
-    def check_run(self, head_norm: str) -> None:
-        """Settings, metric and resume checks (``run_checks``), before any data is read."""
+    def check_run(self, head_norm: str, model=None) -> None:
+        """Settings, metric and resume checks (``run_checks``), before any data is read;
+        the run folder's lock and this run's provenance record, which resume compares."""
         check_settings(self.cfg, self.feature_spec, self.min_frames)
         root = root_config(self.cfg)
         if root is not None:
             warn_nested_save_dir(root)
             check_metric(root, self.cfg.multi_label)
-            check_resume(root, list(self.class_names), self.cfg.multi_label, head_norm)
+            lock_run_folder(root)
+            record = None
+            if model is not None:
+                pretrained = provenance.pretraining_record(model.cfg.pretrained_checkpoint)
+                record = self.record_provenance(root, "finetuning", pretrained)
+            check_resume(root, list(self.class_names), self.cfg.multi_label, head_norm, model, record)
             warn_about_run(root, self.feature_spec)
+
+    def split_files(self, split: str) -> tuple[str, str | None]:
+        manifest, labels, _ = label_paths(self.cfg.data, split)
+        return manifest, labels
 
     # ---- data ----------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from ..data.features import FeatureSpec
 from ..data.mae_ast_dataset import features_from_waveforms
 from ..models.masking import MASK_TYPES
 from .audio_task import MAE_AST_Audio_Task
+from .run_checks import check_pretraining_resume, lock_run_folder, root_config
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +99,12 @@ class MAE_AST_Pretraining_Task(MAE_AST_Audio_Task):
     def build_model(self, cfg, from_checkpoint: bool = False):
         model = super().build_model(cfg, from_checkpoint)
         self.adopt_patch_length(model.grid.min_frames)
+        root = root_config(self.cfg)
+        if root is not None and not (from_checkpoint or self.building_from_checkpoint):
+            # a training run: one per folder, its data recorded and compared with the
+            # checkpoint it resumes
+            lock_run_folder(root)
+            check_pretraining_resume(root, model, self.record_provenance(root, "pretraining"))
         return model
 
     def device_features(self, sample: dict, model) -> dict:

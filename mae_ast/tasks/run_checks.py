@@ -4,8 +4,10 @@ something else.
 
 * ``check_settings``: ``target_length``, SpecAugment widths and mixup within their ranges;
 * ``check_metric``: the best-checkpoint metric is one this label mode logs;
-* ``check_resume``: the checkpoint fairseq is about to restore can be read, and was
-  trained on the same classes (names, order, label mode) as this run;
+* ``check_resume``: the checkpoint fairseq is about to restore can be read, was
+  trained on the same classes (names, order, label mode), the same data (its provenance
+  record) and has the same shape as this run's model;
+* ``lock_run_folder``: one live run per ``checkpoint.save_dir``;
 * ``launch_path``: input paths given relative to the folder the command was started in,
   which hydra leaves for ``hydra.run.dir`` before the task is built.
 
@@ -19,7 +21,8 @@ import logging
 import os
 from typing import Any
 
-from ..checkpoints import CLASSIFIER, CheckpointError, config_section, read_checkpoint
+from .. import provenance
+from ..checkpoints import CLASSIFIER, PRETRAINING, CheckpointError, as_dict, config_section, read_checkpoint
 from ..data.features import FeatureSpec
 from ..models.mae_ast_classifier import HEAD_NORM_LEGACY
 
@@ -133,10 +136,12 @@ def restore_path(checkpoint_cfg: Any) -> str | None:
     return path if os.path.exists(path) else None
 
 
-def check_resume(root: Any, class_names: list[str], multi_label: bool, head_norm: str | None = None) -> None:
+def check_resume(root: Any, class_names: list[str], multi_label: bool, head_norm: str | None = None,
+                 built: Any = None, record: dict | None = None) -> None:
     """Refuse to resume from a checkpoint that cannot be read, or whose classifier was
-    trained on other classes or with another head: fairseq would restore its head, its best
-    score and its optimizer state onto this run's labels (or fail on mismatched keys)."""
+    trained on other classes, with another head, on other data (``record``: this run's
+    provenance) or has another shape (``built``: this run's model): fairseq would restore its
+    head, its best score and its optimizer state onto this run (or fail on mismatched keys)."""
     path = restore_path(root.checkpoint)
     if path is None:
         return
@@ -164,6 +169,72 @@ def check_resume(root: Any, class_names: list[str], multi_label: bool, head_norm
         raise RunConfigError(f"{path}: this run would resume a classifier whose head normalises with "
                              f"{their_norm}, but this run builds {head_norm}: set model.head_norm={their_norm} "
                              "to continue it, or use a new checkpoint.save_dir")
+    if built is not None:
+        check_shape(path, state, built, dict(built.encoder_cfg), model.get("encoder") or {}, "model.encoder.")
+    if record is not None:
+        check_same_data(path, state, record)
+
+
+def check_pretraining_resume(root: Any, model: Any, record: dict | None) -> None:
+    """``check_resume`` for pretraining: the same model shape and the same data. A file that
+    cannot be read is left to fairseq's own message."""
+    path = restore_path(root.checkpoint)
+    if path is None:
+        return
+    try:
+        state = read_checkpoint(path, kinds=(PRETRAINING,), mmap=True)
+    except CheckpointError:
+        return
+    ours = as_dict(root.model)
+    check_shape(path, state, model, ours, config_section(state, "model"), "model.")
+    if record is not None:
+        check_same_data(path, state, record)
+
+
+# Config fields that set parameter shapes, named in the message when they differ.
+SHAPE_FIELDS = ("encoder_layers", "encoder_embed_dim", "encoder_ffn_embed_dim", "encoder_attention_heads",
+                "decoder_layers", "decoder_embed_dim", "decoder_ffn_embed_dim", "decoder_attention_heads",
+                "ast_kernel_size_time", "ast_kernel_size_chan", "ast_kernel_stride_time",
+                "ast_kernel_stride_chan", "num_mel_bins", "deltas", "enc_sine_pos", "dec_sine_pos",
+                "max_token_length")
+
+
+def check_shape(path: str, state: dict, model: Any, ours: dict, theirs: dict, prefix: str) -> None:
+    """Refuse a checkpoint whose weights do not fit this run's model, naming the settings
+    that differ (fairseq would stop later with "Unexpected key(s)" and no hint)."""
+    mine = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    other = {k: tuple(v.shape) for k, v in state["model"].items()}
+    if mine == other:
+        return
+    fields = [f"{prefix}{k}: {theirs.get(k)} in the checkpoint, {ours.get(k)} in this run"
+              for k in SHAPE_FIELDS if k in theirs and k in ours and theirs[k] != ours[k]]
+    missing, unexpected = sorted(set(mine) - set(other)), sorted(set(other) - set(mine))
+    resized = [k for k in sorted(set(mine) & set(other)) if mine[k] != other[k]]
+    keys = "; ".join(x for x in (
+        f"{len(unexpected)} weights only in the checkpoint (e.g. {unexpected[0]})" if unexpected else "",
+        f"{len(missing)} only in this model (e.g. {missing[0]})" if missing else "",
+        f"{len(resized)} of another shape (e.g. {resized[0]}: {other[resized[0]]} vs {mine[resized[0]]})"
+        if resized else "") if x)
+    settings = f"{'; '.join(fields)}; " if fields else ""
+    raise RunConfigError(f"{path}: this run would resume a model of another shape: {settings}{keys}. "
+                         "Set the checkpoint's values to continue it, or use a new checkpoint.save_dir "
+                         "(a new hydra.run.dir) for this model")
+
+
+def check_same_data(path: str, state: dict, record: dict) -> None:
+    """Refuse to resume a checkpoint trained on other data than this run reads (the
+    ESC-50 fold loop reusing one run folder for another fold): its best score and weights
+    would carry over, and evaluation would score a model trained on its own test clips."""
+    theirs = provenance._record_state(state)
+    if theirs is None:
+        logger.warning(f"{path}: this run resumes a checkpoint without a provenance record (older code): "
+                       "cannot check that it was trained on the same data")
+        return
+    problems = provenance.same_data(theirs, record)
+    if problems:
+        raise RunConfigError(f"{path}: this run would resume a checkpoint trained on other data: "
+                             f"{'; '.join(problems)}. Use a new checkpoint.save_dir (and hydra.run.dir) for "
+                             "this data, or point task.data at the data it was trained on")
 
 
 def _difference(theirs: list[str], ours: list[str]) -> str:
@@ -173,3 +244,70 @@ def _difference(theirs: list[str], ours: list[str]) -> str:
     gone, new = sorted(set(theirs) - set(ours)), sorted(set(ours) - set(theirs))
     return (f"{len(theirs)} classes then, {len(ours)} now"
             + (f"; no longer present: {gone[:5]}" if gone else "") + (f"; new: {new[:5]}" if new else ""))
+
+
+LOCK_NAME = "run.lock"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def lock_run_folder(root: Any) -> str | None:
+    """Hold ``<save_dir>/run.lock`` (host and PID) for this run's life, so two runs started
+    into one folder do not both write its checkpoints (the last writer would win, with
+    both exiting 0). A lock left by a dead process on this host is taken over. Rank 0
+    only: the other ranks of a data-parallel run share its folder. Returns the lock path."""
+    import atexit
+    import socket
+
+    if int(getattr(root.distributed_training, "distributed_rank", 0) or 0) != 0:
+        return None
+    save_dir = os.path.abspath(str(root.checkpoint.save_dir))
+    os.makedirs(save_dir, exist_ok=True)
+    path, host, me = os.path.join(save_dir, LOCK_NAME), socket.gethostname(), os.getpid()
+    while True:
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                with open(path) as f:
+                    their_host, their_pid = f.read().split()[:2]
+                their_pid = int(their_pid)
+            except (OSError, ValueError):
+                their_host, their_pid = host, -1  # unreadable or half-written: treat as stale
+            if their_host == host and their_pid == me:
+                return path  # this process already holds it (the task is built twice)
+            if their_host != host:
+                raise RunConfigError(f"{save_dir} is in use by a run on {their_host} (PID {their_pid}, {path}): "
+                                     "use another checkpoint.save_dir, or delete the lock if that run has ended")
+            if their_pid > 0 and _alive(their_pid):
+                raise RunConfigError(f"{save_dir} is in use by a live run (PID {their_pid}, {path}): two runs in "
+                                     "one folder overwrite each other's checkpoints; use another "
+                                     "checkpoint.save_dir (and hydra.run.dir), or wait for it to end")
+            logger.warning(f"{path}: left by PID {their_pid}, which has ended; taking the run folder over")
+            try:
+                os.remove(path)
+            except FileNotFoundError:
+                pass
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{host} {me}\n")
+        break
+
+    def release() -> None:
+        try:
+            with open(path) as f:
+                if f.read().split()[1:2] == [str(me)]:
+                    os.remove(path)
+        except (OSError, IndexError):
+            pass
+
+    atexit.register(release)
+    return path

@@ -12,8 +12,18 @@ longer than ``target_length`` (``n_cropped``: cut with ``start``, windowed with
 ``windows``) is printed and written to the JSON.
 
 Scores come from ``mae_ast.classifier``, metrics from
-``mae_ast.metrics.classification_metrics``. Unreadable clips are named, counted and left
-out of the metrics. In multi-label metrics a class with no positive clip in the split is
+``mae_ast.metrics.classification_metrics``. A digitally silent clip is scored like any
+other. Unreadable clips are named and counted; a score that leaves any out exits 1 unless
+``--allow-skipped`` (the JSON gives ``split_clips`` beside ``n_clips``, the scored ones).
+
+Provenance (``mae_ast.provenance``): the output names the checkpoint (path and hash),
+what it was trained on, and ``overlap_with_training``: how many of the split's clips were
+in its fine-tuning or its encoder's pretraining data, by real path and by content. Any
+overlap with training data is a loud warning and exit 3 unless ``--allow-overlap``
+(scoring the train split on purpose). A split that is the checkpoint's own validation
+split (``checkpoint_best.pt`` was selected on it) is said so.
+
+In multi-label metrics a class with no positive clip in the split is
 left out of mAP and AUC (and one with no negative clip out of AUC), and counted; a value
 that cannot be computed (no class left, or d' of an AUC of exactly 0 or 1) is printed as
 n/a or inf and written as null, so the JSON is strict.
@@ -28,7 +38,10 @@ import sys
 
 import numpy as np
 
+from .. import provenance
+from ..checkpoints import read_checkpoint
 from ..classifier import Classifier
+from ..data import identity
 from ..data.classification_dataset import ClassificationDataset, label_paths
 from ..data.labels import LabelError, read_label_descriptors
 from ..data.manifest import ManifestError
@@ -56,6 +69,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="clips (or windows of one clip) per forward pass (default: 16)")
     p.add_argument("--device", type=device_arg, default=None,
                    help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--allow-overlap", action="store_true",
+                   help="score clips the checkpoint was trained on (else exit 3): the train split on purpose")
+    p.add_argument("--allow-skipped", action="store_true",
+                   help="exit 0 even when unreadable clips were left out of the score (else exit 1)")
     args = p.parse_args(argv)
     if args.hop is not None and args.crop != "windows":
         p.error("--hop applies to --crop windows only")
@@ -135,6 +152,36 @@ def notes(result: dict, clf: Classifier, crop: str) -> list[str]:
     return out
 
 
+def provenance_notes(report: dict, split: str) -> tuple[list[str], list[str]]:
+    """(warnings, notes) of an ``overlap_report``: a leak is a warning; a checkpoint selected
+    on the scored clips, and a checkpoint without a record, are notes."""
+    warnings, out = [], []
+    n = report["n_scored_clips"]
+    if report["status"] != "recorded":
+        out.append(f"{report['checkpoint']} has no provenance record ({report.get('error') or 'it predates records'}): "
+                   "cannot check that this split was not trained on")
+        return warnings, out
+    for phase, found in report["overlap_with_training"].items():
+        if "splits" not in found:
+            out.append(f"{phase}: {found.get('status')} ({found.get('reason') or found.get('checkpoint') or ''}): "
+                       "cannot check this split against it")
+    if report["training"]:
+        parts = [f"{phase} {name}: {c['by_path']} by path, {c['by_content']} by content"
+                 for phase, found in report["overlap_with_training"].items()
+                 for name, c in found.get("splits", {}).items() if c["either"]]
+        warnings.append(f"{report['training']} of {n} clips of split {split} were in the checkpoint's TRAINING data "
+                        f"({'; '.join(parts)}): these numbers are not a held-out score. Pass --allow-overlap to "
+                        "score training clips on purpose")
+    if report["selection"]:
+        if report["selection_only"]:
+            out.append(f"the checkpoint was selected on the clips it is scored on: split {split} is its validation "
+                       "split (checkpoint_best.pt is the best epoch on these clips): an optimistic number")
+        else:
+            out.append(f"{report['selection']} of {n} clips of split {split} are in the checkpoint's validation split, "
+                       "which it was selected on")
+    return warnings, out
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
@@ -144,21 +191,38 @@ def main(argv: list[str] | None = None) -> int:
     clf, hop = opened
     try:
         dataset = open_split(clf, args.data, args.split)
+        keys = identity.manifest_keys(dataset.manifest_path, dataset.paths)
+        report = provenance.overlap_report(read_checkpoint(args.checkpoint, mmap=True), args.checkpoint,
+                                           dataset.paths, keys)
         scores, targets, skipped, n_long = score_split(clf, dataset, args.batch_size, args.crop, hop)
     except (LabelError, ManifestError) as err:
         print(f"mae-ast-evaluate: {err}", file=sys.stderr)
         return 2
-    result = {**classification_metrics(scores, targets, clf.multi_label), "skipped_clips": int(skipped),
-              "crop": args.crop, "n_cropped": n_long, "split": args.split, "checkpoint": args.checkpoint}
+    result = {**classification_metrics(scores, targets, clf.multi_label), "split_clips": len(dataset),
+              "skipped_clips": int(skipped), "crop": args.crop, "n_cropped": n_long, "split": args.split,
+              "checkpoint": args.checkpoint, "checkpoint_hash": report["checkpoint_hash"],
+              "overlap_with_training": report["training"],
+              "selected_on_scored_clips": bool(report["selection_only"]) if report["status"] == "recorded" else None}
     if args.crop == "windows":
         spec = clf.feature_spec
         result["hop_s"] = hop * spec.shift_samples / spec.sample_rate
     print(table(result))
     for note in notes(result, clf, args.crop):
         print(f"mae-ast-evaluate: {note}", file=sys.stderr)
+    leaks, more = provenance_notes(report, args.split)
+    for note in more:
+        print(f"mae-ast-evaluate: {note}", file=sys.stderr)
+    for leak in leaks:
+        print(f"mae-ast-evaluate: WARNING: {leak}", file=sys.stderr)
+    if skipped:
+        print(f"mae-ast-evaluate: {skipped} of {len(dataset)} clips of split {args.split} could not be read and are "
+              f"not in the score (named above){'' if args.allow_skipped else '; --allow-skipped accepts that'}",
+              file=sys.stderr)
     if args.json:
-        write_json(args.json, json_safe(result))
-    return 0
+        write_json(args.json, json_safe({**result, "provenance": report}))
+    if leaks and not args.allow_overlap:
+        return 3
+    return 1 if skipped and not args.allow_skipped else 0
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@
         [--crop windows|start] [--windows] [--aggregate auto|mean|max] [--json predictions.json]
         [--batch-size 32] [--device cpu]
 
-Folders are walked for audio files (the extensions of ``mae_ast.data.audio_io.AUDIO_EXTENSIONS``).
+Folders are walked for audio files (the extensions of ``mae_ast.data.audio_io.AUDIO_EXTENSIONS``);
+a manifest ``.tsv`` (as ``mae-ast-manifest``/``mae-ast-extract`` use) stands for its clips.
 Each file is read at the classifier's sample rate and scored over windows of the model's
 input length (``target_length`` frames): a file no longer than that is one (padded)
 window; a longer one is scored in sliding windows every ``--hop`` seconds (default: half
@@ -22,8 +23,14 @@ protocol); the summary says how many files were longer than one window, i.e. win
 
 ``--windows`` prints the timeline (start-end seconds and top label of each window); the
 JSON always holds it, each window with its ``--top-k`` labels (``--top-k 0``: every
-class). Unreadable files are named on stderr and counted. Exit code: 0 when every file was
-scored, 1 when any could not be, 2 when the arguments or the checkpoint cannot be used.
+class). A digitally silent file is scored. Unreadable files are named on stderr and counted.
+
+Provenance (``mae_ast.provenance``): the JSON names the checkpoint (path and hash), what
+it was trained on and ``overlap_with_training`` of the files scored; files the checkpoint
+was trained on are a loud warning and exit 3 unless ``--allow-overlap``.
+
+Exit code: 0 when every file was scored, 1 when any could not be, 2 when the arguments or
+the checkpoint cannot be used, 3 when files were in the checkpoint's training data.
 """
 
 from __future__ import annotations
@@ -36,9 +43,12 @@ from dataclasses import dataclass, field
 import torch
 from tqdm import tqdm
 
+from .. import provenance
+from ..checkpoints import read_checkpoint
 from ..classifier import WINDOW_BATCH, Classifier, window_starts
 from ..data.audio_io import AUDIO_EXTENSIONS, AudioError, read_audio
 from ..data.datadir import find_audio
+from ..data.manifest import ManifestError, read_manifest
 from ._common import (
     check_output, device_arg, json_safe, open_classifier, positive_float, positive_int, write_json,
 )
@@ -60,7 +70,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="mae-ast-predict", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", help="fine-tuned classifier checkpoint (checkpoint_best.pt)")
-    p.add_argument("audio", nargs="+", help="audio files or folders (walked recursively)")
+    p.add_argument("audio", nargs="+", help="audio files, folders (walked recursively) or manifests (.tsv)")
     p.add_argument("--top-k", type=int, default=5, help="labels shown per file and window; 0 = all (default: 5)")
     p.add_argument("--hop", type=positive_float, default=None,
                    help="seconds between window starts in long files, at most the model's input length "
@@ -77,6 +87,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help=f"windows per forward pass (default: {WINDOW_BATCH})")
     p.add_argument("--device", type=device_arg, default=None,
                    help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--allow-overlap", action="store_true",
+                   help="score files the checkpoint was trained on without exit 3")
     args = p.parse_args(argv)
     if args.top_k < 0:
         p.error("--top-k must be >= 0")
@@ -87,10 +99,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def find_files(inputs: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
-    """Audio files named or found under the folders named, and (path, reason) for inputs that yield none."""
+    """Audio files named, found under the folders named or listed by the manifests (.tsv)
+    named, and (path, reason) for inputs that yield none."""
     files, errors = [], []
     for item in inputs:
-        if os.path.isdir(item):
+        if item.endswith(".tsv") and os.path.isfile(item):
+            try:
+                files.extend(read_manifest(item).paths)
+            except ManifestError as err:
+                errors.append((item, str(err).removeprefix(f"{item}: ")))
+        elif os.path.isdir(item):
             found = [os.path.join(item, rel) for rel in find_audio(item)]
             if not found:
                 errors.append((item, f"folder holds no audio file ({', '.join(sorted(AUDIO_EXTENSIONS))})"))
@@ -110,7 +128,7 @@ def window_spans(clf: Classifier, num_samples: int, starts: list[int]) -> list[t
 
 def predict_file(clf: Classifier, path: str, hop: int, how: str, crop: str, batch_size: int) -> Prediction:
     """Scores of one file; ``AudioError`` when it cannot be read or is too short for one patch."""
-    wav = read_audio(path, clf.feature_spec.sample_rate)
+    wav = read_audio(path, clf.feature_spec.sample_rate, allow_silence=True)
     try:
         feat = clf.clip_features(wav)
     except ValueError as err:  # the input contract refused the waveform (e.g. not on the [-1, 1] scale)
@@ -191,14 +209,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mae-ast-predict: {long_note(clf, n_long, len(results), args.crop, how)}", file=sys.stderr)
     if errors:
         print(f"mae-ast-predict: {len(errors)} input(s) could not be scored, {len(results)} scored", file=sys.stderr)
+    scored = [r["path"] for r in results]
+    seen = provenance.overlap_report(read_checkpoint(args.checkpoint, mmap=True), args.checkpoint, scored)
+    if seen["training"]:
+        named = [scored[i] for i in seen["trained_clips"][:3]]
+        print(f"mae-ast-predict: WARNING: {seen['training']} of {len(scored)} scored file(s) were in the "
+              f"checkpoint's TRAINING data (e.g. {named}): their scores say nothing about unseen audio. Pass "
+              "--allow-overlap to score training files on purpose", file=sys.stderr)
     if args.json:
         report = {"checkpoint": args.checkpoint, "class_names": clf.class_names, "multi_label": clf.multi_label,
                   "aggregate": how, "crop": args.crop, "window_s": window_s,
                   "hop_s": hop * spec.shift_samples / spec.sample_rate,
                   "n_windowed": n_long if args.crop == "windows" else 0,
                   "n_cropped": n_long if args.crop == "start" else 0, "files": results,
-                  "errors": [{"path": p, "error": r} for p, r in errors]}
+                  "errors": [{"path": p, "error": r} for p, r in errors],
+                  "checkpoint_hash": seen["checkpoint_hash"], "overlap_with_training": seen["training"],
+                  "provenance": seen}
         write_json(args.json, json_safe(report))
+    if seen["training"] and not args.allow_overlap:
+        return 3
     return 1 if errors else 0
 
 

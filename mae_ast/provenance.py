@@ -1,0 +1,344 @@
+"""A checkpoint's provenance record: which clips it was trained (and selected) on, so a
+tool can show that a number is clean.
+
+For each split a run reads (``dataset.train_subset`` and every ``dataset.valid_subset``)
+the record holds the resolved absolute manifest and ``.lbl`` paths, their text
+fingerprints (``identity.text_key``), the clip count, and the clips' identities: the
+sorted unique 64-bit real-path keys and content keys of ``mae_ast.data.identity`` (read
+from the ``{split}.keys.npz`` sidecar when it is current, else hashed once at start).
+A fine-tuned classifier's record also carries its encoder's pretraining record, read from
+the pretraining checkpoint (``"unknown"`` when that checkpoint predates records, as the
+released ones do; ``"none"`` for a random-init encoder).
+
+Where it lives: fairseq's own extension point, ``FairseqTask.state_dict()``, which the
+Trainer saves as ``task_state`` in every checkpoint. Small records keep their keys inline
+(int64 tensors: checkpoints are loaded with ``weights_only``). Above ``INLINE_MAX_CLIPS``
+clips the keys go to one content-addressed file, ``<save_dir>/provenance/<digest>.npz``,
+which the checkpoint names and fingerprints (the digest of its arrays): fairseq writes
+the task state into every checkpoint it saves (last, best, each epoch's), and 32 MB per
+checkpoint at AudioSet scale (2 M clips x 2 keys x 8 bytes) would be repeated in each,
+while a small record inline keeps a copied checkpoint self-contained.
+
+    record = build_record("finetuning", data, {"train": (tsv, lbl), "valid": (tsv, lbl)}, ...)
+    task_state["provenance"] = to_state(record, save_dir)
+    describe(checkpoint_dict)                       # JSON-able summary (model card, probe)
+    overlap_report(checkpoint_dict, ckpt_path, paths)  # overlap_with_training counts
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from .data import identity
+
+RECORD_VERSION = 1
+# 100 k clips x 2 keys x 8 bytes = 1.6 MB inline; above that, the keys file.
+INLINE_MAX_CLIPS = 100_000
+KEY_KINDS = ("path_keys", "content_keys")
+UNKNOWN, NONE = "unknown", "none"
+
+
+class ProvenanceError(ValueError):
+    """A record whose keys file is missing or altered; the message names it."""
+
+
+def hex64(value: int) -> str:
+    return f"{int(value) & (2**64 - 1):016x}"
+
+
+def _digest(arrays: Sequence[np.ndarray]) -> str:
+    h = hashlib.blake2b(digest_size=8)
+    for a in arrays:
+        h.update(np.ascontiguousarray(a, dtype=np.uint64).tobytes())
+        h.update(b"|")
+    return h.hexdigest()
+
+
+def checkpoint_hash(path: str) -> str:
+    """The checkpoint file's fingerprint: ``identity.content_key`` (size and the first,
+    middle and last 64 KiB), so hashing a 1 GB checkpoint costs three small reads; two
+    saves of a run differ in size or in those bytes (weights, zip offsets)."""
+    return hex64(identity.content_key(path))
+
+
+# ---- building -------------------------------------------------------------------------
+
+def split_record(manifest_path: str, label_path: str | None = None) -> dict:
+    """One split's record (numpy key arrays) from its manifest (and label file)."""
+    from .data.manifest import read_manifest
+
+    manifest_path = identity.real_path(manifest_path)
+    manifest = read_manifest(manifest_path)
+    path_keys, content_keys = identity.manifest_keys(manifest_path, manifest.paths)
+    labels = identity.real_path(label_path) if label_path and os.path.isfile(label_path) else None
+    pk, ck = np.unique(path_keys), np.unique(content_keys[content_keys != 0])
+    return {"manifest": manifest_path, "manifest_key": hex64(identity.text_key(manifest_path)),
+            "labels": labels, "labels_key": hex64(identity.text_key(labels)) if labels else None,
+            "n_clips": len(manifest.paths), "keys_digest": _digest([pk, ck]),
+            "path_keys": pk, "content_keys": ck}
+
+
+def build_record(kind: str, data: str, splits: dict[str, tuple[str, str | None]], train_subset: str,
+                 valid_subsets: Sequence[str], pretraining: dict | None = None) -> dict:
+    """The record of a run of ``kind`` (``pretraining``/``finetuning``) reading ``splits``
+    (name -> (manifest, label file or None)); ``pretraining``: the encoder's (see
+    ``pretraining_record``), for a classifier."""
+    record = {"version": RECORD_VERSION, "kind": kind, "data": identity.real_path(data),
+              "train_subset": train_subset, "valid_subsets": list(valid_subsets),
+              "splits": {name: split_record(m, lbl) for name, (m, lbl) in splits.items()}}
+    if pretraining is not None:
+        record["pretraining"] = pretraining
+    return record
+
+
+def pretraining_record(checkpoint: str | None) -> dict:
+    """What a classifier's encoder was pretrained on: the pretraining checkpoint's own
+    record (keys loaded), ``status: unknown`` when it has none, ``none`` for random init."""
+    if not checkpoint:
+        return {"status": NONE}
+    from .checkpoints import CheckpointError, read_checkpoint
+
+    path = identity.real_path(checkpoint)
+    try:  # mmap: only the task state is read; a legacy (non-zip) file cannot be mapped
+        state = read_checkpoint(path, mmap=True)
+    except CheckpointError:
+        state = read_checkpoint(path)
+    head = {"checkpoint": path, "checkpoint_hash": checkpoint_hash(path)}
+    try:
+        record = load(state, path)
+    except ProvenanceError as err:
+        return {"status": UNKNOWN, **head, "reason": str(err)}
+    if record is None:
+        return {"status": UNKNOWN, **head, "reason": "the pretraining checkpoint predates provenance records"}
+    record.pop("pretraining", None)
+    return {"status": "recorded", **head, "record": record}
+
+
+# ---- storing --------------------------------------------------------------------------
+
+def _arrays(record: dict) -> dict[str, np.ndarray]:
+    """Every key array of a record and its pretraining record, by a flat name."""
+    out = {}
+    for prefix, rec in (("", record), ("pretraining/", (record.get("pretraining") or {}).get("record"))):
+        for name, split in ((rec or {}).get("splits") or {}).items():
+            for kind in KEY_KINDS:
+                if isinstance(split.get(kind), np.ndarray):
+                    out[f"{prefix}{name}/{kind}"] = split[kind]
+    return out
+
+
+def _split_records(record: dict):
+    yield "", record
+    pre = (record.get("pretraining") or {}).get("record")
+    if pre:
+        yield "pretraining/", pre
+
+
+def to_state(record: dict, save_dir: str | None = None) -> dict:
+    """The record as plain types for ``task_state``: keys inline (int64 tensors) when
+    small or when there is no ``save_dir``, else in ``<save_dir>/provenance/<digest>.npz``."""
+    arrays = _arrays(record)
+    total = sum(len(a) for a in arrays.values()) // 2
+    digest = _digest([arrays[k] for k in sorted(arrays)])
+    state = _strip(record)
+    if total <= INLINE_MAX_CLIPS or save_dir is None:
+        state["keys"] = {k: torch.from_numpy(np.ascontiguousarray(a, dtype=np.uint64).view(np.int64))
+                         for k, a in arrays.items()}
+    else:
+        folder = os.path.join(os.path.abspath(save_dir), "provenance")
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, f"{digest}.npz")
+        if not os.path.isfile(path):  # content-addressed: written once per record
+            tmp = path + f".{os.getpid()}.tmp.npz"
+            # Sorted keys are stored as their gaps (~44 bits each at 2 M clips), deflated:
+            # 2 M clips' two key sets take ~25 MB instead of 32.
+            np.savez_compressed(tmp, **{k.replace("/", "__"): _gaps(a) for k, a in arrays.items()})
+            os.replace(tmp, path)
+        state["keys_file"] = path
+    state["keys_digest"] = digest
+    return state
+
+
+def _gaps(sorted_keys: np.ndarray) -> np.ndarray:
+    """The first key, then each key's distance to the one before (``np.cumsum`` inverts it,
+    uint64 arithmetic wrapping alike both ways)."""
+    a = np.ascontiguousarray(sorted_keys, dtype=np.uint64)
+    return np.concatenate([a[:1], np.diff(a)]) if len(a) else a
+
+
+def _strip(record: dict) -> dict:
+    """A deep copy of the record's small part (no key arrays)."""
+    out = {k: v for k, v in record.items() if k not in ("splits", "pretraining")}
+    out["splits"] = {n: {k: v for k, v in s.items() if k not in KEY_KINDS} for n, s in record["splits"].items()}
+    pre = record.get("pretraining")
+    if pre is not None:
+        out["pretraining"] = {k: v for k, v in pre.items() if k != "record"}
+        if pre.get("record"):
+            out["pretraining"]["record"] = _strip(pre["record"])
+    return out
+
+
+def _find_keys_file(named: str, checkpoint_path: str | None) -> str | None:
+    """The keys file where the record names it, else in ``provenance/`` beside the
+    checkpoint (a run folder moved or copied whole)."""
+    candidates = [named]
+    if checkpoint_path:
+        candidates.append(os.path.join(os.path.dirname(os.path.abspath(checkpoint_path)), "provenance",
+                                       os.path.basename(named)))
+    return next((c for c in candidates if os.path.isfile(c)), None)
+
+
+def _record_state(state: dict) -> dict | None:
+    """The stored record of a checkpoint dict (its ``task_state``), or a record itself."""
+    if "version" in state and "splits" in state:
+        return state
+    task_state = state.get("task_state") or {}
+    return task_state.get("provenance") if isinstance(task_state, dict) else None
+
+
+def load(state: dict, checkpoint_path: str | None = None) -> dict | None:
+    """The record of a checkpoint dict with its key arrays (numpy uint64) restored; None
+    when the checkpoint has no record (released or older ones)."""
+    stored = _record_state(state)
+    if stored is None:
+        return None
+    if "keys" in stored:
+        arrays = {k: v.numpy().view(np.uint64) if isinstance(v, torch.Tensor) else np.asarray(v, np.uint64)
+                  for k, v in stored["keys"].items()}
+    else:
+        path = _find_keys_file(stored["keys_file"], checkpoint_path)
+        if path is None:
+            raise ProvenanceError(f"{checkpoint_path or 'checkpoint'}: its provenance keys file "
+                                  f"{stored['keys_file']} is missing; copy the run's provenance/ folder "
+                                  "beside the checkpoint")
+        with np.load(path) as z:
+            arrays = {k.replace("__", "/"): np.cumsum(z[k], dtype=np.uint64) for k in z.files}
+    if _digest([arrays[k] for k in sorted(arrays)]) != stored["keys_digest"]:
+        raise ProvenanceError(f"{checkpoint_path or 'checkpoint'}: its provenance keys do not match the "
+                              f"fingerprint it recorded ({stored['keys_digest']}): the keys file was altered")
+    record = _strip(stored)
+    record["keys_digest"] = stored["keys_digest"]
+    for prefix, rec in _split_records(record):
+        for name, split in rec["splits"].items():
+            for kind in KEY_KINDS:
+                split[kind] = arrays.get(f"{prefix}{name}/{kind}", np.zeros(0, np.uint64))
+    return record
+
+
+# ---- reading ----------------------------------------------------------------------------
+
+def _split_summary(split: dict) -> dict:
+    return {k: split.get(k) for k in ("manifest", "manifest_key", "labels", "labels_key", "n_clips", "keys_digest")}
+
+
+def _summary(rec: dict) -> dict:
+    return {"kind": rec.get("kind"), "data": rec.get("data"), "train_subset": rec.get("train_subset"),
+            "valid_subsets": rec.get("valid_subsets"),
+            "splits": {n: _split_summary(s) for n, s in rec["splits"].items()}}
+
+
+def describe(state: dict) -> dict:
+    """A JSON-able summary of a checkpoint's record (``state``: the checkpoint dict, or a
+    record): per split its manifest, label file, clip count and fingerprints; the
+    pretraining summary; the updates the checkpoint holds. ``{"status": "unknown"}`` when
+    the checkpoint has no record."""
+    stored = _record_state(state)
+    history = state.get("optimizer_history") or [{}]
+    updates = history[-1].get("num_updates") if isinstance(history[-1], dict) else None
+    if stored is None:
+        return {"status": UNKNOWN, "reason": "this checkpoint predates provenance records", "updates": updates}
+    out = {"status": "recorded", "version": stored.get("version"), **_summary(stored),
+           "keys_digest": stored.get("keys_digest"), "keys_file": stored.get("keys_file"), "updates": updates}
+    pre = stored.get("pretraining")
+    if pre is not None:
+        out["pretraining"] = {k: v for k, v in pre.items() if k != "record"}
+        if pre.get("record"):
+            out["pretraining"].update(_summary(pre["record"]))
+    return out
+
+
+def _masks(rec: dict, pk: np.ndarray, ck: np.ndarray) -> dict[str, np.ndarray]:
+    """Per split of ``rec``: which clips it holds, by real path or by content."""
+    return {name: identity.overlap(pk, split["path_keys"]) | identity.overlap(ck, split["content_keys"])
+            for name, split in rec["splits"].items()}
+
+
+def _overlaps(rec: dict, pk: np.ndarray, ck: np.ndarray) -> dict:
+    out = {}
+    for name, split in rec["splits"].items():
+        by_path, by_content = identity.overlap(pk, split["path_keys"]), identity.overlap(ck, split["content_keys"])
+        out[name] = {"by_path": int(by_path.sum()), "by_content": int(by_content.sum()),
+                     "either": int((by_path | by_content).sum()), "n_clips": int(split.get("n_clips") or 0)}
+    return out
+
+
+def overlap_report(state: dict, checkpoint_path: str, paths: Sequence[str],
+                   keys: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+    """How many of ``paths`` (the clips being scored) the checkpoint saw, by real path and
+    by content, per split of its fine-tuning record and of its pretraining record.
+
+    ``keys``: the clips' ``(path_keys, content_keys)`` when known (a manifest's sidecar),
+    else hashed here. ``training``: clips in a train subset (fine-tuning or pretraining),
+    a leak. ``selection``: clips in a fine-tuning valid subset, which the checkpoint was
+    selected on. ``status`` is ``unknown`` where no record exists."""
+    pk, ck = keys if keys is not None else identity.clip_keys(list(paths))
+    report: dict[str, Any] = {"checkpoint": os.path.abspath(checkpoint_path),
+                              "checkpoint_hash": checkpoint_hash(checkpoint_path), "n_scored_clips": len(pk)}
+    try:
+        record = load(state, checkpoint_path)
+    except ProvenanceError as err:
+        record, report["error"] = None, str(err)
+    if record is None:
+        report.update(status=UNKNOWN, trained_on=None, overlap_with_training=None, training=None, selection=None)
+        return report
+    kind = record.get("kind") or "finetuning"
+    masks = _masks(record, pk, ck)
+    trained = masks.get(record["train_subset"], np.zeros(len(pk), bool)).copy()
+    selected = np.zeros(len(pk), bool)
+    for v in record["valid_subsets"]:
+        selected |= masks.get(v, selected)
+    overlap = {kind: {"status": "recorded", "splits": _overlaps(record, pk, ck)}}
+    trained_on = {kind: _summary(record)}
+    pre = record.get("pretraining")
+    if pre is not None:
+        head = {k: v for k, v in pre.items() if k != "record"}
+        if pre.get("record"):
+            overlap["pretraining"] = {**head, "splits": _overlaps(pre["record"], pk, ck)}
+            trained |= _masks(pre["record"], pk, ck).get(pre["record"]["train_subset"], trained)
+            trained_on["pretraining"] = {**head, **_summary(pre["record"])}
+        else:
+            overlap["pretraining"] = trained_on["pretraining"] = head
+    report.update(status="recorded", trained_on=trained_on, overlap_with_training=overlap,
+                  training=int(trained.sum()), selection=int(selected.sum()),
+                  trained_clips=[int(i) for i in np.flatnonzero(trained)[:10]],
+                  selection_only=bool(selected.all()) if len(pk) else False)
+    return report
+
+
+def same_data(theirs: dict, ours: dict) -> list[str]:
+    """What differs between two records' data (per split: labels and clip identities;
+    the pretraining checkpoint), as phrases naming both sides; empty when the same."""
+    problems = []
+    for name, mine in ours["splits"].items():
+        other = theirs["splits"].get(name)
+        if other is None:
+            problems.append(f"split {name}: not in the checkpoint's record (it read "
+                            f"{', '.join(theirs['splits']) or 'none'})")
+            continue
+        if other["keys_digest"] != mine["keys_digest"] or other["n_clips"] != mine["n_clips"]:
+            problems.append(f"split {name}: the checkpoint was trained on {other['manifest']} ({other['n_clips']} "
+                            f"clips), this run reads {mine['manifest']} ({mine['n_clips']} clips), other clips")
+        elif other.get("labels_key") != mine.get("labels_key"):
+            problems.append(f"split {name}: labels {other.get('labels')} then, {mine.get('labels')} now, "
+                            "with other content")
+    their_pre, our_pre = theirs.get("pretraining") or {}, ours.get("pretraining") or {}
+    if their_pre.get("checkpoint_hash") and our_pre.get("checkpoint_hash") and \
+            their_pre["checkpoint_hash"] != our_pre["checkpoint_hash"]:
+        problems.append(f"encoder pretrained by {their_pre.get('checkpoint')} then, "
+                        f"{our_pre.get('checkpoint')} now (another file)")
+    return problems
