@@ -175,7 +175,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     device = torch.device(args.device)
-    peak = measure_matmul_rate(device)
+    peak = measure_matmul_rate(device, args.tiny)
     rows = []
     for kind in args.models.split(","):
         for dtype in args.dtypes.split(","):

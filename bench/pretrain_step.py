@@ -326,7 +326,7 @@ def main() -> None:
     logging.getLogger().setLevel(logging.INFO)  # importing fairseq left it at DEBUG (compile's lock chatter)
     device = torch.device(args.device)
     B = args.clips or seed_batch_size(args.manifest_samples)
-    peak = measure_matmul_rate(device)
+    peak = measure_matmul_rate(device, args.tiny)
     env = {"device": device_name(device), "torch": torch.__version__, "python": platform.python_version(),
            "cpu_threads": torch.get_num_threads(), "clips_per_batch": B, "tiny": args.tiny,
            "peak_dtype": str(peak_dtype(device)).replace("torch.", ""), "peak_matmul_tflops": peak / 1e12,
