@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from pretrain_step import run_case
 from results_io import save_results
-from step_models import build, layer_flops, seed_batch_size
+from step_models import build, clip_frames, layer_flops, seed_batch_size
 from step_timing import AMP, device_name, free, make_adam, measure_matmul_rate, peak_dtype, time_steps
 
 from mae_ast.models.builders import ENCODER_FIELDS, strip_pretraining
@@ -131,9 +131,9 @@ def run_pretrain(kind: str, dtype: str, B: int, args, device) -> dict:
     """pretrain_step.py's mae-ast row (autocast, same levers) for comparison."""
     ns = argparse.Namespace(tiny=args.tiny, compile=args.compile, fused_adam=args.fused_adam,
                             precision_mode="autocast", steps=args.steps, warmup=args.warmup,
-                            encoder_layerdrop=0.0)
+                            encoder_layerdrop=0.0, frames=clip_frames(args.tiny))
     row = run_case(kind, "mae-ast", dtype, B, ns, device)
-    return {"step": "pretrain (10 s, 75% masked)", "model": kind, "dtype": dtype, "frames": 998,
+    return {"step": "pretrain (10 s, 75% masked)", "model": kind, "dtype": dtype, "frames": ns.frames,
             "tokens": None, **{k: row[k] for k in ("clips", "step_s", "step_spread_s", "clips_per_s", "tflops",
                                                    "peak_mem_gib", "loss")}}
 
@@ -175,7 +175,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     device = torch.device(args.device)
-    peak = measure_matmul_rate(device)
+    peak = measure_matmul_rate(device, args.tiny)
     rows = []
     for kind in args.models.split(","):
         for dtype in args.dtypes.split(","):

@@ -2,7 +2,7 @@
 
     python bench/precision_check.py [--device cuda] [--tiny]
 
-Builds the 12-layer patch and frame models (``--tiny``: 2 layers, 256-d, for CPUs),
+Builds the 12-layer patch and frame models (``--tiny``: 2 layers, 256-d, 2 s clips, for CPUs),
 draws one batch and one mask, and evaluates the loss (eval mode: no dropout) in fp32 and
 under autocast fp16 / bf16. Passes when |loss - loss_fp32| / loss_fp32 is under 1e-2
 (bf16 keeps 8 bits of mantissa: relative errors of a few 1e-3 are expected) and every
@@ -16,7 +16,7 @@ import sys
 
 import torch
 
-from step_models import FRAMES_10S, build, loss_of
+from step_models import build, clip_frames, loss_of
 
 TOLERANCE = 1e-2
 
@@ -42,7 +42,7 @@ def main() -> int:
             cfg.encoder_ffn_embed_dim, cfg.encoder_attention_heads, cfg.max_token_length = 1024, 4, 2000
             model = MAE_AST(cfg, model.task_cfg)
         model = model.to(device).eval()
-        source = torch.randn(args.clips, FRAMES_10S, 128, device=device) * 3 - 6
+        source = torch.randn(args.clips, clip_frames(args.tiny), 128, device=device) * 3 - 6
         T = model.patchify(source).shape[1]
         plan = model.forward_mask(args.clips, T, None, device)
         model.forward_mask = lambda *a, plan=plan: plan  # the same mask for every dtype

@@ -31,7 +31,7 @@ configs, dropout as in config/pretrain/mae_ast.yaml; encoder layerdrop off unles
 ``--encoder-layerdrop 0.05`` (the seed's): with it each variant drops its own random
 layers, so two paired steps can differ by whole blocks of work. The batch is what
 fairseq builds from the seed's ``dataset.max_tokens=8388608`` for 10 s clips (fairseq's
-own batch_by_size). ``--tiny`` (2 layers, 256-d) only exercises the code paths on a CPU.
+own batch_by_size). ``--tiny`` (2 layers, 256-d, 2 s clips) only exercises the code paths on a CPU.
 
 Levers (CUDA): ``--compile`` (our ``compile_blocks``, for mae-ast and ssast-style),
 ``--fused-adam`` (``torch.optim.Adam(fused=True)``; default is torch's foreach Adam),
@@ -63,7 +63,7 @@ import time
 import torch
 from paired import describe, paired_ratio, quartiles
 from results_io import save_results
-from step_models import FRAMES_10S, build, build_original, seed_batch_size, ssast_forward, step_flops
+from step_models import build, build_original, clip_frames, seed_batch_size, ssast_forward, step_flops
 from step_timing import (
     AMP, autocast_step, device_name, free, half_model_step, measure_matmul_rate, peak_dtype, sync, time_start,
     time_steps, time_stop,
@@ -87,7 +87,7 @@ def make_case(kind: str, variant: str, dtype: str, args, device, B: int):
                  layerdrop=args.encoder_layerdrop)
     if variant == "original":
         model = build_original(ours).to(device).train()
-        pad = torch.zeros(B, FRAMES_10S, dtype=torch.bool, device=device)  # it indexes this; all valid
+        pad = torch.zeros(B, args.frames, dtype=torch.bool, device=device)  # it indexes this; all valid
 
         def forward(s):
             return model(s, padding_mask=pad, mask=True)
@@ -108,8 +108,8 @@ def make_case(kind: str, variant: str, dtype: str, args, device, B: int):
 def case_row(ours: MAE_AST, kind: str, variant: str, dtype: str, precision: str, B: int, times: list,
              loss: float, args, device, peak_mem: float | None) -> dict:
     median = statistics.median(times)
-    flops = step_flops(ours, B, variant == "ssast-style")
-    T = (FRAMES_10S // ours.cfg.ast_kernel_size_time) * ours.chan_blocks
+    flops = step_flops(ours, B, variant == "ssast-style", args.frames)
+    T = (args.frames // ours.cfg.ast_kernel_size_time) * ours.chan_blocks
     return {"model": kind, "variant": variant, "dtype": dtype, "precision": precision,
             "compile": args.compile and variant != "original", "fused_adam": args.fused_adam and device.type == "cuda",
             "clips": B, "step_s": median, "step_spread_s": max(times) - min(times), "clips_per_s": B / median,
@@ -121,7 +121,7 @@ def case_row(ours: MAE_AST, kind: str, variant: str, dtype: str, precision: str,
 def run_case(kind: str, variant: str, dtype: str, B: int, args, device) -> dict:
     """One variant alone: its peak memory is its own."""
     ours, step, precision = make_case(kind, variant, dtype, args, device, B)
-    source = torch.randn(B, FRAMES_10S, 128, device=device) * 3 - 6
+    source = torch.randn(B, args.frames, 128, device=device) * 3 - 6
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     times, loss = time_steps(step, source, args.steps, args.warmup, device)
@@ -138,7 +138,7 @@ def run_interleaved(kind: str, variants: list[str], dtype: str, B: int, args, de
     ratios hold better than the rates.
     Peak memory is not reported (the other variants' weights are resident)."""
     cases = [(v, *make_case(kind, v, dtype, args, device, B)) for v in variants]
-    source = torch.randn(B, FRAMES_10S, 128, device=device) * 3 - 6
+    source = torch.randn(B, args.frames, 128, device=device) * 3 - 6
     times = {v: [] for v in variants}
     losses = {}
     for i in range(args.warmup + args.steps):
@@ -223,7 +223,7 @@ def profile_ours(kind: str, B: int, args, device, steps: int = 3) -> dict:
     device time (CUDA), or ops by self CPU time (CPU)."""
     dtype = "bf16" if device.type == "cuda" else "fp32"
     ours, step, precision = make_case(kind, "mae-ast", dtype, args, device, B)
-    source = torch.randn(B, FRAMES_10S, 128, device=device) * 3 - 6
+    source = torch.randn(B, args.frames, 128, device=device) * 3 - 6
     for _ in range(2):  # allocator and (with --compile) compilation out of the profile
         step(source)
     sync(device)
@@ -277,7 +277,8 @@ def ratio(rows: list[dict], r: dict, variant: str) -> str:
 
 
 def print_table(rows: list[dict], env: dict) -> None:
-    print(f"\n{env['device']}, torch {env['torch']}, {env['clips_per_batch']} clips x 10 s per step, "
+    print(f"\n{env['device']}, torch {env['torch']}, {env['clips_per_batch']} clips x {env['clip_frames']} frames "
+          "per step, "
           f"{env['peak_dtype']} matmul peak measured {env['peak_matmul_tflops']:.2f} TFLOP/s (MFU reference)")
     print(f"{'model':7}{'variant':13}{'dtype':6}{'precision':11}{'step ms':>9}{'clips/s':>9}{'TFLOP/s':>9}"
           f"{'MFU':>7}{'peak GiB':>10}{'vs orig (IQR)':>22}{'vs ssast (IQR)':>22}")
@@ -305,7 +306,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--fused-adam", action="store_true", help="Adam(fused=True) on CUDA")
     p.add_argument("--profile", action="store_true", help="also profile a few steps of ours")
     p.add_argument("--profile-only", action="store_true", help="skip the timing table")
-    p.add_argument("--tiny", action="store_true", help="2-layer 256-d models: code paths only")
+    p.add_argument("--tiny", action="store_true", help="2-layer 256-d models, 2 s clips: code paths only")
     p.add_argument("--interleave", action="store_true",
                    help="one step of each variant in turn (shared machines; no peak memory)")
     p.add_argument("--encoder-layerdrop", type=float, default=0.0,
@@ -315,6 +316,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--tag", default="", help="suffix of the JSON file name")
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     args = p.parse_args()
+    args.frames = clip_frames(args.tiny)
     unknown = set(args.variants.split(",")) - set(VARIANTS + EXTRA_VARIANTS)
     if unknown:
         p.error(f"unknown variants {sorted(unknown)}; choose from {VARIANTS + EXTRA_VARIANTS}")
@@ -326,9 +328,9 @@ def main() -> None:
     logging.getLogger().setLevel(logging.INFO)  # importing fairseq left it at DEBUG (compile's lock chatter)
     device = torch.device(args.device)
     B = args.clips or seed_batch_size(args.manifest_samples)
-    peak = measure_matmul_rate(device)
+    peak = measure_matmul_rate(device, args.tiny)
     env = {"device": device_name(device), "torch": torch.__version__, "python": platform.python_version(),
-           "cpu_threads": torch.get_num_threads(), "clips_per_batch": B, "tiny": args.tiny,
+           "cpu_threads": torch.get_num_threads(), "clips_per_batch": B, "clip_frames": args.frames, "tiny": args.tiny,
            "peak_dtype": str(peak_dtype(device)).replace("torch.", ""), "peak_matmul_tflops": peak / 1e12,
            "precision_mode": args.precision_mode, "compile": args.compile, "fused_adam": args.fused_adam,
            "interleave": args.interleave, "encoder_layerdrop": args.encoder_layerdrop,

@@ -13,6 +13,12 @@ from mae_ast.models.mae_ast import MAE_AST, MAE_AST_Config
 SEED_MAX_TOKENS = 8388608
 CLIP_SECONDS = 10.0
 FRAMES_10S = 998  # Kaldi fbank frames of 160000 samples (25 ms window, 10 ms shift)
+TINY_FRAMES = 198  # --tiny: 2 s clips (code paths only; a 10 s bf16 step is emulated, minutes, on a CPU)
+
+
+def clip_frames(tiny: bool) -> int:
+    """Frames per benchmark clip: the seed's 10 s, or 2 s for the toy runs."""
+    return TINY_FRAMES if tiny else FRAMES_10S
 MODELS = {
     "patch": dict(kt=16, kc=16, mask_type="chunk_mask"),
     "frame": dict(kt=2, kc=128, mask_type="random_mask"),
@@ -80,11 +86,11 @@ def layer_flops(n_tokens: int, depth: int, dim: int, ffn: int) -> float:
     return depth * (linear + attention)
 
 
-def step_flops(model: MAE_AST, B: int, ssast: bool) -> float:
+def step_flops(model: MAE_AST, B: int, ssast: bool, frames: int = FRAMES_10S) -> float:
     """Matmul FLOPs of one training step (forward x 3 for forward + backward)."""
     cfg = model.cfg
     D, F, P = cfg.encoder_embed_dim, cfg.encoder_ffn_embed_dim, cfg.ast_kernel_size_time * cfg.ast_kernel_size_chan
-    T = (FRAMES_10S // cfg.ast_kernel_size_time) * model.chan_blocks
+    T = (frames // cfg.ast_kernel_size_time) * model.chan_blocks
     R = max(1, int(0.25 * T))
     M = T - R
     fwd = 2 * T * P * D  # post_extract_proj

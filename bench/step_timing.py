@@ -24,9 +24,10 @@ def peak_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if device.type == "cuda" else torch.float32
 
 
-def measure_matmul_rate(device: torch.device) -> float:
-    """Matmul FLOP/s on this device in ``peak_dtype`` (the MFU denominator)."""
-    n = 8192 if device.type == "cuda" else 3072
+def measure_matmul_rate(device: torch.device, tiny: bool = False) -> float:
+    """Matmul FLOP/s on this device in ``peak_dtype`` (the MFU denominator); ``tiny``
+    (toy runs, nothing reported): a 1024 product, seconds less on a loaded CPU."""
+    n = 1024 if tiny else 8192 if device.type == "cuda" else 3072
     a = torch.randn(n, n, device=device, dtype=peak_dtype(device))
     b = torch.randn(n, n, device=device, dtype=peak_dtype(device))
     times = []

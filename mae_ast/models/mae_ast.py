@@ -150,7 +150,15 @@ class MAE_AST(BaseFairseqModel):
         self.feature_spec = FeatureSpec.from_task_cfg(task_cfg)
         self.grid = PatchGrid.from_model_cfg(cfg, self.feature_spec.width)
         self.grid.warn_unused_columns()
-        check_masking_cfg(cfg, getattr(task_cfg, "mask_type", "random_mask"))
+        self.mask_type = getattr(task_cfg, "mask_type", "random_mask")
+        check_masking_cfg(cfg, self.mask_type)
+        # Settings forward reads are copied out of the config here, once: fairseq hands
+        # the model an omegaconf DictConfig, whose attribute lookup torch.compile cannot
+        # trace (a graph break at every read), so no step reads self.cfg or self.task_cfg.
+        self.mask_args = dict(
+            mask_prob=cfg.random_mask_prob, mask_length=cfg.mask_length, selection=cfg.mask_selection,
+            other=cfg.mask_other, no_overlap=cfg.no_mask_overlap, min_space=cfg.mask_min_space,
+        )
         patch_dim = self.grid.patch_dim
 
         self.batch_norm = nn.BatchNorm2d(num_features=1, affine=False)
@@ -161,19 +169,19 @@ class MAE_AST(BaseFairseqModel):
         # Masked tokens are dropped before the encoder, so this never reaches it; the
         # original had it too, and checkpoints carry it.
         self.encoder_mask_emb = nn.Parameter(torch.FloatTensor(cfg.encoder_embed_dim).uniform_())
-        if cfg.enc_conv_pos:
-            self.enc_conv_pos_embed = ConvPosEmbed(cfg, cfg.encoder_embed_dim)
-        if cfg.enc_sine_pos:
-            self.enc_sine_pos_embed = SinusoidalPositionalEncoding(cfg.encoder_embed_dim, cfg.max_token_length)
+        # Optional parts are None when off (timm's way, None rather than nn.Identity so
+        # no checkpoint key appears): forward tests the module, never the config.
+        enc, dec = cfg.encoder_embed_dim, cfg.decoder_embed_dim
+        self.enc_conv_pos_embed = ConvPosEmbed(cfg, enc) if cfg.enc_conv_pos else None
+        self.enc_sine_pos_embed = (SinusoidalPositionalEncoding(enc, cfg.max_token_length)
+                                   if cfg.enc_sine_pos else None)
         self.encoder = TransformerEncoder(cfg)
 
-        if cfg.use_post_enc_proj:
-            self.post_enc_proj = nn.Linear(cfg.encoder_embed_dim, cfg.decoder_embed_dim)
-        self.decoder_mask_emb = nn.Parameter(torch.FloatTensor(cfg.decoder_embed_dim).uniform_())
-        if cfg.dec_conv_pos:
-            self.dec_conv_pos_embed = ConvPosEmbed(cfg, cfg.decoder_embed_dim)
-        if cfg.dec_sine_pos:
-            self.dec_sine_pos_embed = SinusoidalPositionalEncoding(cfg.decoder_embed_dim, cfg.max_token_length)
+        self.post_enc_proj = nn.Linear(enc, dec) if cfg.use_post_enc_proj else None
+        self.decoder_mask_emb = nn.Parameter(torch.FloatTensor(dec).uniform_())
+        self.dec_conv_pos_embed = ConvPosEmbed(cfg, dec) if cfg.dec_conv_pos else None
+        self.dec_sine_pos_embed = (SinusoidalPositionalEncoding(dec, cfg.max_token_length)
+                                   if cfg.dec_sine_pos else None)
         self.decoder = TransformerEncoder(cfg, decoder=True)
 
         self.final_proj_reconstruction = nn.Linear(cfg.decoder_embed_dim, patch_dim)
@@ -231,13 +239,8 @@ class MAE_AST(BaseFairseqModel):
     # ---- the four steps -------------------------------------------------------------
 
     def forward_mask(self, B: int, T: int, padding_mask: torch.Tensor | None, device) -> MaskPlan:
-        cfg = self.cfg
-        return compute_mask(
-            self.task_cfg.mask_type, B, T, cfg.random_mask_prob, device,
-            chan_blocks=self.chan_blocks, padding_mask=padding_mask,
-            mask_length=cfg.mask_length, selection=cfg.mask_selection, other=cfg.mask_other,
-            no_overlap=cfg.no_mask_overlap, min_space=cfg.mask_min_space,
-        )
+        return compute_mask(self.mask_type, B, T, device=device, chan_blocks=self.chan_blocks,
+                            padding_mask=padding_mask, **self.mask_args)
 
     def forward_encoder(
         self, x: torch.Tensor, plan: MaskPlan | None, padding_mask: torch.Tensor | None,
@@ -254,7 +257,7 @@ class MAE_AST(BaseFairseqModel):
     def forward_decoder(
         self, x: torch.Tensor, plan: MaskPlan, padding_mask: torch.Tensor | None
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        if self.cfg.use_post_enc_proj:
+        if self.post_enc_proj is not None:
             x = self.post_enc_proj(x)
         B, T, C = plan.mask.shape[0], plan.mask.shape[1], x.shape[-1]
         full = self.decoder_mask_emb.to(x.dtype).expand(B, T, C)
@@ -263,10 +266,12 @@ class MAE_AST(BaseFairseqModel):
         return self.decoder(full, padding_mask=padding_mask)
 
     def add_positions(self, x: torch.Tensor, padding_mask: torch.Tensor | None, which: str) -> torch.Tensor:
-        if getattr(self.cfg, f"{which}_conv_pos"):
-            x = x + getattr(self, f"{which}_conv_pos_embed")(x, padding_mask)
-        if getattr(self.cfg, f"{which}_sine_pos"):
-            x = x + getattr(self, f"{which}_sine_pos_embed")(x.shape[1], padding_mask).to(x.dtype)
+        conv, sine = ((self.enc_conv_pos_embed, self.enc_sine_pos_embed) if which == "enc"
+                      else (self.dec_conv_pos_embed, self.dec_sine_pos_embed))
+        if conv is not None:
+            x = x + conv(x, padding_mask)
+        if sine is not None:
+            x = x + sine(x.shape[1], padding_mask).to(x.dtype)
         return x
 
     def forward(
