@@ -33,7 +33,7 @@ def prepare_folders(opts: PrepareOptions) -> list[DataDir]:
     names = class_order(found)
     clips = [Clip(p, [i]) for i, n in enumerate(names) for p in found[n]]
     valid, test = _percents(opts)
-    return [DataDir(opts.out, src, names, split_by_class(clips, valid, test, opts.seed))]
+    return [DataDir(opts.out, src, names, split_by_class(clips, valid, test, opts.seed, src))]
 
 
 def prepare_csv(opts: PrepareOptions) -> list[DataDir]:
@@ -50,7 +50,7 @@ def prepare_csv(opts: PrepareOptions) -> list[DataDir]:
     clips = [(Clip(os.path.join(root, p), [index[x] for x in labels]), split) for _, p, labels, split in rows]
     if not has_split:
         valid, test = _percents(opts)
-        return [DataDir(opts.out, root, names, split_by_class([c for c, _ in clips], valid, test, opts.seed))]
+        return [DataDir(opts.out, root, names, split_by_class([c for c, _ in clips], valid, test, opts.seed, root))]
     if opts.valid_percent is not None or opts.test_percent is not None:
         raise LayoutError(f"{table} has a split column: drop --valid-percent/--test-percent or the column")
     splits: dict[str, list[Clip]] = {}
