@@ -20,6 +20,7 @@ import os
 import sys
 
 from ..data.datadir import SplitError, split_name
+from ..data.labels import LabelError
 from ..data.layouts import AUDIOSET_SPLITS, LAYOUTS, LayoutError, PrepareOptions, write_data_dir
 
 AUDIOSET_DEFAULT = ",".join(f"{k}={v}" for k, v in AUDIOSET_SPLITS.items())
@@ -91,8 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--silence-per-split", type=int, help="ks1: _silence_ crops per split "
                    "(default: the split's word clips / 11, so silence is ~1/12 of it)")
     p = layout("audioset", "folder with the CSVs and clips (see --csv-dir/--audio-dir)", "AudioSet")
-    p.add_argument("--csv-dir", help="folder of class_labels_indices.csv and the segment CSVs (default: SRC)")
-    p.add_argument("--audio-dir", help="folder of downloaded clips, searched recursively (default: SRC)")
+    p.add_argument("--csv-dir", help="folder of class_labels_indices.csv and the segment CSVs; a relative "
+                   "path is taken from SRC (default: SRC)")
+    p.add_argument("--audio-dir", help="folder of downloaded clips, searched recursively; a relative path is "
+                   "taken from SRC (default: SRC)")
     p.add_argument("--splits", type=_splits, default=_splits(AUDIOSET_DEFAULT), help=f"default: {AUDIOSET_DEFAULT}")
     for name, src in (("folders", "folder with one subfolder per class"),
                       ("csv", "CSV file with header path,labels[,split]")):
@@ -121,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             raise LayoutError(f"{args.src}: not a {kind} (SRC of the {args.layout} layout)")
         data_dirs = LAYOUTS[args.layout](opts)
         written = [write_data_dir(data, opts.lengths, opts.notes) for data in data_dirs]
-    except (LayoutError, SplitError) as err:
+    except (LayoutError, SplitError, LabelError) as err:
         report(opts)
         print(f"mae-ast-prepare: error: {err}", file=sys.stderr)
         return 1

@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 
 from ..datadir import SplitError, split_name
-from ..labels import class_order
+from ..labels import class_order, read_text
 from .common import Clip, DataDir, LayoutError, PrepareOptions, find_audio, require, split_by_class
 
 
@@ -73,7 +74,7 @@ def _refuse_repeats(table: str, root: str, rows: list[tuple[int, str, list[str],
 
 
 def _csv_rows(table: str) -> tuple[list[tuple[int, str, list[str], str]], bool]:
-    with open(table, encoding="utf-8-sig", newline="") as f:
+    with io.StringIO(read_text(table), newline="") as f:
         reader = csv.DictReader(f)
         fields = [h.strip() for h in reader.fieldnames or []]
         if not {"path", "labels"} <= set(fields):

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..audio_io import AudioError, read_audio
 from ..datadir import inside
-from ..labels import class_order
+from ..labels import class_order, read_text
 from .common import Clip, DataDir, LayoutError, PrepareOptions, find_audio, require
 
 KS1_WORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
@@ -47,8 +47,7 @@ def prepare_speechcommands(opts: PrepareOptions) -> list[DataDir]:
 
 
 def _read_list(path: str) -> set[str]:
-    with open(path, encoding="utf-8") as f:
-        return {line.strip().replace("\\", "/") for line in f if line.strip()}
+    return {line.strip().replace("\\", "/") for line in read_text(path).splitlines() if line.strip()}
 
 
 def _word_files(src: str, out: str) -> list[str]:
