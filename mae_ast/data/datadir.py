@@ -5,25 +5,30 @@ valid / test, and written as ``{split}.tsv`` (plus ``{split}.lbl`` and
 One home for what ``mae-ast-manifest`` and ``mae-ast-prepare`` share:
 
 * ``find_audio`` / ``audio_length``: the folder walk and the header length of a file;
-* ``split_indices``: the one split policy (seeded, stratified by class when classes are
-  given, a clip for every asked split when one can be spared, never an empty train split);
-* ``check_disjoint``: no clip twice in a split, none in train and an evaluation split;
+* ``split_indices``: the one split policy (each clip placed by a seeded hash of its name, so
+  adding clips moves no earlier one; every class keeps a train clip, a clip for every asked
+  split when one can be spared, never an empty train split);
+* ``check_disjoint``: no clip twice in a split, none in train and an evaluation split (by
+  real path and content, so symlinks and copies count as the clip);
 * ``write_split`` / ``remove_stale``: the writers own their output folder, so split files
   an earlier run left there (whose clips may now be in train) are removed and named.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
-import random
 from collections.abc import Iterable, Sequence
 
+import numpy as np
+
+from . import identity
 from .audio_io import AUDIO_EXTENSIONS, SOUNDFILE_EXTENSIONS, AudioError
 from .labels import LabelSet, write_labels
 
 SPLITS = ("train", "valid", "test")
 # What a writer may leave in its folder for a split: removed together when the split goes.
-SPLIT_FILES = ("{split}.tsv", "{split}.lbl", "missing_{split}.txt")
+SPLIT_FILES = ("{split}.tsv", "{split}.lbl", "missing_{split}.txt", "{split}.keys.npz")
 
 
 class SplitError(ValueError):
@@ -86,33 +91,52 @@ def split_name(text: str) -> str:
     return name
 
 
+def hash_fraction(key: str, seed: int) -> float:
+    """Where ``key`` falls in [0, 1): a hash of the seed and the clip's name, so a clip's place
+    depends on nothing but its own name (Speech Commands' rule: adding clips moves no other)."""
+    digest = hashlib.blake2b(f"{seed}/{key}".encode("utf-8", "surrogateescape"), digest_size=8).digest()
+    return int.from_bytes(digest, "little") / 2.0**64
+
+
 def split_indices(keys: Sequence[str], valid: float, test: float, seed: int,
                   groups: Sequence[int] | None = None) -> dict[str, list[int]]:
-    """Indices of ``keys`` (unique, sortable ids: paths) for train / valid / test.
+    """Indices of ``keys`` (unique names that stay the same when the data moves: paths
+    relative to the data's root) for train / valid / test.
 
-    Each group (a class; one group without ``groups``) is shuffled by a string seed (stable
-    across runs and Python versions) and gives ``round(n * fraction)`` clips to valid and
-    test, at most ``n - 1`` together so that every group keeps a train clip. A split asked
-    for with a positive fraction gets at least one clip (taken from the largest group that
-    can spare one); a fraction of 0 writes no such split. An empty train split is an error."""
+    The rule, as Speech Commands assigns its lists: clip ``k`` goes to valid when
+    ``hash_fraction(k, seed) < valid``, to test when it is below ``valid + test``, else to
+    train. A clip's split depends only on its own name and the seed, so re-running after
+    adding clips leaves every earlier clip where it was (an earlier checkpoint is never
+    scored on clips it trained on), and split fractions hold on average, not exactly.
+    Two small-data exceptions, each moving as few clips as possible, and only those whose
+    hash is closest to the other split's range (so they are the ones that move back if
+    clips are added to their class):
+
+    * every class (a group; one group without ``groups``) with two or more clips keeps a
+      train clip: the class's evaluation clip of highest hash goes to train;
+    * a split asked for with a positive fraction gets at least one clip: the train clip of
+      lowest hash from a class with another train clip.
+
+    A fraction of 0 writes no such split. An empty train split is an error."""
     if not (0 <= valid and 0 <= test and valid + test <= 1):
         raise SplitError(f"valid {valid} + test {test}: fractions must be >= 0 and sum to at most 1")
     groups = list(groups) if groups is not None else [0] * len(keys)
-    members: dict[int, list[int]] = {}
-    for i in sorted(range(len(keys)), key=lambda i: keys[i]):
-        members.setdefault(groups[i], []).append(i)
+    where = [hash_fraction(k, seed) for k in keys]
     parts: dict[str, list[int]] = {"valid": [], "test": [], "train": []}
-    for group, idx in sorted(members.items()):
-        random.Random(f"{seed}/{group}").shuffle(idx)
-        n_valid, n_test = round(len(idx) * valid), round(len(idx) * test)
-        while len(idx) > 1 and n_valid + n_test >= len(idx):  # every class keeps a train clip
-            n_valid, n_test = (n_valid - 1, n_test) if n_valid >= n_test else (n_valid, n_test - 1)
-        parts["valid"] += idx[:n_valid]
-        parts["test"] += idx[n_valid : n_valid + n_test]
-        parts["train"] += idx[n_valid + n_test :]
+    for i, u in enumerate(where):
+        parts["valid" if u < valid else "test" if u < valid + test else "train"].append(i)
+    in_train = {groups[i] for i in parts["train"]}
+    sizes: dict[int, int] = {}
+    for g in groups:
+        sizes[g] = sizes.get(g, 0) + 1
+    for group in sorted(g for g, n in sizes.items() if n > 1 and g not in in_train):  # every class keeps a train clip
+        held = [i for s in ("valid", "test") for i in parts[s] if groups[i] == group]
+        moved = max(held, key=lambda i: where[i])
+        parts["valid" if moved in parts["valid"] else "test"].remove(moved)
+        parts["train"].append(moved)
     for split, fraction in (("valid", valid), ("test", test)):
         if fraction > 0 and not parts[split]:
-            _spare_one(parts, split, groups)
+            _spare_one(parts, split, groups, where)
     if not parts["train"]:
         raise SplitError(f"no clip left for train out of {len(keys)} (valid {valid}, test {test}); "
                          "lower --valid-percent/--test-percent or add clips")
@@ -120,22 +144,24 @@ def split_indices(keys: Sequence[str], valid: float, test: float, seed: int,
     return {s: sorted(parts[s], key=lambda i: keys[i]) for s in SPLITS if kept[s]}
 
 
-def _spare_one(parts: dict[str, list[int]], split: str, groups: list[int]) -> None:
-    """Move one train clip of the largest group that keeps another in train."""
+def _spare_one(parts: dict[str, list[int]], split: str, groups: list[int], where: list[float]) -> None:
+    """Move the train clip of lowest hash whose class keeps another train clip."""
     counts: dict[int, int] = {}
     for i in parts["train"]:
         counts[groups[i]] = counts.get(groups[i], 0) + 1
-    group = max((g for g, c in counts.items() if c > 1), key=lambda g: counts[g], default=None)
-    if group is not None:
-        moved = next(i for i in parts["train"] if groups[i] == group)
+    spare = [i for i in parts["train"] if counts[groups[i]] > 1]
+    if spare:
+        moved = min(spare, key=lambda i: where[i])
         parts["train"].remove(moved)
         parts[split].append(moved)
 
 
 def check_disjoint(splits: dict[str, Sequence[str]], source: str) -> None:
-    """No clip (absolute path) twice in a split, none both in train and in an evaluation split,
-    and valid/test either disjoint or the same clips (ESC-50's protocol: valid = test = the
-    held-out fold). A leak is a ``SplitError`` naming the clip."""
+    """No clip twice in a split, none both in train and in an evaluation split, and
+    valid/test either disjoint or the same clips (ESC-50's protocol: valid = test = the
+    held-out fold). A clip is known by its identity (``identity.clip_keys``), not its name:
+    a symlink and its target, or a byte copy under another name, are one clip. A leak is a
+    ``SplitError`` naming both files."""
     sets: dict[str, set[str]] = {}
     for split, paths in splits.items():
         sets[split] = seen = set()
@@ -144,12 +170,31 @@ def check_disjoint(splits: dict[str, Sequence[str]], source: str) -> None:
                 raise SplitError(f"{source}: {p} is listed twice in {split}; list each clip once")
             seen.add(p)
     names = sorted(sets)
-    for a in names:
-        for b in names:
-            if a < b and sets[a] & sets[b] and not ({a, b} == {"valid", "test"} and sets[a] == sets[b]):
-                clip = sorted(sets[a] & sets[b])[0]
-                raise SplitError(f"{source}: {clip} is in both {a} and {b} ({len(sets[a] & sets[b])} clip(s) "
-                                 "shared): a clip must not be trained on and evaluated on; fix the split")
+    pairs = [(a, b) for a in names for b in names
+             if a < b and not ({a, b} == {"valid", "test"} and sets[a] == sets[b])]
+    if not pairs:
+        return
+    keys = {s: identity.clip_keys(sorted(sets[s])) for s in names if any(s in pair for pair in pairs)}
+    for a, b in pairs:
+        for kind, k in (("are one file (same real path)", 0), ("hold the same bytes", 1)):
+            found = _shared(sorted(sets[a]), keys[a][k], sorted(sets[b]), keys[b][k])
+            if found:
+                (pa, pb), count = found
+                what = f"{pa} is in both {a} and {b}" if pa == pb else f"{pa} ({a}) and {pb} ({b}) {kind}"
+                raise SplitError(f"{source}: {what}; {count} clip(s) of {a} are also in {b}: a clip must "
+                                 "not be trained on and evaluated on; keep one copy, in one split")
+
+
+def _shared(paths_a: list[str], keys_a: np.ndarray, paths_b: list[str], keys_b: np.ndarray
+            ) -> tuple[tuple[str, str], int] | None:
+    """The first clip of ``a`` whose key is in ``b``, with its partner, and how many share one."""
+    order = np.argsort(keys_b, kind="stable")
+    hits = np.flatnonzero(identity.overlap(keys_a, keys_b[order]))
+    if not len(hits):
+        return None
+    first = hits[0]
+    partner = order[np.searchsorted(keys_b[order], keys_a[first])]
+    return (paths_a[first], paths_b[partner]), len(hits)
 
 
 def remove_stale(out: str, writing: Iterable[str]) -> list[str]:
@@ -181,14 +226,24 @@ def relative_entry(path: str, root: str) -> str:
     return os.path.relpath(path, root).replace(os.sep, "/") if inside(path, root) else path
 
 
+def root_line(root: str, out: str) -> str:
+    """The manifest's first line: relative to the manifest's folder ``out`` when ``root`` is
+    inside it (so a data folder that holds its own clips, KS1's ``_silence_`` crops, can be
+    moved), else absolute (clips elsewhere stay where they are when the folder moves)."""
+    return os.path.relpath(root, out).replace(os.sep, "/") if inside(root, out) else os.path.abspath(root)
+
+
 def write_split(out: str, split: str, root: str, paths: Sequence[str], sizes: Sequence[int],
                 labels: Sequence[list[int]] | None = None, label_set: LabelSet | None = None) -> None:
-    """``{split}.tsv`` (root line, then ``entry<TAB>samples``) and, with ``labels``,
-    ``{split}.lbl`` whose lines name their clip by the same entry (so readers can check
-    that each label belongs to its clip)."""
+    """``{split}.tsv`` (root line, then ``entry<TAB>samples``), its clip keys
+    ``{split}.keys.npz`` (``identity.write_sidecar``: what a run or leak check reads instead
+    of rehashing the audio) and, with ``labels``, ``{split}.lbl`` whose lines name their
+    clip by the same entry (so readers can check that each label belongs to its clip)."""
     entries = [relative_entry(p, root) for p in paths]
-    with open(os.path.join(out, f"{split}.tsv"), "w", encoding="utf-8") as f:
-        f.write(os.path.abspath(root) + "\n")
+    manifest = os.path.join(out, f"{split}.tsv")
+    with open(manifest, "w", encoding="utf-8") as f:
+        f.write(root_line(root, out) + "\n")
         f.writelines(f"{e}\t{int(n)}\n" for e, n in zip(entries, sizes))
+    identity.write_sidecar(manifest, [os.path.abspath(p) for p in paths])
     if labels is not None:
         write_labels(os.path.join(out, f"{split}.lbl"), list(labels), entries, label_set)

@@ -14,12 +14,17 @@ task and EAT. Beside ``{split}.tsv`` live:
     an AudioSet YouTube id; a number there is not a name: data2vec's AudioSet converter
     writes ``start<TAB>end<TAB>labels``):
     every line must then name a clip of the manifest, and lines in another order are
-    realigned by name; a line that names no clip is an error. A single-field file is read
-    in the manifest's order (it cannot be checked). Each label is accepted as an integer
+    realigned by name; a line that names no clip is an error. A two-field line whose first
+    field reads as a number (``12``, ``0042``) names a clip when such a field matches a
+    manifest entry (clips ``1.wav .. 12.wav``). A single-field file (or start/end columns)
+    is read in the manifest's order: it cannot be checked, and a warning says so at load. Each label is accepted as an integer
     class index, a ``mid`` (``/m/09x0r``) or a display name from the descriptors; a token
     that reads both as an index and as the name of another class is refused as ambiguous.
     A display name that itself holds commas (``Child speech, kid speaking``) is matched
     whole: the longest run of comma-separated pieces that names a class wins.
+
+Every file is read as UTF-8 (a byte-order mark accepted) or UTF-16 with its byte-order
+mark; another encoding is an error naming the file, the line and the encoding to use.
 
 Class order is one rule for every writer (``class_order``): by number when every class
 name is an integer, else by text.
@@ -27,7 +32,9 @@ name is an integer, else by text.
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import logging
 import os
 import re
@@ -121,13 +128,35 @@ class LabelSet:
         return out
 
 
+def read_text(path: str) -> str:
+    """A text file's content: UTF-8 (a Windows editor's byte-order mark accepted) or UTF-16
+    with its byte-order mark (what Windows tools write as "Unicode"). Anything else is a
+    ``LabelError`` naming the file, the line of the first bad byte and the encoding to use:
+    a bare ``UnicodeDecodeError`` names neither."""
+    with open(path, "rb") as f:
+        data = f.read()
+    utf16 = data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+    try:
+        return data.decode("utf-16" if utf16 else "utf-8-sig")
+    except UnicodeDecodeError as err:
+        if utf16:
+            raise LabelError(f"{path}: starts with a UTF-16 byte-order mark but is not valid UTF-16 "
+                             f"(byte {err.start}); save it as UTF-8") from None
+        line = data.count(b"\n", 0, err.start) + 1
+        guess = ("UTF-16 without a byte-order mark" if data.count(b"\x00") > len(data) // 4
+                 else "a Windows or legacy code page (cp1252, latin-1)")
+        raise LabelError(f"{path}:{line}: not UTF-8 (byte 0x{data[err.start]:02x}); it looks like {guess}: "
+                         "save it as UTF-8 (e.g. iconv -f cp1252 -t utf-8), or as UTF-16 with a "
+                         "byte-order mark") from None
+
+
 def read_label_descriptors(path: str) -> LabelSet:
     """Read ``label_descriptors.csv``: rows ``index,mid,display_name`` (indices 0..C-1 once
     each), after AudioSet's header line or, as data2vec/EAT write it, without one."""
     if not os.path.isfile(path):
         raise LabelError(f"{path}: label descriptors not found; write it with mae-ast-prepare or by hand "
                          f"(one row index,mid,display_name per class)")
-    with open(path, encoding="utf-8-sig", newline="") as f:  # -sig: a Windows editor's BOM
+    with io.StringIO(read_text(path), newline="") as f:
         reader = csv.reader(f)
         first = next(reader, [])
         headerless = bool(first) and _INT.fullmatch(first[0].strip()) is not None
@@ -187,8 +216,7 @@ def read_labels(path: str, label_set: LabelSet, entries: int | Sequence[str], mu
     realigned when they come in another order; see the module docstring."""
     if not os.path.isfile(path):
         raise LabelError(f"{path}: label file not found; it needs one line per entry of {manifest}")
-    with open(path, encoding="utf-8-sig") as f:  # -sig: a Windows editor's BOM
-        lines = f.read().splitlines()
+    lines = read_text(path).splitlines()
     while lines and not lines[-1].strip():  # trailing blank lines are not entries
         lines.pop()
     blank = next((n for n, line in enumerate(lines, start=1) if not line.strip()), None)
@@ -200,13 +228,27 @@ def read_labels(path: str, label_set: LabelSet, entries: int | Sequence[str], mu
         raise LabelError(f"{path}:{where}: {len(lines)} label lines but {manifest} has {count} entries; "
                          "write one label line per manifest entry")
     rows = [_parse_line(path, n, line, label_set, multi_label) for n, line in enumerate(lines, start=1)]
-    ids = [clip_name(line) for line in lines]
+    ids = [clip_name(line) for line in lines] if isinstance(entries, int) else clip_names(lines, entries)
     if isinstance(entries, int) or all(i is None for i in ids):
+        _warn_unchecked(path, manifest)
         return rows
     order = align(path, ids, list(entries), manifest)
     if order != list(range(count)):
         logger.info(f"{path}: lines realigned to the order of {manifest} by the clip each line names")
     return [rows[i] for i in order]
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_unchecked(path: str, manifest: str) -> None:
+    """Once per label file and process: its labels are taken in line order, unchecked."""
+    key = os.path.abspath(path)
+    if key not in _WARNED:
+        _WARNED.add(key)
+        logger.warning(f"{path}: its lines do not name their clips, so each label is given to the clip on the "
+                       f"same line of {manifest} without a check that it belongs to it; write "
+                       "'clip<TAB>labels' lines (mae-ast-prepare does) to have them checked")
 
 
 def clip_name(line: str) -> str | None:
@@ -216,10 +258,26 @@ def clip_name(line: str) -> str | None:
         return None
     first = line.split("\t")[0].strip()
     try:
-        float(first)
+        float(first)  # also reads '0042', '1_2', 'nan', '1e3'
         return None
     except ValueError:
         return first
+
+
+def clip_names(lines: list[str], entries: Sequence[str]) -> list[str | None]:
+    """``clip_name`` of each line, except that a two-field line's numeric first field is a
+    name when such a field names a clip of ``entries`` (clips ``1.wav .. 12.wav``): then
+    every two-field line's first field is a name, so a number naming no clip is reported
+    rather than the whole file read unchecked in manifest order."""
+    ids = [clip_name(line) for line in lines]
+    numeric = [n for n, (i, line) in enumerate(zip(ids, lines)) if i is None and line.count("\t") == 1]
+    if numeric:
+        known = {key for e in entries for key in clip_keys(e).values()}
+        firsts = {n: os.path.normpath(lines[n].split("\t")[0].strip()).replace(os.sep, "/") for n in numeric}
+        if any(name in known for name in firsts.values()):
+            for n in numeric:
+                ids[n] = lines[n].split("\t")[0].strip()
+    return ids
 
 
 def clip_keys(entry: str) -> dict[str, str]:

@@ -2,7 +2,7 @@
 ``label_descriptors.csv``) from the layouts datasets are downloaded in.
 
     mae-ast-prepare esc50 ESC-50-master --out data/esc50 [--folds 1,2,3,4,5]
-    mae-ast-prepare speechcommands speech_commands_v0.02 --out data/sc [--variant ks1]
+    mae-ast-prepare speechcommands speech_commands_v0.02 --out data/sc [--variant ks1 [--test-set DIR]]
     mae-ast-prepare audioset AUDIOSET_DIR --out data/as [--csv-dir D] [--audio-dir D] [--splits ...]
     mae-ast-prepare folders CLASS_FOLDERS --out data/x [--valid-percent 0.1 --test-percent 0.1 --seed 0]
     mae-ast-prepare csv clips.csv --out data/x [--valid-percent ... --test-percent ... --seed 0]
@@ -20,6 +20,7 @@ import os
 import sys
 
 from ..data.datadir import SplitError, split_name
+from ..data.labels import LabelError
 from ..data.layouts import AUDIOSET_SPLITS, LAYOUTS, LayoutError, PrepareOptions, write_data_dir
 
 AUDIOSET_DEFAULT = ",".join(f"{k}={v}" for k, v in AUDIOSET_SPLITS.items())
@@ -84,12 +85,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = layout("esc50", "the ESC-50-master folder", "ESC-50, one data folder per test fold")
     p.add_argument("--folds", type=_folds, help="test folds to write, e.g. 1,2,3,4,5 (default: every fold)")
     p = layout("speechcommands", "the Speech Commands v0.02 folder", "Speech Commands")
-    p.add_argument("--variant", choices=["35", "ks1"], default="35", help="35 words, or SUPERB's 12 classes")
+    p.add_argument("--variant", choices=["35", "ks1"], default="35",
+                   help="35 words, or SUPERB's 12 classes (its test split is SUPERB's only with --test-set)")
+    p.add_argument("--test-set", help="ks1: v0.01's speech_commands_test_set_v0.01 folder, SUPERB's KS1 test "
+                   "set (default: testing_list.txt plus _silence_ crops, which is NOT SUPERB's test set)")
     p.add_argument("--silence-per-split", type=int, help="ks1: _silence_ crops per split "
                    "(default: the split's word clips / 11, so silence is ~1/12 of it)")
     p = layout("audioset", "folder with the CSVs and clips (see --csv-dir/--audio-dir)", "AudioSet")
-    p.add_argument("--csv-dir", help="folder of class_labels_indices.csv and the segment CSVs (default: SRC)")
-    p.add_argument("--audio-dir", help="folder of downloaded clips, searched recursively (default: SRC)")
+    p.add_argument("--csv-dir", help="folder of class_labels_indices.csv and the segment CSVs; a relative "
+                   "path is taken from SRC (default: SRC)")
+    p.add_argument("--audio-dir", help="folder of downloaded clips, searched recursively; a relative path is "
+                   "taken from SRC (default: SRC)")
     p.add_argument("--splits", type=_splits, default=_splits(AUDIOSET_DEFAULT), help=f"default: {AUDIOSET_DEFAULT}")
     for name, src in (("folders", "folder with one subfolder per class"),
                       ("csv", "CSV file with header path,labels[,split]")):
@@ -117,8 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         if not exists(args.src):
             raise LayoutError(f"{args.src}: not a {kind} (SRC of the {args.layout} layout)")
         data_dirs = LAYOUTS[args.layout](opts)
-        written = [write_data_dir(data, opts.lengths) for data in data_dirs]
-    except (LayoutError, SplitError) as err:
+        written = [write_data_dir(data, opts.lengths, opts.notes) for data in data_dirs]
+    except (LayoutError, SplitError, LabelError) as err:
         report(opts)
         print(f"mae-ast-prepare: error: {err}", file=sys.stderr)
         return 1

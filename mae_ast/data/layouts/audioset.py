@@ -4,22 +4,25 @@ CSV rows without a downloaded clip are listed per split."""
 from __future__ import annotations
 
 import csv
+import io
 import os
 
-from ..labels import LabelError, LabelSet, read_label_descriptors
+from ..labels import LabelError, LabelSet, read_label_descriptors, read_text
 from .common import Clip, DataDir, LayoutError, PrepareOptions, find_audio, require
 
 
 def prepare_audioset(opts: PrepareOptions) -> list[DataDir]:
-    """Multi-label clips from the segment CSVs; CSV rows without a downloaded clip are listed."""
-    csv_dir, audio = opts.csv_dir or opts.src, os.path.abspath(opts.audio_dir or opts.src)
+    """Multi-label clips from the segment CSVs; CSV rows without a downloaded clip are listed.
+    ``csv_dir`` and ``audio_dir`` are folders of SRC (an absolute path is taken as it is)."""
+    src = os.path.abspath(opts.src)
+    csv_dir, audio = (os.path.join(src, d) if d else src for d in (opts.csv_dir, opts.audio_dir))
     expected = "expected AudioSet's class_labels_indices.csv and segment CSVs (see --csv-dir, --splits)"
     try:
         labels = read_label_descriptors(require(os.path.join(csv_dir, "class_labels_indices.csv"), expected))
     except LabelError as err:
         raise LayoutError(str(err)) from None
     if not os.path.isdir(audio):
-        raise LayoutError(f"{audio}: audio folder not found (see --audio-dir)")
+        raise LayoutError(f"{audio}: audio folder not found (--audio-dir, taken from SRC {src})")
     found = index_clips(audio)
     splits, missing = {}, {}
     for split, name in opts.splits.items():
@@ -32,7 +35,7 @@ def prepare_audioset(opts: PrepareOptions) -> list[DataDir]:
 def read_segments(path: str, labels: LabelSet) -> list[tuple[str, list[int]]]:
     """(YTID, class indices) of each row ``YTID, start, end, "mid1,mid2"`` after the # comments."""
     rows = []
-    with open(path, encoding="utf-8", newline="") as f:
+    with io.StringIO(read_text(path), newline="") as f:
         reader = csv.reader(f, skipinitialspace=True)  # rows use ', ' separators
         for row in reader:
             if not row or row[0].startswith("#"):

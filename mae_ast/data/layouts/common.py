@@ -67,6 +67,7 @@ class PrepareOptions:
     folds: list[int] | None = None  # esc50: default every fold
     variant: str = "35"  # speechcommands: "35" or "ks1"
     silence_per_split: int | None = None  # speechcommands ks1
+    test_set: str | None = None  # speechcommands ks1: v0.01's speech_commands_test_set folder
     csv_dir: str | None = None  # audioset
     audio_dir: str | None = None  # audioset
     splits: dict[str, str] = field(default_factory=lambda: dict(AUDIOSET_SPLITS))  # audioset
@@ -74,19 +75,21 @@ class PrepareOptions:
     notes: list[str] = field(default_factory=list)  # for the user: folders that are no class etc.
 
 
-def write_data_dir(data: DataDir, lengths: Lengths) -> tuple[list[tuple], list[str]]:
+def write_data_dir(data: DataDir, lengths: Lengths, notes: list[str] | None = None) -> tuple[list[tuple], list[str]]:
     """Write the folder (removing split files an earlier run left there); returns summary
     rows (split, clips, classes, missing, unreadable) and the files removed. Label lines
-    name their clip."""
+    name their clip. Classes that an evaluation split holds but train does not (a model
+    cannot learn them) are added to ``notes``."""
     check_disjoint({s: [c.path for c in clips] for s, clips in data.splits.items()}, data.out)
     os.makedirs(data.out, exist_ok=True)
     removed = [os.path.join(data.out, name) for name in remove_stale(data.out, data.splits)]
     mids = data.mids or default_mids(data.names)
     write_label_descriptors(os.path.join(data.out, "label_descriptors.csv"), data.names, mids)
     label_set = LabelSet(data.names, mids, os.path.join(data.out, "label_descriptors.csv"))
-    rows = []
+    rows, present_in = [], {}
     for split, clips in data.splits.items():
         kept = [c for c in clips if lengths.get(c.path) is not None]
+        present_in[split] = {i for clip in kept for i in clip.labels}
         write_split(data.out, split, data.root, [c.path for c in kept], [lengths.get(c.path) for c in kept],
                     [c.labels for c in kept], label_set)
         present = len({i for clip in kept for i in clip.labels})
@@ -95,7 +98,22 @@ def write_data_dir(data: DataDir, lengths: Lengths) -> tuple[list[tuple], list[s
     for split, ids in data.missing.items():
         with open(os.path.join(data.out, f"missing_{split}.txt"), "w", encoding="utf-8") as f:
             f.writelines(f"{i}\n" for i in ids)
+    if notes is not None:
+        notes += untrained_classes(data, present_in)
     return rows, removed
+
+
+def untrained_classes(data: DataDir, present_in: dict[str, set[int]]) -> list[str]:
+    """A note per evaluation split with positives of classes that have no train clip."""
+    out = []
+    for split in ("valid", "test"):
+        absent = sorted(present_in.get(split, set()) - present_in.get("train", set()))
+        if absent:
+            shown = ", ".join(repr(data.names[i]) for i in absent[:10]) + (" ..." if len(absent) > 10 else "")
+            where = f"{data.tag}/{split}" if data.tag else split
+            out.append(f"note: {where} has clips of {len(absent)} class(es) with no train clip ({shown}): "
+                       "a model cannot learn them, so they only lower the score")
+    return out
 
 
 def find_audio(folder: str) -> list[str]:
@@ -103,10 +121,12 @@ def find_audio(folder: str) -> list[str]:
     return [os.path.abspath(os.path.join(folder, rel)) for rel in find_relative_audio(folder)]
 
 
-def split_by_class(clips: list[Clip], valid: float, test: float, seed: int) -> dict[str, list[Clip]]:
-    """The data layer's split, stratified on each clip's first label."""
+def split_by_class(clips: list[Clip], valid: float, test: float, seed: int, root: str) -> dict[str, list[Clip]]:
+    """The data layer's split (``split_indices``: by a hash of each clip's path relative to
+    ``root``, so it survives moving the data), with classes from each clip's first label."""
+    keys = [os.path.relpath(c.path, root).replace(os.sep, "/") for c in clips]
     try:
-        parts = split_indices([c.path for c in clips], valid, test, seed, [c.labels[0] for c in clips])
+        parts = split_indices(keys, valid, test, seed, [c.labels[0] for c in clips])
     except SplitError as err:
         raise LayoutError(str(err)) from None
     return {split: [clips[i] for i in idx] for split, idx in parts.items()}

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 
+from ..labels import read_text
 from .common import Clip, DataDir, LayoutError, PrepareOptions, require
 
 
@@ -30,7 +32,7 @@ def prepare_esc50(opts: PrepareOptions) -> list[DataDir]:
 
 def _esc50_rows(meta: str) -> list[tuple[str, int, int, str]]:
     """(filename, fold, target, category) of each row of meta/esc50.csv."""
-    with open(meta, encoding="utf-8", newline="") as f:
+    with io.StringIO(read_text(meta), newline="") as f:
         reader = csv.DictReader(f)
         need = {"filename", "fold", "target", "category"}
         if not need <= set(reader.fieldnames or []):

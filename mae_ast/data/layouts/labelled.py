@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 
 from ..datadir import SplitError, split_name
-from ..labels import class_order
+from ..labels import class_order, read_text
 from .common import Clip, DataDir, LayoutError, PrepareOptions, find_audio, require, split_by_class
 
 
@@ -33,7 +34,7 @@ def prepare_folders(opts: PrepareOptions) -> list[DataDir]:
     names = class_order(found)
     clips = [Clip(p, [i]) for i, n in enumerate(names) for p in found[n]]
     valid, test = _percents(opts)
-    return [DataDir(opts.out, src, names, split_by_class(clips, valid, test, opts.seed))]
+    return [DataDir(opts.out, src, names, split_by_class(clips, valid, test, opts.seed, src))]
 
 
 def prepare_csv(opts: PrepareOptions) -> list[DataDir]:
@@ -50,7 +51,7 @@ def prepare_csv(opts: PrepareOptions) -> list[DataDir]:
     clips = [(Clip(os.path.join(root, p), [index[x] for x in labels]), split) for _, p, labels, split in rows]
     if not has_split:
         valid, test = _percents(opts)
-        return [DataDir(opts.out, root, names, split_by_class([c for c, _ in clips], valid, test, opts.seed))]
+        return [DataDir(opts.out, root, names, split_by_class([c for c, _ in clips], valid, test, opts.seed, root))]
     if opts.valid_percent is not None or opts.test_percent is not None:
         raise LayoutError(f"{table} has a split column: drop --valid-percent/--test-percent or the column")
     splits: dict[str, list[Clip]] = {}
@@ -73,7 +74,7 @@ def _refuse_repeats(table: str, root: str, rows: list[tuple[int, str, list[str],
 
 
 def _csv_rows(table: str) -> tuple[list[tuple[int, str, list[str], str]], bool]:
-    with open(table, encoding="utf-8-sig", newline="") as f:
+    with io.StringIO(read_text(table), newline="") as f:
         reader = csv.DictReader(f)
         fields = [h.strip() for h in reader.fieldnames or []]
         if not {"path", "labels"} <= set(fields):

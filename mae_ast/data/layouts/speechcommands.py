@@ -1,5 +1,10 @@
-"""Speech Commands v0.02: 35 word classes, or SUPERB's KS1 (10 words, _unknown_, _silence_
-cut from the background noise); splits from validation_list.txt / testing_list.txt."""
+"""Speech Commands: 35 word classes (v0.02), or SUPERB's KS1 classes (10 words, _unknown_,
+_silence_ cut from the background noise); splits from validation_list.txt / testing_list.txt.
+
+SUPERB's KS1 scores on v0.01's separate ``speech_commands_test_set_v0.01`` folder: give it
+as ``test_set`` (``--test-set``) to get SUPERB's test split (testing_list.txt's clips are
+then left out, as SUPERB leaves them out). Without it, test is testing_list.txt's clips
+plus _silence_ crops: the KS1 classes on the dataset's own test list, NOT SUPERB's test set."""
 
 from __future__ import annotations
 
@@ -10,11 +15,12 @@ import numpy as np
 
 from ..audio_io import AudioError, read_audio
 from ..datadir import inside
-from ..labels import class_order
+from ..labels import class_order, read_text
 from .common import Clip, DataDir, LayoutError, PrepareOptions, find_audio, require
 
 KS1_WORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
 KS1_CLASSES = KS1_WORDS + ["_unknown_", "_silence_"]  # SUPERB's order
+SILENCE_ORDER = ("train", "valid", "test")  # the order of each noise file's stretches
 
 
 def prepare_speechcommands(opts: PrepareOptions) -> list[DataDir]:
@@ -26,6 +32,8 @@ def prepare_speechcommands(opts: PrepareOptions) -> list[DataDir]:
     files = _word_files(src, os.path.abspath(opts.out))
     if not files:
         raise LayoutError(f"{src}: no word folders with audio: {expected}")
+    if opts.test_set and opts.variant != "ks1":
+        raise LayoutError("--test-set is SUPERB's KS1 test set: use it with --variant ks1")
     splits: dict[str, list[str]] = {"train": [], "valid": [], "test": []}
     for rel in files:
         split = "test" if rel in lists["test"] else "valid" if rel in lists["valid"] else "train"
@@ -39,8 +47,7 @@ def prepare_speechcommands(opts: PrepareOptions) -> list[DataDir]:
 
 
 def _read_list(path: str) -> set[str]:
-    with open(path, encoding="utf-8") as f:
-        return {line.strip().replace("\\", "/") for line in f if line.strip()}
+    return {line.strip().replace("\\", "/") for line in read_text(path).splitlines() if line.strip()}
 
 
 def _word_files(src: str, out: str) -> list[str]:
@@ -55,38 +62,78 @@ def _word_files(src: str, out: str) -> list[str]:
 
 
 def _ks1(opts: PrepareOptions, src: str, splits: dict[str, list[str]]) -> DataDir:
+    """SUPERB's 12 classes. The manifests' root is OUT (written relative, ``.``), so the
+    ``_silence_`` crops there move with the folder; word clips are named by absolute path."""
     index = {name: i for i, name in enumerate(KS1_CLASSES)}
     unknown = index["_unknown_"]
     noise = find_audio(os.path.join(src, "_background_noise_"))
     if not noise:
         raise LayoutError(f"{src}/_background_noise_: no audio to cut _silence_ clips from")
-    clips = {}
-    for split, rels in splits.items():
-        words = [Clip(os.path.join(src, r), [index.get(r.split("/")[0], unknown)]) for r in rels]
-        count = opts.silence_per_split if opts.silence_per_split is not None else round(len(words) / 11)
-        clips[split] = words + _silence(noise, opts.out, split, count, opts.seed, index["_silence_"], opts.notes)
-    return DataDir(opts.out, src, KS1_CLASSES, clips)
+    words = {split: [Clip(os.path.join(src, r), [index.get(r.split("/")[0], unknown)]) for r in rels]
+             for split, rels in splits.items()}
+    if opts.test_set:
+        words["test"] = _test_set(opts.test_set, index)  # v0.01's own test clips, its _silence_ included
+    counts = {split: (opts.silence_per_split if opts.silence_per_split is not None else round(len(w) / 11))
+              for split, w in words.items() if not (split == "test" and opts.test_set)}
+    crops = _silence(noise, opts.out, counts, opts.seed, index["_silence_"], opts.notes)
+    clips = {split: w + crops.get(split, []) for split, w in words.items()}
+    return DataDir(opts.out, os.path.abspath(opts.out), KS1_CLASSES, clips)
 
 
-def _silence(noise: list[str], out: str, split: str, count: int, seed: int, label: int,
-             notes: list[str]) -> list[Clip]:
-    """``count`` 1 s crops at random offsets (seeded per split) cycling over the noise files,
-    written as 16 kHz wavs to OUT/_silence_/."""
+def _test_set(folder: str, index: dict[str, int]) -> list[Clip]:
+    """SUPERB's KS1 test set: v0.01's ``speech_commands_test_set_v0.01``, one folder per class
+    (the 10 words, ``_unknown_``, ``_silence_``)."""
+    folder = os.path.abspath(require(folder, "expected speech_commands_test_set_v0.01 (one folder per class)"))
+    clips = []
+    for name in sorted(os.listdir(folder)):
+        if name.startswith(".") or not os.path.isdir(os.path.join(folder, name)):
+            continue
+        if name not in index:
+            raise LayoutError(f"{os.path.join(folder, name)}: not a KS1 class ({', '.join(KS1_CLASSES)}); "
+                              "--test-set takes v0.01's speech_commands_test_set folder")
+        clips += [Clip(p, [index[name]]) for p in find_audio(os.path.join(folder, name))]
+    if not clips:
+        raise LayoutError(f"{folder}: no audio in class folders; --test-set takes v0.01's speech_commands_test_set")
+    return clips
+
+
+def _silence(noise: list[str], out: str, counts: dict[str, int], seed: int, label: int,
+             notes: list[str]) -> dict[str, list[Clip]]:
+    """``counts[split]`` 1 s crops per split, written as 16 kHz wavs to OUT/_silence_/. Each
+    noise file is cut into one stretch per split (in proportion to its count), and a split's
+    crops come only from its own stretches (random offsets, seeded per split, cycling over
+    the files), so no test or valid silence shares a sample with a train crop."""
     import soundfile as sf
 
     folder = os.path.join(os.path.abspath(out), "_silence_")
-    os.makedirs(folder, exist_ok=True)
     waves = [w for w in (_noise(p, notes) for p in noise) if len(w) >= 16000]
-    if count and not waves:
+    total = sum(counts.values())
+    if total and not waves:
         raise LayoutError(f"{os.path.dirname(noise[0])}: no noise file lasts 1 s or more")
-    rng = random.Random(f"{seed}/{split}")
-    clips = []
-    for i in range(count):
-        wave = waves[i % len(waves)]
-        start = rng.randrange(len(wave) - 16000 + 1)
-        path = os.path.join(folder, f"{split}_{i:05d}.wav")
-        sf.write(path, wave[start : start + 16000], 16000, subtype="PCM_16")
-        clips.append(Clip(path, [label]))
+    order = [s for s in SILENCE_ORDER if counts.get(s)]
+    stretches: dict[str, list[np.ndarray]] = {s: [] for s in order}
+    for wave in waves:
+        start = 0
+        for i, split in enumerate(order):
+            end = len(wave) if i == len(order) - 1 else start + len(wave) * counts[split] // total
+            if end - start >= 16000:
+                stretches[split].append(wave[start:end])
+            start = end
+    os.makedirs(folder, exist_ok=True)
+    clips: dict[str, list[Clip]] = {}
+    for split in order:
+        if not stretches[split]:
+            raise LayoutError(f"{os.path.dirname(noise[0])}: the noise files are too short to cut {split}'s "
+                              f"_silence_ from a part of them no other split uses (no file gives {split} 1 s); "
+                              "lower --silence-per-split or add longer noise files")
+        rng = random.Random(f"{seed}/{split}")
+        clips[split] = []
+        for i in range(counts[split]):
+            wave = stretches[split][i % len(stretches[split])]
+            start = rng.randrange(len(wave) - 16000 + 1)
+            path = os.path.join(folder, f"{split}_{i:05d}.wav")
+            sf.write(path, wave[start : start + 16000], 16000, subtype="PCM_16")
+            clips[split].append(Clip(path, [label]))
     return clips
 
 
