@@ -97,6 +97,9 @@ class ClassificationDataset(MAE_AST_Dataset):
     def num_tokens(self, index: int) -> int:
         return self.target_length
 
+    def num_tokens_vec(self, indices: np.ndarray) -> np.ndarray:
+        return np.full(len(indices), self.target_length, dtype=np.int64)
+
     def size(self, index: int) -> int:
         return self.target_length
 
