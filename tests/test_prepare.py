@@ -35,7 +35,7 @@ def load(data: Path, split: str, multi_label: bool = False) -> tuple[list[str], 
     m = read_manifest(str(data / f"{split}.tsv"))
     labels = read_label_descriptors(str(data / "label_descriptors.csv"))
     rows = read_labels(str(data / f"{split}.lbl"), labels, len(m.paths), multi_label)
-    return [str(Path(p).relative_to(m.root)) if p.startswith(m.root) else p for p in m.paths], m.sizes, rows
+    return [str(Path(p).relative_to(m.root)) if p.startswith(m.root) else p for p in m.paths], m.sizes.tolist(), rows
 
 
 # ---------------------------------------------------------------- labels.py

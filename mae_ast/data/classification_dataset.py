@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .augment import pad_or_crop
-from .labels import LabelSet, read_labels
+from .labels import LabelSet, read_label_rows
 from .mae_ast_dataset import MAE_AST_Dataset
 from .sampling import sample_weights, weighted_indices
 
@@ -48,7 +48,7 @@ class ClassificationDataset(MAE_AST_Dataset):
         super().__init__(manifest_path, shuffle=train, random_crop=train, **kwargs)
         self.label_set = label_set
         self.num_classes = label_set.num_classes
-        self.labels = read_labels(label_path, label_set, self.entries, multi_label, manifest=manifest_path)
+        self.labels = read_label_rows(label_path, label_set, self.entries, multi_label, manifest=manifest_path)
         self.target_length = target_length
         self.multi_label = multi_label
         self.train = train
@@ -98,6 +98,9 @@ class ClassificationDataset(MAE_AST_Dataset):
 
     def num_tokens(self, index: int) -> int:
         return self.target_length
+
+    def num_tokens_vec(self, indices: np.ndarray) -> np.ndarray:
+        return np.full(len(indices), self.target_length, dtype=np.int64)
 
     def size(self, index: int) -> int:
         return self.target_length

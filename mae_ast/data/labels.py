@@ -32,6 +32,7 @@ name is an integer, else by text.
 
 from __future__ import annotations
 
+import array
 import codecs
 import csv
 import io
@@ -40,6 +41,8 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+
+import numpy as np
 
 
 HEADER = ["index", "mid", "display_name"]
@@ -207,6 +210,51 @@ def _label_set(path: str, by_index: dict[int, tuple[str, str, int]]) -> LabelSet
     return LabelSet([by_index[i][1] for i in range(count)], [by_index[i][0] for i in range(count)], path)
 
 
+class LabelRows(Sequence[list[int]]):
+    """Each clip's class indices, stored as CSR arrays (``indices[offsets[i]:offsets[i + 1]]``
+    is clip ``i``'s labels, in file order): at 2 M clips a list of lists costs ~400 MB and
+    every forked dataloader worker copies the pages it reads; these arrays are not copied."""
+
+    def __init__(self, offsets: np.ndarray, indices: np.ndarray) -> None:
+        self.offsets, self.indices = offsets, indices
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[Sequence[int]]) -> LabelRows:
+        rows = [list(map(int, r)) for r in rows]
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum([len(r) for r in rows], out=offsets[1:])
+        return cls(offsets, np.fromiter((i for r in rows for i in r), dtype=np.int32, count=int(offsets[-1])))
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: int) -> list[int]:
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"clip {i} out of range ({len(self)} clips)")
+        i = int(i) % len(self)
+        return self.indices[self.offsets[i] : self.offsets[i + 1]].tolist()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, LabelRows):
+            return np.array_equal(self.offsets, other.offsets) and np.array_equal(self.indices, other.indices)
+        return isinstance(other, Sequence) and self.tolist() == [list(r) for r in other]
+
+    def row_ids(self) -> np.ndarray:
+        """(total labels,) the clip each entry of ``indices`` belongs to."""
+        return np.repeat(np.arange(len(self)), np.diff(self.offsets))
+
+    def take(self, order: np.ndarray) -> LabelRows:
+        """The rows ``order[0], order[1], ...`` (a gather, no Python loop)."""
+        lengths = np.diff(self.offsets)[order]
+        offsets = np.zeros(len(order) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        shift = np.repeat(self.offsets[:-1][order] - offsets[:-1], lengths)
+        return LabelRows(offsets, self.indices[np.arange(offsets[-1]) + shift])
+
+    def tolist(self) -> list[list[int]]:
+        return [self[i] for i in range(len(self))]
+
+
 def read_labels(path: str, label_set: LabelSet, entries: int | Sequence[str], multi_label: bool,
                 manifest: str = "the manifest") -> list[list[int]]:
     """Class indices of each manifest entry, from ``{split}.lbl``.
@@ -214,28 +262,109 @@ def read_labels(path: str, label_set: LabelSet, entries: int | Sequence[str], mu
     ``entries`` are the manifest's paths as written (or just their count, when the caller
     cannot name them). Lines that name their clips are matched to those paths, and
     realigned when they come in another order; see the module docstring."""
+    return read_label_rows(path, label_set, entries, multi_label, manifest).tolist()
+
+
+def read_label_rows(path: str, label_set: LabelSet, entries: int | Sequence[str], multi_label: bool,
+                    manifest: str = "the manifest") -> LabelRows:
+    """``read_labels`` as ``LabelRows``, read in one pass without a Python object per line:
+    each distinct label text is parsed once (AudioSet's 2 M lines hold far fewer), and clip
+    names are matched by their hashes (``_hashed_order``)."""
     if not os.path.isfile(path):
         raise LabelError(f"{path}: label file not found; it needs one line per entry of {manifest}")
+    parsed: dict[str, int] = {}  # label text -> its row in ``distinct``
+    distinct: list[list[int]] = []
+    row_of, name_hash = array.array("i"), array.array("q")
+    unnamed = blank = first_error = None
+    count = named = numeric = 0  # lines up to the last non-blank one
     lines = read_text(path).splitlines()
-    while lines and not lines[-1].strip():  # trailing blank lines are not entries
-        lines.pop()
-    blank = next((n for n, line in enumerate(lines, start=1) if not line.strip()), None)
-    if blank is not None:
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            blank = blank or n
+            continue
+        count = n
+        if first_error is not None or blank is not None:
+            continue  # an error is reported once the whole file is counted
+        text = line.split("\t")[-1].strip()
+        row = parsed.get(text)
+        if row is None:
+            try:
+                labels = _parse_line(path, n, line, label_set, multi_label)
+            except LabelError as err:
+                first_error = err
+                continue
+            row = parsed[text] = len(distinct)
+            distinct.append(labels)
+        row_of.append(row)
+        name = clip_name(line)
+        if name is None:
+            unnamed = unnamed or n
+            numeric += line.count("\t") == 1  # a number first: a clip name or data2vec's column
+        else:
+            named += 1
+        name_hash.append(0 if name is None else hash(os.path.normpath(name).replace(os.sep, "/")))
+    if blank is not None and blank < count:
         raise LabelError(f"{path}:{blank}: blank line; write one label line per manifest entry, none empty")
-    count = entries if isinstance(entries, int) else len(entries)
-    if len(lines) != count:
-        where = count + 1 if len(lines) > count else max(len(lines), 1)
-        raise LabelError(f"{path}:{where}: {len(lines)} label lines but {manifest} has {count} entries; "
+    n_entries = entries if isinstance(entries, int) else len(entries)
+    if count != n_entries:
+        where = n_entries + 1 if count > n_entries else max(count, 1)
+        raise LabelError(f"{path}:{where}: {count} label lines but {manifest} has {n_entries} entries; "
                          "write one label line per manifest entry")
-    rows = [_parse_line(path, n, line, label_set, multi_label) for n, line in enumerate(lines, start=1)]
-    ids = [clip_name(line) for line in lines] if isinstance(entries, int) else clip_names(lines, entries)
-    if isinstance(entries, int) or all(i is None for i in ids):
+    if first_error is not None:
+        raise first_error
+    rows = LabelRows.from_rows(distinct).take(np.frombuffer(row_of, dtype=np.int32).astype(np.int64))
+    if isinstance(entries, int):
         _warn_unchecked(path, manifest)
         return rows
-    order = align(path, ids, list(entries), manifest)
-    if order != list(range(count)):
+    lines = lines[:count]
+    if numeric:  # numeric first fields may name clips (1.wav .. 12.wav): the exact matcher decides
+        ids = clip_names(lines, entries)
+        if all(i is None for i in ids):
+            _warn_unchecked(path, manifest)
+            return rows
+        order = np.asarray(align(path, ids, list(entries), manifest), dtype=np.int64)
+    elif not named:
+        _warn_unchecked(path, manifest)
+        return rows  # no line names its clip: manifest order
+    else:
+        order = _hashed_order(np.frombuffer(name_hash, dtype=np.int64), entries) if unnamed is None else None
+        if order is None:  # anything irregular: the exact matcher, which explains it
+            ids = [clip_name(line) for line in lines]
+            order = np.asarray(align(path, ids, list(entries), manifest), dtype=np.int64)
+    if not np.array_equal(order, np.arange(len(order))):
         logger.info(f"{path}: lines realigned to the order of {manifest} by the clip each line names")
-    return [rows[i] for i in order]
+    return rows.take(order)
+
+
+def _hashed_order(names: np.ndarray, entries: Sequence[str]) -> np.ndarray | None:
+    """``align``'s answer from hashes of the names (Python's 64-bit ``hash``, fixed within a
+    process), or None where ``align`` must decide: a name or key hash seen twice (a repeat,
+    or a collision), or no kind of name that every line uses. A collision can only go
+    unseen where a line names no clip and no line names the clip it collides with
+    (~1e-7 at 2 M clips), where ``align`` would have refused the file."""
+    line_sorted = np.argsort(names, kind="stable")
+    sorted_names = names[line_sorted]
+    if np.any(sorted_names[1:] == sorted_names[:-1]):
+        return None
+
+    def named(keys: np.ndarray) -> np.ndarray:
+        pos = np.minimum(np.searchsorted(sorted_names, keys), len(names) - 1)
+        return pos, sorted_names[pos] == keys
+
+    probe = [clip_keys(entries[i]) for i in range(min(len(entries), 64))]
+    for kind in ("path", "path without extension", "name", "stem", "youtube id"):
+        # A kind is used only if every entry has it and is named: a few entries that are
+        # not rule it out without computing the kind for all of them.
+        if not all(kind in k for k in probe) or not named(np.array([hash(k[kind]) for k in probe]))[1].all():
+            continue
+        keys = np.fromiter((hash(clip_keys(e).get(kind)) for e in entries), dtype=np.int64, count=len(entries))
+        if len(np.unique(keys)) != len(entries):
+            return None  # shared or missing keys (align skips the kind) or a collision: let align decide
+        pos, hit = named(keys)
+        if hit.all():  # every entry is named, so every line names one
+            return line_sorted[pos]
+        return None  # some entry not named: align reports the best kind's first miss
+    return None
 
 
 _WARNED: set[str] = set()

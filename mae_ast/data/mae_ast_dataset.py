@@ -48,7 +48,7 @@ class MAE_AST_Dataset(FairseqDataset):
         min_frames: int = 1,
     ) -> None:
         manifest = read_manifest(manifest_path, min_keep_sample_size, max_keep_sample_size)
-        if not manifest.paths:
+        if not len(manifest):
             raise ManifestError(
                 f"{manifest_path}: no clips to use ({manifest.n_short} shorter than min_sample_size="
                 f"{min_keep_sample_size}, {manifest.n_long} longer than max_keep_size={max_keep_sample_size}); "
@@ -57,12 +57,13 @@ class MAE_AST_Dataset(FairseqDataset):
         self.manifest_path = manifest_path
         self.min_keep, self.max_keep = min_keep_sample_size, max_keep_sample_size
         self.cache = None  # an FbankCache (use_cache) replaces decoding and fbank
+        # Packed (see ``manifest``): forked dataloader workers read them without copying.
         self.paths, self.lines, self.entries = manifest.paths, manifest.lines, manifest.entries
         self.root = manifest.root
-        self.sizes = np.asarray(manifest.sizes, dtype=np.int64)
+        self.sizes = manifest.sizes
         # The manifest's own lengths, kept apart from ``sizes`` (what batching counts,
-        # which subclasses may redefine) for the truncation check.
-        self.manifest_sizes = self.sizes.copy()
+        # which subclasses replace, never write into) for the truncation check.
+        self.manifest_sizes = manifest.sizes
         if feature_spec is not None and sample_rate not in (None, feature_spec.sample_rate):
             raise ValueError(f"sample_rate={sample_rate} contradicts the feature spec ({feature_spec.describe()})")
         self.feature_spec = feature_spec or FeatureSpec(sample_rate=sample_rate or 16000)
@@ -229,6 +230,12 @@ class MAE_AST_Dataset(FairseqDataset):
     def num_tokens(self, index: int) -> int:
         return self.size(index)
 
+    def num_tokens_vec(self, indices: np.ndarray) -> np.ndarray:
+        """``num_tokens`` of many clips at once: fairseq's batching then makes no Python
+        call per clip."""
+        sizes = self.sizes[np.asarray(indices, dtype=np.int64)]
+        return sizes if self.pad_audio else np.minimum(sizes, self.max_sample_size)
+
     def size(self, index: int) -> int:
         return int(self.sizes[index]) if self.pad_audio else int(min(self.sizes[index], self.max_sample_size))
 
@@ -246,7 +253,8 @@ class MAE_AST_Dataset(FairseqDataset):
                 "add clips to this split or set dataset.required_batch_size_multiple=1"
             )
         if kept < len(indices):
-            left = sorted(set(np.asarray(indices).tolist()) - {int(i) for b in batches for i in b})
+            # sorted, distinct clips in no batch, as a set difference would give
+            left = np.setdiff1d(np.asarray(indices, dtype=np.int64), np.concatenate(batches))
             logger.warning(
                 f"{self.manifest_path}: epoch {self.epoch}: batching leaves out {len(left)} of {len(indices)} clips "
                 f"(last batch smaller than dataset.required_batch_size_multiple={required_batch_size_multiple}), "

@@ -12,32 +12,39 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .labels import LabelRows
+
 __all__ = ["label_counts", "sample_weights", "weighted_indices"]
 
 
-def _unique_labels(row: Sequence[int], num_classes: int) -> np.ndarray:
-    labels = np.unique(np.asarray(row, dtype=np.int64))
-    if labels.size and (labels[0] < 0 or labels[-1] >= num_classes):
-        raise ValueError(f"label out of range [0, {num_classes}): {list(row)}")
-    return labels
+def _distinct_pairs(label_rows: LabelRows | Sequence[Sequence[int]], num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(clip, class) of every distinct label of every clip, sorted by clip then class:
+    SSAST's multi-hot vectors count a label repeated within a clip once."""
+    rows = label_rows if isinstance(label_rows, LabelRows) else LabelRows.from_rows(label_rows)
+    clips, classes = rows.row_ids(), rows.indices.astype(np.int64)
+    bad = (classes < 0) | (classes >= num_classes)
+    if bad.any():
+        raise ValueError(f"label out of range [0, {num_classes}): {rows[int(clips[np.argmax(bad)])]}")
+    pairs = np.unique(clips * num_classes + classes)
+    return pairs // num_classes, pairs % num_classes
 
 
-def label_counts(label_rows: Sequence[Sequence[int]], num_classes: int) -> np.ndarray:
+def label_counts(label_rows: LabelRows | Sequence[Sequence[int]], num_classes: int) -> np.ndarray:
     """(num_classes,) number of clips carrying each label (a label repeated within a clip counts once)."""
-    counts = np.zeros(num_classes, dtype=np.float64)
-    for row in label_rows:
-        counts[_unique_labels(row, num_classes)] += 1.0
-    return counts
+    _, classes = _distinct_pairs(label_rows, num_classes)
+    return np.bincount(classes, minlength=num_classes).astype(np.float64)
 
 
-def sample_weights(label_rows: Sequence[Sequence[int]], num_classes: int) -> np.ndarray:
+def sample_weights(label_rows: LabelRows | Sequence[Sequence[int]], num_classes: int) -> np.ndarray:
     """(N,) weight per clip: sum over its distinct labels of 1000 / (count(label) + 0.01).
 
     label_rows[i] lists clip i's class indices. Labels are de-duplicated per clip, as SSAST's
     multi-hot vectors do. A clip without labels gets weight 0 and is never drawn.
     """
-    label_weight = 1000.0 / (label_counts(label_rows, num_classes) + 0.01)
-    return np.array([label_weight[_unique_labels(row, num_classes)].sum() for row in label_rows], dtype=np.float64)
+    clips, classes = _distinct_pairs(label_rows, num_classes)
+    label_weight = 1000.0 / (np.bincount(classes, minlength=num_classes) + 0.01)
+    # bincount adds each clip's weights in class order, as the per-clip sum did
+    return np.bincount(clips, weights=label_weight[classes], minlength=len(label_rows))
 
 
 def weighted_indices(weights: np.ndarray, num_samples: int, seed: int, epoch: int) -> np.ndarray:
