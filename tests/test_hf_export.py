@@ -142,14 +142,21 @@ def wavs(tmp_path_factory) -> list[Path]:
 
 # ---- the clean environment --------------------------------------------------------------
 
+# transformers' Trainer needs accelerate (what `pip install transformers[torch]` adds);
+# the exported folders themselves do not.
+TRAINER_REQUIREMENTS = ["accelerate>=1.1"]
+
+
 def clean_requirements() -> list[str]:
-    """torch as in this venv, transformers and safetensors as the hf extra pins them."""
+    """torch as in this venv, transformers and safetensors as the hf extra pins them (and
+    the Trainer's accelerate)."""
     extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["hf"]
-    return [f"torch=={torch.__version__.split('+')[0]}", *extra]
+    return [f"torch=={torch.__version__.split('+')[0]}", *extra, *TRAINER_REQUIREMENTS]
 
 
 def clean_python() -> Path:
-    """The clean venv's interpreter, built once (under a lock: parallel runs share it)."""
+    """The clean venv's interpreter, built once (under a lock: parallel runs share it);
+    when the pins change, what they add is installed into it (torch is not reinstalled)."""
     CLEAN_ENV.parent.mkdir(parents=True, exist_ok=True)
     requirements = clean_requirements()
     stamp, python = CLEAN_ENV / "requirements.json", CLEAN_ENV / "bin" / "python"
@@ -157,9 +164,10 @@ def clean_python() -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if stamp.exists() and json.loads(stamp.read_text()) == requirements and python.exists():
             return python
-        subprocess.run(["rm", "-rf", str(CLEAN_ENV)], check=True)
-        base = getattr(sys, "_base_executable", sys.executable)
-        subprocess.run([base, "-m", "venv", str(CLEAN_ENV)], check=True, timeout=300)
+        if not python.exists():
+            subprocess.run(["rm", "-rf", str(CLEAN_ENV)], check=True)
+            base = getattr(sys, "_base_executable", sys.executable)
+            subprocess.run([base, "-m", "venv", str(CLEAN_ENV)], check=True, timeout=300)
         proc = subprocess.run([str(python), "-m", "pip", "install", "-q", *requirements], capture_output=True,
                               text=True, timeout=1500)
         if proc.returncode != 0:
@@ -248,7 +256,8 @@ def test_transformers_without_mae_ast_gives_the_package_outputs(exported, checkp
 
 
 def test_clean_env_with_only_torch_transformers_safetensors(exported, checkpoints, wavs, tmp_path):
-    """A venv that never had mae_ast, fairseq or torchaudio installed, offline."""
+    """A venv that never had mae_ast, fairseq or torchaudio installed (torch, transformers,
+    safetensors, and accelerate for the Trainer tests), offline."""
     python = clean_python()
     report = run_driver(python, exported, wavs, tmp_path, block=False)
     assert not any(report["importable"].values()), report["importable"]
