@@ -1,9 +1,10 @@
-"""``MAEASTConfig``: a MAE-AST checkpoint's architecture and input, for transformers.
+"""MAE-AST configuration: the encoder's architecture, its input and (for a classifier) its head.
 
-``encoder`` holds the ``MAE_AST_Config`` fields and ``features`` the feature spec
-(``sample_rate``, ``feature_dim``, ``deltas``), exactly as a fine-tuned classifier
-checkpoint stores them in its ``cfg.model``, so one builder (``build_backbone``) makes
-the encoder in the package and in an exported folder alike."""
+The architecture fields keep the names of the package's ``MAE_AST_Config`` (so a
+checkpoint's ``cfg.model`` maps onto them one to one); transformers' usual names
+(``hidden_size``, ``num_hidden_layers``, ...) are aliases of them. This file is shipped
+as ``configuration_mae_ast.py`` in every folder ``mae-ast-export-hf`` writes and imports
+nothing but transformers."""
 
 from __future__ import annotations
 
@@ -11,23 +12,43 @@ from typing import Any
 
 from transformers import PretrainedConfig
 
+# The MAE_AST_Config fields the encoder reads, with the package's defaults. The decoder and
+# masking fields are pretraining-only: an exported folder has no decoder.
+ENCODER_DEFAULTS: dict[str, Any] = {
+    "ast_kernel_size_chan": 16, "ast_kernel_size_time": 16, "ast_kernel_stride_chan": 16,
+    "ast_kernel_stride_time": 16, "encoder_layers": 12, "encoder_embed_dim": 768, "encoder_ffn_embed_dim": 3072,
+    "encoder_attention_heads": 12, "activation_fn": "gelu", "layer_norm_first": False, "dropout": 0.1,
+    "attention_dropout": 0.1, "activation_dropout": 0.0, "encoder_layerdrop": 0.0, "conv_pos": 128,
+    "conv_pos_groups": 16, "max_token_length": 48000, "enc_sine_pos": False, "enc_conv_pos": False,
+}
+
 
 class MAEASTConfig(PretrainedConfig):
     model_type = "mae_ast"
+    attribute_map = {"hidden_size": "encoder_embed_dim", "num_hidden_layers": "encoder_layers",
+                     "num_attention_heads": "encoder_attention_heads", "intermediate_size": "encoder_ffn_embed_dim",
+                     "hidden_act": "activation_fn", "layerdrop": "encoder_layerdrop"}
 
-    def __init__(self, encoder: dict | None = None, features: dict | None = None, time_aligned: bool = True,
-                 multi_label: bool = False, target_length: int | None = None, head_dropout: float = 0.0,
-                 head_norm: str = "layernorm", **kwargs: Any) -> None:
-        self.encoder = dict(encoder or {})
-        self.features = dict(features or {"sample_rate": 16000, "feature_dim": 128, "deltas": False})
+    def __init__(self, sampling_rate: int = 16000, num_mel_bins: int = 128, deltas: bool = False,
+                 time_aligned: bool = True, multi_label: bool = False, target_length: int | None = None,
+                 head_dropout: float = 0.0, head_norm: str = "layernorm", **kwargs: Any) -> None:
+        for name, default in ENCODER_DEFAULTS.items():
+            setattr(self, name, kwargs.pop(name, default))
+        # The input: the feature spec (Kaldi fbank, deltas tripling the columns).
+        self.sampling_rate = int(sampling_rate)
+        self.num_mel_bins = int(num_mel_bins)
+        self.deltas = bool(deltas)
         # Patch models: average the channel blocks of each time step (extract_layers' default).
         self.time_aligned = bool(time_aligned)
-        # Classifiers only: sigmoid or softmax scores, and the frames each clip is cropped/padded to.
+        # Classifiers: sigmoid or softmax scores, the frames each clip is cropped or padded to,
+        # and the head (the classifier's model.head_dropout and model.head_norm).
         self.multi_label = bool(multi_label)
         self.target_length = target_length
         self.head_dropout = float(head_dropout)
-        # The classifier's model.head_norm; folders exported before it existed have the LayerNorm.
         self.head_norm = str(head_norm)
-        self.hidden_size = int(self.encoder.get("encoder_embed_dim", 768))
-        self.num_hidden_layers = int(self.encoder.get("encoder_layers", 12))
         super().__init__(**kwargs)
+
+    @property
+    def feature_width(self) -> int:
+        """Columns per frame: the mel bins, tripled when deltas and delta-deltas follow."""
+        return self.num_mel_bins * (3 if self.deltas else 1)

@@ -1,22 +1,154 @@
-"""``MAEASTFeatureExtractor``: 16 kHz waveforms -> the checkpoint's own features.
+"""MAE-AST feature extractor: 16 kHz waveforms -> the checkpoint's own features.
 
-The package's ``FeatureSpec`` (Kaldi fbank with the povey window, deltas if the
-checkpoint was trained with them) and its waveform contract (``as_waveform``): the same
-numbers as ``mae_ast.load(ckpt).extract_layers``. transformers' ``ASTFeatureExtractor``
-is not used: its fbank differs from Kaldi's by up to 4.5 per bin. For a classifier,
-clips are cropped from the start or padded to its ``target_length`` frames, as
-``load_classifier(...).scores`` does."""
+Kaldi's log-mel fbank as the package computes it (``mae_ast/data/fbank.py``: 25 ms povey
+window, 10 ms shift, 128 bins; deltas and delta-deltas if the checkpoint was trained with
+them), so ``input_values`` equal what ``mae_ast.load(ckpt).extract_layers`` computes.
+transformers' ``ASTFeatureExtractor`` is not used: its fbank differs from Kaldi's by up
+to 4.5 per bin. The blocks marked ``# Copied from`` are verbatim copies of the package's
+(``tests/test_hf_code.py`` checks them). This file is shipped as
+``feature_extraction_mae_ast.py`` and imports nothing but numpy, torch and transformers.
+
+Padding: each clip is padded to the longest (an encoder) or cropped from its start and
+padded to ``target_length`` frames (a classifier, as ``load_classifier(...).scores``
+does), with ``padding_value``: the model's input mean, which its BatchNorm maps to 0
+(a loud value would be 0.0 in log-mel space), and ``attention_mask`` marks the padding.
+A clip shorter than one patch (``min_frames``) is padded to one, as ``mae_ast.hear``
+does: shorter than a 25 ms window with zeros, then with the input mean, and those
+frames count as the clip's own."""
 
 from __future__ import annotations
 
+import functools
+import math
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from transformers import BatchFeature, SequenceFeatureExtractor
+from transformers.utils import logging
 
-from ..data.augment import pad_or_crop
-from ..data.features import FeatureSpec, as_waveform
+logger = logging.get_logger(__name__)
+
+# A float waveform whose peak exceeds this is not on the [-1, 1] scale (int16 range is the
+# usual cause): the package's MAX_ABS_AMPLITUDE.
+MAX_ABS_AMPLITUDE = 32.0
+PADDING = ("longest", "max_length", "do_not_pad")
+
+# Copied from mae_ast.data.fbank.FLOAT_EPS
+FLOAT_EPS = torch.finfo(torch.float32).eps
+
+
+# Copied from mae_ast.data.fbank.mel_scale
+def mel_scale(freq: torch.Tensor | float) -> torch.Tensor | float:
+    """Kaldi's mel scale: 1127 ln(1 + f / 700)."""
+    if isinstance(freq, torch.Tensor):
+        return 1127.0 * (1.0 + freq / 700.0).log()
+    return 1127.0 * math.log(1.0 + freq / 700.0)
+
+
+# Copied from mae_ast.data.fbank.mel_banks
+@functools.lru_cache(maxsize=16)
+def mel_banks(
+    num_bins: int, fft_size: int, sample_rate: float, low_freq: float, high_freq: float
+) -> torch.Tensor:
+    """Triangular mel filters, (num_bins, fft_size // 2 + 1); the Nyquist column is zero
+    as in Kaldi, which builds filters over the first fft_size // 2 bins only."""
+    nyquist = 0.5 * sample_rate
+    if high_freq <= 0.0:
+        high_freq += nyquist
+    if not 0.0 <= low_freq < high_freq <= nyquist:
+        raise ValueError(f"bad mel range: low_freq={low_freq}, high_freq={high_freq}")
+    mel_low, mel_high = mel_scale(low_freq), mel_scale(high_freq)
+    delta = (mel_high - mel_low) / (num_bins + 1)
+    edge = torch.arange(num_bins, dtype=torch.float32).unsqueeze(1)
+    left = mel_low + edge * delta
+    center = mel_low + (edge + 1.0) * delta
+    right = mel_low + (edge + 2.0) * delta
+    fft_mel = mel_scale(
+        (sample_rate / fft_size) * torch.arange(fft_size // 2, dtype=torch.float32)
+    ).unsqueeze(0)
+    up = (fft_mel - left) / (center - left)
+    down = (right - fft_mel) / (right - center)
+    banks = torch.clamp(torch.minimum(up, down), min=0.0)
+    return torch.nn.functional.pad(banks, (0, 1))
+
+
+# Copied from mae_ast.data.fbank.povey_window
+@functools.lru_cache(maxsize=16)
+def povey_window(size: int) -> torch.Tensor:
+    """Kaldi's povey window: a symmetric Hann window raised to 0.85."""
+    return torch.hann_window(size, periodic=False).pow(0.85)
+
+
+# Copied from mae_ast.data.fbank.fbank
+def fbank(
+    waveform: torch.Tensor,
+    num_mel_bins: int = 128,
+    sample_rate: int = 16000,
+    frame_length_ms: float = 25.0,
+    frame_shift_ms: float = 10.0,
+    preemphasis: float = 0.97,
+    low_freq: float = 20.0,
+    high_freq: float = 0.0,
+) -> torch.Tensor:
+    """Log-mel fbank of ``waveform`` (``(N,)`` or ``(B, N)``, scale [-1, 1]).
+
+    Returns ``(frames, num_mel_bins)`` or ``(B, frames, num_mel_bins)`` in float32 on the
+    input's device. Raises ``ValueError`` when the input is shorter than one window.
+    """
+    squeeze = waveform.dim() == 1
+    wav = waveform.unsqueeze(0) if squeeze else waveform
+    if wav.dim() != 2:
+        raise ValueError(f"fbank expects (N,) or (B, N) audio, got shape {tuple(waveform.shape)}")
+    wav = wav.float()
+    window_size = int(sample_rate * frame_length_ms * 0.001)
+    window_shift = int(sample_rate * frame_shift_ms * 0.001)
+    if wav.shape[-1] < window_size:
+        raise ValueError(
+            f"audio of {wav.shape[-1]} samples is shorter than one {window_size}-sample window"
+        )
+    fft_size = 1 << (window_size - 1).bit_length()
+
+    power = _power_spectrum(wav.unfold(-1, window_size, window_shift), fft_size, preemphasis)
+    banks = mel_banks(num_mel_bins, fft_size, float(sample_rate), low_freq, high_freq)
+    mel = torch.matmul(power, banks.to(power.device).T)
+    out = mel.clamp_(min=FLOAT_EPS).log_()
+    return out.squeeze(0) if squeeze else out
+
+
+# Copied from mae_ast.data.fbank._power_spectrum
+def _power_spectrum(frames: torch.Tensor, fft_size: int, preemphasis: float) -> torch.Tensor:
+    """``(B, F, W)`` frames (a strided view) -> ``(B, F, fft_size // 2 + 1)`` power.
+
+    torchaudio's arithmetic in fewer passes over memory: each step writes into the
+    zero-padded FFT buffer in place instead of allocating a new frame tensor (DC
+    removal, pre-emphasis by concatenation, window, padding: five copies there). The
+    frames are bitwise torchaudio's; the power is re^2 + im^2 where torchaudio squares
+    ``abs()`` (a square root per bin, then its square: 2x slower here), which moves it
+    by at most ~2.5e-7 relative, far below the features' 1e-3 test tolerance."""
+    window_size = frames.shape[-1]
+    buf = frames.new_zeros(*frames.shape[:-1], fft_size)
+    y = buf[..., :window_size]
+    torch.sub(frames, frames.mean(dim=-1, keepdim=True), out=y)
+    # Pre-emphasis y[k] - 0.97 y[k-1], with y[-1] := y[0] as Kaldi does.
+    scaled = preemphasis * y
+    y[..., 1:] -= scaled[..., :-1]
+    y[..., :1] -= scaled[..., :1]
+    y *= povey_window(window_size).to(y.device)
+    spectrum = torch.fft.rfft(buf)
+    return torch.addcmul(spectrum.real.square(), spectrum.imag, spectrum.imag)
+
+
+# Copied from mae_ast.data.features.compute_deltas
+def compute_deltas(feat: torch.Tensor, n: int = 2) -> torch.Tensor:
+    """Regression deltas along time of ``(frames, dims)`` features, edges replicated
+    (torchaudio's ``compute_deltas`` with its default window of 5, which the original
+    dataset called)."""
+    padded = F.pad(feat.T.unsqueeze(0), (n, n), mode="replicate")
+    kernel = torch.arange(-n, n + 1, dtype=feat.dtype, device=feat.device).repeat(feat.shape[1], 1, 1)
+    denom = n * (n + 1) * (2 * n + 1) / 3
+    return (F.conv1d(padded, kernel, groups=feat.shape[1]) / denom).squeeze(0).T
 
 
 class MAEASTFeatureExtractor(SequenceFeatureExtractor):
@@ -25,46 +157,116 @@ class MAEASTFeatureExtractor(SequenceFeatureExtractor):
     def __init__(self, sampling_rate: int = 16000, num_mel_bins: int = 128, deltas: bool = False,
                  min_frames: int = 1, target_length: int | None = None, padding_value: float = 0.0,
                  return_attention_mask: bool = True, **kwargs: Any) -> None:
-        self.spec = FeatureSpec(sample_rate=int(sampling_rate), num_mel_bins=int(num_mel_bins), deltas=bool(deltas))
-        kwargs.pop("feature_size", None)  # the spec's width, always
-        super().__init__(feature_size=self.spec.width, sampling_rate=int(sampling_rate), padding_value=padding_value,
+        kwargs.pop("feature_size", None)  # the width follows from the bins and deltas
+        width = int(num_mel_bins) * (3 if deltas else 1)
+        super().__init__(feature_size=width, sampling_rate=int(sampling_rate), padding_value=float(padding_value),
                          return_attention_mask=return_attention_mask, **kwargs)
         self.num_mel_bins = int(num_mel_bins)
         self.deltas = bool(deltas)
         self.min_frames = int(min_frames)  # one patch along time
         self.target_length = target_length
 
-    def to_dict(self) -> dict[str, Any]:
-        out = super().to_dict()
-        out.pop("spec", None)
-        return out
+    def features(self, waveform: torch.Tensor) -> torch.Tensor:
+        """``(frames, columns)`` features of one mono waveform, at least ``min_frames``."""
+        window = int(self.sampling_rate * 0.025)  # samples per 25 ms frame (one every 10 ms)
+        if len(waveform) < window:
+            waveform = F.pad(waveform, (0, window - len(waveform)))
+        feat = fbank(waveform, num_mel_bins=self.num_mel_bins, sample_rate=self.sampling_rate)
+        if self.deltas:
+            d1 = compute_deltas(feat)
+            feat = torch.cat([feat, d1, compute_deltas(d1)], dim=1)
+        if len(feat) < self.min_frames:
+            feat = torch.cat([feat, feat.new_full((self.min_frames - len(feat), feat.shape[1]), self.padding_value)])
+        return feat
 
-    def features(self, waveform: Any, index: int = 0) -> torch.Tensor:
-        wav = as_waveform(waveform, index)
-        shortest = self.spec.samples_for_frames(self.min_frames)
-        if len(wav) < shortest:
-            raise ValueError(f"waveform {index}: {len(wav)} samples is shorter than one patch "
-                             f"({shortest} samples at {self.spec.sample_rate} Hz)")
-        return self.spec.compute(wav)
+    def __call__(self, raw_speech: Any, sampling_rate: int | None = None, padding: bool | str | None = None,
+                 max_length: int | None = None, truncation: bool | None = None,
+                 pad_to_multiple_of: int | None = None, return_attention_mask: bool | None = None,
+                 return_tensors: str | None = None) -> BatchFeature:
+        """One clip (a 1-D array, tensor or list of floats) or a batch (a list of them, or
+        a 2-D ``(B, samples)`` array), mono in [-1, 1] at ``sampling_rate`` -> ``input_values``
+        ``(B, frames, columns)`` and ``attention_mask`` (1 = the clip's frames).
 
-    def __call__(self, raw_speech: Any, sampling_rate: int | None = None, return_tensors: str | None = None,
-                 **kwargs: Any) -> BatchFeature:
-        """One waveform (1-D) or a batch (a list of 1-D, or 2-D ``(B, samples)``), mono in
-        [-1, 1] at ``sampling_rate`` -> ``input_values`` ``(B, frames, columns)``
-        zero-padded to the longest (or to ``target_length``) and ``attention_mask``."""
-        if sampling_rate is not None and sampling_rate != self.sampling_rate:
+        ``padding``: ``"longest"`` (``True``), ``"max_length"`` or ``"do_not_pad"``
+        (``False``); the default is ``"max_length"`` with ``max_length=target_length`` and
+        ``truncation=True`` for a classifier, ``"longest"`` otherwise."""
+        if sampling_rate is None:
+            logger.warning(f"It is strongly recommended to pass the `sampling_rate` argument to "
+                           f"`{type(self).__name__}()` ({self.sampling_rate} Hz). Failing to do so can result in "
+                           "silent errors that might be hard to debug.")
+        elif sampling_rate != self.sampling_rate:
             raise ValueError(f"this model takes audio at {self.sampling_rate} Hz, got {sampling_rate} Hz: "
                              "resample first")
-        if isinstance(raw_speech, (list, tuple)):
-            clips = list(raw_speech)
-        elif getattr(raw_speech, "ndim", 1) == 2:
-            clips = list(raw_speech)
+        padding, max_length, truncation = self.padding_strategy(padding, max_length, truncation)
+        feats = [self.features(wav) for wav in self.waveforms(raw_speech)]
+        if truncation:
+            feats = [f[:max_length] for f in feats]
+        lengths = [len(f) for f in feats]
+        if padding == "do_not_pad":
+            if return_tensors and len(set(lengths)) > 1:
+                raise ValueError(f"clips of {sorted(set(lengths))} frames cannot be stacked into a tensor "
+                                 "without padding: pass padding=True (or leave it at its default)")
+            target = None
         else:
-            clips = [raw_speech]
-        feats = [self.features(np.asarray(c, dtype=np.float32) if not isinstance(c, torch.Tensor) else c, i)
-                 for i, c in enumerate(clips)]
-        length = self.target_length or max(len(f) for f in feats)
-        padded, valid = zip(*(pad_or_crop(f, length, pad_value=self.padding_value) for f in feats))
-        values = torch.stack(padded).numpy()
-        mask = (np.arange(length)[None] < np.asarray(valid)[:, None]).astype(np.int64)
-        return BatchFeature({"input_values": values, "attention_mask": mask}, tensor_type=return_tensors)
+            target = max(lengths) if padding == "longest" else max_length
+            too_long = [i for i, n in enumerate(lengths) if n > target]
+            if too_long:
+                raise ValueError(f"clip {too_long[0]} has {lengths[too_long[0]]} frames, more than max_length="
+                                 f"{target}: pass truncation=True to crop it")
+            if pad_to_multiple_of:
+                target = -(-target // pad_to_multiple_of) * pad_to_multiple_of
+        values = [f.numpy() if target is None else
+                  np.concatenate([f.numpy(), np.full((target - len(f), f.shape[1]), self.padding_value, np.float32)])
+                  for f in feats]
+        out = {"input_values": values if target is None else np.stack(values)}
+        if self.return_attention_mask if return_attention_mask is None else return_attention_mask:
+            masks = [(np.arange(len(v)) < n).astype(np.int64) for v, n in zip(values, lengths)]
+            out["attention_mask"] = masks if target is None else np.stack(masks)
+        return BatchFeature(out, tensor_type=return_tensors)
+
+    def padding_strategy(self, padding: bool | str | None, max_length: int | None,
+                         truncation: bool | None) -> tuple[str, int | None, bool]:
+        """(padding, max_length, truncation) with the defaults filled in, or a ValueError."""
+        if max_length is None:
+            max_length = self.target_length
+        if padding is None:
+            padding = "max_length" if self.target_length else "longest"
+        padding = {True: "longest", False: "do_not_pad"}.get(padding, padding)
+        if padding not in PADDING:
+            raise ValueError(f"padding={padding!r}: expected one of {PADDING}, True or False")
+        if truncation is None:
+            truncation = self.target_length is not None and max_length is not None
+        if (padding == "max_length" or truncation) and max_length is None:
+            raise ValueError(f"padding={padding!r}, truncation={truncation}: pass max_length (frames)")
+        return padding, max_length, bool(truncation)
+
+    def waveforms(self, raw_speech: Any) -> list[torch.Tensor]:
+        """The clips of a call, each as a float32 tensor (a copy: arrays read from files are
+        often read-only, which torch warns about)."""
+        if isinstance(raw_speech, (np.ndarray, torch.Tensor)):
+            if raw_speech.ndim not in (1, 2):
+                raise ValueError(f"expected one clip (samples,) or a batch (clips, samples), got shape "
+                                 f"{tuple(raw_speech.shape)}")
+            clips = [raw_speech] if raw_speech.ndim == 1 else list(raw_speech)
+        elif isinstance(raw_speech, (list, tuple)) and raw_speech:
+            # transformers' convention: a list of numbers is one clip, a list of arrays a batch.
+            one = isinstance(raw_speech[0], (int, float, np.number))
+            clips = [raw_speech] if one else list(raw_speech)
+        else:
+            raise ValueError(f"expected a waveform or a non-empty list of waveforms, got {type(raw_speech).__name__}")
+        return [self.waveform(c, i) for i, c in enumerate(clips)]
+
+    @staticmethod
+    def waveform(clip: Any, index: int) -> torch.Tensor:
+        if isinstance(clip, torch.Tensor):
+            clip = clip.detach().cpu().numpy()
+        wav = np.array(clip, dtype=np.float32)  # copied
+        if wav.ndim != 1 or wav.size == 0:
+            raise ValueError(f"waveform {index}: expected a non-empty 1-D mono waveform, got shape {wav.shape}")
+        if not np.isfinite(wav).all():
+            raise ValueError(f"waveform {index}: contains NaN or inf samples")
+        peak = float(np.abs(wav).max())
+        if peak > MAX_ABS_AMPLITUDE:
+            raise ValueError(f"waveform {index}: peak amplitude {peak:.4g} is not on the [-1, 1] scale "
+                             "(int16 range? divide by 32768)")
+        return torch.from_numpy(wav)

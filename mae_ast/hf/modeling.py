@@ -1,6 +1,13 @@
-"""transformers models around the package's own modules: ``MAEASTModel`` (the encoder,
-``extract_layers``' outputs) and ``MAEASTForAudioClassification`` (``MAE_AST_Classifier``:
-mean over valid tokens, LayerNorm, Linear).
+"""MAE-AST for transformers: ``MAEASTModel`` (the encoder) and ``MAEASTForAudioClassification``
+(the encoder, mean over its valid tokens, a norm, dropout and a Linear head).
+
+Read top to bottom: positions, the transformer (``MAEASTAttention``, ``MAEASTLayer``,
+``MAEASTEncoder``), then the models. Parameter names are the package's (``MAE_AST``'s
+encoder at the top of ``MAEASTModel``, under ``mae_ast.`` in the classifier, whose head
+is ``MAE_AST_Classifier``'s), so ``model.safetensors`` holds the checkpoint's tensors; ``tests/test_hf_*.py`` check that these modules give the
+package's numbers (``extract_layers``, ``load_classifier(...).scores``) and that the
+blocks marked ``# Copied from`` are verbatim copies. This file is shipped as
+``modeling_mae_ast.py`` and imports nothing but torch and transformers.
 
 ``hidden_states`` are the outputs of encoder layers 1..L, as ``extract_layers`` and the
 s3prl upstream give them (no input embedding first, unlike most transformers models).
@@ -9,17 +16,24 @@ Input: ``input_values`` ``(B, frames, columns)`` from ``MAEASTFeatureExtractor``
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.utils.parametrize import ParametrizationList
 from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput, SequenceClassifierOutput
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils import logging
 
-from ..models.builders import build_backbone
-from ..models.mae_ast_classifier import MAE_AST_Classifier, evaluation_settings
 from .configuration import MAEASTConfig
+
+logger = logging.get_logger(__name__)
 
 
 @dataclass
@@ -29,57 +43,359 @@ class MAEASTModelOutput(BaseModelOutput):
     attention_mask: torch.Tensor | None = None
 
 
-def frame_padding(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
-    """transformers' attention mask (1 = real) -> the package's padding mask (True = padding)."""
-    return None if attention_mask is None else attention_mask == 0
+# ---- input: normalisation, positions, patches ---------------------------------------------
 
+def sinusoid_table(dim: int, length: int) -> torch.Tensor:
+    """``(1, length, dim)`` sin/cos positions (base 10000), the package's
+    ``SinusoidalPositionalEncoding`` table; recomputed, never stored in the folder."""
+    position = torch.arange(length, dtype=torch.float32).unsqueeze(1)
+    div = torch.exp(torch.arange(0, dim, 2) * (-math.log(10000.0) / dim))
+    pe = torch.zeros(1, length, dim)
+    pe[0, :, 0::2] = torch.sin(position * div)
+    pe[0, :, 1::2] = torch.cos(position * div)
+    return pe
+
+
+class SinusoidalPositionalEncoding(nn.Module):
+    def __init__(self, dim: int, max_len: int) -> None:
+        super().__init__()
+        # Non-persistent: 48000 x 768 floats (147 MB) that are a formula. The package's .pt
+        # checkpoints keep the key (the original's loaders are strict); this folder need not.
+        self.register_buffer("pe", sinusoid_table(dim, max_len), persistent=False)
+
+    def forward(self, length: int, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if length > self.pe.shape[1]:
+            raise ValueError(f"{length} tokens exceed max_token_length={self.pe.shape[1]}: crop the input")
+        pe = self.pe[:, :length]
+        return pe if padding_mask is None else pe.masked_fill(padding_mask.unsqueeze(-1), 0.0)
+
+
+class ConvPosEmbed(nn.Module):
+    """wav2vec 2.0 convolutional positions (weight-normed grouped conv, GELU), the
+    package's ``ConvPosEmbed`` with torch's current weight norm (its ``weight_g`` and
+    ``weight_v`` are ``parametrizations.weight.original0`` and ``original1`` here)."""
+
+    def __init__(self, config: MAEASTConfig, dim: int) -> None:
+        super().__init__()
+        conv = nn.Conv1d(dim, dim, config.conv_pos, padding=config.conv_pos // 2, groups=config.conv_pos_groups)
+        self.even = config.conv_pos % 2 == 0
+        self.pos_conv = nn.Sequential(nn.utils.parametrizations.weight_norm(conv, name="weight", dim=2))
+
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
+        if padding_mask is not None:
+            x = x.masked_fill(padding_mask.unsqueeze(-1), 0.0)
+        y = self.pos_conv(x.transpose(1, 2))
+        if self.even:  # SamePad: an even kernel yields one extra frame
+            y = y[..., :-1]
+        return F.gelu(y).transpose(1, 2)
+
+
+# ---- the transformer ----------------------------------------------------------------------
+
+def eager_attention_forward(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                            attention_mask: torch.Tensor | None, scaling: float, dropout: float = 0.0,
+                            **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    weights = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        weights = weights + attention_mask
+    weights = F.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    weights = F.dropout(weights, p=dropout, training=module.training)
+    return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
+
+
+class MAEASTAttention(nn.Module):
+    """Self-attention with fairseq's ``q_proj/k_proj/v_proj/out_proj`` names (the
+    checkpoints'), through transformers' attention functions (``sdpa`` by default)."""
+
+    def __init__(self, config: MAEASTConfig) -> None:
+        super().__init__()
+        dim, self.heads = config.encoder_embed_dim, config.encoder_attention_heads
+        if dim % self.heads:
+            raise ValueError(f"embedding dim {dim} is not divisible by {self.heads} heads")
+        self.config = config
+        self.head_dim = dim // self.heads
+        self.scaling = self.head_dim ** -0.5
+        self.dropout = config.attention_dropout
+        self.is_causal = False
+        self.q_proj = nn.Linear(dim, dim)
+        self.k_proj = nn.Linear(dim, dim)
+        self.v_proj = nn.Linear(dim, dim)
+        self.out_proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = (proj(x).view(B, T, self.heads, self.head_dim).transpose(1, 2)
+                   for proj in (self.q_proj, self.k_proj, self.v_proj))
+        attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
+        out, _ = attention(self, q, k, v, attention_mask, scaling=self.scaling,
+                           dropout=self.dropout if self.training else 0.0)
+        return self.out_proj(out.reshape(B, T, C))
+
+
+class MAEASTLayer(GradientCheckpointingLayer):
+    """fairseq's ``TransformerSentenceEncoderLayer``: post-LN unless ``layer_norm_first``."""
+
+    def __init__(self, config: MAEASTConfig) -> None:
+        super().__init__()
+        if config.activation_fn not in ("gelu", "relu"):
+            raise ValueError(f"activation_fn {config.activation_fn!r} is not supported (gelu, relu)")
+        dim = config.encoder_embed_dim
+        self.activation = F.gelu if config.activation_fn == "gelu" else F.relu
+        self.layer_norm_first = config.layer_norm_first
+        self.self_attn = MAEASTAttention(config)
+        self.self_attn_layer_norm = nn.LayerNorm(dim)
+        self.fc1 = nn.Linear(dim, config.encoder_ffn_embed_dim)
+        self.fc2 = nn.Linear(config.encoder_ffn_embed_dim, dim)
+        self.final_layer_norm = nn.LayerNorm(dim)
+        self.dropout1 = nn.Dropout(config.dropout)
+        self.dropout2 = nn.Dropout(config.activation_dropout)
+        self.dropout3 = nn.Dropout(config.dropout)
+
+    def _ffn(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout3(self.fc2(self.dropout2(self.activation(self.fc1(x)))))
+
+    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if self.layer_norm_first:
+            x = x + self.dropout1(self.self_attn(self.self_attn_layer_norm(x), attention_mask))
+            return x + self._ffn(self.final_layer_norm(x))
+        x = self.self_attn_layer_norm(x + self.dropout1(self.self_attn(x, attention_mask)))
+        return self.final_layer_norm(x + self._ffn(x))
+
+
+class MAEASTEncoder(nn.Module):
+    """wav2vec 2.0's stack without its convolutional positions: input LayerNorm (post-LN)
+    and dropout, the layers (each skipped with probability ``encoder_layerdrop`` in
+    training, as fairseq does), a final LayerNorm (pre-LN)."""
+
+    def __init__(self, config: MAEASTConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.layers = nn.ModuleList(MAEASTLayer(config) for _ in range(config.encoder_layers))
+        self.layer_norm = nn.LayerNorm(config.encoder_embed_dim)
+
+    def forward(self, x: torch.Tensor, padding: torch.Tensor | None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Output and each layer's output (input excluded)."""
+        mask = None
+        if padding is not None:  # additive: 0 where a key is attended, the dtype's min at padding
+            mask = torch.zeros(padding.shape, dtype=x.dtype, device=x.device)
+            mask = mask.masked_fill(padding, torch.finfo(x.dtype).min)[:, None, None, :]
+        if not self.config.layer_norm_first:
+            x = self.layer_norm(x)
+        x = F.dropout(x, p=self.config.dropout, training=self.training)
+        hidden_states = []
+        for layer in self.layers:
+            if self.training and self.config.encoder_layerdrop > 0 and torch.rand([]) <= self.config.encoder_layerdrop:
+                continue
+            x = layer(x, mask)
+            hidden_states.append(x)
+        if self.config.layer_norm_first:
+            x = self.layer_norm(x)
+        return x, hidden_states
+
+
+# ---- the models ---------------------------------------------------------------------------
 
 class MAEASTPreTrainedModel(PreTrainedModel):
     config_class = MAEASTConfig
     base_model_prefix = "mae_ast"
     main_input_name = "input_values"
+    input_modalities = ("audio",)
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["MAEASTLayer"]
+    _supports_sdpa = True
 
-    def _init_weights(self, module: torch.nn.Module) -> None:
-        """Nothing to do: every weight comes from model.safetensors, and modules are built
-        (and initialised) by the package's own constructors."""
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """The package's own initialisation, module by module (transformers calls this on
+        the modules holding tensors the folder did not fill; ``init`` skips loaded ones):
+        the patch projection as torch's Linear default, the head truncated N(0, 0.02), the
+        transformer's Linears N(0, 0.02) with zero biases (fairseq's init_bert_params),
+        convolutional positions N(0, sqrt(4 / (kernel * dim))) weight-normed, norms at
+        identity, and the sine table recomputed (it is never in the folder)."""
+        if isinstance(module, nn.Linear):
+            if module is self.base_model.post_extract_proj:
+                bound = 1 / math.sqrt(module.in_features)
+                init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+                init.uniform_(module.bias, -bound, bound)
+            elif module is getattr(self, "head", None):
+                init.trunc_normal_(module.weight, std=0.02)
+                init.zeros_(module.bias)
+            else:
+                init.normal_(module.weight, mean=0.0, std=0.02)
+                init.zeros_(module.bias)
+        elif isinstance(module, ParametrizationList):  # the weight norm of ConvPosEmbed's conv
+            g, v = module.original0, module.original1  # (1, 1, kernel), (dim, dim / groups, kernel)
+            init.normal_(v, mean=0.0, std=math.sqrt(4 / (v.shape[2] * v.shape[0])))
+            init.copy_(g, torch.norm_except_dim(v, 2, 2))
+        elif isinstance(module, nn.Conv1d):
+            init.zeros_(module.bias)
+        elif isinstance(module, SinusoidalPositionalEncoding):
+            init.copy_(module.pe, sinusoid_table(module.pe.shape[2], module.pe.shape[1]))
+        elif isinstance(module, (nn.LayerNorm, nn.BatchNorm1d, nn.BatchNorm2d)):
+            if module.weight is not None:
+                init.ones_(module.weight)
+                init.zeros_(module.bias)
+            if getattr(module, "running_mean", None) is not None:
+                init.zeros_(module.running_mean)
+                init.ones_(module.running_var)
+                init.zeros_(module.num_batches_tracked)
+
+    def frame_padding(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+        """transformers' mask (1 = real) -> the package's (True = padding); without a mask,
+        warn once when the batch looks padded (a row ending in the input mean, the value
+        the extractor pads with)."""
+        if attention_mask is not None:
+            return attention_mask.to(input_values.device) == 0
+        if len(input_values) > 1:
+            mean = self.base_model.batch_norm.running_mean.to(input_values.dtype)
+            if bool((input_values[:, -1] == mean).all(dim=-1).any()):
+                logger.warning_once("a padded batch came without its attention_mask: padding frames are read as "
+                                    "audio; pass the feature extractor's attention_mask")
+        return None
 
 
 class MAEASTModel(MAEASTPreTrainedModel):
+    """The encoder. Its input path: the model's BatchNorm (x0.5: mean 0, std 0.5, as AST),
+    patches ordered time-block major, channel-block minor (``nn.Unfold``'s), a Linear and
+    the positions; its modules sit at the top, under the package's names."""
+
     def __init__(self, config: MAEASTConfig) -> None:
         super().__init__(config)
-        self.backbone = build_backbone(config.encoder, config.features)
+        self.kernel = (config.ast_kernel_size_time, config.ast_kernel_size_chan)
+        self.stride = (config.ast_kernel_stride_time, config.ast_kernel_stride_chan)
+        self.chan_blocks = (config.feature_width - self.kernel[1]) // self.stride[1] + 1
+        self.batch_norm = nn.BatchNorm2d(num_features=1, affine=False)
+        self.post_extract_proj = nn.Linear(self.kernel[0] * self.kernel[1], config.encoder_embed_dim)
+        self.enc_conv_pos_embed = ConvPosEmbed(config, config.encoder_embed_dim) if config.enc_conv_pos else None
+        self.enc_sine_pos_embed = (SinusoidalPositionalEncoding(config.encoder_embed_dim, config.max_token_length)
+                                   if config.enc_sine_pos else None)
+        self.encoder = MAEASTEncoder(config)
         self.post_init()
+
+    def check_input(self, source: torch.Tensor) -> None:
+        width = self.config.feature_width
+        if source.dim() != 3 or source.shape[-1] != width:
+            raise ValueError(f"expected input_values of shape (batch, frames, {width}) from this model's "
+                             f"feature extractor, got {tuple(source.shape)}")
+        if source.shape[1] < self.kernel[0]:
+            raise ValueError(f"input of {source.shape[1]} frames is shorter than one patch ({self.kernel[0]} "
+                             "frames); the feature extractor pads short clips")
+
+    def patchify(self, image: torch.Tensor) -> torch.Tensor:
+        """``(B, frames, width)`` -> ``(B, tokens, kernel_time * kernel_chan)``; frames and
+        columns that do not fill a patch are dropped, as ``nn.Unfold`` does."""
+        (kt, kc), (st, sc) = self.kernel, self.stride
+        if (kt, kc) != (st, sc):
+            return F.unfold(image.unsqueeze(1), (kt, kc), stride=(st, sc)).transpose(1, 2)
+        B, nt, nc = image.shape[0], image.shape[1] // kt, image.shape[2] // kc
+        x = image[:, : nt * kt, : nc * kc].reshape(B, nt, kt, nc, kc)
+        return x.permute(0, 1, 3, 2, 4).reshape(B, nt * nc, kt * kc)
+
+    def token_padding(self, frame_padding: torch.Tensor, num_tokens: int) -> torch.Tensor:
+        """Frame padding ``(B, frames)`` -> token padding ``(B, tokens)``: a token is valid
+        only when every frame it reads is, so a clip padded in a batch gives the tokens it
+        gives alone (``PatchGrid.token_padding_mask(..., whole_tokens=True)``)."""
+        valid = (~frame_padding).sum(dim=-1)
+        steps = num_tokens // self.chan_blocks
+        reach = torch.arange(steps, device=valid.device) * self.stride[0] + self.kernel[0]
+        return (reach.unsqueeze(0) > valid.view(-1, 1)).repeat_interleave(self.chan_blocks, dim=1)
+
+    def embed(self, source: torch.Tensor, frame_padding: torch.Tensor | None
+              ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(B, frames, columns)`` -> ``(B, tokens, dim)`` and token padding (True = padding)."""
+        self.check_input(source)
+        patches = self.patchify(self.batch_norm(source.unsqueeze(1)).squeeze(1) * 0.5)
+        pad = None if frame_padding is None else self.token_padding(frame_padding, patches.shape[1])
+        x = self.post_extract_proj(patches)
+        if self.enc_conv_pos_embed is not None:
+            x = x + self.enc_conv_pos_embed(x, pad)
+        if self.enc_sine_pos_embed is not None:
+            x = x + self.enc_sine_pos_embed(x.shape[1], pad).to(x.dtype)
+        return x, pad
+
+    def encode(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+        """(output tokens, each layer's tokens, token padding (True = padding)): the
+        package's ``MAE_AST.forward_features``."""
+        source = input_values.to(self.dtype)  # a bf16 model takes the extractor's float32
+        x, pad = self.embed(source, self.frame_padding(source, attention_mask))
+        x, hidden_states = self.encoder(x, pad)
+        if pad is None:
+            pad = torch.zeros(x.shape[:2], dtype=torch.bool, device=x.device)
+        return x, hidden_states, pad
 
     def forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 output_hidden_states: bool | None = None, return_dict: bool | None = None,
                 **kwargs: Any) -> MAEASTModelOutput | tuple:
-        out = self.backbone.extract_layers(input_values, frame_padding(attention_mask),
-                                           time_aligned=self.config.time_aligned)
+        """``extract_layers``: ``last_hidden_state`` is the last layer's output and, with
+        ``config.time_aligned``, the channel blocks of each time step are averaged (one row
+        per ``ast_kernel_stride_time`` frames); ``attention_mask`` marks each clip's rows."""
+        _, states, pad = self.encode(input_values, attention_mask)
+        if self.config.time_aligned:
+            nc = self.chan_blocks
+            states = [h.reshape(h.shape[0], -1, nc, h.shape[-1]).mean(dim=2) for h in states]
+            pad = pad[:, ::nc]
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
-        result = MAEASTModelOutput(last_hidden_state=out["last_hidden_state"],
-                                   hidden_states=tuple(out["hidden_states"]) if output_hidden_states else None,
-                                   attention_mask=(~out["padding_mask"]).long())
-        return result if return_dict is not False else result.to_tuple()
+        out = MAEASTModelOutput(last_hidden_state=states[-1], attention_mask=(~pad).long(),
+                                hidden_states=tuple(states) if output_hidden_states else None)
+        return out if (return_dict if return_dict is not None else self.config.return_dict) else out.to_tuple()
+
+
+# Copied from mae_ast.models.mae_ast_classifier.FeatureNorm
+class FeatureNorm(nn.BatchNorm1d):
+    """Each pooled feature standardised over the batch in training, over the running
+    statistics at evaluation; no affine parameters (the linear layer after it has them).
+    A one-clip training batch has no spread to standardise by, so it uses the running
+    statistics instead of failing as BatchNorm1d does."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__(dim, affine=False, eps=1e-6)  # MAE's probe: BatchNorm1d(affine=False, eps=1e-6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and x.shape[0] == 1:
+            return nn.functional.batch_norm(x, self.running_mean, self.running_var, training=False, eps=self.eps)
+        return super().forward(x)
+
+
+# Copied from mae_ast.models.mae_ast_classifier.build_head_norm
+def build_head_norm(kind: str, dim: int) -> nn.Module:
+    if kind == "batchnorm":
+        return FeatureNorm(dim)
+    if kind == "layernorm":
+        return nn.LayerNorm(dim)
+    raise ValueError(f"model.head_norm={kind!r}: expected layernorm or batchnorm")
 
 
 class MAEASTForAudioClassification(MAEASTPreTrainedModel):
+    """``MAE_AST_Classifier`` at evaluation: mean over each clip's valid tokens, ``fc_norm``
+    (``config.head_norm``), dropout, Linear. (Fine-tuning's SpecAugment, noise and roll
+    live in the package's trainer, not here.)"""
+
     def __init__(self, config: MAEASTConfig) -> None:
         super().__init__(config)
-        settings = evaluation_settings({"head_dropout": config.head_dropout, "head_norm": config.head_norm})
-        backbone = build_backbone(config.encoder, config.features)
-        self.classifier = MAE_AST_Classifier(settings, backbone, config.encoder, config.num_labels)
+        self.mae_ast = MAEASTModel(config)
+        self.fc_norm = build_head_norm(config.head_norm, config.encoder_embed_dim)
+        self.head_drop = nn.Dropout(config.head_dropout)
+        self.head = nn.Linear(config.encoder_embed_dim, config.num_labels)
         self.post_init()
 
     def forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                labels: torch.Tensor | None = None, return_dict: bool | None = None,
-                **kwargs: Any) -> SequenceClassifierOutput | tuple:
+                labels: torch.Tensor | None = None, output_hidden_states: bool | None = None,
+                return_dict: bool | None = None, **kwargs: Any) -> SequenceClassifierOutput | tuple:
         """Logits; ``softmax`` (single-label) or ``sigmoid`` (``config.multi_label``) of them
         are ``load_classifier(...).scores``. With ``labels``: cross-entropy or BCE."""
-        logits = self.classifier(input_values, frame_padding(attention_mask))
+        x, states, pad = self.mae_ast.encode(input_values, attention_mask)
+        valid = (~pad).unsqueeze(-1).to(x.dtype)
+        pooled = (x * valid).sum(dim=1) / valid.sum(dim=1).clamp(min=1.0)
+        logits = self.head(self.head_drop(self.fc_norm(pooled)))
         loss = None
         if labels is not None:
-            loss = (F.binary_cross_entropy_with_logits(logits, labels.float()) if self.config.multi_label
+            labels = labels.to(logits.device)
+            loss = (F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype)) if self.config.multi_label
                     else F.cross_entropy(logits, labels))
-        result = SequenceClassifierOutput(loss=loss, logits=logits)
-        return result if return_dict is not False else result.to_tuple()
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
+        out = SequenceClassifierOutput(loss=loss, logits=logits,
+                                       hidden_states=tuple(states) if output_hidden_states else None)
+        return out if (return_dict if return_dict is not None else self.config.return_dict) else out.to_tuple()

@@ -1,16 +1,18 @@
-"""mae-ast-export-hf CHECKPOINT OUT_DIR: a folder transformers loads with
-``trust_remote_code=True`` (and ``mae_ast.load`` / ``load_classifier`` load back).
+"""mae-ast-export-hf CHECKPOINT OUT_DIR [--eval RESULT.json ...]: a folder transformers
+loads with ``trust_remote_code=True`` (and ``mae_ast.load`` / ``load_classifier`` load back).
 
     from transformers import AutoFeatureExtractor, AutoModel
     fe = AutoFeatureExtractor.from_pretrained(OUT_DIR, trust_remote_code=True)
     model = AutoModel.from_pretrained(OUT_DIR, trust_remote_code=True)
     out = model(**fe([wav], sampling_rate=16000, return_tensors="pt"), output_hidden_states=True)
 
-Writes config.json (with ``auto_map``), preprocessor_config.json, model.safetensors and
-the remote-code files generated from the package's own modules (mae_ast/hf/remote_code.py).
-A pretraining checkpoint (ours or a released one) exports its encoder (``AutoModel``;
-the decoder and pretraining heads are left out); a fine-tuned classifier exports
-``AutoModelForAudioClassification`` with its class names as ``id2label``.
+Writes config.json (with ``auto_map``), preprocessor_config.json, model.safetensors, the
+three transformers files of ``mae_ast/hf`` (``mae_ast/hf/remote_code.py``) and a model
+card (README.md). A pretraining checkpoint (ours or a released one) exports its encoder
+(``AutoModel``; the decoder and pretraining heads are left out); a fine-tuned classifier
+exports ``AutoModelForAudioClassification`` with its class names as ``id2label``. An
+encoder folder is also where a fine-tune starts:
+``AutoModelForAudioClassification.from_pretrained(OUT_DIR, num_labels=K)``.
 """
 
 from __future__ import annotations
@@ -21,13 +23,14 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
-from ..checkpoints import CLASSIFIER, CheckpointError, checkpoint_kind, read_checkpoint
+from ..checkpoints import CLASSIFIER, CheckpointError, checkpoint_kind, config_section, read_checkpoint
 from ..classifier import classifier_from_state
 from ..hf import remote_code
-from ..hf.folder import CLASSIFIER_PREFIX, CONFIG, ENCODER_PREFIX, WEIGHTS
+from ..hf.folder import CONFIG, EXPORTED_FIELDS, WEIGHTS, to_folder
 from ..inference import build_from_state
-from ..models.builders import ENCODER_FIELDS, features_of, strip_pretraining
+from ..models.builders import strip_pretraining
 
 AUTO_MAP = {
     "AutoConfig": "configuration_mae_ast.MAEASTConfig",
@@ -36,48 +39,45 @@ AUTO_MAP = {
     "AutoFeatureExtractor": "feature_extraction_mae_ast.MAEASTFeatureExtractor",
 }
 PREPROCESSOR = "preprocessor_config.json"
+CARD = "README.md"
 
 
-def _encoder_fields(cfg) -> dict:
-    fields = cfg if isinstance(cfg, dict) else dataclasses.asdict(cfg)
-    # torch.compile is a training-speed switch, not part of the architecture.
-    return {**{k: v for k, v in fields.items() if k in ENCODER_FIELDS}, "compile_blocks": False}
-
-
-def export(checkpoint: str, out_dir: str) -> dict:
-    """Export ``checkpoint`` into ``out_dir`` (created); returns config.json's content."""
+def export(checkpoint: str, out_dir: str, evaluations: list[str] | None = None) -> dict:
+    """Export ``checkpoint`` into ``out_dir`` (created); returns config.json's content.
+    ``evaluations``: ``mae-ast-evaluate --json`` files whose numbers go into the card."""
     from safetensors.torch import save_file
 
     from .. import __version__
 
     state = read_checkpoint(checkpoint)  # CheckpointError names a bad file
+    results = [read_evaluation(p) for p in evaluations or []]
     if checkpoint_kind(state) == CLASSIFIER:
-        model, clf = None, classifier_from_state(state)
-    else:
-        model, clf = build_from_state(state).eval(), None
-    if clf is None:
-        encoder, spec, grid = _encoder_fields(model.cfg), model.feature_spec, model.grid
-        weights = {ENCODER_PREFIX + k: v for k, v in strip_pretraining(model).state_dict().items()}
-        config = {"architectures": ["MAEASTModel"]}
-    else:
-        net = clf.model
-        encoder, spec, grid = _encoder_fields(net.encoder_cfg), clf.feature_spec, net.backbone.grid
-        weights = {CLASSIFIER_PREFIX + k: v for k, v in net.state_dict().items()}
+        clf = classifier_from_state(state)
+        net, backbone, spec = clf.model, clf.model.backbone, clf.feature_spec
+        weights = to_folder(net.state_dict(), classifier=True)
         config = {"architectures": ["MAEASTForAudioClassification"],
                   "id2label": {str(i): name for i, name in enumerate(clf.class_names)},
                   "label2id": {name: i for i, name in enumerate(clf.class_names)},
                   "multi_label": clf.multi_label, "target_length": clf.target_length,
                   "head_dropout": float(net.cfg.head_dropout), "head_norm": net.head_norm,
                   "problem_type": "multi_label_classification" if clf.multi_label else "single_label_classification"}
-    config = {"model_type": "mae_ast", "auto_map": AUTO_MAP, **config, "encoder": encoder,
-              "features": features_of(spec), "time_aligned": True, "dtype": "float32",
-              "mae_ast_version": __version__}
+    else:
+        backbone = strip_pretraining(build_from_state(state).eval())
+        spec = backbone.feature_spec
+        weights = to_folder(backbone.state_dict(), classifier=False)
+        config = {"architectures": ["MAEASTModel"]}
+    fields = dataclasses.asdict(backbone.cfg)
+    config = {"model_type": "mae_ast", "auto_map": AUTO_MAP, **config, **{k: fields[k] for k in EXPORTED_FIELDS},
+              "sampling_rate": spec.sample_rate, "num_mel_bins": spec.num_mel_bins, "deltas": spec.deltas,
+              "time_aligned": True, "dtype": "float32", "mae_ast_version": __version__}
+    # Padding reads as silence: the raw value the encoder's BatchNorm maps to 0 (as HEAR pads).
+    input_mean = float(backbone.batch_norm.running_mean.item())
     preprocessor = {
         "feature_extractor_type": "MAEASTFeatureExtractor",
         "auto_map": {"AutoFeatureExtractor": AUTO_MAP["AutoFeatureExtractor"]},
         "sampling_rate": spec.sample_rate, "num_mel_bins": spec.num_mel_bins, "deltas": spec.deltas,
-        "feature_size": spec.width, "min_frames": grid.min_frames,
-        "target_length": config.get("target_length"), "padding_value": 0.0, "padding_side": "right",
+        "feature_size": spec.width, "min_frames": backbone.grid.min_frames,
+        "target_length": config.get("target_length"), "padding_value": input_mean, "padding_side": "right",
         "return_attention_mask": True,
     }
     out = Path(out_dir)
@@ -88,7 +88,98 @@ def export(checkpoint: str, out_dir: str) -> dict:
     save_file({k: v.detach().to("cpu").contiguous() for k, v in weights.items()}, str(out / WEIGHTS),
               metadata={"format": "pt"})
     (out / WEIGHTS).chmod(0o644)  # safetensors writes 0600; the folder is meant to be shared
+    n_params = sum(v.numel() for k, v in weights.items() if v.is_floating_point() and "running_" not in k)
+    (out / CARD).write_text(model_card(config, preprocessor, training_record(state), results, n_params))
     return config
+
+
+# ---- the model card -----------------------------------------------------------------------
+
+def training_record(state: dict) -> dict:
+    """What the checkpoint says it was trained on: the task's data folder, its recorded
+    provenance (manifests, clip counts) if the trainer stored one, and the updates run.
+    (One place to read it, so the card follows when the provenance record grows.)"""
+    task = config_section(state, "task")
+    updates = None
+    history = state.get("optimizer_history") or []
+    if history and isinstance(history[-1], dict):
+        updates = history[-1].get("num_updates")
+    extra = state.get("extra_state") or {}
+    if updates is None and isinstance(extra.get("train_iterator"), dict):
+        updates = extra["train_iterator"].get("iterations_in_epoch")
+    model = config_section(state, "model")
+    return {"data": task.get("data"), "task": task.get("_name"), "updates": updates,
+            "epoch": (extra.get("train_iterator") or {}).get("epoch") if isinstance(extra, dict) else None,
+            "pretrained_checkpoint": model.get("pretrained_checkpoint"),
+            "provenance": (state.get("task_state") or {}).get("provenance")}
+
+
+def read_evaluation(path: str) -> dict:
+    try:
+        with open(path) as f:
+            return {"file": os.path.basename(path), **json.load(f)}
+    except (OSError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path}: not a mae-ast-evaluate --json file ({err})") from err
+
+
+def _numbers(result: dict) -> list[tuple[str, Any]]:
+    """The scalar metrics of an evaluation file (``metrics`` if it has one, else its top level)."""
+    body = result.get("metrics") if isinstance(result.get("metrics"), dict) else result
+    return [(k, v) for k, v in body.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+
+
+def model_card(config: dict, preprocessor: dict, record: dict, results: list[dict], n_params: int) -> str:
+    classifier = "id2label" in config
+    pipeline_tag = "audio-classification" if classifier else "feature-extraction"
+    kind = "AutoModelForAudioClassification" if classifier else "AutoModel"
+    patch = f"{config['ast_kernel_size_time']}x{config['ast_kernel_size_chan']}"
+    lines = ["---", "library_name: transformers", f"pipeline_tag: {pipeline_tag}",
+             "license: # set the license of your weights and data here", "tags:", "- audio", "- mae-ast", "---", "",
+             f"# MAE-AST {'classifier' if classifier else 'encoder'}", "",
+             "Exported by `mae-ast-export-hf` (mae_ast " + str(config.get("mae_ast_version")) + ").", "",
+             "## Architecture", "",
+             f"- {config['encoder_layers']}-layer transformer encoder, width {config['encoder_embed_dim']}, "
+             f"{config['encoder_attention_heads']} heads, FFN {config['encoder_ffn_embed_dim']}, "
+             f"{'pre' if config['layer_norm_first'] else 'post'}-LN; {n_params / 1e6:.1f} M parameters",
+             f"- tokens: {patch} patches of the spectrogram (time x mel channels), stride "
+             f"{config['ast_kernel_stride_time']}x{config['ast_kernel_stride_chan']}; positions: "
+             + (", ".join(n for n, on in (("sinusoidal", config["enc_sine_pos"]),
+                                          ("convolutional", config["enc_conv_pos"])) if on) or "none")]
+    if classifier:
+        labels = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
+        lines.append(f"- head: mean over the clip's tokens, {config['head_norm']}, Linear to {len(labels)} classes "
+                     f"({'sigmoid, multi-label' if config['multi_label'] else 'softmax'}): {', '.join(labels)}")
+    lines += ["", "## Features", "",
+              f"- Kaldi log-mel fbank, {config['num_mel_bins']} mel bins"
+              f"{' + deltas + delta-deltas' if config['deltas'] else ''}, 25 ms povey window every 10 ms, "
+              f"{config['sampling_rate']} Hz mono input in [-1, 1]",
+              f"- padding value {preprocessor['padding_value']:.4g} (the input mean: reads as silence); "
+              f"clips shorter than {preprocessor['min_frames']} frames are padded to one patch"]
+    if classifier:
+        lines.append(f"- each clip is cropped from its start or padded to {config['target_length']} frames")
+    lines += ["", "## Training data", ""]
+    lines += [f"- {k}: {v}" for k, v in (("task", record["task"]), ("data folder", record["data"]),
+                                         ("updates", record["updates"]), ("epoch", record["epoch"]),
+                                         ("fine-tuned from", record["pretrained_checkpoint"])) if v is not None]
+    provenance = record.get("provenance")
+    if provenance:
+        lines += ["", "Recorded provenance:", "", "```json", json.dumps(provenance, indent=2, default=str), "```"]
+    if results:
+        lines += ["", "## Evaluation", ""]
+        for result in results:
+            lines.append(f"- `{result['file']}`: " + ", ".join(f"{k} {v:.4g}" for k, v in _numbers(result)))
+    example = ("out = model(**inputs)\nscores = out.logits.softmax(-1)" if classifier and not config["multi_label"]
+               else "out = model(**inputs)\nscores = out.logits.sigmoid()" if classifier
+               else "out = model(**inputs, output_hidden_states=True)\nout.last_hidden_state, out.attention_mask")
+    lines += ["", "## Loading (offline: torch, transformers and safetensors only)", "", "```python",
+              f"from transformers import AutoFeatureExtractor, {kind}", "",
+              'extractor = AutoFeatureExtractor.from_pretrained("PATH", trust_remote_code=True)',
+              f'model = {kind}.from_pretrained("PATH", trust_remote_code=True).eval()',
+              'inputs = extractor([wav], sampling_rate=16000, return_tensors="pt")', example, "```", ""]
+    if not classifier:
+        lines += ["To fine-tune: `AutoModelForAudioClassification.from_pretrained(\"PATH\", num_labels=K, "
+                  "trust_remote_code=True)` keeps this encoder and initialises a new head.", ""]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,19 +187,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("checkpoint",
                         help="MAE-AST checkpoint: pretraining (ours or released) or fine-tuned classifier")
     parser.add_argument("out_dir", help="folder to write (created; existing exported files are replaced)")
+    parser.add_argument("--eval", action="append", default=[], metavar="RESULT.json",
+                        help="a mae-ast-evaluate --json file whose numbers go into the model card (repeatable)")
     args = parser.parse_args(argv)
     if os.path.isfile(args.out_dir):
         parser.error(f"{args.out_dir} is a file, not a folder")
     try:
-        config = export(args.checkpoint, args.out_dir)
+        config = export(args.checkpoint, args.out_dir, args.eval)
     except (CheckpointError, remote_code.ExportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     kind = config["architectures"][0]
     extra = f", {len(config['id2label'])} classes" if "id2label" in config else ""
-    print(f"{args.out_dir}: {kind} ({config['encoder'].get('encoder_layers')} layers, "
-          f"{config['features']['feature_dim']} mel bins{extra}); load with "
-          f"AutoModel{'ForAudioClassification' if extra else ''}.from_pretrained(..., trust_remote_code=True)")
+    print(f"{args.out_dir}: {kind} ({config['encoder_layers']} layers, {config['num_mel_bins']} mel bins{extra}); "
+          f"load with AutoModel{'ForAudioClassification' if extra else ''}.from_pretrained(..., trust_remote_code=True)")
     return 0
 
 
