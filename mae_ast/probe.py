@@ -39,11 +39,14 @@ import torch
 from .data.audio_io import AudioError, read_audio
 from .data.classification_dataset import label_paths
 from .data.datadir import SPLITS
+from .checkpoints import read_checkpoint
+from .data import identity
 from .data.identity import content_key
 from .data.labels import LabelSet, read_label_descriptors, read_labels
 from .data.manifest import Manifest, read_manifest
 from .inference import load
 from .metrics import classification_metrics
+from .provenance import overlap_report
 
 logger = logging.getLogger(__name__)
 
@@ -293,11 +296,28 @@ def fit_layer(x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray, y_v
     return best[1]
 
 
-def provenance(checkpoint: str, splits: dict[str, Split]) -> dict:
-    """PROVENANCE HOOK (for the lead to wire): the provenance fields mae-ast-evaluate writes,
-    from ``mae_ast.provenance`` (``describe(state)`` and ``overlap_report(state,
-    checkpoint_path, paths)``), which is not on this branch. Empty until then."""
-    return {}
+def provenance(checkpoint: str, data: str, splits: dict[str, Split]) -> dict:
+    """What mae-ast-evaluate writes about the scored clips (``provenance.overlap_report`` of
+    the test split against the checkpoint's records: its pretraining, and its fine-tuning
+    for a classifier), plus ``probe_train_overlap``: test clips that are also clips of the
+    probe's own train split, by real path or content (the probe is then fitted on them)."""
+    keys = {}
+    for name in ("train", "test"):
+        manifest_path = label_paths(data, name)[0]
+        pk, ck = identity.manifest_keys(manifest_path, splits[name].manifest.paths)
+        kept = splits[name].kept
+        keys[name] = (pk[kept], ck[kept]) if kept is not None else (pk, ck)
+    if os.path.isdir(checkpoint):  # an exported folder carries no record
+        report = {"checkpoint": os.path.abspath(checkpoint), "checkpoint_hash": None, "status": "unknown",
+                  "n_scored_clips": len(keys["test"][0]), "training": None, "selection": None,
+                  "error": "an exported folder holds no provenance record"}
+    else:
+        report = overlap_report(read_checkpoint(checkpoint, mmap=True), checkpoint, [], keys["test"])
+    by_path = identity.overlap(keys["test"][0], np.sort(keys["train"][0]))
+    by_content = identity.overlap(keys["test"][1], np.sort(keys["train"][1]))
+    report["probe_train_overlap"] = {"by_path": int(by_path.sum()), "by_content": int(by_content.sum()),
+                                     "either": int((by_path | by_content).sum())}
+    return report
 
 
 # ---- the probe -------------------------------------------------------------------------
@@ -361,7 +381,7 @@ def run_probe(checkpoint: str, data: str, cfg: ProbeConfig | None = None) -> dic
         "n_clips": {s.name: int(len(s.kept)) for s in splits.values()},
         "skipped_clips": {s.name: len(s.skipped) for s in splits.values()},
         "dim": int(train.features.shape[-1]),
-        "provenance": provenance(checkpoint, splits),
+        "provenance": provenance(checkpoint, data, splits),
     }
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -126,7 +127,10 @@ def test_probe_cli_equals_sklearn_on_fresh_audio(frame_checkpoint, data, tmp_pat
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
     assert result["n_clips"] == {s: n * len(CLASSES) for s, n in PER_CLASS.items()}
-    assert result["C_grid"] == list(C_GRID) and result["provenance"] == {}
+    assert result["C_grid"] == list(C_GRID)
+    prov = result["provenance"]  # the pretraining run recorded its data: none of these clips
+    assert prov["status"] == "recorded" and prov["training"] == 0, prov
+    assert prov["probe_train_overlap"]["either"] == 0
     assert f"layer      {result['layer']} (best valid accuracy" in proc.stdout
 
     import mae_ast
@@ -163,6 +167,16 @@ def test_probe_cli_equals_sklearn_on_fresh_audio(frame_checkpoint, data, tmp_pat
         assert changed["n_clips"]["train"] == 38 and changed["skipped_clips"]["train"] == 1
     finally:
         (tmp_path / "tone_0.flac").rename(data / "audio" / "train" / "tone_0.flac")
+
+    # A test clip that is a byte copy of a train clip: a loud warning and exit 3, unless allowed.
+    leak = tmp_path / "leak"
+    shutil.copytree(data, leak)
+    shutil.copy(leak / "audio" / "train" / "tone_0.flac", leak / "audio" / "test" / "tone_0.flac")
+    args = [str(frame_checkpoint), str(leak), "--json", str(again), "--device", "cpu"]
+    assert probe_cli.main(args) == 3
+    assert json.loads(again.read_text())["provenance"]["probe_train_overlap"] == {"by_path": 0, "by_content": 1,
+                                                                                  "either": 1}
+    assert probe_cli.main(args + ["--allow-overlap"]) == 0
 
 
 # ---- the fit on features alone (fast) ---------------------------------------------------

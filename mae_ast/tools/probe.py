@@ -27,6 +27,7 @@ from ..data.labels import LabelError
 from ..data.manifest import ManifestError
 from ..probe import C_GRID, POOLS, ProbeConfig, ProbeError, run_probe
 from ._common import check_output, device_arg, json_safe, positive_int, write_json
+from .evaluate import provenance_notes
 
 
 def layer_arg(text: str) -> int | str:
@@ -57,6 +58,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     labels.add_argument("--single-label", dest="multi_label", action="store_const", const=False,
                         help="multinomial and accuracy; a clip with several labels is an error")
     p.add_argument("--json", help="also write the result to this JSON file (missing folders are made)")
+    p.add_argument("--allow-overlap", action="store_true",
+                   help="exit 0 even when test clips were in the checkpoint's training data or the probe's train split "
+                        "(otherwise a loud warning and exit 3)")
     p.add_argument("--cache", help="folder for the pooled features of each split, reused while current")
     p.add_argument("--batch-size", type=positive_int, default=16, help="clips per forward pass (default: 16)")
     p.add_argument("--device", type=device_arg, default=None,
@@ -103,9 +107,19 @@ def main(argv: list[str] | None = None) -> int:
     skipped = {k: v for k, v in result["skipped_clips"].items() if v}
     if skipped:
         print(f"mae-ast-probe: unreadable clips left out: {skipped}", file=sys.stderr)
+    leaks, notes = provenance_notes(result["provenance"], "test")
+    probe_leak = result["provenance"]["probe_train_overlap"]["either"]
+    if probe_leak:
+        leaks.append(f"{probe_leak} test clips are also clips of the probe's train split (by real path or content): "
+                     "the probe is fitted on clips it is scored on; fix the split (mae-ast-prepare), or pass "
+                     "--allow-overlap to accept it")
+    for note in notes:
+        print(f"mae-ast-probe: {note}", file=sys.stderr)
+    for leak in leaks:
+        print(f"mae-ast-probe: WARNING: {leak}", file=sys.stderr)
     if args.json:
         write_json(args.json, json_safe(result))
-    return 0
+    return 3 if leaks and not args.allow_overlap else 0
 
 
 if __name__ == "__main__":
