@@ -43,7 +43,7 @@ class MAEASTModelOutput(BaseModelOutput):
     attention_mask: torch.Tensor | None = None
 
 
-# ---- input: normalisation, positions, patches ---------------------------------------------
+# ---- positions ----------------------------------------------------------------------------
 
 def sinusoid_table(dim: int, length: int) -> torch.Tensor:
     """``(1, length, dim)`` sin/cos positions (base 10000), the package's

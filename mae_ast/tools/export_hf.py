@@ -29,6 +29,7 @@ from ..checkpoints import CLASSIFIER, CheckpointError, checkpoint_kind, config_s
 from ..classifier import classifier_from_state
 from ..hf import remote_code
 from ..hf.folder import CONFIG, EXPORTED_FIELDS, WEIGHTS, to_folder
+from .. import provenance
 from ..inference import build_from_state
 from ..models.builders import strip_pretraining
 
@@ -107,11 +108,32 @@ def training_record(state: dict) -> dict:
     extra = state.get("extra_state") or {}
     if updates is None and isinstance(extra.get("train_iterator"), dict):
         updates = extra["train_iterator"].get("iterations_in_epoch")
-    model = config_section(state, "model")
+    model, dataset = config_section(state, "model"), config_section(state, "dataset")
+    splits = [dataset.get(k) for k in ("train_subset", "valid_subset") if dataset.get(k)]
     return {"data": task.get("data"), "task": task.get("_name"), "updates": updates,
+            "manifests": [f"{s}.tsv" for s in splits] or None,
             "epoch": (extra.get("train_iterator") or {}).get("epoch") if isinstance(extra, dict) else None,
             "pretrained_checkpoint": model.get("pretrained_checkpoint"),
-            "provenance": (state.get("task_state") or {}).get("provenance")}
+            "provenance": provenance.describe(state)}
+
+
+def provenance_lines(summary: dict) -> list[str]:
+    """The card's lines for ``provenance.describe``'s summary: each split the run read (its
+    manifest and clip count) and the pretraining run's, or that none was recorded."""
+    if summary.get("status") != "recorded":
+        return ["", f"No provenance record: {summary.get('reason', 'none stored')}."]
+
+    def splits(rec: dict) -> list[str]:
+        return [f"- {rec.get('kind') or 'run'} split `{name}`: {s.get('n_clips')} clips from `{s.get('manifest')}`"
+                f" (manifest fingerprint {s.get('manifest_key')})" for name, s in (rec.get("splits") or {}).items()]
+
+    lines = ["", "Recorded provenance (the clips each split held, by real path and content, are in the "
+             "checkpoint's record; `mae-ast-evaluate` checks scored clips against it):", ""] + splits(summary)
+    pre = summary.get("pretraining")
+    if pre:
+        lines += splits(pre) if pre.get("splits") else [f"- pretraining: {pre.get('status', 'unknown')} "
+                                                        f"({pre.get('reason') or pre.get('checkpoint') or ''})"]
+    return lines
 
 
 def read_evaluation(path: str) -> dict:
@@ -159,11 +181,10 @@ def model_card(config: dict, preprocessor: dict, record: dict, results: list[dic
         lines.append(f"- each clip is cropped from its start or padded to {config['target_length']} frames")
     lines += ["", "## Training data", ""]
     lines += [f"- {k}: {v}" for k, v in (("task", record["task"]), ("data folder", record["data"]),
+                                         ("manifests", ", ".join(record["manifests"] or []) or None),
                                          ("updates", record["updates"]), ("epoch", record["epoch"]),
                                          ("fine-tuned from", record["pretrained_checkpoint"])) if v is not None]
-    provenance = record.get("provenance")
-    if provenance:
-        lines += ["", "Recorded provenance:", "", "```json", json.dumps(provenance, indent=2, default=str), "```"]
+    lines += provenance_lines(record["provenance"])
     if results:
         lines += ["", "## Evaluation", ""]
         for result in results:

@@ -1,0 +1,81 @@
+"""Issue 22 item 10: the export writes a model card (README.md with transformers' metadata
+header, the license left for the user): architecture, features, what the checkpoint
+records of its training (data folder, manifests, updates, provenance when stored), the
+numbers of ``mae-ast-evaluate --json`` files passed with ``--eval``, and how to load it
+offline; and the card's loading snippet runs as written in the clean venv."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT
+from test_hf_export import clean_python, run_clean
+
+pytest.importorskip("safetensors", reason="the hf extra is not installed (pip install -e '.[hf]')")
+
+BIN = os.path.dirname(sys.executable)
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=300, cwd=ROOT,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_the_card_says_what_the_checkpoint_holds(finetuned_checkpoint, tmp_path):
+    state = torch.load(finetuned_checkpoint, weights_only=True)
+    data = state["cfg"]["task"]["data"]
+    cli("mae_ast.tools.evaluate", str(finetuned_checkpoint), data, "--split", "valid", "--json",
+        str(tmp_path / "valid.json"), "--device", "cpu")
+    metrics = json.loads((tmp_path / "valid.json").read_text())
+    cli("mae_ast.tools.export_hf", str(finetuned_checkpoint), str(tmp_path / "clf"), "--eval",
+        str(tmp_path / "valid.json"))
+    card = (tmp_path / "clf" / "README.md").read_text()
+
+    header = card.split("---\n")[1]
+    assert "library_name: transformers" in header and "pipeline_tag: audio-classification" in header
+    assert re.search(r"^license:", header, re.M)
+    config = json.loads((tmp_path / "clf" / "config.json").read_text())
+    assert f"{config['encoder_layers']}-layer transformer encoder, width {config['encoder_embed_dim']}" in card
+    assert "16x16 patches" in card and "128 mel bins" in card and f"{config['target_length']} frames" in card
+    assert all(name in card for name in config["id2label"].values())
+    assert f"data folder: {data}" in card and "train.tsv" in card and "valid.tsv" in card
+    assert f"updates: {state['optimizer_history'][-1]['num_updates']}" in card
+    assert "valid.json" in card and f"accuracy {metrics['accuracy']:.4g}" in card
+    assert "trust_remote_code=True" in card
+
+    # The provenance record the fine-tuning run stored: each split with its clip count.
+    from mae_ast.provenance import describe
+
+    summary = describe(state)
+    assert summary["status"] == "recorded"
+    for name, split in summary["splits"].items():
+        assert f"split `{name}`: {split['n_clips']} clips from `{split['manifest']}`" in card
+    # A checkpoint without a record (released ones) says so.
+    del state["task_state"]
+    torch.save(state, tmp_path / "no_record.pt")
+    cli("mae_ast.tools.export_hf", str(tmp_path / "no_record.pt"), str(tmp_path / "bare"))
+    card = (tmp_path / "bare" / "README.md").read_text()
+    assert "No provenance record" in card and "## Evaluation" not in card
+
+
+def test_the_cards_loading_snippet_runs_offline(patch_checkpoint, tmp_path):
+    cli("mae_ast.tools.export_hf", str(patch_checkpoint), str(tmp_path / "enc"))
+    card = (tmp_path / "enc" / "README.md").read_text()
+    assert "pipeline_tag: feature-extraction" in card and "AutoModelForAudioClassification" in card
+    code = re.search(r"```python\n(.*?)```", card, re.S).group(1).replace('"PATH"', repr(str(tmp_path / "enc")))
+    driver = ("import json, sys\nimport numpy as np\nwav = np.random.default_rng(0).standard_normal(16000)"
+              ".astype(np.float32) * 0.1\n" + code
+              + "\nprint('REPORT ' + json.dumps({'rows': out.attention_mask.sum(1).tolist(), "
+                "'finite': bool(np.isfinite(out.last_hidden_state.detach().numpy()).all())}))\n")
+    report, _ = run_clean(clean_python(), driver, {}, tmp_path)
+    assert report["finite"] and report["rows"] == [6]
