@@ -171,3 +171,31 @@ def test_vectorised_sample_weights_equal_the_per_clip_sums():
     np.testing.assert_array_equal(sample_weights(L.LabelRows.from_rows(rows), 40), want)
     with pytest.raises(ValueError, match=r"label out of range \[0, 40\): \[3, 40\]"):
         sample_weights(rows[:5] + [[3, 40]], 40)
+
+
+# ---------------------------------------------------------------- mae-ast-manifest at scale
+
+def test_manifest_lengths_in_workers_match_serial_and_mkv_is_not_decoded(tmp_path, monkeypatch):
+    import shutil
+
+    import av
+
+    from mae_ast.data.audio_io import decode_audio
+    from mae_ast.data.datadir import audio_length, find_audio
+    from mae_ast.tools.manifest import read_lengths
+
+    audio = tmp_path / "audio"
+    shutil.copytree(DEMO / "audio", audio)
+    (audio / "broken.mkv").write_bytes(b"nope" * 10)
+    files = find_audio(str(audio))
+    serial = list(read_lengths(str(audio), files, 1))
+    parallel = list(read_lengths(str(audio), files, 2))
+    assert [(r, n if isinstance(n, int) else str(n)) for r, n in serial] == \
+        [(r, n if isinstance(n, int) else str(n)) for r, n in parallel]
+    assert [r for r, n in parallel if not isinstance(n, int)] == ["broken.mkv"]
+    for name in ("env_06.mkv", "env_14.mkv"):
+        stated = audio_length(str(audio / name))
+        wav, rate = decode_audio(str(audio / name), expected_samples=stated)  # passes the length check
+        assert 0 <= stated - len(wav) <= 0.2 * rate
+    monkeypatch.setattr(av.container.InputContainer, "decode", lambda *a, **k: pytest.fail("decoded"))
+    assert audio_length(str(audio / "env_06.mkv")) > 0

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from . import identity
-from .audio_io import AUDIO_EXTENSIONS, SOUNDFILE_EXTENSIONS, AudioError
+from .audio_io import AUDIO_EXTENSIONS, SOUNDFILE_EXTENSIONS, AudioError, _stated_samples
 from .labels import LabelSet, write_labels
 
 SPLITS = ("train", "valid", "test")
@@ -66,6 +66,13 @@ def audio_length(path: str) -> int:
 
 
 def _container_length(path: str) -> int:
+    """The stream's stated length, else (Matroska states none per stream) the segment's
+    duration, as decoding sizes its buffer: a 10 s Opus clip states 480384 samples and
+    decodes 480000 (the encoder's padding of its last frame). The stated length is kept:
+    the dataset crops to the decoded frames, never to the manifest's length, and the
+    truncation check allows max(2 %, 0.2 s) short, so 384 samples (8 ms) cannot trip it,
+    while a download cut short still states its full length and is caught. Only a file
+    that states no length at all is decoded whole."""
     import av
 
     try:
@@ -75,6 +82,9 @@ def _container_length(path: str) -> int:
             stream = container.streams.audio[0]
             if stream.duration and stream.time_base:
                 return int(round(stream.duration * stream.time_base * stream.rate))
+            segment = _stated_samples(container, stream)
+            if segment:
+                return segment
             return sum(frame.samples for frame in container.decode(stream))  # no duration in the header
     except AudioError:
         raise

@@ -10,8 +10,11 @@ header where the format has one. Unreadable files are listed and left out.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import multiprocessing
 import os
 import sys
+from collections.abc import Iterator
 
 from tqdm import tqdm
 
@@ -33,6 +36,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--valid-percent", type=float, default=0.01, help="fraction for valid.tsv")
     parser.add_argument("--test-percent", type=float, default=0.0, help="fraction for test.tsv (0: none)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split")
+    parser.add_argument("--workers", type=int, default=1, help="processes reading headers (AudioSet's 2 M files: "
+                        "one per core)")
     args = parser.parse_args(argv)
     if not os.path.isdir(args.root):
         parser.error(f"{args.root}: not a folder")
@@ -41,16 +46,35 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _length_or_reason(item: tuple[str, str]) -> tuple[str, int | tuple[str, str]]:
+    root, rel = item
+    try:
+        return rel, audio_length(os.path.join(root, rel))
+    except AudioError as err:  # (path, reason): AudioError itself does not unpickle
+        return rel, (err.path, err.reason)
+
+
+def read_lengths(root: str, files: list[str], workers: int = 1) -> Iterator[tuple[str, int | AudioError]]:
+    """(file, length or its error) of each file, in the order of ``files``; ``workers`` > 1
+    reads headers in that many processes."""
+    items = [(root, rel) for rel in files]
+    with multiprocessing.Pool(workers) if workers > 1 else contextlib.nullcontext() as pool:
+        results = pool.imap(_length_or_reason, items, chunksize=64) if pool else map(_length_or_reason, items)
+        for rel, length in results:
+            yield rel, (AudioError(*length) if isinstance(length, tuple) else length)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     root = os.path.abspath(args.root)
     files = find_audio(root, {e.strip().lower().lstrip(".") for e in args.ext.split(",")})
     rows, bad = [], []
-    for rel in tqdm(files, desc="reading headers", unit="file"):
-        try:
-            rows.append((rel, audio_length(os.path.join(root, rel))))
-        except AudioError as err:
-            bad.append(err)
+    for rel, length in tqdm(read_lengths(root, files, args.workers), total=len(files), desc="reading headers",
+                            unit="file"):
+        if isinstance(length, AudioError):
+            bad.append(length)
+        else:
+            rows.append((rel, length))
     for err in bad:
         print(f"unreadable, left out: {err}", file=sys.stderr)
     try:
