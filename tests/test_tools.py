@@ -176,6 +176,23 @@ def test_extract_refuses_inputs_that_share_an_output_before_writing(tmp_path, fr
     assert not out.exists()
 
 
+def test_extract_writes_only_under_out(tmp_path, frame_checkpoint):
+    """Issue 21 item 9: a manifest entry outside its root (``../x/a.flac``) wrote outside --out."""
+    (tmp_path / "x").mkdir()
+    (tmp_path / "root").mkdir()
+    shutil.copy(DEMO / "audio" / "speech_00.flac", tmp_path / "x" / "a.flac")
+    shutil.copy(DEMO / "audio" / "speech_01.flac", tmp_path / "root" / "b.flac")
+    manifest = tmp_path / "root" / "test.tsv"
+    manifest.write_text(f"{tmp_path / 'root'}\n../x/a.flac\t1\nb.flac\t1\n")
+    out = tmp_path / "out" / "feats"
+    proc = subprocess.run([str(BIN / "mae-ast-extract"), str(frame_checkpoint), str(manifest), "--out", str(out),
+                           "--device", "cpu"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "wrote 2 feature files" in proc.stdout
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.npy"))
+    assert written == ["out/feats/_up_/x/a.flac.npy", "out/feats/b.flac.npy"]
+
+
 def test_show_computes_the_checkpoints_own_features(tmp_path):
     """Items 1 and 5: a deltas model's PNG regrouped 128 columns as 24 blocks, and an
     overlapping-stride model drew a 192-bin, 770-frame "input" for a 480-frame clip."""

@@ -36,8 +36,16 @@ def list_inputs(path: str) -> list[tuple[str, str]]:
         return [(os.path.join(path, rel), rel) for rel in find_audio(path, AUDIO_EXTENSIONS)]
     if path.endswith(".tsv"):
         m = read_manifest(path)
-        return [(p, os.path.relpath(p, m.root)) for p in m.paths]
+        return [(p, inside_name(os.path.relpath(p, m.root))) for p in m.paths]
     return [(path, os.path.basename(path))]
+
+
+def inside_name(rel: str) -> str:
+    """An output name that stays under ``--out``: a manifest entry outside its root
+    (``../_silence_/a.wav``, or an absolute path) keeps its path, each ``..`` written as
+    ``_up_``, instead of escaping the output folder."""
+    parts = os.path.normpath(rel).replace(os.sep, "/").split("/")
+    return "/".join("_up_" if part == ".." else part for part in parts if part not in ("", "."))
 
 
 def check_unique(items: list[tuple[str, str]]) -> None:
