@@ -261,3 +261,20 @@ def test_validate_flags_clips_shorter_than_one_patch(tmp_path):
     assert "train.tsv:2" in proc.stderr and "shorter than one patch (16 frames" in proc.stderr
     frame_model = subprocess.run(run + ["--patch-frames", "2"], capture_output=True, text=True)
     assert frame_model.returncode == 0, frame_model.stderr
+
+
+def test_cache_checks_splits_and_output_before_any_work(tmp_path, capsys):
+    """Issue 21 item 14: a folder without valid.tsv cached train, then a traceback; an
+    unwritable --out gave a traceback."""
+    from mae_ast.tools import cache
+
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(DEMO / "train.tsv", data / "train.tsv")
+    out = tmp_path / "cache"
+    with pytest.raises(SystemExit) as exit_:
+        cache.main([str(data), "--out", str(out)])
+    assert exit_.value.code == 2 and "no valid.tsv" in capsys.readouterr().err and not out.exists()
+    with pytest.raises(SystemExit) as exit_:
+        cache.main([str(data), "--out", "/proc/nope", "--splits", "train"])
+    assert exit_.value.code == 2 and "--out /proc/nope" in capsys.readouterr().err

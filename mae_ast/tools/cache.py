@@ -17,10 +17,28 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 
 from ..data.features import FeatureSpec
 from ..data.fbank_cache import write_cache
 from ..data.mae_ast_dataset import MAE_AST_Dataset
+from ._common import check_output
+
+
+def check_inputs_and_output(parser: argparse.ArgumentParser, data: str, splits: list[str], out: str) -> None:
+    """Before any clip is read: every asked split's manifest exists, and ``out`` is a folder
+    that can be made and written (a refused run must not leave a half-written cache)."""
+    missing = [f"{s}.tsv" for s in splits if not os.path.isfile(os.path.join(data, f"{s}.tsv"))]
+    if missing:
+        parser.error(f"{data}: no {', '.join(missing)}; cache the splits it has (--splits "
+                     f"{','.join(s for s in splits if f'{s}.tsv' not in missing) or 'train'}) or write them first")
+    check_output(parser, out, "--out", folder=True)
+    try:
+        os.makedirs(out, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as err:
+        parser.error(f"--out {out}: cannot write there ({err.strerror}); choose another folder")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,9 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", choices=["float32", "float16"], default="float32",
                         help="float16 halves the size (log-mel values keep ~3 significant digits)")
     args = parser.parse_args(argv)
+    splits = [s.strip() for s in args.splits.split(",") if s.strip()]
+    check_inputs_and_output(parser, args.data, splits, args.out)
 
     bad = 0
-    for split in args.splits.split(","):
+    for split in splits:
         manifest = os.path.join(args.data, f"{split}.tsv")
         spec = FeatureSpec(sample_rate=args.sample_rate, num_mel_bins=args.feature_dim, deltas=args.deltas)
         dataset = MAE_AST_Dataset(manifest, min_keep_sample_size=args.min_sample_size,
