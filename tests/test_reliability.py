@@ -193,3 +193,30 @@ def test_nonfinite_loss_names_the_batch_files(caplog):
     assert not torch.isfinite(loss)
     assert "non-finite loss at update 7: sample ids [3, 5]" in caplog.text
     assert ds.paths[3] in caplog.text and ds.paths[5] in caplog.text
+
+
+def test_validate_reads_label_files_as_training_does(tmp_path):
+    """Issue 21 item 18: an unknown label in train.lbl was reported "OK"."""
+    import shutil
+
+    from mae_ast.data.labels import write_label_descriptors
+
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(DEMO / "train.tsv", data / "train.tsv")
+    lines = (data / "train.tsv").read_text().splitlines()
+    root = lines[0]
+    (data / "train.tsv").write_text("\n".join([str((DEMO / root).resolve()) if not os.path.isabs(root) else root]
+                                              + lines[1:]) + "\n")
+    entries = [line.split("\t")[0] for line in lines[1:]]
+    write_label_descriptors(str(data / "label_descriptors.csv"), ["speech", "environment"])
+    labels = [f"{e}\t{'speech' if 'speech' in e else 'environment'}" for e in entries]
+    (data / "train.lbl").write_text("\n".join(labels) + "\n")
+    cmd = [str(BIN / "mae-ast-validate"), str(data), "--workers", "1", "--splits", "train"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    labels[3] = f"{entries[3]}\tbirdsong"
+    (data / "train.lbl").write_text("\n".join(labels) + "\n")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1 and "FAILED" in proc.stdout and "labels unusable" in proc.stdout
+    assert "train.lbl:4" in proc.stderr and "birdsong" in proc.stderr

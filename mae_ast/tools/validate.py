@@ -22,6 +22,8 @@ from tqdm import tqdm
 
 from ..data.audio_io import AudioError
 from ..data.features import FeatureSpec, clip_features
+from ..data.classification_dataset import label_paths
+from ..data.labels import LabelError, read_label_descriptors, read_labels
 from ..data.manifest import ManifestError, read_manifest
 from ..models.mae_ast import MAE_AST_Config
 
@@ -71,6 +73,21 @@ class _Serial:
         return map(fn, items)
 
 
+def check_labels(data: str, split: str) -> str | None:
+    """Read ``{split}.lbl`` (when present) with training's own reader, so an unknown label,
+    a line count that differs from the manifest or lines naming other clips are found here;
+    the problem, or None. Read as multi-label: a single-label file reads the same."""
+    manifest, labels, descriptors = label_paths(data, split)
+    if not os.path.isfile(labels):
+        return None
+    try:
+        label_set = read_label_descriptors(descriptors)
+        read_labels(labels, label_set, read_manifest(manifest).entries, True, manifest)
+    except (LabelError, ManifestError) as err:
+        return str(err)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mae-ast-validate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -98,8 +115,13 @@ def main(argv: list[str] | None = None) -> int:
         for line in problems:
             print(line, file=sys.stderr)
         bad = sum(reasons.values())
-        failed |= bad > 0
+        label_problem = check_labels(args.data, split)
+        if label_problem:
+            print(f"error: {label_problem}", file=sys.stderr)
+        failed |= bad > 0 or label_problem is not None
         detail = ", ".join(f"{n} {r}" for r, n in reasons.most_common()) or "-"
+        if label_problem:
+            detail = ("labels unusable" if detail == "-" else f"{detail}, labels unusable")
         rows.append((split, str(total), str(bad), detail))
     if not rows:
         print(f"error: no manifests ({args.splits}) in {args.data}", file=sys.stderr)
@@ -107,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{'split':<8}{'files':>8}{'bad':>6}  problems")
     for split, total, bad, detail in rows:
         print(f"{split:<8}{total:>8}{bad:>6}  {detail}")
-    print("\nOK: every file decodes" if not failed else "\nFAILED: fix or remove the files above")
+    print("\nOK: every file decodes (and every label file reads)" if not failed
+          else "\nFAILED: fix or remove the files above")
     return 1 if failed else 0
 
 
