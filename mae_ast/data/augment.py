@@ -13,7 +13,7 @@ adds noise and rolls in time. A raw-log-mel 0 is far above the typical level (Au
 the mean. Here the fill value is a parameter, see :func:`spec_augment`.
 
 One deliberate difference: SSAST mixes *waveforms* of a clip and a random clip of the whole
-dataset before computing the fbank; :func:`mixup` mixes fbanks within a batch.
+dataset before computing the fbank; :func:`draw_mixup` + :func:`apply_mixup` mix fbanks within a batch.
 """
 
 from __future__ import annotations
