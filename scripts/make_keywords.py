@@ -36,10 +36,9 @@ import numpy as np
 import soundfile as sf
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from mae_ast.data.labels import write_label_descriptors, write_labels  # noqa: E402
-from mae_ast.data.resample import resample  # noqa: E402
-from mae_ast.data.datadir import audio_length  # noqa: E402
+from mae_ast.data.labels import write_label_descriptors, write_labels
+from mae_ast.data.resample import resample
+from mae_ast.data.datadir import audio_length
 
 WORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
 RATE = 16000

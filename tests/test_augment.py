@@ -8,7 +8,6 @@ from mae_ast.data.augment import (
     add_noise,
     apply_mixup,
     draw_mixup,
-    mixup,
     pad_or_crop,
     spec_augment,
     time_roll,
@@ -95,7 +94,9 @@ def _labels(b: int, c: int, seed: int) -> torch.Tensor:
 
 def test_mixup_prob_zero_is_identity():
     x, y = _positive_batch(16, 20, 8), _labels(16, 5, 1)
-    x2, y2, lam = mixup(x, y, prob=0.0, generator=gen(0))
+    draw = draw_mixup(16, prob=0.0, generator=gen(0))
+    x2, y2 = apply_mixup(x, y, draw)
+    lam = draw.lam.float()
     assert x2.shape == x.shape and y2.shape == y.shape and lam.shape == (16,)
     assert torch.equal(x2, x) and torch.equal(y2, y) and (lam == 1).all()
 
@@ -103,12 +104,10 @@ def test_mixup_prob_zero_is_identity():
 def test_mixup_matches_recorded_partner_and_preserves_label_mass():
     b = 32
     x, y = _positive_batch(b, 20, 8), _labels(b, 6, 2)
-    x2, y2, lam = mixup(x, y, prob=1.0, generator=gen(3))
-    draw = draw_mixup(b, prob=1.0, generator=gen(3))  # same seed: the same partners and lams
-    assert torch.equal(lam, draw.lam.float())
+    draw = draw_mixup(b, prob=1.0, generator=gen(3))
+    lam = draw.lam.float()
     assert draw.mixed.all() and (draw.partner != torch.arange(b)).all() and (lam < 1).all()
-    x3, y3 = apply_mixup(x, y, draw)
-    assert torch.equal(x2, x3) and torch.equal(y2, y3)
+    x2, y2 = apply_mixup(x, y, draw)
     j, l3 = draw.partner, lam.view(-1, 1, 1)
     torch.testing.assert_close(x2, l3 * x + (1 - l3) * x[j])
     torch.testing.assert_close(y2, lam[:, None] * y + (1 - lam[:, None]) * y[j])
@@ -134,11 +133,12 @@ def test_mixup_lambda_is_beta_10_10_and_partners_uniform():
 
 def test_mixup_deterministic_and_single_clip_batch_unmixed():
     x, y = _positive_batch(8, 10, 4), _labels(8, 3, 6)
-    a, b, c = (mixup(x, y, 0.5, generator=gen(s)) for s in (9, 9, 10))
-    assert all(torch.equal(u, v) for u, v in zip(a, b))
-    assert not torch.equal(a[2], c[2])
-    x1, y1, lam1 = mixup(x[:1], y[:1], prob=1.0, generator=gen(0))
-    assert torch.equal(x1, x[:1]) and lam1.item() == 1.0
+    a, b, c = (draw_mixup(8, 0.5, generator=gen(s)) for s in (9, 9, 10))
+    assert torch.equal(a.lam, b.lam) and torch.equal(a.partner, b.partner)
+    assert not torch.equal(a.lam, c.lam)
+    one = draw_mixup(1, prob=1.0, generator=gen(0))
+    x1, _ = apply_mixup(x[:1], y[:1], one)
+    assert torch.equal(x1, x[:1]) and one.lam.item() == 1.0
 
 
 # ----------------------------------------------------------------------------- noise, roll, pad/crop

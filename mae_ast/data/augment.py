@@ -13,7 +13,7 @@ adds noise and rolls in time. A raw-log-mel 0 is far above the typical level (Au
 the mean. Here the fill value is a parameter, see :func:`spec_augment`.
 
 One deliberate difference: SSAST mixes *waveforms* of a clip and a random clip of the whole
-dataset before computing the fbank; :func:`mixup` mixes fbanks within a batch.
+dataset before computing the fbank; :func:`draw_mixup` + :func:`apply_mixup` mix fbanks within a batch.
 """
 
 from __future__ import annotations
@@ -131,20 +131,6 @@ def apply_mixup(x: torch.Tensor, y: torch.Tensor, draw: MixupDraw) -> tuple[torc
         return torch.where(mixed.view(-1, *([1] * (t.dim() - 1))), blended, t)
 
     return combine(x), combine(y)
-
-
-def mixup(
-    x: torch.Tensor, y: torch.Tensor, prob: float, alpha: float = 10.0, generator: torch.Generator | None = None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Batch mixup. x: (B, frames, bins) (any (B, ...)); y: (B, C) float one-/multi-hot targets.
-
-    Returns (x', y', lam) with lam (B,), 1.0 for clips left unmixed. Targets are mixed with the
-    same lam as features, so a row of y' sums to ``lam * sum(y_i) + (1 - lam) * sum(y_j)``.
-    Use :func:`draw_mixup` + :func:`apply_mixup` to also know each clip's partner.
-    """
-    draw = draw_mixup(x.shape[0], prob, alpha, generator)
-    x_mixed, y_mixed = apply_mixup(x, y.to(torch.promote_types(y.dtype, torch.float32)), draw)
-    return x_mixed, y_mixed, draw.lam.to(torch.float32)
 
 
 def add_noise(fbank: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
