@@ -68,16 +68,52 @@ def kaldi_ref():
     return _load_module("kaldi_ref", path, stub_torchaudio=True)
 
 
+# Fixtures that run fairseq-hydra-train: a test reaching one (directly or through another
+# fixture) is slow, so `-m "not slow"` starts no training run.
+TRAINING_FIXTURES = {"frame_checkpoint", "patch_checkpoint", "finetuned_checkpoint"}
+_RUNNING = {"slow": True}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+def pytest_runtest_setup(item):
+    _RUNNING["slow"] = item.get_closest_marker("slow") is not None
+
+
+def cli_env() -> dict[str, str]:
+    # One intra-op thread: the models are tiny, and two threads on two cores spin against
+    # the pytest process and each other.
+    return dict(os.environ, OMP_NUM_THREADS="1", HYDRA_FULL_ERROR="1", PYTHONWARNINGS="ignore")
+
+
+def run_cli(*cmd: object, timeout: int = 600, cwd: Path = ROOT, check: bool = False) -> subprocess.CompletedProcess:
+    """The one way tests run a command line tool; ``check`` asserts exit 0 with its output."""
+    cmd = [str(c) for c in cmd]
+    if Path(cmd[0]).name == "fairseq-hydra-train" and not _RUNNING["slow"]:
+        pytest.fail("this test starts fairseq-hydra-train: mark it @pytest.mark.slow")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=cli_env(), cwd=cwd)
+    if check:
+        assert proc.returncode == 0, f"{cmd[0]} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+    return proc
+
+
+def fairseq_train(config: str, run_dir: Path, *overrides: object, save_dir: Path | None = None,
+                  timeout: int = 600, check: bool = False) -> subprocess.CompletedProcess:
+    """fairseq-hydra-train with one of the repo's configs (``pretrain/mae_ast``, ``finetune/base``...)."""
+    config_dir, name = config.rsplit("/", 1)
+    return run_cli(BIN / "fairseq-hydra-train", "--config-dir", ROOT / "config" / config_dir, "--config-name", name,
+                   f"common.user_dir={ROOT / 'mae_ast'}", f"hydra.run.dir={run_dir}",
+                   f"checkpoint.save_dir={save_dir or run_dir / 'checkpoints'}", *overrides,
+                   timeout=timeout, check=check)
+
+
 def hydra_train(run_dir: Path, *overrides: str, data: Path = DEMO, timeout: int = 600):
-    """Run fairseq-hydra-train with the repo's config; returns the CompletedProcess."""
-    cmd = [
-        str(BIN / "fairseq-hydra-train"), "--config-dir", str(ROOT / "config" / "pretrain"),
-        "--config-name", "mae_ast", f"common.user_dir={ROOT / 'mae_ast'}", f"task.data={data}",
-        f"hydra.run.dir={run_dir}", f"checkpoint.save_dir={run_dir / 'checkpoints'}",
-        *overrides,
-    ]
-    env = dict(os.environ, HYDRA_FULL_ERROR="1", PYTHONWARNINGS="ignore")
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+    """Pretraining with the repo's config on ``data``; returns the CompletedProcess."""
+    return fairseq_train("pretrain/mae_ast", run_dir, f"task.data={data}", *overrides, timeout=timeout)
 
 
 def _small_run(run: Path, kt: int, kc: int, mask_type: str) -> Path:
@@ -119,12 +155,43 @@ def make_batch(B=2, frames=200, bins=128, seed=0):
     return torch.randn(B, frames, bins, generator=g) * 3 - 6
 
 
+# Fine-tuning on the demo clips: speech_* clips are class 0, env_* class 1 (a multi-label
+# variant adds class 2 to every third clip).
+CLASS_NAMES = ["speech", "environment", "third"]
+FINETUNE_CPU = ["common.cpu=true", "dataset.num_workers=0", "common.log_interval=1", "dataset.batch_size=8",
+                "task.target_length=272", "distributed_training.distributed_world_size=1"]
+
+
+def write_data(folder: Path, multi_label: bool = False) -> Path:
+    """A classification data folder over the demo manifests (absolute root, named label lines)."""
+    folder.mkdir(parents=True)
+    with open(folder / "label_descriptors.csv", "w") as f:
+        f.write("index,mid,display_name\n" + "".join(f"{i},/m/{n},{n}\n" for i, n in enumerate(CLASS_NAMES)))
+    for split in ("train", "valid", "test"):
+        lines = (DEMO / f"{split}.tsv").read_text().splitlines()
+        (folder / f"{split}.tsv").write_text("\n".join([str(DEMO / "audio")] + lines[1:]) + "\n")
+        rows = []
+        for n, line in enumerate(lines[1:]):
+            labels = ["speech" if line.startswith("speech") else "environment"]
+            if multi_label and n % 3 == 0:
+                labels.append("third")
+            rows.append(f"{line.split()[0]}\t{','.join(labels)}")
+        (folder / f"{split}.lbl").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+def finetune(run_dir: Path, data: Path, ckpt: Path | str, *overrides: str, config: str = "base",
+             check: bool = True):
+    """Fine-tune with ``config/finetune/{config}.yaml`` on CPU; checkpoints in ``run_dir/ck``.
+    Returns that folder (``check``: exit 0 asserted) or the CompletedProcess."""
+    proc = fairseq_train(f"finetune/{config}", run_dir, f"task.data={data}", f"model.pretrained_checkpoint={ckpt}",
+                         *FINETUNE_CPU, *overrides, save_dir=run_dir / "ck", check=check)
+    return run_dir / "ck" if check else proc
+
+
 @pytest.fixture(scope="session")
 def finetuned_checkpoint(tmp_path_factory, patch_checkpoint) -> Path:
     """A classifier fine-tuned 2 updates from ``patch_checkpoint`` on the demo clips
     (speech / environment / third, single-label) by the real CLI: real, not accurate."""
-    from test_finetune import finetune, write_data
-
     run = tmp_path_factory.mktemp("finetuned")
-    finetune(run, write_data(run / "data"), patch_checkpoint, "optimization.max_update=2")
-    return run / "ck" / "checkpoint_last.pt"
+    return finetune(run, write_data(run / "data"), patch_checkpoint, "optimization.max_update=2") / "checkpoint_last.pt"

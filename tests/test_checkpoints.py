@@ -16,7 +16,7 @@ import mae_ast
 from conftest import BIN, DEMO, ROOT
 from mae_ast.checkpoints import CheckpointError, read_checkpoint
 from mae_ast.classifier import load_classifier
-from test_finetune import finetune, write_data
+from conftest import finetune, write_data
 
 
 @pytest.fixture(scope="module")

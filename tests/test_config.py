@@ -100,6 +100,7 @@ def test_every_field_overrides_without_plus():
             compose(config_name="mae_ast", overrides=["model.not_a_field=1"])
 
 
+@pytest.mark.slow
 def test_plain_override_trains_and_is_saved(tmp_path):
     run = tmp_path / "run"
     proc = hydra_train(

@@ -59,6 +59,7 @@ def test_waveforms_survive_fairseqs_half_precision_cast():
     assert torch.equal(again["net_input"]["source"], device["net_input"]["source"])
 
 
+@pytest.mark.slow
 def test_training_with_features_on_device_logs_the_same_losses(tmp_path):
     """Through fairseq-hydra-train (a dataloader worker, validation included): the same
     seed gives the same losses whether workers or the task compute the features."""

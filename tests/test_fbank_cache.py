@@ -78,6 +78,7 @@ def test_stale_or_mismatched_cache_is_refused(tmp_path):
         MAE_AST_Dataset(str(data / "valid.tsv")).use_cache(str(tmp_path / "nowhere"), "valid")
 
 
+@pytest.mark.slow
 def test_training_reads_the_cache(tmp_path):
     cache = tmp_path / "cache"
     proc = subprocess.run([str(BIN / "mae-ast-cache"), str(DEMO), "--out", str(cache), "--workers", "2"],

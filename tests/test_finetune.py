@@ -2,8 +2,6 @@
 class 0, env_* class 1 (a multi-label variant adds a class every third clip)."""
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,42 +10,13 @@ import pytest
 import torch
 from fairseq import checkpoint_utils
 
-from conftest import BIN, DEMO, ROOT, logged
+from conftest import BIN, CLASS_NAMES as NAMES, ROOT, finetune, logged, run_cli, write_data
 from mae_ast.classifier import load_classifier
+from mae_ast.data.audio_io import read_audio
 from mae_ast.metrics import classification_metrics
 from mae_ast.models.mae_ast_classifier import MAE_AST_Classifier
 
-NAMES = ["speech", "environment", "third"]
-TRAIN = ["common.cpu=true", "dataset.num_workers=0", "common.log_interval=1", "dataset.batch_size=8",
-         "task.target_length=272", "distributed_training.distributed_world_size=1"]
 AUGMENT = ["task.freqm=24", "task.timem=48", "task.mixup=0.5", "task.noise=true"]
-
-
-def write_data(folder: Path, multi_label: bool = False) -> Path:
-    folder.mkdir(parents=True)
-    with open(folder / "label_descriptors.csv", "w") as f:
-        f.write("index,mid,display_name\n" + "".join(f"{i},/m/{n},{n}\n" for i, n in enumerate(NAMES)))
-    for split in ("train", "valid", "test"):
-        lines = (DEMO / f"{split}.tsv").read_text().splitlines()
-        (folder / f"{split}.tsv").write_text("\n".join([str(DEMO / "audio")] + lines[1:]) + "\n")
-        rows = []
-        for n, line in enumerate(lines[1:]):
-            labels = ["speech" if line.startswith("speech") else "environment"]
-            if multi_label and n % 3 == 0:
-                labels.append("third")
-            rows.append(f"{line.split()[0]}\t{','.join(labels)}")
-        (folder / f"{split}.lbl").write_text("\n".join(rows) + "\n")
-    return folder
-
-
-def finetune(run: Path, data: Path, ckpt: Path, *overrides: str, config_dir: Path = ROOT / "config" / "finetune"):
-    cmd = [str(BIN / "fairseq-hydra-train"), "--config-dir", str(config_dir), "--config-name", "base",
-           f"common.user_dir={ROOT / 'mae_ast'}", f"task.data={data}", f"model.pretrained_checkpoint={ckpt}",
-           f"hydra.run.dir={run}", f"checkpoint.save_dir={run / 'ck'}", *TRAIN, *overrides]
-    env = dict(os.environ, HYDRA_FULL_ERROR="1", PYTHONWARNINGS="ignore")
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return run / "ck"
 
 
 def weights(path: Path) -> dict:
@@ -102,9 +71,8 @@ def test_classifier_checkpoint_is_self_contained_and_decoder_free(straight, data
         torch.testing.assert_close(model(**unpadded["net_input"]), masked, rtol=0, atol=1e-5)
 
     # waveforms in: the same features as the dataset (start crop / pad to target_length)
-    wavs = [torch.from_numpy(__import__("soundfile").read(ds.paths[i], dtype="float32")[0]) for i in (0, 1)]
-    if all(w.dim() == 1 for w in wavs):
-        torch.testing.assert_close(clf.scores(wavs), ours[:2], rtol=0, atol=1e-5)
+    wavs = [read_audio(ds.paths[i]) for i in (0, 1)]
+    torch.testing.assert_close(clf.scores(wavs), ours[:2], rtol=0, atol=1e-5)
     windows = clf.scores_windows(wavs[0], hop_frames=64)
     assert windows.shape[1] == len(NAMES) and len(windows) >= 1
 
@@ -226,9 +194,9 @@ def test_evaluate_cli_table_json_bad_clip_and_label_errors(straight, data, tmp_p
     (bad / "test.tsv").write_text("\n".join(lines + ["missing.flac\t16000"]) + "\n")
     (bad / "test.lbl").write_text((data / "test.lbl").read_text() + "missing.flac\tspeech\n")
     out = tmp_path / "m.json"
-    cmd = [str(BIN / "mae-ast-evaluate"), str(ckpt), str(bad), "--split", "test", "--json", str(out),
+    cmd = [BIN / "mae-ast-evaluate", ckpt, bad, "--split", "test", "--json", out,
            "--device", "cpu", "--batch-size", "4", "--allow-skipped"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    proc = run_cli(*cmd, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "accuracy" in proc.stdout and "n_clips" in proc.stdout
     result = json.loads(out.read_text())
@@ -237,16 +205,12 @@ def test_evaluate_cli_table_json_bad_clip_and_label_errors(straight, data, tmp_p
     assert "missing.flac" in proc.stderr
 
     (bad / "test.lbl").write_text((data / "test.lbl").read_text() + "missing.flac\tnot_a_class\n")
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    proc = run_cli(*cmd, timeout=300)
     assert proc.returncode == 2 and f"{bad / 'test.lbl'}:{len(lines)}" in proc.stderr, proc.stderr
 
 
 def test_task_refuses_features_that_contradict_the_checkpoint(data, patch_checkpoint, tmp_path):
-    cmd = [str(BIN / "fairseq-hydra-train"), "--config-dir", str(ROOT / "config" / "finetune"), "--config-name",
-           "base", f"common.user_dir={ROOT / 'mae_ast'}", f"task.data={data}",
-           f"model.pretrained_checkpoint={patch_checkpoint}", f"hydra.run.dir={tmp_path}", "task.feature_dim=80",
-           *TRAIN]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    proc = finetune(tmp_path, data, patch_checkpoint, "task.feature_dim=80", check=False)
     assert proc.returncode != 0 and "task.feature_dim=80 contradicts" in proc.stderr + proc.stdout
 
 

@@ -2,7 +2,6 @@
 wrote, and a fine-tuning run refuses settings and resumes that would give a wrong number.
 Each test failed on the code before this contract (the issue's item number is noted)."""
 
-import os
 import re
 import shutil
 import subprocess
@@ -12,23 +11,16 @@ from types import SimpleNamespace
 import pytest
 
 from audio_files import noise_file
-from conftest import BIN, DEMO, ROOT
+from conftest import BIN, DEMO, ROOT, run_cli as run, write_data
+from conftest import finetune as _finetune
 from mae_ast.data.classification_dataset import ClassificationDataset
 from mae_ast.data.labels import LabelError, read_label_descriptors, read_labels
-from test_finetune import TRAIN, write_data
 
 KEYWORDS = ROOT / "data" / "keywords"
 
 
-def run(*cmd, cwd=ROOT) -> subprocess.CompletedProcess:
-    env = dict(os.environ, HYDRA_FULL_ERROR="1", PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
-    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=600, env=env, cwd=cwd)
-
-
 def finetune(run_dir: Path, data: Path, ckpt: Path, *overrides: str, config: str = "base"):
-    return run(BIN / "fairseq-hydra-train", "--config-dir", ROOT / "config" / "finetune", "--config-name", config,
-               f"common.user_dir={ROOT / 'mae_ast'}", f"task.data={data}", f"model.pretrained_checkpoint={ckpt}",
-               f"hydra.run.dir={run_dir}", f"checkpoint.save_dir={run_dir / 'ck'}", *TRAIN, *overrides)
+    return _finetune(run_dir, data, ckpt, *overrides, config=config, check=False)
 
 
 def dataset(data: Path, split: str) -> ClassificationDataset:

@@ -22,9 +22,6 @@ pretrained encoder is not significant).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -37,14 +34,13 @@ from sklearn.metrics import log_loss
 from sklearn.preprocessing import StandardScaler
 
 import mae_ast
+from conftest import BIN, ROOT, fairseq_train, run_cli
 from mae_ast.classifier import load_classifier
 from mae_ast.tools.evaluate import open_split
 
 # Pretraining, then four fine-tuning runs two at a time, through the CLIs: ~2.5 minutes on 2 cores.
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 KEYWORDS = ROOT / "data" / "keywords"
 NUM_CLASSES = 10
 
@@ -70,29 +66,15 @@ PROBE_MIN = 0.5
 PROBE_TOLERANCE = 0.05
 
 
-def cli_env() -> dict[str, str]:
-    # One intra-op thread: on 2 shared cores, torch's default 2 threads spin against each
-    # other and other processes and run ~10x slower on these tiny models.
-    return dict(os.environ, OMP_NUM_THREADS="1", HYDRA_FULL_ERROR="1", PYTHONWARNINGS="ignore")
-
-
-def run_cli(*cmd: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=timeout,
-                          env=cli_env(), cwd=ROOT)
-    assert proc.returncode == 0, f"{cmd[0]} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
-    return proc
-
-
 def pretrain(run_dir: Path, updates: int, data: Path = KEYWORDS) -> Path:
     """A tiny frame MAE-AST (random masks) pretrained by fairseq-hydra-train; its checkpoint."""
-    run_cli(
-        BIN / "fairseq-hydra-train", "--config-dir", ROOT / "config" / "pretrain", "--config-name", "mae_ast",
-        f"common.user_dir={ROOT / 'mae_ast'}", f"task.data={data}", f"hydra.run.dir={run_dir}",
-        f"checkpoint.save_dir={run_dir / 'checkpoints'}", *(f"model.{k}={v}" for k, v in TINY.items()),
+    fairseq_train(
+        "pretrain/mae_ast", run_dir, f"task.data={data}", *(f"model.{k}={v}" for k, v in TINY.items()),
         "model.decoder_layers=1", "task.mask_type=random_mask", "task.min_sample_size=8000",  # 1 s clips
         "distributed_training.distributed_world_size=1", "distributed_training.nprocs_per_node=1",
         "common.cpu=true", "common.fp16=false", "dataset.num_workers=0", "dataset.max_tokens=1600000",
         f"optimization.max_update={updates}", "optimization.lr=[0.001]", "lr_scheduler.warmup_updates=10",
+        check=True,
     )
     return run_dir / "checkpoints" / "checkpoint_last.pt"
 
@@ -113,10 +95,8 @@ def finetune(run_dir: Path, pretrained: Path | None, updates: int, *overrides: s
     0.75), with it 0.90. The last checkpoint is used: 20 valid clips pick a "best" by noise."""
     init = [f"model.pretrained_checkpoint={pretrained}"] if pretrained else [
         "model.encoder={" + ",".join(f"{k}:{v}" for k, v in TINY.items()) + "}"]
-    run_cli(
-        BIN / "fairseq-hydra-train", "--config-dir", ROOT / "config" / "finetune", "--config-name",
-        "speechcommands", f"common.user_dir={ROOT / 'mae_ast'}", f"task.data={data}", *init,
-        f"hydra.run.dir={run_dir}", f"checkpoint.save_dir={run_dir / 'checkpoints'}",
+    fairseq_train(
+        "finetune/speechcommands", run_dir, f"task.data={data}", *init,
         "common.cpu=true", "common.fp16=false", "common.log_interval=50", "dataset.num_workers=0",
         "dataset.batch_size=16", "dataset.required_batch_size_multiple=1",
         "distributed_training.distributed_world_size=1", "distributed_training.nprocs_per_node=1",
@@ -124,13 +104,13 @@ def finetune(run_dir: Path, pretrained: Path | None, updates: int, *overrides: s
         "optimizer.groups.default.lr_scheduler.warmup_updates=20",
         "optimizer.groups.default.lr_scheduler.lr_deacy_period=100",
         "task.freqm=12", "task.timem=12", "task.mixup=0.0", "criterion.loss=ce", "model.layer_decay=0.75",
-        *overrides,
+        *overrides, check=True,
     )
     return run_dir / "checkpoints" / "checkpoint_last.pt"
 
 
 def evaluate(checkpoint: Path, out: Path, split: str = "test", data: Path = KEYWORDS) -> dict:
-    run_cli(BIN / "mae-ast-evaluate", checkpoint, data, "--split", split, "--json", out, "--device", "cpu")
+    run_cli(BIN / "mae-ast-evaluate", checkpoint, data, "--split", split, "--json", out, "--device", "cpu", check=True)
     return json.loads(out.read_text())
 
 

@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from conftest import ROOT
 from mae_ast.classifier import load_classifier
 from mae_ast.models.builders import ENCODER_FIELDS, PRETRAINING_ARCHITECTURE, build_backbone
-from test_finetune import finetune, write_data
+from conftest import finetune, write_data
 
 SMALL = {"encoder_layers": 2, "encoder_embed_dim": 64, "encoder_ffn_embed_dim": 128, "encoder_attention_heads": 4}
 FRAMES = 272  # test_finetune's target_length: 17 time patches of 16 frames

@@ -11,12 +11,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from test_finetune_e2e import KEYWORDS, cli_env, finetune, pretrain
+from conftest import cli_env
+from test_finetune_e2e import KEYWORDS, finetune, pretrain
 
 from mae_ast.classifier import load_classifier
 from mae_ast.data.audio_io import read_audio
 from mae_ast.data.labels import read_label_descriptors
 from mae_ast.tools.predict import window_starts
+
+pytestmark = pytest.mark.slow  # its classifier is pretrained and fine-tuned by fairseq-hydra-train
 
 BIN = Path(sys.executable).parent
 LONG_SECONDS = 4

@@ -17,7 +17,7 @@ import torch
 from conftest import BIN, DEMO, hydra_train
 from mae_ast import provenance
 from mae_ast.data import identity
-from test_finetune import finetune, write_data
+from conftest import finetune, write_data
 
 FAST = ["optimization.max_update=1"]
 
