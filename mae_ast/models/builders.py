@@ -34,7 +34,7 @@ PRETRAINING_ARCHITECTURE = {
     "layer_norm_first": False, "use_post_enc_proj": False, "decoder_embed_dim": 768, "mask_length": 10,
     "mask_selection": "static", "mask_other": 0.0, "no_mask_overlap": False, "mask_min_space": 0,
     "conv_pos": 128, "conv_pos_groups": 16, "checkpoint_activations": False, "compile_blocks": False,
-    "max_token_length": 48000,
+    "max_token_length": 48000, "save_sine_tables": True,
 }
 # Task fields a pretraining checkpoint may leave out (older configs).
 TASK_DEFAULTS = {"feature_type": "fbank", "feature_dim": 128, "mask_type": "random_mask",

@@ -90,6 +90,10 @@ class MAE_AST_Config(FairseqDataclass):
     )
 
     max_token_length: int = field(default=48000, metadata={"help": "rows of the sinusoidal position table"})
+    save_sine_tables: bool = field(default=True, metadata={
+        "help": "false: leave the fixed sinusoidal tables (enc_/dec_sine_pos_embed.pe, 147 MB each at 48000 x 768) "
+                "out of saved checkpoints; they are recomputed on load here, but the original's and s3prl's "
+                "built-in loaders (strict) refuse such checkpoints"})
     enc_sine_pos: bool = field(default=False, metadata={"help": "sinusoidal positions before the encoder"})
     enc_conv_pos: bool = field(default=False, metadata={"help": "convolutional positions before the encoder"})
     dec_sine_pos: bool = field(default=False, metadata={"help": "sinusoidal positions before the decoder"})
@@ -173,14 +177,15 @@ class MAE_AST(BaseFairseqModel):
         # no checkpoint key appears): forward tests the module, never the config.
         enc, dec = cfg.encoder_embed_dim, cfg.decoder_embed_dim
         self.enc_conv_pos_embed = ConvPosEmbed(cfg, enc) if cfg.enc_conv_pos else None
-        self.enc_sine_pos_embed = (SinusoidalPositionalEncoding(enc, cfg.max_token_length)
+        saved = getattr(cfg, "save_sine_tables", True)  # configs of released checkpoints lack it
+        self.enc_sine_pos_embed = (SinusoidalPositionalEncoding(enc, cfg.max_token_length, saved)
                                    if cfg.enc_sine_pos else None)
         self.encoder = TransformerEncoder(cfg)
 
         self.post_enc_proj = nn.Linear(enc, dec) if cfg.use_post_enc_proj else None
         self.decoder_mask_emb = nn.Parameter(torch.FloatTensor(dec).uniform_())
         self.dec_conv_pos_embed = ConvPosEmbed(cfg, dec) if cfg.dec_conv_pos else None
-        self.dec_sine_pos_embed = (SinusoidalPositionalEncoding(dec, cfg.max_token_length)
+        self.dec_sine_pos_embed = (SinusoidalPositionalEncoding(dec, cfg.max_token_length, saved)
                                    if cfg.dec_sine_pos else None)
         self.decoder = TransformerEncoder(cfg, decoder=True)
 

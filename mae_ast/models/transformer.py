@@ -161,9 +161,12 @@ class TransformerEncoder(nn.Module):
 class SinusoidalPositionalEncoding(nn.Module):
     """Standard sin/cos table (base 10000) over token index. The table is a persistent
     buffer of ``max_len`` rows because the original saved it in every checkpoint
-    (``*_sine_pos_embed.pe``), and strict loading needs the key."""
+    (``*_sine_pos_embed.pe``), and its loaders (s3prl's too) load strictly. With
+    ``saved=False`` the table (147 MB at 48000 x 768) is left out of ``state_dict``; loading
+    a state without it (ours, with either setting) takes this module's own table, which is
+    what was left out: it is a function of ``dim`` and ``max_len`` alone."""
 
-    def __init__(self, dim: int, max_len: int) -> None:
+    def __init__(self, dim: int, max_len: int, saved: bool = True) -> None:
         super().__init__()
         position = torch.arange(max_len, dtype=torch.float32).unsqueeze(1)
         div = torch.exp(torch.arange(0, dim, 2) * (-math.log(10000.0) / dim))
@@ -171,6 +174,9 @@ class SinusoidalPositionalEncoding(nn.Module):
         pe[0, :, 0::2] = torch.sin(position * div)
         pe[0, :, 1::2] = torch.cos(position * div)
         self.register_buffer("pe", pe)
+        self.saved = saved
+        self.register_state_dict_post_hook(_leave_out_unsaved_table)
+        self.register_load_state_dict_pre_hook(_fill_left_out_table)
 
     def forward(self, length: int, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         """``(1, length, dim)`` or, with a padding mask, ``(B, length, dim)`` zeroed at pads."""
@@ -183,3 +189,12 @@ class SinusoidalPositionalEncoding(nn.Module):
         if padding_mask is not None:
             pe = pe.masked_fill(padding_mask.unsqueeze(-1), 0.0)
         return pe
+
+
+def _leave_out_unsaved_table(module: SinusoidalPositionalEncoding, state_dict: dict, prefix: str, _meta) -> None:
+    if not module.saved:
+        state_dict.pop(prefix + "pe", None)
+
+
+def _fill_left_out_table(module: SinusoidalPositionalEncoding, state_dict: dict, prefix: str, *_) -> None:
+    state_dict.setdefault(prefix + "pe", module.pe)
