@@ -76,7 +76,10 @@ _RUNNING = {"slow": True}
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+        named = set(getattr(item, "fixturenames", ()))
+        callspec = getattr(item, "callspec", None)  # request.getfixturevalue(param) of a parametrized test
+        named |= {v for v in (callspec.params.values() if callspec else ()) if isinstance(v, str)}
+        if TRAINING_FIXTURES & named:
             item.add_marker(pytest.mark.slow)
 
 

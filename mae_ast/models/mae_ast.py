@@ -289,6 +289,8 @@ class MAE_AST(BaseFairseqModel):
         is_decoder_finetune: bool = False,
         is_input_prepatched: bool = False,
     ) -> dict[str, Any]:
+        if not (mask or is_decoder_finetune or is_input_prepatched):
+            return self.forward_features(source, padding_mask, output_layer, first_frame_rule=True)
         patches = source if is_input_prepatched else self.patchify(source)
         B, T, _ = patches.shape
         # A given mask is used as given, never inspected on the host (that was a device
@@ -337,24 +339,29 @@ class MAE_AST(BaseFairseqModel):
     def forward_features(
         self, source: torch.Tensor, padding_mask: torch.Tensor | None = None,
         output_layer: int | None = None, augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        first_frame_rule: bool = False,
     ) -> dict[str, Any]:
         """Encoder over every token, no masking: ``x`` (B, tokens, dim), ``hidden_states``
-        (output of each layer run), ``padding_mask`` (B, tokens; True = padding). The one
-        embedding path of every downstream use (s3prl, extraction, HEAR, fine-tuning, whose
-        training-time augmentation comes in as ``augment`` on the normalised features).
+        (output of each layer run), ``padding_mask`` (B, tokens; True = padding) and
+        ``features`` (the projected patches). The one unmasked encoder path: every
+        downstream use (s3prl, extraction, HEAR, fine-tuning, whose training-time
+        augmentation comes in as ``augment`` on the normalised features), and ``forward``
+        / ``extract_features`` without masking.
 
-        Unlike ``forward`` and ``extract_features`` (the original's rule, kept so features
-        equal the original code's), a token is valid only when every frame it reads is, so
-        a clip padded in a batch gives exactly the tokens it gives alone."""
+        A token is valid only when every frame it reads is, so a clip padded in a batch
+        gives exactly the tokens it gives alone. ``first_frame_rule``: the original's rule
+        (valid when its first frame is), used only by ``forward``/``extract_features`` so
+        that they equal the original code's outputs."""
         patches = self.patchify(source, augment)
         token_pad = None
         if padding_mask is not None:  # as in forward: no host check of its contents
-            token_pad = self.forward_padding_mask(padding_mask, patches.shape[1], whole_tokens=True)
-        x = self.add_positions(self.post_extract_proj(patches), token_pad, "enc")
+            token_pad = self.forward_padding_mask(padding_mask, patches.shape[1], whole_tokens=not first_frame_rule)
+        features = self.post_extract_proj(patches)
+        x = self.add_positions(features, token_pad, "enc")
         x, _, hidden_states = self.forward_encoder(x, None, token_pad, output_layer)
         if token_pad is None:
             token_pad = torch.zeros(x.shape[:2], dtype=torch.bool, device=x.device)
-        return {"x": x, "hidden_states": hidden_states, "padding_mask": token_pad}
+        return {"x": x, "hidden_states": hidden_states, "padding_mask": token_pad, "features": features}
 
     def wavs_to_fbank(self, wavs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Features of each waveform (mono, [-1, 1], at the spec's rate) computed as the
