@@ -21,6 +21,9 @@ import logging
 import os
 from typing import Any
 
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigKeyError
+
 from .. import provenance
 from ..checkpoints import CLASSIFIER, PRETRAINING, CheckpointError, as_dict, config_section, read_checkpoint
 from ..data.features import FeatureSpec
@@ -38,9 +41,16 @@ class RunConfigError(ValueError):
 
 
 def root_config(task_cfg: Any) -> Any | None:
-    """fairseq's whole config (common, checkpoint, ...) above the task's node, if linked."""
-    get_parent = getattr(task_cfg, "_get_parent", None)
-    parent = get_parent() if get_parent else None
+    """fairseq's whole config (common, checkpoint, ...) above the task's node, or None for a
+    task config on its own. fairseq links the merged task node to the root
+    (``dataclass.utils.merge_with_parent``) so that ``II("common.seed")`` resolves; OmegaConf's
+    relative ``select`` reads the same link."""
+    if not OmegaConf.is_config(task_cfg):
+        return None
+    try:
+        parent = OmegaConf.select(task_cfg, "..")
+    except ConfigKeyError:  # a node without a parent
+        return None
     return parent if parent is not None and "checkpoint" in parent else None
 
 
