@@ -47,11 +47,12 @@ def test_half_precision_falls_back_to_fp32_without_cuda(monkeypatch, caplog, fla
     assert loaded.common.fp16
 
 
-def test_half_precision_is_kept_with_cuda(monkeypatch):
+def test_half_precision_is_kept_on_cuda_unless_common_cpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    cfg = fairseq_config(fp16=True)
+    cfg, cpu = fairseq_config(fp16=True), fairseq_config(fp16=True, cpu=True)
     tasks.setup_task(cfg.task)
-    assert cfg.common.fp16
+    tasks.setup_task(cpu.task)
+    assert cfg.common.fp16 and not cpu.common.fp16
 
 
 def batch_log(scores: torch.Tensor, targets: torch.Tensor) -> dict:

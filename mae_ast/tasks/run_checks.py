@@ -11,8 +11,9 @@ something else.
 * ``launch_path``: input paths given relative to the folder the command was started in,
   which hydra leaves for ``hydra.run.dir`` before the task is built.
 
-The task gets fairseq's whole config through its own node's parent (fairseq keeps that
-link when it merges the task dataclass), so no fairseq internals are patched.
+The task gets fairseq's whole config (``root_config``) through the link fairseq keeps from
+the task's node to it. Advice that prevents no crash (schedule, valid split, save dir) is
+``mae-ast-validate --recipe``'s (``mae_ast.tools.recipe_advice``).
 """
 
 from __future__ import annotations
@@ -55,42 +56,28 @@ def root_config(task_cfg: Any) -> Any | None:
 
 
 def launch_folder() -> str | None:
-    """The working directory the command was started in, when hydra changed it."""
+    """The folder the command was started in, when hydra left it for ``hydra.run.dir``:
+    hydra's answer in its own process; in the ranks fairseq spawns for several GPUs (no
+    hydra there, the run folder as working directory) the record hydra wrote into that
+    folder (``.hydra/hydra.yaml``), when it names this folder as its run folder."""
     try:
         from hydra.core.hydra_config import HydraConfig
         from hydra.utils import get_original_cwd
-
-        return get_original_cwd() if HydraConfig.initialized() else None
-    except (ImportError, ValueError):
+    except ImportError:
         return None
+    if HydraConfig.initialized():
+        return get_original_cwd()
+    record = os.path.join(".hydra", "hydra.yaml")
+    runtime = OmegaConf.select(OmegaConf.load(record), "hydra.runtime") if os.path.isfile(record) else None
+    here = runtime and os.path.realpath(str(runtime.get("output_dir"))) == os.path.realpath(os.getcwd())
+    return runtime.get("cwd") if here else None
 
 
 def launch_path(path: str | None) -> str | None:
     """``path`` resolved against the launch folder when relative (an input such as
-    ``task.data=data/esc50/fold1`` means that folder where the user typed it). Outside
-    hydra's own process (the ranks fairseq spawns for several GPUs) hydra cannot say where
-    that was; the shell's ``$PWD``, which a ``chdir`` leaves alone and children inherit,
-    can, when the path is found there."""
-    if not path or os.path.isabs(path):
-        return path
-    origin = launch_folder()
-    if origin is None:
-        shell = os.environ.get("PWD")
-        moved = shell and os.path.isdir(shell) and os.path.realpath(shell) != os.path.realpath(os.getcwd())
-        if not (moved and os.path.exists(os.path.join(shell, path))):
-            return path
-        origin = shell
-    return os.path.normpath(os.path.join(origin, path))
-
-
-def warn_nested_save_dir(root: Any) -> None:
-    """``checkpoint.save_dir`` stays relative to the run folder (fairseq's rule); when it
-    repeats the run folder's own relative path, the checkpoints land one level deeper."""
-    origin, save_dir = launch_folder(), str(root.checkpoint.save_dir)
-    if origin and not os.path.isabs(save_dir) and os.path.abspath(os.path.join(origin, save_dir)) == os.getcwd():
-        logger.warning(f"checkpoint.save_dir={save_dir} is relative to the run folder (fairseq's rule), so "
-                       f"checkpoints go to {os.path.join(os.getcwd(), save_dir)}; leave checkpoint.save_dir out "
-                       f"to save in {os.path.join(os.getcwd(), 'checkpoints')}, or give an absolute path")
+    ``task.data=data/esc50/fold1`` means that folder where the user typed it)."""
+    origin = None if not path or os.path.isabs(path) else launch_folder()
+    return os.path.normpath(os.path.join(origin, path)) if origin else path
 
 
 def check_settings(task_cfg: Any, spec: FeatureSpec, min_frames: int) -> None:
