@@ -282,12 +282,12 @@ def lock_run_folder(root: Any) -> str | None:
             if their_host == host and their_pid == me:
                 return path  # this process already holds it (the task is built twice)
             if their_host != host:
-                raise RunConfigError(f"{save_dir} is in use by a run on {their_host} (PID {their_pid}, {path}): "
-                                     "use another checkpoint.save_dir, or delete the lock if that run has ended")
+                raise RunConfigError(f"{save_dir} is in use by a run on {their_host} (PID {their_pid}, {path}): use "
+                                     "another checkpoint.save_dir, or delete the lock if that run has ended") from None
             if their_pid > 0 and _alive(their_pid):
                 raise RunConfigError(f"{save_dir} is in use by a live run (PID {their_pid}, {path}): two runs in "
                                      "one folder overwrite each other's checkpoints; use another "
-                                     "checkpoint.save_dir (and hydra.run.dir), or wait for it to end")
+                                     "checkpoint.save_dir (and hydra.run.dir), or wait for it to end") from None
             logger.warning(f"{path}: left by PID {their_pid}, which has ended; taking the run folder over")
             try:
                 os.remove(path)
