@@ -12,7 +12,6 @@ checkpoints), ``mae_ast.classifier.load_classifier`` and the tools' library part
 from ._fairseq import HAVE_FAIRSEQ
 
 if HAVE_FAIRSEQ:
-    from . import fairseq_compat  # noqa: F401
     from . import data, tasks, models, criterions  # noqa: F401  (registration order matters)
 from .inference import load, load_checkpoint  # noqa: E402, F401
 

@@ -265,18 +265,24 @@ def test_every_class_keeps_a_train_clip():
     assert split_indices(keys, 0.3, 0.3, seed=0, groups=groups) == parts  # same seed, same split
 
 
-def test_spawned_ranks_find_relative_paths_through_the_shells_pwd(tmp_path, monkeypatch):
+def test_spawned_ranks_find_relative_paths_through_hydras_record(tmp_path, monkeypatch):
     """fairseq spawns one process per GPU; hydra is not initialised there and the working
-    directory is the run folder, so a relative task.data is resolved against $PWD."""
+    directory is the run folder, so a relative task.data is resolved against the launch
+    folder hydra recorded there; a record of another run folder (a copy) is not used."""
     from mae_ast.tasks.run_checks import launch_path
 
-    (tmp_path / "data" / "esc50").mkdir(parents=True)
-    run_dir = tmp_path / "runs" / "x"
-    run_dir.mkdir(parents=True)
-    monkeypatch.setenv("PWD", str(tmp_path))
+    run_dir, copy = tmp_path / "runs" / "x", tmp_path / "runs" / "copy"
+    for folder in (run_dir, copy):
+        (folder / ".hydra").mkdir(parents=True)
+        (folder / ".hydra" / "hydra.yaml").write_text(
+            f"hydra:\n  runtime:\n    cwd: {tmp_path}\n    output_dir: {run_dir}\n")
     monkeypatch.chdir(run_dir)
     assert launch_path("data/esc50") == str(tmp_path / "data" / "esc50")
-    assert launch_path("not/there") == "not/there"  # left for the reader to name
+    assert launch_path("/abs/data") == "/abs/data"
+    monkeypatch.chdir(copy)
+    assert launch_path("data/esc50") == "data/esc50"
+    monkeypatch.chdir(tmp_path)  # no record: not a run folder
+    assert launch_path("data/esc50") == "data/esc50"
 
 
 def test_resume_checks_continue_once_and_the_head_norm(tmp_path):

@@ -63,6 +63,7 @@ def test_seed_command_trains_and_checkpoint_reloads(tmp_path, index, expected_ma
 
     # The same file loads with weights_only, and strictly in s3prl's copy of the original.
     state = torch.load(ckpt, weights_only=True)
+    assert state["cfg"]["common"]["fp16"] is False  # the seed config's fp16, off CUDA (common.cpu=true)
     orig_mod = pytest.importorskip("s3prl.upstream.mae_ast.mae_ast")
     orig = orig_mod.MAE_AST(SimpleNamespace(**state["cfg"]["model"]), SimpleNamespace(**state["cfg"]["task"]))
     orig.load_state_dict(state["model"], strict=True)

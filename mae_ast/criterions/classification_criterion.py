@@ -3,8 +3,8 @@ with whole-split validation metrics.
 
 Targets are ``(B, C)`` floats (one-hot, multi-hot, or soft under mixup). At validation
 each batch's probabilities and targets go into the logging output; ``reduce_metrics``
-feeds them to a meter that keeps every batch of the split and computes
-``mae_ast.metrics.classification_metrics`` over all of them, so ``accuracy`` or
+concatenates them with fairseq's ``log_concat_tensor`` and derives
+``mae_ast.metrics.classification_metrics`` of all of them (``log_derived``), so ``accuracy`` or
 ``mAP``/``auc``/``d_prime`` are split-level values (mAP does not average over batches)
 and can be ``checkpoint.best_checkpoint_metric``.
 """
@@ -12,21 +12,20 @@ and can be ``checkpoint.best_checkpoint_metric``.
 
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from fairseq import metrics
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
-from fairseq.logging import meters
-from fairseq.logging.meters import Meter
 
 from ..classifier import probabilities
 from ..metrics import classification_metrics
 from .mae_ast_criterion import skipped_batch_loss
 
 LOSS_CHOICES = ChoiceEnum(["auto", "ce", "bce"])
-SCORES_KEY = "_scores"  # hidden meter: fairseq does not print keys starting with "_"
+# Hidden meters (fairseq prints no key starting with "_") of fairseq's own ConcatTensorMeter,
+# which a resumed run's checkpoint rebuilds by its class name; the split's metric is derived.
+SCORES_KEY, TARGETS_KEY = "_scores", "_targets"
 
 
 @dataclass
@@ -36,50 +35,22 @@ class Classification_Criterion_Config(FairseqDataclass):
                 "Commands recipe"})
 
 
-class ScoresMeter(Meter):
-    """Every validation batch's scores and targets; the metric of the whole split."""
-
-    def __init__(self, multi_label: bool = False) -> None:
-        self.multi_label = multi_label
-        self.reset()
-
-    def reset(self) -> None:
-        self.scores: list[np.ndarray] = []
-        self.targets: list[np.ndarray] = []
-
-    def update(self, scores: np.ndarray, targets: np.ndarray, multi_label: bool) -> None:
-        self.multi_label = multi_label  # a meter restored from a checkpoint starts with the default
-        self.scores.append(scores)
-        self.targets.append(targets)
-
-    def metrics(self) -> dict:
-        if not self.scores:
-            return {}
-        return classification_metrics(np.concatenate(self.scores), np.concatenate(self.targets), self.multi_label)
-
-    @property
-    def smoothed_value(self) -> float:
-        return float(len(self.scores))
-
-    def state_dict(self) -> dict:
-        return {}  # scores are per validation run; checkpoints need not carry them
-
-
-# fairseq also logs validation into its persistent "valid" aggregator, which checkpoints
-# save and resumes rebuild by class name from fairseq.logging.meters' namespace: make the
-# name resolvable there (the task empties this meter before each validation run).
-meters.ScoresMeter = ScoresMeter
-
-
 def reset_scores(aggregator: str = "valid") -> None:
-    """Forget the scores of earlier validation runs (else the persistent aggregator grows)."""
-    meter = metrics.get_meter(aggregator, SCORES_KEY)
-    if meter is not None:
-        meter.reset()
+    """Forget the scores of earlier validation runs: fairseq also logs validation into its
+    persistent "valid" aggregator, which would otherwise grow by a split each run; its
+    checkpoints keep the last run's (``ConcatTensorMeter`` saves its tensor)."""
+    for key in (SCORES_KEY, TARGETS_KEY):
+        metrics.reset_meter(aggregator, key)
 
 
-def _metric(key: str):
-    return lambda meters: meters[SCORES_KEY].metrics().get(key, float("nan"))
+def _metric(key: str, multi_label: bool):
+    def value(meters) -> float:
+        scores, targets = meters[SCORES_KEY].tensor, meters[TARGETS_KEY].tensor
+        if scores is None:
+            return float("nan")
+        return classification_metrics(scores.numpy(), targets.numpy(), multi_label).get(key, float("nan"))
+
+    return value
 
 
 @register_criterion("mae_ast_classification", dataclass=Classification_Criterion_Config)
@@ -111,8 +82,8 @@ class Classification_Criterion(FairseqCriterion):
         log = {"loss": loss.detach(), "nsentences": n, "sample_size": n,
                "skipped_clips": sample.get("n_skipped", 0)}
         if not model.training:  # the whole split's metric needs every clip's scores
-            log["scores"] = self.scores(logits).detach().cpu().numpy()
-            log["targets"] = sample["target"].cpu().numpy()
+            log["scores"] = self.scores(logits).detach().cpu()
+            log["targets"] = sample["target"].cpu()
             log["multi_label"] = self.multi_label
         return loss, n, log
 
@@ -129,10 +100,10 @@ class Classification_Criterion(FairseqCriterion):
             return
         multi = bool(batches[0]["multi_label"])
         for log in batches:
-            metrics.log_custom(lambda: ScoresMeter(multi), SCORES_KEY, log["scores"], log["targets"], multi)
-        keys = ("mAP", "auc", "d_prime") if multi else ("accuracy",)
-        for key in keys:
-            metrics.log_derived(key, _metric(key))
+            metrics.log_concat_tensor(SCORES_KEY, log["scores"])
+            metrics.log_concat_tensor(TARGETS_KEY, log["targets"])
+        for key in ("mAP", "auc", "d_prime") if multi else ("accuracy",):
+            metrics.log_derived(key, _metric(key, multi))
 
     @staticmethod
     def logging_outputs_can_be_summed() -> bool:

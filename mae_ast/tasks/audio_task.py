@@ -14,9 +14,29 @@ import sys
 import numpy as np
 import torch
 from fairseq.tasks import FairseqTask
+from omegaconf import open_dict
 
 from .. import provenance
-from .run_checks import launch_path
+from .run_checks import launch_path, root_config
+
+logger = logging.getLogger(__name__)
+
+
+def fp32_without_cuda(common) -> None:
+    """The seed config sets ``common.fp16: true``; off CUDA fairseq's FP16Optimizer
+    crashes (``torch.cuda.current_device()``) and half matmuls on a CPU run ~100x slower
+    (180 s against 6.5 s for one step of a 1-layer model), so fp16/bf16 become fp32 there.
+    fairseq has no hook between its config and the Trainer that reads these flags
+    (``fairseq_cli/train.py`` sets up the task, builds the model, then ``Trainer(cfg, ...)``
+    casts it); the task is set up first from that same config, so this runs in
+    ``setup_task`` and the checkpoints' ``cfg`` says what really ran."""
+    if (torch.cuda.is_available() and not common.cpu) or not (common.fp16 or common.bf16):
+        return
+    logger.warning("common.fp16/bf16 need CUDA, which this run does not use (common.cpu=true or no CUDA): "
+                   "training in fp32")
+    with open_dict(common):
+        common.fp16 = common.bf16 = False
+        common.memory_efficient_fp16 = common.memory_efficient_bf16 = False
 
 
 class MAE_AST_Audio_Task(FairseqTask):
@@ -29,6 +49,9 @@ class MAE_AST_Audio_Task(FairseqTask):
 
     @classmethod
     def setup_task(cls, cfg, **kwargs) -> MAE_AST_Audio_Task:
+        root = root_config(cfg)
+        if root is not None and not kwargs.get("from_checkpoint", False):
+            fp32_without_cuda(root.common)
         cfg.data = launch_path(cfg.data)
         if getattr(cfg, "fbank_cache", None):
             cfg.fbank_cache = launch_path(cfg.fbank_cache)

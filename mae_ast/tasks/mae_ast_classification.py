@@ -26,11 +26,8 @@ from ..data.classification_dataset import ClassificationDataset, label_paths
 from ..data.features import FeatureSpec
 from ..data.labels import LabelError, LabelSet, read_label_descriptors
 from .audio_task import MAE_AST_Audio_Task
-from .recipe_checks import warn_about_run
 from .. import provenance
-from .run_checks import (
-    check_metric, check_resume, check_settings, launch_path, lock_run_folder, root_config, warn_nested_save_dir,
-)
+from .run_checks import check_metric, check_resume, check_settings, launch_path, lock_run_folder, root_config
 
 logger = logging.getLogger(__name__)
 SPEC_FIELDS = {"sample_rate": "sample_rate", "feature_dim": "num_mel_bins", "deltas": "deltas"}
@@ -126,11 +123,11 @@ class MAE_AST_Classification_Task(MAE_AST_Audio_Task):
 
     def check_run(self, head_norm: str, model=None) -> None:
         """Settings, metric and resume checks (``run_checks``), before any data is read;
-        the run folder's lock and this run's provenance record, which resume compares."""
+        the run folder's lock and this run's provenance record, which resume compares.
+        Advice on the recipe (schedule, valid split, save dir) is ``mae-ast-validate --recipe``'s."""
         check_settings(self.cfg, self.feature_spec, self.min_frames)
         root = root_config(self.cfg)
         if root is not None:
-            warn_nested_save_dir(root)
             check_metric(root, self.cfg.multi_label)
             lock_run_folder(root)
             record = None
@@ -138,7 +135,6 @@ class MAE_AST_Classification_Task(MAE_AST_Audio_Task):
                 pretrained = provenance.pretraining_record(model.cfg.pretrained_checkpoint)
                 record = self.record_provenance(root, "finetuning", pretrained)
             check_resume(root, list(self.class_names), self.cfg.multi_label, head_norm, model, record)
-            warn_about_run(root, self.feature_spec)
 
     def split_files(self, split: str) -> tuple[str, str | None]:
         manifest, labels, _ = label_paths(self.cfg.data, split)

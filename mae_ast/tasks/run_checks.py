@@ -11,8 +11,9 @@ something else.
 * ``launch_path``: input paths given relative to the folder the command was started in,
   which hydra leaves for ``hydra.run.dir`` before the task is built.
 
-The task gets fairseq's whole config through its own node's parent (fairseq keeps that
-link when it merges the task dataclass), so no fairseq internals are patched.
+The task gets fairseq's whole config (``root_config``) through the link fairseq keeps from
+the task's node to it. Advice that prevents no crash (schedule, valid split, save dir) is
+``mae-ast-validate --recipe``'s (``mae_ast.tools.recipe_advice``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from __future__ import annotations
 import logging
 import os
 from typing import Any
+
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigKeyError
 
 from .. import provenance
 from ..checkpoints import CLASSIFIER, PRETRAINING, CheckpointError, as_dict, config_section, read_checkpoint
@@ -38,49 +42,42 @@ class RunConfigError(ValueError):
 
 
 def root_config(task_cfg: Any) -> Any | None:
-    """fairseq's whole config (common, checkpoint, ...) above the task's node, if linked."""
-    get_parent = getattr(task_cfg, "_get_parent", None)
-    parent = get_parent() if get_parent else None
+    """fairseq's whole config (common, checkpoint, ...) above the task's node, or None for a
+    task config on its own. fairseq links the merged task node to the root
+    (``dataclass.utils.merge_with_parent``) so that ``II("common.seed")`` resolves; OmegaConf's
+    relative ``select`` reads the same link."""
+    if not OmegaConf.is_config(task_cfg):
+        return None
+    try:
+        parent = OmegaConf.select(task_cfg, "..")
+    except ConfigKeyError:  # a node without a parent
+        return None
     return parent if parent is not None and "checkpoint" in parent else None
 
 
 def launch_folder() -> str | None:
-    """The working directory the command was started in, when hydra changed it."""
+    """The folder the command was started in, when hydra left it for ``hydra.run.dir``:
+    hydra's answer in its own process; in the ranks fairseq spawns for several GPUs (no
+    hydra there, the run folder as working directory) the record hydra wrote into that
+    folder (``.hydra/hydra.yaml``), when it names this folder as its run folder."""
     try:
         from hydra.core.hydra_config import HydraConfig
         from hydra.utils import get_original_cwd
-
-        return get_original_cwd() if HydraConfig.initialized() else None
-    except (ImportError, ValueError):
+    except ImportError:
         return None
+    if HydraConfig.initialized():
+        return get_original_cwd()
+    record = os.path.join(".hydra", "hydra.yaml")
+    runtime = OmegaConf.select(OmegaConf.load(record), "hydra.runtime") if os.path.isfile(record) else None
+    here = runtime and os.path.realpath(str(runtime.get("output_dir"))) == os.path.realpath(os.getcwd())
+    return runtime.get("cwd") if here else None
 
 
 def launch_path(path: str | None) -> str | None:
     """``path`` resolved against the launch folder when relative (an input such as
-    ``task.data=data/esc50/fold1`` means that folder where the user typed it). Outside
-    hydra's own process (the ranks fairseq spawns for several GPUs) hydra cannot say where
-    that was; the shell's ``$PWD``, which a ``chdir`` leaves alone and children inherit,
-    can, when the path is found there."""
-    if not path or os.path.isabs(path):
-        return path
-    origin = launch_folder()
-    if origin is None:
-        shell = os.environ.get("PWD")
-        moved = shell and os.path.isdir(shell) and os.path.realpath(shell) != os.path.realpath(os.getcwd())
-        if not (moved and os.path.exists(os.path.join(shell, path))):
-            return path
-        origin = shell
-    return os.path.normpath(os.path.join(origin, path))
-
-
-def warn_nested_save_dir(root: Any) -> None:
-    """``checkpoint.save_dir`` stays relative to the run folder (fairseq's rule); when it
-    repeats the run folder's own relative path, the checkpoints land one level deeper."""
-    origin, save_dir = launch_folder(), str(root.checkpoint.save_dir)
-    if origin and not os.path.isabs(save_dir) and os.path.abspath(os.path.join(origin, save_dir)) == os.getcwd():
-        logger.warning(f"checkpoint.save_dir={save_dir} is relative to the run folder (fairseq's rule), so "
-                       f"checkpoints go to {os.path.join(os.getcwd(), save_dir)}; leave checkpoint.save_dir out "
-                       f"to save in {os.path.join(os.getcwd(), 'checkpoints')}, or give an absolute path")
+    ``task.data=data/esc50/fold1`` means that folder where the user typed it)."""
+    origin = None if not path or os.path.isabs(path) else launch_folder()
+    return os.path.normpath(os.path.join(origin, path)) if origin else path
 
 
 def check_settings(task_cfg: Any, spec: FeatureSpec, min_frames: int) -> None:
@@ -285,12 +282,12 @@ def lock_run_folder(root: Any) -> str | None:
             if their_host == host and their_pid == me:
                 return path  # this process already holds it (the task is built twice)
             if their_host != host:
-                raise RunConfigError(f"{save_dir} is in use by a run on {their_host} (PID {their_pid}, {path}): "
-                                     "use another checkpoint.save_dir, or delete the lock if that run has ended")
+                raise RunConfigError(f"{save_dir} is in use by a run on {their_host} (PID {their_pid}, {path}): use "
+                                     "another checkpoint.save_dir, or delete the lock if that run has ended") from None
             if their_pid > 0 and _alive(their_pid):
                 raise RunConfigError(f"{save_dir} is in use by a live run (PID {their_pid}, {path}): two runs in "
                                      "one folder overwrite each other's checkpoints; use another "
-                                     "checkpoint.save_dir (and hydra.run.dir), or wait for it to end")
+                                     "checkpoint.save_dir (and hydra.run.dir), or wait for it to end") from None
             logger.warning(f"{path}: left by PID {their_pid}, which has ended; taking the run folder over")
             try:
                 os.remove(path)

@@ -1,6 +1,7 @@
 """``mae-ast-validate``: check a data folder's manifests before a long run.
 
     mae-ast-validate DATA_DIR [--splits train,valid,test] [--workers 8] [--patch-frames 16]
+                     [--recipe config/finetune/base.yaml [--set optimization.max_update=800 ...]]
 
 Parses each ``{split}.tsv`` and checks every file with training's own function
 (``clip_features``): decode (PyAV or soundfile), length against the manifest (truncated
@@ -8,6 +9,11 @@ files), resample, NaN/inf and silence, features, at least one patch of
 ``--patch-frames`` frames (the model's ``ast_kernel_size_time``: 16 for patch models,
 2 for frame models). Prints each problem with its manifest line, then a summary table
 per split. Exit code 1 if anything is wrong, so it can gate a job script.
+
+``--recipe`` (a fine-tuning config, with ``--set`` for the overrides the run will get)
+adds advice on running it on this folder (``mae_ast.tools.recipe_advice``): a schedule
+cut short or a warmup longer than the run, a small or test-clip valid split, a nested
+save dir, what validation scores. Advice does not change the exit code.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from ..data.classification_dataset import label_paths
 from ..data.labels import LabelError, read_label_descriptors, read_labels
 from ..data.manifest import ManifestError, read_manifest
 from ..models.mae_ast import MAE_AST_Config
+from .recipe_advice import load_recipe, recipe_advice
 
 
 def check_file(item: tuple[str, int, int, FeatureSpec, int]) -> tuple[int, str | None]:
@@ -97,9 +104,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patch-frames", type=int, default=MAE_AST_Config.ast_kernel_size_time,
                         help="frames of one patch (model.ast_kernel_size_time; default %(default)s)")
     parser.add_argument("--sample-rate", type=int, default=FeatureSpec.sample_rate, help="as task.sample_rate")
+    parser.add_argument("--recipe", help="a fine-tuning config (config/finetune/*.yaml): print advice on it")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="an override of --recipe, as given to fairseq-hydra-train (repeatable)")
     args = parser.parse_args(argv)
+    if args.recipe and not os.path.isfile(args.recipe):
+        parser.error(f"--recipe {args.recipe}: no such file")
+    if [s for s in args.set if "=" not in s] or (args.set and not args.recipe):
+        parser.error("--set takes KEY=VALUE, and only with --recipe")
     spec = FeatureSpec(sample_rate=args.sample_rate)
+    failed = check_folder(args, spec)
+    if args.recipe:
+        for line in recipe_advice(*load_recipe(args.recipe, args.set), args.data, spec):
+            print(f"advice: {line}")
+    return 1 if failed else 0
 
+
+def check_folder(args: argparse.Namespace, spec: FeatureSpec) -> bool:
+    """Check each split's files and labels and print the table; True if anything is wrong."""
     rows, failed = [], False
     for split in args.splits.split(","):
         manifest = os.path.join(args.data, f"{split}.tsv")
@@ -125,13 +147,13 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((split, str(total), str(bad), detail))
     if not rows:
         print(f"error: no manifests ({args.splits}) in {args.data}", file=sys.stderr)
-        return 1
+        return True
     print(f"\n{'split':<8}{'files':>8}{'bad':>6}  problems")
     for split, total, bad, detail in rows:
         print(f"{split:<8}{total:>8}{bad:>6}  {detail}")
     print("\nOK: every file decodes (and every label file reads)" if not failed
           else "\nFAILED: fix or remove the files above")
-    return 1 if failed else 0
+    return failed
 
 
 if __name__ == "__main__":

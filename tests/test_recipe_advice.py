@@ -1,4 +1,4 @@
-"""The fine-tuning recipe warnings (mae_ast.tasks.recipe_checks) on the shipped recipes."""
+"""Advice on fine-tuning recipes (mae_ast.tools.recipe_advice), printed by mae-ast-validate --recipe."""
 
 import os
 import subprocess
@@ -6,8 +6,8 @@ import subprocess
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import BIN, ROOT, logged
-from mae_ast.tasks.recipe_checks import plan_run, run_warnings
+from conftest import BIN, ROOT
+from mae_ast.tools.recipe_advice import plan_run, run_warnings
 
 
 def recipe(name: str, **overrides):
@@ -47,26 +47,38 @@ def test_small_valid_split_points_to_the_last_checkpoint(clips, warned):
     assert any("checkpoint_last.pt" in w for w in warnings) == warned
 
 
-def test_training_logs_the_warnings(frame_checkpoint, tmp_path):
-    """Through fairseq-hydra-train: asked 100 updates, max_epoch=1 stops at 8 (120 clips in
-    batches of 16), and the 20-clip valid split is flagged."""
-    cmd = [str(BIN / "fairseq-hydra-train"), "--config-dir", str(ROOT / "config" / "finetune"), "--config-name",
-           "base", f"common.user_dir={ROOT / 'mae_ast'}", f"task.data={ROOT / 'data' / 'keywords'}",
-           f"model.pretrained_checkpoint={frame_checkpoint}", f"hydra.run.dir={tmp_path}",
-           f"checkpoint.save_dir={tmp_path / 'ck'}", "common.cpu=true", "dataset.num_workers=0",
-           "task.target_length=128", "optimization.max_epoch=1", "optimization.max_update=100",
-           "distributed_training.distributed_world_size=1"]
-    env = dict(os.environ, HYDRA_FULL_ERROR="1", PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
+def validate(*args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    return subprocess.run([str(BIN / "mae-ast-validate"), *args], capture_output=True, text=True, timeout=600,
+                          env=env, cwd=ROOT)
+
+
+def test_validate_prints_the_advice_on_a_recipe():
+    """Asked 100 updates, max_epoch=1 stops at 8 (120 clips in batches of 16); the 20-clip
+    valid split, a save dir inside itself and what validation scores are said; the data
+    checks' exit code is unchanged by advice."""
+    proc = validate("data/keywords", "--workers", "1", "--recipe", "config/finetune/base.yaml",
+                    "--set", "optimization.max_epoch=1", "--set", "optimization.max_update=100",
+                    "--set", "task.target_length=128", "--set", "hydra.run.dir=runs/x",
+                    "--set", "checkpoint.save_dir=runs/x")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    log = (tmp_path / "hydra_train.log").read_text()
-    assert "max_epoch=1 stops this run at about 8 updates" in log
-    assert "the valid split has 20 clips" in log
+    advice = [line[len("advice: "):] for line in proc.stdout.splitlines() if line.startswith("advice: ")]
+    assert "max_epoch=1 stops this run at about 8 updates" in advice[0]
+    assert advice[1].startswith("the valid split has 20 clips")
+    assert advice[2].startswith("checkpoint.save_dir=runs/x is relative to the run folder")
+    assert "checkpoints go to runs/x/runs/x" in advice[2]
     # the keyword clips are 1 s: none is cut by validation's 128-frame start crop
-    assert "validation scores each clip's first task.target_length=128 frames (1.28 s)" in log
-    assert "0 of 20 valid clips are longer" in log
-    assert "are test clips" not in log  # valid and test are disjoint here
-    assert logged(tmp_path, "train")[-1]["train_num_updates"] == "8"
+    assert advice[3] == ("validation scores each clip's first task.target_length=128 frames (1.28 s), as "
+                         "mae-ast-evaluate's default --crop start: 0 of 20 valid clips are longer")
+    assert len(advice) == 4  # valid and test are disjoint here: no "are test clips"
+    plain = validate("data/keywords", "--workers", "1", "--recipe", "config/finetune/base.yaml",
+                     "--set", "optimization.max_epoch=0", "--set", "checkpoint.save_dir=/abs")
+    assert not any("stops this run" in ln or "save_dir" in ln for ln in plain.stdout.splitlines())
+
+
+def test_validate_refuses_a_missing_recipe_and_a_bare_set():
+    assert validate("data/keywords", "--recipe", "nope.yaml").returncode == 2
+    assert "--set takes KEY=VALUE" in validate("data/keywords", "--set", "a=1").stderr
 
 
 def write_manifest(path, root, entries):
@@ -77,7 +89,7 @@ def test_valid_split_of_test_clips_is_reported(tmp_path):
     """valid = test (ESC-50's and AudioSet's recipes), also when the test list reaches the
     same files through a symlinked folder; a disjoint valid split gets no warning."""
     from mae_ast.data.manifest import read_manifest
-    from mae_ast.tasks.recipe_checks import selected_on_test
+    from mae_ast.tools.recipe_advice import selected_on_test
 
     audio = ROOT / "data" / "keywords" / "audio"
     lines = (ROOT / "data" / "keywords" / "valid.tsv").read_text().splitlines()[1:]
@@ -102,21 +114,21 @@ def test_validation_crop_counts_clips_in_their_own_rate(tmp_path):
 
     from mae_ast.data.features import FeatureSpec
     from mae_ast.data.manifest import read_manifest
-    from mae_ast.tasks import recipe_checks
-    from mae_ast.tasks.recipe_checks import validation_crop_note
+    from mae_ast.tools import recipe_advice
+    from mae_ast.tools.recipe_advice import validation_crop_note
 
     for name, rate, seconds in (("a.wav", 44100, 1.0), ("b.wav", 16000, 2.0), ("c.flac", 8000, 0.5)):
         sf.write(tmp_path / name, np.zeros(int(rate * seconds), dtype=np.float32) + 0.01, rate)
     write_manifest(tmp_path / "valid.tsv", tmp_path, [("a.wav", 44100), ("b.wav", 32000), ("c.flac", 4000)])
     valid = read_manifest(str(tmp_path / "valid.tsv"))
-    important, note = validation_crop_note(valid, FeatureSpec(), 128)
-    assert important and "first task.target_length=128 frames (1.28 s)" in note
+    note = validation_crop_note(valid, FeatureSpec(), 128)
+    assert "first task.target_length=128 frames (1.28 s)" in note
     assert "1 of 3 valid clips are longer" in note and "--crop windows" in note
-    important, note = validation_crop_note(valid, FeatureSpec(), 256)
-    assert not important and "0 of 3 valid clips are longer" in note and "not scored" not in note
-    recipe_checks.MAX_COUNTED_CLIPS, saved = 2, recipe_checks.MAX_COUNTED_CLIPS
+    note = validation_crop_note(valid, FeatureSpec(), 256)
+    assert "0 of 3 valid clips are longer" in note and "not scored" not in note
+    recipe_advice.MAX_COUNTED_CLIPS, saved = 2, recipe_advice.MAX_COUNTED_CLIPS
     try:
-        important, note = validation_crop_note(valid, FeatureSpec(), 256)
+        note = validation_crop_note(valid, FeatureSpec(), 256)
     finally:
-        recipe_checks.MAX_COUNTED_CLIPS = saved
-    assert important and "the 3 valid clips were not counted" in note and "n_cropped" in note
+        recipe_advice.MAX_COUNTED_CLIPS = saved
+    assert "the 3 valid clips were not counted" in note and "n_cropped" in note and "not scored" in note

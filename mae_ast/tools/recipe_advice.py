@@ -1,31 +1,27 @@
-"""Warnings about fine-tuning settings that silently do something other than asked.
+"""Advice on a fine-tuning recipe for a data folder (``mae-ast-validate DATA --recipe``):
+settings that train without an error but do something other than asked.
 
 The recipes in ``config/finetune`` give their schedules in updates worked out for the
-published datasets' sizes (Speech Commands: 663 updates an epoch). On another data set
-three things go wrong without an error, and each is checked here once, before training:
+published datasets' sizes (Speech Commands: 663 updates an epoch). On another data set:
 
 * ``optimization.max_epoch`` stops the run before ``optimization.max_update`` (fairseq
   stops on whichever comes first: asked 800 updates, 30 epochs of 22 ran 660);
 * a warmup longer than the run: the lr never reaches ``optimization.lr`` (the Speech
   Commands recipe's 2652 warmup updates on a set of a few hundred clips);
 * ``checkpoint_best.pt`` picked on a validation split of a few dozen clips, where one
-  clip moves accuracy by several points, so "best" is mostly noise.
+  clip moves accuracy by several points, so "best" is mostly noise;
+* a relative ``checkpoint.save_dir`` equal to ``hydra.run.dir``: checkpoints land one
+  level deeper (fairseq resolves it inside the run folder).
 
 The numbers are estimates from the manifest's line count and ``dataset.batch_size``
-(clips a reader skips make epochs slightly shorter).
-
-Two notes say what the logged validation numbers are, so that nobody reads them as more:
-
-* valid = test (the ESC-50 and AudioSet recipes validate on the test clips): then
-  ``checkpoint_best.pt`` is selected on the clips it is scored on, and its test score is
-  the best test score over epochs, an optimistic number;
-* validation scores each clip's first ``task.target_length`` frames only (the start crop,
-  as ``mae-ast-evaluate``'s default), with the count of clips that are longer.
+(clips a reader skips make epochs slightly shorter). Two notes say what the logged
+validation numbers are: valid = test (the ESC-50 and AudioSet recipes validate on the test
+clips, so ``checkpoint_best.pt``'s test score is optimistic), and validation scoring each
+clip's first ``task.target_length`` frames only, with the count of clips that are longer.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 from dataclasses import dataclass
@@ -35,9 +31,7 @@ from ..data.audio_io import SOUNDFILE_EXTENSIONS
 from ..data.features import FeatureSpec
 from ..data.identity import path_key
 from ..data.manifest import Manifest, ManifestError, read_manifest
-from .run_checks import launch_path
-
-logger = logging.getLogger(__name__)
+from omegaconf import OmegaConf
 
 # Below this many validation clips, one clip is worth more than 1 point of accuracy.
 SMALL_VALID = 100
@@ -160,36 +154,50 @@ def longer_clips(paths: list[str], sizes: list[int], spec: FeatureSpec, target_l
     return count
 
 
-def validation_crop_note(valid: Manifest, spec: FeatureSpec, target_length: int, name: str = "valid"
-                         ) -> tuple[bool, str]:
-    """(worth a warning, text): what validation scores of a clip longer than the input."""
+def validation_crop_note(valid: Manifest, spec: FeatureSpec, target_length: int, name: str = "valid") -> str:
+    """What validation scores of a clip longer than the input."""
     seconds = target_length * spec.frame_shift_ms / 1000.0  # the input's length, as evaluate says it
     n_long = longer_clips(valid.paths, valid.sizes, spec, target_length)
     how_many = (f"{n_long} of {len(valid.paths)} {name} clips are longer" if n_long is not None else
                 f"the {len(valid.paths)} {name} clips were not counted (mae-ast-evaluate CKPT DATA --split "
                 f"{name} prints how many are longer, n_cropped)")
-    text = (f"validation scores each clip's first task.target_length={target_length} frames ({seconds:g} s), "
+    return (f"validation scores each clip's first task.target_length={target_length} frames ({seconds:g} s), "
             f"as mae-ast-evaluate's default --crop start: {how_many}"
             + ("; their later frames are not scored (mae-ast-evaluate --crop windows scores every frame)"
                if n_long != 0 else ""))
-    return n_long != 0, text
 
 
-def warn_about_run(cfg: Any, spec: Optional[FeatureSpec] = None) -> None:
-    """Log ``run_warnings`` and the validation notes for a classification run (no-op for
-    other tasks); ``cfg`` is fairseq's whole config (the task's ``check_run`` passes
-    ``run_checks.root_config``), ``spec`` the model's input features."""
+def load_recipe(path: str, overrides: list[str]) -> tuple[Any, Any]:
+    """(fairseq's config, hydra's section) of a recipe file with ``key=value`` overrides,
+    on fairseq's defaults for what the recipe leaves out."""
+    from fairseq.dataclass.configs import FairseqConfig
+
+    recipe = OmegaConf.merge(OmegaConf.load(path), OmegaConf.from_dotlist(overrides))
+    hydra = recipe.pop("hydra", None) or OmegaConf.create({})
+    recipe.pop("defaults", None)
+    return OmegaConf.merge(OmegaConf.structured(FairseqConfig), recipe), hydra
+
+
+def nested_save_dir(save_dir: str, run_dir: Optional[str]) -> Optional[str]:
+    """The advice when a relative ``checkpoint.save_dir`` repeats ``hydra.run.dir``."""
+    if os.path.isabs(save_dir) or not run_dir or run_dir == "???" or \
+            os.path.abspath(save_dir) != os.path.abspath(run_dir):
+        return None
+    return (f"checkpoint.save_dir={save_dir} is relative to the run folder (fairseq's rule), so checkpoints go "
+            f"to {os.path.join(run_dir, save_dir)}; leave checkpoint.save_dir out to save in "
+            f"{os.path.join(run_dir, 'checkpoints')}, or give an absolute path")
+
+
+def recipe_advice(cfg: Any, hydra: Any, data: str, spec: Optional[FeatureSpec] = None) -> list[str]:
+    """Every piece of advice on fine-tuning ``cfg`` (``load_recipe``) on the folder ``data``;
+    the last one says what validation scores. Empty for a recipe of another task."""
     if cfg.task.get("_name") != "mae_ast_classification":
-        return
-    data = launch_path(cfg.task.data)
+        return []
     valid = cfg.dataset.get("valid_subset", "valid").split(",")[0]
-    for message in run_warnings(cfg, manifest_clips(data, "train"), manifest_clips(data, valid)):
-        logger.warning(message)
+    out = run_warnings(cfg, manifest_clips(data, "train"), manifest_clips(data, valid))
+    out.append(nested_save_dir(str(cfg.checkpoint.save_dir), OmegaConf.select(hydra, "run.dir")))
     valid_manifest = None if cfg.dataset.get("disable_validation") else read_split(data, valid)
-    if valid_manifest is None:
-        return
-    selection = selected_on_test(valid_manifest, read_split(data, "test"), (valid, "test"))
-    if selection:
-        logger.warning(selection)
-    important, note = validation_crop_note(valid_manifest, spec or FeatureSpec(), int(cfg.task.target_length), valid)
-    (logger.warning if important else logger.info)(note)
+    if valid_manifest is not None:
+        out.append(selected_on_test(valid_manifest, read_split(data, "test"), (valid, "test")))
+        out.append(validation_crop_note(valid_manifest, spec or FeatureSpec(), int(cfg.task.target_length), valid))
+    return [line for line in out if line]
