@@ -11,7 +11,7 @@ from fairseq.dataclass.configs import FairseqConfig
 from omegaconf import OmegaConf, open_dict
 
 from conftest import DEMO
-from mae_ast.criterions.classification_criterion import Classification_Criterion, reset_scores
+from mae_ast.criterions.classification_criterion import SCORES_KEY, TARGETS_KEY, Classification_Criterion, reset_scores
 from mae_ast.metrics import classification_metrics
 from mae_ast.tasks.run_checks import root_config
 
@@ -91,3 +91,11 @@ def test_whole_split_accuracy_resumes_and_resets():
     assert validate(batches[:1]) == pytest.approx(  # a second subset of the same validation
         classification_metrics(scores[:4].numpy(), targets[:4].numpy(), False)["accuracy"])
     metrics.reset()
+
+
+def test_checkpoints_do_not_carry_the_last_validations_scores(finetuned_checkpoint):
+    """The split's scores are reduced into the logged metric; a checkpoint keeps no copy."""
+    state = torch.load(finetuned_checkpoint, weights_only=False)
+    kept = {key: meter for name, agg in state["extra_state"]["metrics"].items()
+            for _, key, _, meter in agg if key in (SCORES_KEY, TARGETS_KEY)}
+    assert kept and all(meter["tensor"] is None for meter in kept.values()), kept

@@ -168,6 +168,13 @@ class MAE_AST_Classification_Task(MAE_AST_Audio_Task):
         reset_scores()  # the whole-split metric must see this validation run's clips only
         super().begin_valid_epoch(epoch, model)
 
+    def state_dict(self) -> dict:
+        # The last validation's scores were reduced into its logged metric; fairseq's
+        # Trainer.state_dict builds task_state before extra_state["metrics"], so emptying
+        # them here keeps them out of every checkpoint (AudioSet eval: ~76 MB each).
+        reset_scores()
+        return super().state_dict()
+
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
         check_optimizer(model, optimizer)
         if self.cfg.mixup > 0 and "net_input" in sample:
