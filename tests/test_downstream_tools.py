@@ -20,7 +20,8 @@ import soundfile as sf
 import torch
 
 from conftest import ROOT, tiny_model
-from mae_ast.classifier import load_classifier, probabilities, window_starts
+from mae_ast.classifier import load_classifier, window_starts
+from mae_ast.models.class_scores import probabilities
 from mae_ast.data.audio_io import read_audio
 from mae_ast.data.features import FeatureSpec
 from mae_ast.models.builders import build_backbone

@@ -21,7 +21,7 @@ from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.logging import meters
 from fairseq.logging.meters import Meter
 
-from ..classifier import probabilities
+from ..models.class_scores import probabilities
 from ..metrics import classification_metrics
 from .mae_ast_criterion import skipped_batch_loss
 
