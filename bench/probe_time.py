@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from mae_ast.data.manifest import read_manifest  # noqa: E402
-from mae_ast.inference import ready  # noqa: E402
+from mae_ast.loading import ready  # noqa: E402
 from mae_ast.probe import ProbeConfig, Split, extract_split, fit_layer  # noqa: E402
 from results_io import save_results  # noqa: E402
 from step_models import build  # noqa: E402

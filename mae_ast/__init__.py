@@ -13,6 +13,6 @@ from ._fairseq import HAVE_FAIRSEQ
 
 if HAVE_FAIRSEQ:
     from . import data, tasks, models, criterions  # noqa: F401  (registration order matters)
-from .inference import load, load_checkpoint  # noqa: E402, F401
+from .loading import load  # noqa: E402, F401
 
 __version__ = "0.2.0"

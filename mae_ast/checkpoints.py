@@ -1,9 +1,7 @@
-"""Reading fairseq checkpoints: one place that opens a file, says what is wrong with it, and
-tells a pretraining checkpoint from a fine-tuned classifier. Every loader (``mae_ast.load``,
-``load_classifier``, fine-tuning's ``pretrained_checkpoint``), tool and the s3prl upstream
-reads checkpoints through ``read_checkpoint``, so the same bad file gets the same message.
-
-Nothing here builds a model (that is ``models.builders``); this module imports no model.
+"""Reading fairseq checkpoint files: one place that opens a file, says what is wrong with
+it, and tells a pretraining checkpoint from a fine-tuned classifier, so the same bad file
+gets the same message everywhere. Nothing here builds a model: ``mae_ast.loading`` does,
+reading files through ``read_checkpoint``; this module imports no model.
 """
 
 from __future__ import annotations
@@ -19,6 +17,7 @@ PRETRAINING_KEYS = ("post_extract_proj.weight", "batch_norm.running_mean", "enco
                     "decoder.layer_norm.weight", "encoder_mask_emb", "decoder_mask_emb")
 CLASSIFIER_KEYS = ("backbone.post_extract_proj.weight", "head.weight")
 PRETRAINING, CLASSIFIER = "pretraining", "classifier"
+ENCODER = "encoder"  # an exported folder's decoder-free encoder (mae-ast-export-hf)
 
 
 class CheckpointError(ValueError):

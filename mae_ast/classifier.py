@@ -1,4 +1,5 @@
-"""Using a fine-tuned MAE-AST classifier without fairseq's trainer.
+"""Scoring audio with a fine-tuned MAE-AST classifier, without fairseq's trainer (the
+fairseq model itself is ``models/mae_ast_classifier.py``).
 
     clf = load_classifier("checkpoints/checkpoint_best.pt")
     clf.class_names, clf.multi_label, clf.target_length, clf.feature_spec
@@ -6,8 +7,8 @@
     clf.scores_windows(long_wav, hop_frames=512)  # (windows, C) over a long recording
     clf.aggregate(window_scores)              # (C,) the file's scores (mean or max over windows)
 
-The checkpoint is self-contained (encoder config, feature spec and class names are in
-its ``cfg.model``) and is loaded with ``weights_only=True``.
+The checkpoint (a ``.pt`` or an exported folder) is self-contained (encoder config,
+feature spec and class names are in its ``cfg.model``); ``mae_ast.loading`` opens it.
 """
 
 from __future__ import annotations
@@ -18,20 +19,12 @@ import torch
 
 from .data.augment import pad_or_crop
 from .data.features import FeatureSpec, as_waveform, as_waveforms
-from .checkpoints import CLASSIFIER, CheckpointError, config_section, read_checkpoint  # noqa: F401
-from .models.builders import build_backbone
-from .models.mae_ast_classifier import MAE_AST_Classifier, evaluation_settings
+from .checkpoints import CLASSIFIER
+from .loading import Checkpoint, open_checkpoint
+from .models.class_scores import probabilities
 
 # Windows per forward pass over a long recording: memory stays bounded whatever its length.
 WINDOW_BATCH = 32
-
-
-def probabilities(logits: torch.Tensor, multi_label: bool) -> torch.Tensor:
-    """Class probabilities of ``(..., C)`` logits: sigmoid (multi-label) or softmax over
-    classes (single-label), in float32. The classification criterion's validation scores
-    and every tool's are this function."""
-    logits = logits.float()
-    return torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=-1)
 
 
 def window_starts(num_frames: int, target_length: int, hop: int) -> list[int]:
@@ -62,14 +55,16 @@ def aggregate(window_scores: torch.Tensor, how: str) -> torch.Tensor:
 
 
 class Classifier:
-    """An eval-mode classifier with its input definition and class names."""
+    """An eval-mode classifier with its input definition and class names, from an opened
+    classifier checkpoint (kept as ``checkpoint``: its ``state`` holds the provenance record)."""
 
-    def __init__(self, model: MAE_AST_Classifier, class_names: list[str], multi_label: bool,
-                 target_length: int) -> None:
-        self.model = model.eval()
-        self.class_names = list(class_names)
-        self.multi_label = bool(multi_label)
-        self.target_length = int(target_length)
+    def __init__(self, checkpoint: Checkpoint) -> None:
+        self.checkpoint = checkpoint
+        self.model = checkpoint.model.eval()
+        settings = checkpoint.settings
+        self.class_names = list(settings["class_names"])
+        self.multi_label = bool(settings["multi_label"])
+        self.target_length = int(settings["target_length"])
 
     @property
     def feature_spec(self) -> FeatureSpec:
@@ -180,25 +175,9 @@ class Classifier:
         return torch.cat(out)
 
 
-def classifier_from_state(state: dict) -> Classifier:
-    model_cfg = config_section(state, "model")
-    encoder, names = dict(model_cfg["encoder"]), list(model_cfg["class_names"])
-    backbone = build_backbone(encoder, dict(model_cfg["features"]))
-    model = MAE_AST_Classifier(evaluation_settings(model_cfg), backbone, encoder, len(names))
-    model.load_state_dict(state["model"], strict=True)
-    return Classifier(model, names, model_cfg["multi_label"], model_cfg["target_length"])
-
-
 def load_classifier(path: str, device: str | torch.device | None = None) -> Classifier:
-    """A fine-tuned classifier checkpoint, loaded with ``weights_only=True`` (fairseq not
-    needed), in eval mode on ``device`` (default: CUDA when available)."""
-    from .hf.folder import classifier_parts, is_exported
-
-    # A folder written by mae-ast-export-hf reads from safetensors; a file through mae_ast.checkpoints.
-    if is_exported(path):
-        clf = Classifier(*classifier_parts(path))
-    else:
-        clf = classifier_from_state(read_checkpoint(path, kinds=(CLASSIFIER,)))
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    clf.model.to(device)
+    """A fine-tuned classifier (a ``.pt``, loaded with ``weights_only=True``, fairseq not
+    needed, or an exported folder) in eval mode on ``device`` (default: CUDA when available)."""
+    clf = Classifier(open_checkpoint(path, kinds=(CLASSIFIER,)))
+    clf.model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     return clf

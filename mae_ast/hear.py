@@ -41,7 +41,9 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from .checkpoints import CLASSIFIER
 from .data.features import as_waveform
+from .loading import open_checkpoint, ready
 from .models.mae_ast import MAE_AST
 
 # hear-eval-kit's music transcription tasks score onsets with a 50 ms tolerance.
@@ -183,22 +185,10 @@ def hop_in_frames(hop_ms: float | None, stride_frames: int, frame_ms: float) -> 
 def load_encoder(path: str, device: str | torch.device | None = None) -> tuple[MAE_AST, int]:
     """The encoder of a pretraining or fine-tuned checkpoint (file or exported folder), and
     the frames it was trained on (a classifier's target_length, else the pretraining crop)."""
-    from .checkpoints import CLASSIFIER, checkpoint_kind, read_checkpoint
-    from .classifier import classifier_from_state, load_classifier
-    from .hf.folder import is_classifier, is_exported, read_config
-    from .inference import build_from_state, load, ready
-
-    if is_exported(path):
-        if is_classifier(read_config(path)):
-            clf = load_classifier(path, device=device)
-            return clf.model.backbone, clf.target_length
-        model = load(path, device=device)
-    else:
-        state = read_checkpoint(path)
-        if checkpoint_kind(state) == CLASSIFIER:
-            clf = classifier_from_state(state)
-            return ready(clf.model.backbone, device), clf.target_length
-        model = ready(build_from_state(state), device)
+    ck = open_checkpoint(path)
+    model = ready(ck.encoder, device)
+    if ck.kind == CLASSIFIER:
+        return model, int(ck.settings["target_length"])
     max_samples = getattr(model.task_cfg, "max_sample_size", None) or DEFAULT_MAX_SAMPLES
     return model, model.feature_spec.frames(int(max_samples))
 

@@ -39,12 +39,11 @@ import torch
 from .data.audio_io import AudioError, read_audio
 from .data.classification_dataset import label_paths
 from .data.datadir import SPLITS
-from .checkpoints import read_checkpoint
 from .data import identity
 from .data.identity import content_key
 from .data.labels import LabelSet, read_label_descriptors, read_labels
 from .data.manifest import Manifest, read_manifest
-from .inference import load
+from .loading import Checkpoint, open_checkpoint, ready
 from .metrics import classification_metrics
 from .provenance import overlap_report
 
@@ -296,7 +295,7 @@ def fit_layer(x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray, y_v
     return best[1]
 
 
-def provenance(checkpoint: str, data: str, splits: dict[str, Split]) -> dict:
+def provenance(checkpoint: Checkpoint, data: str, splits: dict[str, Split]) -> dict:
     """What mae-ast-evaluate writes about the scored clips (``provenance.overlap_report`` of
     the test split against the checkpoint's records: its pretraining, and its fine-tuning
     for a classifier), plus ``probe_train_overlap``: test clips that are also clips of the
@@ -307,12 +306,7 @@ def provenance(checkpoint: str, data: str, splits: dict[str, Split]) -> dict:
         pk, ck = identity.manifest_keys(manifest_path, splits[name].manifest.paths)
         kept = splits[name].kept
         keys[name] = (pk[kept], ck[kept]) if kept is not None else (pk, ck)
-    if os.path.isdir(checkpoint):  # an exported folder carries no record
-        report = {"checkpoint": os.path.abspath(checkpoint), "checkpoint_hash": None, "status": "unknown",
-                  "n_scored_clips": len(keys["test"][0]), "training": None, "selection": None,
-                  "error": "an exported folder holds no provenance record"}
-    else:
-        report = overlap_report(read_checkpoint(checkpoint, mmap=True), checkpoint, [], keys["test"])
+    report = overlap_report(checkpoint.state, checkpoint.path, [], keys["test"])
     by_path = identity.overlap(keys["test"][0], np.sort(keys["train"][0]))
     by_content = identity.overlap(keys["test"][1], np.sort(keys["train"][1]))
     report["probe_train_overlap"] = {"by_path": int(by_path.sum()), "by_content": int(by_content.sum()),
@@ -339,7 +333,8 @@ def run_probe(checkpoint: str, data: str, cfg: ProbeConfig | None = None) -> dic
     if cfg.pool not in POOLS:
         raise ProbeError(f"pool {cfg.pool!r}: use one of {', '.join(POOLS)}")
     label_set, splits, multi_label = read_splits(data, cfg.multi_label)
-    model = load(checkpoint, device=cfg.device)
+    opened = open_checkpoint(checkpoint)
+    model = ready(opened.encoder, cfg.device)
     layers = layers_to_fit(cfg.layer, len(model.encoder.layers))
     for split in splits.values():
         features(model, checkpoint, split, cfg)
@@ -381,7 +376,7 @@ def run_probe(checkpoint: str, data: str, cfg: ProbeConfig | None = None) -> dic
         "n_clips": {s.name: int(len(s.kept)) for s in splits.values()},
         "skipped_clips": {s.name: len(s.skipped) for s in splits.values()},
         "dim": int(train.features.shape[-1]),
-        "provenance": provenance(checkpoint, data, splits),
+        "provenance": provenance(opened, data, splits),
     }
 
 

@@ -285,14 +285,18 @@ def overlap_report(state: dict, checkpoint_path: str, paths: Sequence[str],
     ``keys``: the clips' ``(path_keys, content_keys)`` when known (a manifest's sidecar),
     else hashed here. ``training``: clips in a train subset (fine-tuning or pretraining),
     a leak. ``selection``: clips in a fine-tuning valid subset, which the checkpoint was
-    selected on. ``status`` is ``unknown`` where no record exists."""
+    selected on. ``status`` is ``unknown`` where no record exists (also for an exported
+    folder, ``checkpoint_path`` a directory, which carries none)."""
     pk, ck = keys if keys is not None else identity.clip_keys(list(paths))
-    report: dict[str, Any] = {"checkpoint": os.path.abspath(checkpoint_path),
-                              "checkpoint_hash": checkpoint_hash(checkpoint_path), "n_scored_clips": len(pk)}
+    exported = os.path.isdir(checkpoint_path)
+    report: dict[str, Any] = {"checkpoint": os.path.abspath(checkpoint_path), "n_scored_clips": len(pk),
+                              "checkpoint_hash": None if exported else checkpoint_hash(checkpoint_path)}
     try:
         record = load(state, checkpoint_path)
     except ProvenanceError as err:
         record, report["error"] = None, str(err)
+    if exported:
+        report["error"] = "an exported folder holds no provenance record"
     if record is None:
         report.update(status=UNKNOWN, trained_on=None, overlap_with_training=None, training=None, selection=None)
         return report

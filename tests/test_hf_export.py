@@ -287,6 +287,30 @@ def test_exported_folder_loads_back_with_the_package(exported, checkpoints, wavs
         assert torch.equal(hear.get_scene_embeddings(audio, a), hear.get_scene_embeddings(audio, b))
 
 
+def test_one_funnel_opens_every_kind_and_names_what_a_caller_cannot_use(exported, checkpoints, wavs, tmp_path):
+    """open_checkpoint: each kind as itself (a pretraining .pt with its decoder, a folder
+    without), the .pt's state without its weights; a folder refused where a .pt is needed;
+    mae-ast-predict on an exported classifier scores it, its record unknown."""
+    from mae_ast.checkpoints import CheckpointError
+    from mae_ast.loading import open_checkpoint
+    from mae_ast.tools.predict import main as predict
+
+    pretraining, clf = open_checkpoint(str(checkpoints["patch"])), open_checkpoint(str(checkpoints["classifier"]))
+    folder = open_checkpoint(str(exported["patch"]))
+    assert (pretraining.kind, clf.kind, folder.kind) == ("pretraining", "classifier", "encoder")
+    assert hasattr(pretraining.model, "decoder") and not hasattr(folder.model, "decoder")
+    assert clf.encoder is clf.model.backbone and "model" not in clf.state and "provenance" in clf.state["task_state"]
+    assert folder.state == {}
+    with pytest.raises(CheckpointError, match=f"{exported['classifier']}: an exported classifier, not a pretraining "
+                                              "checkpoint; pass the .pt it was exported from"):
+        open_checkpoint(str(exported["classifier"]), kinds=("pretraining",))
+    out = tmp_path / "p.json"
+    assert predict([str(exported["classifier"]), str(wavs[0].with_suffix(".wav")), "--json", str(out),
+                    "--device", "cpu"]) == 0
+    report = json.loads(out.read_text())["provenance"]
+    assert report["status"] == "unknown" and report["error"] == "an exported folder holds no provenance record"
+
+
 def test_exported_code_is_the_package_hf_files(exported):
     """An exported folder carries mae_ast/hf's three transformers files (renamed, their
     imports of each other with them), importing nothing but what remote_code allows."""

@@ -13,7 +13,7 @@ import torch
 from audio_files import encoded_file, sine
 from conftest import BIN, DEMO, ROOT
 import mae_ast
-from mae_ast.inference import CheckpointError
+from mae_ast.checkpoints import CheckpointError
 
 
 def test_load_gives_eval_model_matching_fairseq_loader(frame_checkpoint):

@@ -18,7 +18,7 @@ from fairseq import metrics
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 
-from ..classifier import probabilities
+from ..models.class_scores import probabilities
 from ..metrics import classification_metrics
 from .mae_ast_criterion import skipped_batch_loss
 

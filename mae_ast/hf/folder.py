@@ -1,5 +1,6 @@
-"""Reading an exported folder (``mae-ast-export-hf``) back into the package's models, and
-the one mapping between the package's state dicts and the folder's.
+"""Reading an exported folder (``mae-ast-export-hf``) as a checkpoint (its kind, its
+settings, its weights: ``mae_ast.loading`` builds the model), and the one mapping between
+the package's state dicts and the folder's.
 
 ``config.json`` carries the encoder's ``MAE_AST_Config`` fields (``EXPORTED_FIELDS``)
 and the feature spec at its top level, as ``MAEASTConfig`` reads them (and, for a
@@ -7,9 +8,8 @@ classifier, its class names, ``multi_label``, ``target_length`` and head setting
 ``model.safetensors`` the weights under the package's names: the encoder's at the top
 (``MAEASTModel``), a classifier's encoder under ``mae_ast.`` (transformers'
 ``base_model_prefix``, so either folder loads into either class) beside its ``fc_norm``
-and ``head``. The sine table is left out (a formula, recomputed at load). Folders from
-before this layout (an ``encoder`` dict; ``backbone.`` / ``classifier.backbone.`` keys)
-still load here. Needs safetensors, not transformers."""
+and ``head``. The sine table is left out (a formula, recomputed at load). Needs
+safetensors, not transformers."""
 
 from __future__ import annotations
 
@@ -18,15 +18,12 @@ import os
 
 import torch
 
-from ..models.builders import build_backbone
-from ..models.mae_ast import MAE_AST
-from ..models.mae_ast_classifier import MAE_AST_Classifier, evaluation_settings
+from ..checkpoints import CLASSIFIER, ENCODER, CheckpointError
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
 BASE_PREFIX = "mae_ast."  # MAEASTPreTrainedModel.base_model_prefix
 BACKBONE_PREFIX = "backbone."  # MAE_AST_Classifier's encoder
-LEGACY_PREFIXES = ("backbone.", "classifier.")  # encoder / classifier folders before issue 22
 # The MAE_AST_Config fields an exported encoder reads (configuration.py's ENCODER_DEFAULTS;
 # a test keeps the two equal); the decoder and masking fields are pretraining-only.
 EXPORTED_FIELDS = ("ast_kernel_size_chan", "ast_kernel_size_time", "ast_kernel_stride_chan", "ast_kernel_stride_time",
@@ -62,17 +59,15 @@ def from_folder(weights: dict[str, torch.Tensor], model: torch.nn.Module, classi
                 ) -> dict[str, torch.Tensor]:
     """The folder's keys -> ``model``'s state dict (``to_folder``'s inverse), the recomputed
     buffers taken from ``model`` as built."""
-    if any(k.startswith(LEGACY_PREFIXES) for k in weights):
-        out = {k.split(".", 1)[1] if k.startswith(LEGACY_PREFIXES) else k: v for k, v in weights.items()}
-    elif classifier:
-        out = {(BACKBONE_PREFIX + k[len(BASE_PREFIX):] if k.startswith(BASE_PREFIX) else k): v
-               for k, v in weights.items()}
-    else:
-        out = dict(weights)
-    for new, old in ((n, o) for o, n in WEIGHT_NORM.items()):
-        out = {(k[: -len(new)] + old if k.endswith(new) else k): v for k, v in out.items()}
     own = model.state_dict()
-    return {**{k: own[k] for k in own if is_recomputed(k)}, **out}
+    out = {k: own[k] for k in own if is_recomputed(k)}
+    for key, value in weights.items():
+        if classifier:
+            key = BACKBONE_PREFIX + key[len(BASE_PREFIX):] if key.startswith(BASE_PREFIX) else key
+        for old, new in WEIGHT_NORM.items():
+            key = key[: -len(new)] + old if key.endswith(new) else key
+        out[key] = value
+    return out
 
 
 def is_exported(path: str) -> bool:
@@ -80,67 +75,35 @@ def is_exported(path: str) -> bool:
 
 
 def read(path: str) -> tuple[dict, dict[str, torch.Tensor]]:
-    """(config.json, weights) of an exported folder, or a ValueError naming what is wrong."""
+    """(config.json, weights) of an exported folder, or a CheckpointError naming what is wrong."""
     from safetensors.torch import load_file
 
     for name in (CONFIG, WEIGHTS):
         if not os.path.isfile(os.path.join(path, name)):
-            raise ValueError(f"{path}: no {name}; export a folder with mae-ast-export-hf CHECKPOINT {path}")
-    config = read_config(path)
+            raise CheckpointError(f"{path}: no {name}; export a folder with mae-ast-export-hf CHECKPOINT {path}")
+    with open(os.path.join(path, CONFIG)) as f:
+        config = json.load(f)
     if config.get("model_type") != "mae_ast":
-        raise ValueError(f"{path}/{CONFIG}: model_type is {config.get('model_type')!r}, not 'mae_ast'")
+        raise CheckpointError(f"{path}/{CONFIG}: model_type is {config.get('model_type')!r}, not 'mae_ast'")
     return config, load_file(os.path.join(path, WEIGHTS))
 
 
-def read_config(path: str) -> dict:
-    with open(os.path.join(path, CONFIG)) as f:
-        return json.load(f)
+def kind(config: dict) -> str:
+    """``CLASSIFIER`` or ``ENCODER``: what an exported folder's config.json holds."""
+    return CLASSIFIER if "MAEASTForAudioClassification" in config.get("architectures", []) else ENCODER
 
 
-def is_classifier(config: dict) -> bool:
-    return "MAEASTForAudioClassification" in config.get("architectures", [])
-
-
-def encoder_fields(config: dict) -> dict:
-    """The ``MAE_AST_Config`` fields of a folder's encoder; no decoder is built (one of
-    the encoder's width, no layers: ``build_backbone`` drops it anyway)."""
-    if "encoder" in config:  # before issue 22
-        return dict(config["encoder"])
-    fields = {k: config[k] for k in EXPORTED_FIELDS if k in config}
-    return {**fields, "decoder_embed_dim": fields.get("encoder_embed_dim", 768), "decoder_layers": 0}
-
-
-def features(config: dict) -> dict:
-    if "features" in config:  # before issue 22
-        return dict(config["features"])
-    return {"sample_rate": config["sampling_rate"], "feature_dim": config["num_mel_bins"], "deltas": config["deltas"]}
-
-
-def build_classifier(config: dict) -> MAE_AST_Classifier:
-    settings = evaluation_settings({k: config.get(k) for k in ("head_dropout", "head_norm")})
-    encoder = encoder_fields(config)
-    return MAE_AST_Classifier(settings, build_backbone(encoder, features(config)), encoder, len(config["id2label"]))
-
-
-def load_encoder(path: str) -> MAE_AST:
-    """The (decoder-free) encoder of an exported encoder or classifier folder, eval mode, CPU."""
-    config, weights = read(path)
-    if is_classifier(config):
-        model = build_classifier(config)
-        model.load_state_dict(from_folder(weights, model, classifier=True), strict=True)
-        return model.backbone.eval()
-    model = build_backbone(encoder_fields(config), features(config))
-    model.load_state_dict(from_folder(weights, model, classifier=False), strict=True)
-    return model.eval()
-
-
-def classifier_parts(path: str) -> tuple[MAE_AST_Classifier, list[str], bool, int]:
-    """(model, class names, multi_label, target_length) of an exported classifier folder:
-    what ``mae_ast.classifier.Classifier`` is made of."""
-    config, weights = read(path)
-    if not is_classifier(config):
-        raise ValueError(f"{path}: an exported encoder, not a classifier; load it with mae_ast.load")
-    model = build_classifier(config)
-    model.load_state_dict(from_folder(weights, model, classifier=True), strict=True)
-    names = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
-    return model, names, bool(config["multi_label"]), int(config["target_length"])
+def settings(config: dict) -> dict:
+    """config.json as a classifier checkpoint's ``cfg.model``: ``encoder`` (its
+    ``MAE_AST_Config`` fields; no decoder is built: one of the encoder's width, no layers),
+    ``features`` and, for a classifier, class names, ``multi_label``, ``target_length`` and
+    head settings."""
+    encoder = {k: config[k] for k in EXPORTED_FIELDS if k in config}
+    encoder.update(decoder_embed_dim=encoder.get("encoder_embed_dim", 768), decoder_layers=0)
+    out = {"encoder": encoder, "features": {"sample_rate": config["sampling_rate"],
+                                            "feature_dim": config["num_mel_bins"], "deltas": config["deltas"]}}
+    if kind(config) == CLASSIFIER:
+        out.update(class_names=[config["id2label"][str(i)] for i in range(len(config["id2label"]))],
+                   multi_label=bool(config["multi_label"]), target_length=int(config["target_length"]),
+                   head_dropout=config.get("head_dropout"), head_norm=config.get("head_norm"))
+    return out

@@ -1,9 +1,10 @@
-"""Models built from checkpoint dicts (read by ``mae_ast.checkpoints``), and the
-decoder-free encoder ("backbone") that fine-tuning, feature extraction and s3prl use.
+"""MAE_AST models from saved settings: the pretraining model, and the decoder-free encoder
+("backbone") that fine-tuning, feature extraction and s3prl use (``mae_ast.loading``
+builds every checkpoint's model from these).
 
 ``encoder_from_state`` takes either kind of checkpoint: a pretraining one (its encoder,
 the decoder and pretraining heads dropped) or a fine-tuned classifier (its ``backbone``),
-so a classifier's encoder serves feature extraction and further fine-tuning too.
+so a classifier's encoder is fine-tuned further too.
 """
 
 from __future__ import annotations
@@ -90,27 +91,27 @@ def features_of(spec: FeatureSpec) -> dict:
     return {"sample_rate": spec.sample_rate, "feature_dim": spec.num_mel_bins, "deltas": spec.deltas}
 
 
-def pretraining_model(state: dict) -> MAE_AST:
-    """The whole pretraining model (decoder included) of a pretraining checkpoint, strict."""
-    model_cfg = config_section(state, "model")
-    model = MAE_AST(MAE_AST_Config(**encoder_config(model_cfg)), task_namespace(**config_section(state, "task")))
-    model.load_state_dict(state["model"], strict=True)
-    return model
+def build_pretraining(model_cfg: dict, task_cfg: dict) -> MAE_AST:
+    """The whole pretraining model (decoder included, random weights) that a checkpoint's
+    ``cfg.model`` and ``cfg.task`` describe."""
+    return MAE_AST(MAE_AST_Config(**encoder_config(model_cfg)), task_namespace(**task_cfg))
 
 
 def encoder_from_state(state: dict) -> tuple[MAE_AST, dict, dict]:
     """(decoder-free encoder with the checkpoint's weights, its encoder config, its input
-    features) of a pretraining or fine-tuned classifier checkpoint."""
+    features) of a pretraining or fine-tuned classifier checkpoint: where fine-tuning starts
+    (``mae_ast.loading.open_checkpoint`` builds whole models for everything else)."""
+    model_cfg = config_section(state, "model")
     if checkpoint_kind(state) == CLASSIFIER:
-        model_cfg = config_section(state, "model")
         encoder, features = dict(model_cfg["encoder"]), dict(model_cfg["features"])
         backbone = build_backbone(encoder, features)
         prefix = "backbone."
         backbone.load_state_dict({k[len(prefix):]: v for k, v in state["model"].items() if k.startswith(prefix)},
                                  strict=True)
         return backbone, encoder, features
-    model = pretraining_model(state)
-    return strip_pretraining(model), encoder_config(config_section(state, "model")), features_of(model.feature_spec)
+    model = build_pretraining(model_cfg, config_section(state, "task"))
+    model.load_state_dict(state["model"], strict=True)
+    return strip_pretraining(model), encoder_config(model_cfg), features_of(model.feature_spec)
 
 
 def original_model(model: MAE_AST):

@@ -39,7 +39,6 @@ import sys
 import numpy as np
 
 from .. import provenance
-from ..checkpoints import read_checkpoint
 from ..classifier import Classifier
 from ..data import identity
 from ..data.classification_dataset import ClassificationDataset, label_paths
@@ -192,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         dataset = open_split(clf, args.data, args.split)
         keys = identity.manifest_keys(dataset.manifest_path, dataset.paths)
-        report = provenance.overlap_report(read_checkpoint(args.checkpoint, mmap=True), args.checkpoint,
+        report = provenance.overlap_report(clf.checkpoint.state, args.checkpoint,
                                            dataset.paths, keys)
         scores, targets, skipped, n_long = score_split(clf, dataset, args.batch_size, args.crop, hop)
     except (LabelError, ManifestError) as err:

@@ -25,12 +25,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..checkpoints import CLASSIFIER, CheckpointError, checkpoint_kind, config_section, read_checkpoint
-from ..classifier import classifier_from_state
+from ..checkpoints import CLASSIFIER, PRETRAINING, CheckpointError, config_section
+from ..classifier import Classifier
 from ..hf import remote_code
 from ..hf.folder import CONFIG, EXPORTED_FIELDS, WEIGHTS, to_folder
 from .. import provenance
-from ..inference import build_from_state
+from ..loading import open_checkpoint
 from ..models.builders import strip_pretraining
 
 AUTO_MAP = {
@@ -50,10 +50,10 @@ def export(checkpoint: str, out_dir: str, evaluations: list[str] | None = None) 
 
     from .. import __version__
 
-    state = read_checkpoint(checkpoint)  # CheckpointError names a bad file
+    ck = open_checkpoint(checkpoint, kinds=(PRETRAINING, CLASSIFIER))  # CheckpointError names a bad file
     results = [read_evaluation(p) for p in evaluations or []]
-    if checkpoint_kind(state) == CLASSIFIER:
-        clf = classifier_from_state(state)
+    if ck.kind == CLASSIFIER:
+        clf = Classifier(ck)
         net, backbone, spec = clf.model, clf.model.backbone, clf.feature_spec
         weights = to_folder(net.state_dict(), classifier=True)
         config = {"architectures": ["MAEASTForAudioClassification"],
@@ -63,7 +63,7 @@ def export(checkpoint: str, out_dir: str, evaluations: list[str] | None = None) 
                   "head_dropout": float(net.cfg.head_dropout), "head_norm": net.head_norm,
                   "problem_type": "multi_label_classification" if clf.multi_label else "single_label_classification"}
     else:
-        backbone = strip_pretraining(build_from_state(state).eval())
+        backbone = strip_pretraining(ck.model)
         spec = backbone.feature_spec
         weights = to_folder(backbone.state_dict(), classifier=False)
         config = {"architectures": ["MAEASTModel"]}
@@ -90,7 +90,7 @@ def export(checkpoint: str, out_dir: str, evaluations: list[str] | None = None) 
               metadata={"format": "pt"})
     (out / WEIGHTS).chmod(0o644)  # safetensors writes 0600; the folder is meant to be shared
     n_params = sum(v.numel() for k, v in weights.items() if v.is_floating_point() and "running_" not in k)
-    (out / CARD).write_text(model_card(config, preprocessor, training_record(state), results, n_params))
+    (out / CARD).write_text(model_card(config, preprocessor, training_record(ck.state), results, n_params))
     return config
 
 
@@ -100,11 +100,8 @@ def training_record(state: dict) -> dict:
     """What the checkpoint says it was trained on: the task's data folder, its recorded
     provenance (manifests, clip counts) if the trainer stored one, and the updates run.
     (One place to read it, so the card follows when the provenance record grows.)"""
-    task = config_section(state, "task")
-    updates = None
-    history = state.get("optimizer_history") or []
-    if history and isinstance(history[-1], dict):
-        updates = history[-1].get("num_updates")
+    task, summary = config_section(state, "task"), provenance.describe(state)
+    updates = summary["updates"]  # read from optimizer_history by the provenance summary
     extra = state.get("extra_state") or {}
     if updates is None and isinstance(extra.get("train_iterator"), dict):
         updates = extra["train_iterator"].get("iterations_in_epoch")
@@ -114,7 +111,7 @@ def training_record(state: dict) -> dict:
             "manifests": [f"{s}.tsv" for s in splits] or None,
             "epoch": (extra.get("train_iterator") or {}).get("epoch") if isinstance(extra, dict) else None,
             "pretrained_checkpoint": model.get("pretrained_checkpoint"),
-            "provenance": provenance.describe(state)}
+            "provenance": summary}
 
 
 def provenance_lines(summary: dict) -> list[str]:

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from ..data.audio_io import AUDIO_EXTENSIONS, AudioError, read_audio
 from ..data.manifest import ManifestError, read_manifest
 from ..checkpoints import CheckpointError
-from ..inference import load
+from ..loading import load
 from ..data.datadir import find_audio
 from ._common import check_output, device_arg, positive_int
 

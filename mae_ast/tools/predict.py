@@ -44,7 +44,6 @@ import torch
 from tqdm import tqdm
 
 from .. import provenance
-from ..checkpoints import read_checkpoint
 from ..classifier import WINDOW_BATCH, Classifier, window_starts
 from ..data.audio_io import AUDIO_EXTENSIONS, AudioError, read_audio
 from ..data.datadir import find_audio
@@ -210,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     if errors:
         print(f"mae-ast-predict: {len(errors)} input(s) could not be scored, {len(results)} scored", file=sys.stderr)
     scored = [r["path"] for r in results]
-    seen = provenance.overlap_report(read_checkpoint(args.checkpoint, mmap=True), args.checkpoint, scored)
+    seen = provenance.overlap_report(clf.checkpoint.state, args.checkpoint, scored)
     if seen["training"]:
         named = [scored[i] for i in seen["trained_clips"][:3]]
         print(f"mae-ast-predict: WARNING: {seen['training']} of {len(scored)} scored file(s) were in the "

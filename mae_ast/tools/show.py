@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from ..data.audio_io import AudioError, read_audio
-from ..checkpoints import PRETRAINING, CheckpointError, read_checkpoint
-from ..models.builders import pretraining_model
+from ..checkpoints import PRETRAINING, CheckpointError
+from ..loading import open_checkpoint
 from ._common import check_output, output_folder, positive_float
 
 
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     try:
         # The reconstruction needs the decoder: a classifier's encoder alone cannot draw it.
-        model = pretraining_model(read_checkpoint(args.checkpoint, kinds=(PRETRAINING,))).eval()
+        model = open_checkpoint(args.checkpoint, kinds=(PRETRAINING,)).model
         spec = model.feature_spec
         wav = read_audio(args.audio, spec.sample_rate)[: int(args.seconds * spec.sample_rate)]
         if spec.frames(len(wav)) < model.grid.min_frames:

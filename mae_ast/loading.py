@@ -1,0 +1,96 @@
+"""Checkpoint to model, one funnel: ``open_checkpoint`` takes any MAE-AST checkpoint (a
+pretraining ``.pt`` from fairseq-hydra-train or a released one, a fine-tuned classifier
+``.pt``, or a folder written by mae-ast-export-hf), builds the model its saved config
+describes and loads its weights strictly. Every loader opens checkpoints here:
+``mae_ast.load``, ``load_classifier``, HEAR, the tools and the s3prl upstream.
+
+    model = mae_ast.load("checkpoint_last.pt", device="cuda")
+    out = model.extract_layers([wav1, wav2])   # 16 kHz mono waveforms, or a fbank batch
+    out["hidden_states"][-1]                   # (B, time steps, dim), time-aligned
+
+As timm's ``build_model_with_cfg``: one builder per kind from the saved settings, one
+filter (``hf.folder.from_folder``) for the one foreign key layout, an exported folder's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .checkpoints import (CLASSIFIER, ENCODER, PRETRAINING, CheckpointError, checkpoint_kind, config_section,
+                          read_checkpoint)
+from .hf import folder
+from .models.builders import build_backbone, build_pretraining
+from .models.mae_ast import MAE_AST
+from .models.mae_ast_classifier import MAE_AST_Classifier, evaluation_settings
+
+KINDS = (PRETRAINING, CLASSIFIER, ENCODER)
+# Not kept once the model is built: the weights (in the model), the optimizer's (2x that).
+HEAVY = ("model", "last_optimizer_state")
+
+
+@dataclass
+class Checkpoint:
+    """What a checkpoint holds, built: its kind, the model (weights loaded, strict), the
+    model settings in a classifier checkpoint's ``cfg.model`` layout (``encoder``,
+    ``features``; a classifier's ``class_names``, ``multi_label``, ``target_length``...),
+    and the ``.pt``'s dict less ``HEAVY`` (``cfg``, ``task_state`` with the provenance
+    record, ``optimizer_history``); ``{}`` for an exported folder, which has no record."""
+
+    path: str
+    kind: str
+    model: torch.nn.Module
+    settings: dict
+    state: dict
+
+    @property
+    def encoder(self) -> MAE_AST:
+        """Its MAE_AST: a classifier's encoder, else the model (a pretraining one with its decoder)."""
+        return self.model.backbone if self.kind == CLASSIFIER else self.model
+
+
+def build_model(kind: str, settings: dict, task: dict) -> torch.nn.Module:
+    """The model (random weights) that ``settings`` (``cfg.model``) and ``task``
+    (``cfg.task``, read by a pretraining model only) describe."""
+    if kind == PRETRAINING:
+        return build_pretraining(settings, task)
+    encoder = dict(settings["encoder"])
+    backbone = build_backbone(encoder, dict(settings["features"]))
+    if kind == ENCODER:
+        return backbone
+    return MAE_AST_Classifier(evaluation_settings(settings), backbone, encoder, len(settings["class_names"]))
+
+
+def open_checkpoint(path: str, weights_only: bool = True, kinds: tuple[str, ...] = KINDS) -> Checkpoint:
+    """The ``Checkpoint`` at ``path`` (a ``.pt`` loaded with ``weights_only`` unless told
+    otherwise, or an exported folder), of one of ``kinds``; ``CheckpointError`` naming the
+    file and what to do otherwise."""
+    exported = folder.is_exported(path)
+    if exported:
+        config, weights = folder.read(path)
+        kind, settings, task, state = folder.kind(config), folder.settings(config), {}, {}
+        if kind not in kinds:  # a classifier asked of an encoder folder; a .pt asked (show, export)
+            hint = "load it with mae_ast.load" if kinds == (CLASSIFIER,) else "pass the .pt it was exported from"
+            raise CheckpointError(f"{path}: an exported {kind}, not a {' or '.join(kinds)} checkpoint; {hint}")
+    else:
+        state = read_checkpoint(path, weights_only, kinds)
+        kind, weights = checkpoint_kind(state), state["model"]
+        settings, task = config_section(state, "model"), config_section(state, "task")
+    model = build_model(kind, settings, task)
+    model.load_state_dict(folder.from_folder(weights, model, kind == CLASSIFIER) if exported else weights, strict=True)
+    return Checkpoint(path, kind, model.eval(), settings, {k: v for k, v in state.items() if k not in HEAVY})
+
+
+def load(path: str, device: str | torch.device | None = None, weights_only: bool = True) -> MAE_AST:
+    """An eval-mode MAE-AST from any checkpoint ``open_checkpoint`` takes (a classifier's:
+    its fine-tuned encoder; an exported folder's: its decoder-free encoder), with encoder
+    layerdrop off so hidden-state indices are fixed."""
+    return ready(open_checkpoint(path, weights_only).encoder, device)
+
+
+def ready(model: MAE_AST, device: str | torch.device | None = None) -> MAE_AST:
+    """Eval mode, layerdrop off, on ``device`` (default: CUDA when available)."""
+    model.encoder.layerdrop = 0.0
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return model.to(device).eval()
