@@ -1,6 +1,6 @@
 """Data pipeline benchmarks for 10 s clips, in two parts.
 
-    python bench/data_pipeline.py [--clips 64] [--workers 1,2,4,8,16] [--compare-clips 8]
+    PYTHONPATH=. python bench/data_pipeline.py [--clips 64] [--workers 1,2,4,8,16] [--compare-clips 8]
         [--rounds 9] [--out bench/results]
 
 1. Per core, ours against the ORIGINAL's dataset code, interleaved (``--compare-clips``
@@ -42,9 +42,9 @@ import torch
 from paired import describe, paired_ratio, quartiles
 from results_io import save_results
 from mae_ast.data import MAE_AST_Dataset
-from mae_ast.data.audio_io import encode_audio
 from mae_ast.data.fbank_cache import write_cache
 from mae_ast.data.mae_ast_dataset import features_from_waveforms
+from tests.audio_files import encode_audio
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 REF_DIR = os.path.join(ROOT, ".cache", "torchaudio_ref")

@@ -1,6 +1,6 @@
 """Data-side memory and times against manifest size (issue 26), in three parts.
 
-    python bench/data_scale.py [--sizes 10000,100000,500000,2000000] [--workers 2]
+    PYTHONPATH=. python bench/data_scale.py [--sizes 10000,100000,500000,2000000] [--workers 2]
         [--layouts packed,lists] [--audio-clips 48] [--out bench/results]
 
 1. Per size, a synthetic AudioSet-like split (paths only: ``part07/Y{11-char id}_30.000.mkv``
@@ -213,7 +213,7 @@ def measure_tools(clips: int, workers: int) -> list[dict]:
     """Part 2: mae-ast-manifest and mae-ast-validate on real 10 s clips."""
     import soundfile as sf
 
-    from mae_ast.data.audio_io import encode_audio
+    from tests.audio_files import encode_audio
     from mae_ast.tools import manifest as manifest_tool
     from mae_ast.tools.validate import validate_split
 

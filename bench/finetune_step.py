@@ -41,7 +41,8 @@ from step_models import build, clip_frames, layer_flops, seed_batch_size
 from step_timing import AMP, device_name, free, make_adam, measure_matmul_rate, peak_dtype, time_steps
 
 from mae_ast.models.builders import ENCODER_FIELDS, strip_pretraining
-from mae_ast.models.mae_ast_classifier import MAE_AST_Classifier, MAE_AST_Classifier_Config
+from mae_ast.models.classifier_config import MAE_AST_Classifier_Config
+from mae_ast.models.mae_ast_classifier import MAE_AST_Classifier
 
 # SSAST fine-tuning recipes: src/finetune/{audioset/run_as.sh, esc50/run_esc_patch.sh,
 # speechcommands_v2_35/run_sc.sh}

@@ -7,7 +7,7 @@ Formats vary on purpose, to exercise the loaders: 16 kHz and 22.05 kHz mono flac
 Manifests train/valid/test.tsv (24/8/8 clips) use the relative root "audio", which the
 task resolves against the manifest's folder.
 
-    python scripts/make_demo_audio.py [--out data/demo]
+    PYTHONPATH=. python scripts/make_demo_audio.py [--out data/demo]
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ import random
 import subprocess
 import tempfile
 
-import numpy as np
 import soundfile as sf
+
+from tests.audio_files import encode_audio
 
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog near the river bank.",
@@ -66,12 +67,6 @@ def environment(path: str, effect: list[str], dur: float, rate: int, channels: i
     run(["sox", "-n", "-r", str(rate), "-c", str(channels), path, "synth", f"{dur:.2f}", *effect, "norm", "-6"])
 
 
-def write_mkv(path: str, wav: np.ndarray, rate: int, codec: str) -> None:
-    from mae_ast.data.audio_io import encode_audio
-
-    encode_audio(path, wav, rate, codec)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="data/demo")
@@ -99,7 +94,7 @@ def main() -> None:
                 rate = 48000 if i == 6 else 16000
                 environment(tmp_wav, effect, dur, rate, 1)
                 wav, _ = sf.read(tmp_wav, dtype="float32")
-                write_mkv(os.path.join(audio, name), wav, rate, "libopus" if i == 6 else "aac")
+                encode_audio(os.path.join(audio, name), wav, rate, "libopus" if i == 6 else "aac")
             else:
                 name = f"env_{i:02d}.flac"
                 environment(os.path.join(audio, name), effect, dur, 16000, 1)

@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from audio_files import encoded_file, sine
+from audio_files import encode_audio, sine
 from conftest import DEMO, ROOT
 from mae_ast.data import read_audio, read_manifest, resample
 from mae_ast.data.audio_io import AudioError, SOUNDFILE_EXTENSIONS
@@ -125,7 +125,7 @@ def test_an_exception_while_resampling_names_the_file(tmp_path, monkeypatch):
 
 def _sine_mkv(path, seconds: float, rate: int = 48000) -> int:
     """Opus in Matroska, as AudioSet's downloads; returns the samples written."""
-    return encoded_file(path, sine(seconds, rate), rate)
+    return encode_audio(path, sine(seconds, rate), rate)
 
 
 def _truncate(path, fraction: float = 0.5) -> None:
@@ -219,7 +219,7 @@ def test_pyav_decode_equals_the_resampler_path(tmp_path, codec, container, ext, 
 
     wav = (0.3 * np.random.default_rng(rate).standard_normal((rate, channels))).astype(np.float32)
     path = tmp_path / f"clip.{ext}"
-    encoded_file(path, wav, rate, codec, container)
+    encode_audio(path, wav, rate, codec, container)
     with av.open(str(path)) as c:
         expected = _float_reference(c.decode(audio=0))
     out, got_rate = decode_audio(str(path))

@@ -138,20 +138,6 @@ def test_freeze_encoder_keeps_encoder_bit_identical(data, patch_checkpoint, tmp_
     assert isinstance(load_classifier(str(ckpt), device="cpu").model.fc_norm, torch.nn.BatchNorm1d)
 
 
-def test_checkpoint_without_head_norm_has_the_layernorm_head(straight, data, tmp_path):
-    """Checkpoints written before model.head_norm existed: LayerNorm head, both loaders."""
-    state = torch.load(straight / "ck" / "checkpoint_last.pt", weights_only=False)
-    assert state["cfg"]["model"]["head_norm"] == "layernorm"  # null resolves to it for full fine-tuning
-    del state["cfg"]["model"]["head_norm"]
-    old = tmp_path / "old.pt"
-    torch.save(state, old)
-    clf = load_classifier(str(old), device="cpu")
-    assert isinstance(clf.model.fc_norm, torch.nn.LayerNorm)
-    models, _, _ = checkpoint_utils.load_model_ensemble_and_task(
-        [str(old)], arg_overrides={"data": str(data)})
-    assert isinstance(models[0].fc_norm, torch.nn.LayerNorm)
-
-
 def test_multi_label_layer_decay_logs_map_and_scales_lrs(tmp_path, patch_checkpoint):
     data = write_data(tmp_path / "multi", multi_label=True)
     run = tmp_path / "run"
@@ -247,7 +233,7 @@ def test_recipes_list_every_field(recipe):
     from omegaconf import OmegaConf
 
     from mae_ast.criterions.classification_criterion import Classification_Criterion_Config
-    from mae_ast.models.mae_ast_classifier import MAE_AST_Classifier_Config
+    from mae_ast.models.classifier_config import MAE_AST_Classifier_Config
     from mae_ast.tasks.mae_ast_classification import MAE_AST_Classification_Config
 
     cfg = OmegaConf.load(ROOT / "config" / "finetune" / f"{recipe}.yaml")

@@ -28,8 +28,8 @@ def dataset(data: Path, split: str) -> ClassificationDataset:
     return ClassificationDataset(str(data / f"{split}.tsv"), str(data / f"{split}.lbl"), labels, target_length=100)
 
 
-def tone(path: Path, seconds: float = 0.5, seed: int = 0) -> Path:
-    return noise_file(path, int(16000 * seconds), seed=seed)
+def half_second_noise(path: Path, seed: int = 0) -> Path:
+    return noise_file(path, 8000, seed=seed)
 
 
 # ---------------------------------------------------------------- labels belong to their clips
@@ -76,7 +76,7 @@ def test_numeric_class_names_have_one_order_and_ambiguous_labels_are_refused(tmp
     src = tmp_path / "src"
     for n, name in enumerate(["1", "2", "3", "10", "11", "12"]):
         for k in range(3):
-            tone(src / name / f"c{k}.wav", seed=10 * n + k)
+            half_second_noise(src / name / f"c{k}.wav", seed=10 * n + k)
     (tmp_path / "clips.csv").write_text("path,labels\n" + "".join(
         f"src/{name}/c{k}.wav,{name}\n" for name in ["1", "2", "3", "10", "11", "12"] for k in range(3)))
     for layout, source in (("folders", src), ("csv", tmp_path / "clips.csv")):
@@ -118,7 +118,7 @@ def test_prepare_and_manifest_remove_splits_an_earlier_run_left(tmp_path):
     src = tmp_path / "src"
     for name in ("cat", "dog"):
         for k in range(10):
-            tone(src / name / f"{k}.wav", seed=k + (10 if name == "dog" else 0))
+            half_second_noise(src / name / f"{k}.wav", seed=k + (10 if name == "dog" else 0))
     out = tmp_path / "out"
     assert run(BIN / "mae-ast-prepare", "folders", src, "--out", out, "--test-percent", "0.2").returncode == 0
     assert (out / "test.tsv").exists() and (out / "test.lbl").exists()
@@ -138,7 +138,7 @@ def test_prepare_and_manifest_remove_splits_an_earlier_run_left(tmp_path):
 def test_csv_leaks_and_split_names_are_refused(tmp_path):
     """Items 8 and 19: the same file in train and test, a duplicated row, split names VALID/dev."""
     for k in range(4):
-        tone(tmp_path / f"{k}.wav", seed=k)
+        half_second_noise(tmp_path / f"{k}.wav", seed=k)
 
     def prepare(rows: str) -> subprocess.CompletedProcess:
         (tmp_path / "c.csv").write_text("path,labels,split\n" + rows)
@@ -160,7 +160,7 @@ def test_prepare_folders_names_folders_that_are_no_class_and_keeps_a_train_split
     unreadable stayed a class with 0 clips; --test-percent 0.99 wrote an empty train split."""
     src = tmp_path / "src"
     for k in range(4):
-        tone(src / "cat" / f"{k}.wav", seed=k)
+        half_second_noise(src / "cat" / f"{k}.wav", seed=k)
     (src / "empty").mkdir()
     (src / "broken").mkdir()
     (src / "broken" / "x.wav").write_bytes(b"RIFF not audio")
@@ -173,7 +173,7 @@ def test_prepare_folders_names_folders_that_are_no_class_and_keeps_a_train_split
     proc = run(BIN / "mae-ast-prepare", "folders", src, "--out", tmp_path / "p", "--valid-percent", "0",
                "--test-percent", "0.99")  # every class keeps a train clip
     assert proc.returncode == 0 and len((tmp_path / "p" / "train.tsv").read_text().splitlines()) == 2
-    tone(tmp_path / "single" / "cat" / "0.wav")
+    half_second_noise(tmp_path / "single" / "cat" / "0.wav")
     proc = run(BIN / "mae-ast-prepare", "folders", tmp_path / "single", "--out", tmp_path / "q", "--valid-percent",
                "0", "--test-percent", "0.99")
     assert proc.returncode == 1 and "no clip left for train" in proc.stderr

@@ -20,10 +20,6 @@ AS_CLASSES = [("/m/09x0r", "Speech"), ("/m/0ytgt", "Child speech, kid speaking")
               ("/m/05zppz", "Male speech, man speaking"), ("/m/04rlf", "Music")]
 
 
-def tone(path: Path, samples: int, rate: int = 16000, seed: int = 0) -> Path:
-    return noise_file(path, samples, rate, seed)
-
-
 def prepare(*args) -> subprocess.CompletedProcess:
     """The real console script, as a user runs it."""
     return subprocess.run([str(BIN / "mae-ast-prepare"), *map(str, args)], capture_output=True, text=True,
@@ -113,7 +109,7 @@ def esc50(root: Path) -> Path:
                 (root / "audio").mkdir(parents=True, exist_ok=True)
                 (root / "audio" / name).write_bytes(b"RIFF not really a wave file")
             else:
-                tone(root / "audio" / name, 4410 + 10 * fold + target, rate=44100, seed=fold * 10 + target)
+                noise_file(root / "audio" / name, 4410 + 10 * fold + target, rate=44100, seed=fold * 10 + target)
             lines.append(f"{name},{fold},{target},{category},False,{100 + target},A")
     (root / "meta").mkdir()
     (root / "meta" / "esc50.csv").write_text("\n".join(lines) + "\n")
@@ -165,9 +161,9 @@ def test_exit_codes_wrong_layout_and_bad_options(tmp_path, capsys):
 def speech_commands(root: Path) -> Path:
     for k, (word, n) in enumerate((("yes", 3), ("no", 3), ("bed", 2), ("up", 1))):
         for i in range(n):
-            tone(root / word / f"s{i}_nohash_0.wav", 4000 + i, seed=10 * k + i)
-    tone(root / "_background_noise_" / "white_noise.wav", 64000, seed=7)
-    tone(root / "_background_noise_" / "running_tap.wav", 20000, seed=8)
+            noise_file(root / word / f"s{i}_nohash_0.wav", 4000 + i, seed=10 * k + i)
+    noise_file(root / "_background_noise_" / "white_noise.wav", 64000, seed=7)
+    noise_file(root / "_background_noise_" / "running_tap.wav", 20000, seed=8)
     (root / "_background_noise_" / "README.md").write_text("noise")
     (root / "validation_list.txt").write_text("yes/s1_nohash_0.wav\nbed/s1_nohash_0.wav\n")
     (root / "testing_list.txt").write_text("no/s2_nohash_0.wav\n")
@@ -232,10 +228,10 @@ def audioset(root: Path) -> Path:
         '-0Bz8w7f2_A, 0.000, 10.000, "/m/04rlf"\n'
         '-1nilez17Dg, 30.000, 40.000, "/m/09x0r"\n'))
     audio = root / "audio"
-    tone(audio / "balanced" / "--PJHxphWEs.flac", 3200)
-    tone(audio / "balanced" / "--ZhevVpy1s_50.000.wav", 3300, rate=32000)
-    tone(audio / "--aE2O5G5WE.flac", 3400)
-    tone(audio / "eval" / "Y-0Bz8w7f2_A.wav", 3500)
+    noise_file(audio / "balanced" / "--PJHxphWEs.flac", 3200)
+    noise_file(audio / "balanced" / "--ZhevVpy1s_50.000.wav", 3300, rate=32000)
+    noise_file(audio / "--aE2O5G5WE.flac", 3400)
+    noise_file(audio / "eval" / "Y-0Bz8w7f2_A.wav", 3500)
     return root
 
 
@@ -264,8 +260,8 @@ def test_audioset_multi_label_and_missing_clips(tmp_path):
 def test_folders_stratified_and_seeded(tmp_path):
     src = tmp_path / "classes"
     for i in range(5):
-        tone(src / "dog" / f"d{i}.wav", 1000 + i)
-        tone(src / "cat" / "sub" / f"c{i}.flac", 2000 + i)
+        noise_file(src / "dog" / f"d{i}.wav", 1000 + i)
+        noise_file(src / "cat" / "sub" / f"c{i}.flac", 2000 + i)
     (src / "notes.txt").write_text("not a class")
     proc = prepare("folders", src, "--out", tmp_path / "a", "--valid-percent", "0.2", "--test-percent", "0.2",
                    "--seed", "3")
@@ -288,9 +284,9 @@ def test_folders_stratified_and_seeded(tmp_path):
 
 
 def test_csv_with_split_column_and_with_percents(tmp_path, capsys):
-    elsewhere = tone(tmp_path / "elsewhere" / "far.wav", 1500)
-    tone(tmp_path / "set" / "clips" / "a.wav", 1100)
-    tone(tmp_path / "set" / "clips" / "b.flac", 1200)
+    elsewhere = noise_file(tmp_path / "elsewhere" / "far.wav", 1500)
+    noise_file(tmp_path / "set" / "clips" / "a.wav", 1100)
+    noise_file(tmp_path / "set" / "clips" / "b.flac", 1200)
     table = tmp_path / "set" / "clips.csv"
     table.write_text(f'path,labels,split\nclips/a.wav,dog;bark,train\n{elsewhere},cat,train\n'
                      f'clips/gone.wav,dog,train\n"clips/b.flac",dog,valid\n')
@@ -304,7 +300,7 @@ def test_csv_with_split_column_and_with_percents(tmp_path, capsys):
     assert main(["csv", str(table), "--out", str(tmp_path / "x"), "--valid-percent", "0.5"]) == 1
     assert "has a split column" in capsys.readouterr().err
     for k in range(6):
-        tone(tmp_path / "set" / "more" / f"c{k}.wav", 900 + k, seed=k)
+        noise_file(tmp_path / "set" / "more" / f"c{k}.wav", 900 + k, seed=k)
     plain = tmp_path / "set" / "plain.csv"
     plain.write_text("path,labels\n" + "".join(f"more/c{k}.wav,{k % 2}\n" for k in range(6)))
     args = ["csv", str(plain), "--valid-percent", "0.34", "--test-percent", "0", "--seed", "1", "--out"]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from audio_files import encoded_file, sine
+from audio_files import encode_audio, sine
 from conftest import BIN, DEMO, ROOT
 import mae_ast
 from mae_ast.checkpoints import CheckpointError
@@ -142,7 +142,7 @@ def test_show_cli_writes_a_png(request, tmp_path, which):
 
 
 def _opus(path, seconds=2.0):
-    encoded_file(path, sine(seconds, 48000, freq=330.0), 48000, container="ogg")
+    encode_audio(path, sine(seconds, 48000, freq=330.0), 48000, container="ogg")
 
 
 def test_extract_keeps_extensions_and_reads_every_audio_extension(tmp_path, frame_checkpoint):

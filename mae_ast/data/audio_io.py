@@ -14,11 +14,9 @@ Truncation: a cut ``.wav`` (its header still claims the full length) or ``.mkv``
 to a shorter clip without any error, so ``read_audio`` can compare the decoded length
 with the manifest's (``expected_samples``, at the file's own rate, before resampling). It
 is accepted up to ``max(2% of expected, 0.2 s)`` short, and any amount longer. Why that
-much: lengths that come from a container header rather than from decoding differ from
-the decoded length. On the demo files the manifest lengths equal the decoded ones, but
-env_14.mkv's (AAC) Matroska DURATION tag says 4.668 s for 4.544 s of decoded audio
-(0.124 s, 2.7% short), and freshly encoded 1 s AAC/Opus mkv files decode up to 0.04 s
-(3.8%) shorter than their container duration. A cut-off download misses far more.
+much: a length taken from a container header rather than from decoding can overstate the
+audio (an AAC Matroska DURATION tag by 2.7%, a 1 s AAC/Opus mkv by up to 0.04 s); a
+cut-off download misses far more.
 """
 
 from __future__ import annotations
@@ -301,46 +299,3 @@ def read_audio(path: str, sample_rate: int = 16000, expected_samples: int | None
     wav, rate = decode_audio(path, expected_samples, allow_silence)
     with _named_failure(path, f"resampling {rate} Hz to {sample_rate} Hz"):
         return resample(wav, rate, sample_rate)
-
-
-def _to_sample_format(chunk: np.ndarray, name: str) -> np.ndarray:
-    """Float samples in [-1, 1] as the integer or float type of PyAV format ``name``."""
-    base = name.rstrip("p")
-    if base == "u8":
-        return np.round(np.clip(chunk, -1, 1) * 127 + 128).astype(np.uint8)
-    if base in ("s16", "s32"):
-        bits = 16 if base == "s16" else 32
-        return (np.clip(chunk, -1, 1).astype(np.float64) * (2 ** (bits - 1) - 1)).astype(f"int{bits}")
-    return chunk.astype(np.float64 if base == "dbl" else np.float32)
-
-
-def encode_audio(path: str, wav: np.ndarray, rate: int, codec: str = "libopus", container: str = "matroska",
-                 frame_samples: int = 960) -> int:
-    """Write ``wav`` (float in [-1, 1]; ``(N,)`` mono or ``(N, channels)``) with PyAV's
-    ``codec`` in ``container`` (Opus in Matroska: AudioSet's downloads); returns the samples
-    written. Frames of ``frame_samples`` (Opus takes at most 20 ms at 48 kHz), converted to
-    the sample format and layout the encoder asks for. For test data and benchmarks."""
-    import av
-
-    wav = np.asarray(wav, dtype=np.float32)
-    wav = wav[:, None] if wav.ndim == 1 else wav
-    layout = {1: "mono", 2: "stereo", 6: "5.1", 8: "7.1"}[wav.shape[1]]
-    with av.open(path, "w", format=container) as out:
-        stream = out.add_stream(codec, rate=rate, layout=layout)
-        name = stream.codec_context.format.name
-        # PyAV cannot fill an 8-channel planar frame (it finds a ninth plane): give such
-        # encoders packed frames of the same samples, which PyAV converts to planar.
-        planar = name.endswith("p") and wav.shape[1] <= 2
-        name = name if planar else name.rstrip("p")
-        for start in range(0, len(wav), frame_samples):
-            chunk = wav[start : start + frame_samples]
-            chunk = _to_sample_format(chunk, name)
-            # planar formats take (channels, samples); packed ones (1, samples * channels)
-            chunk = np.ascontiguousarray(chunk.T) if planar else chunk.reshape(1, -1)
-            frame = av.AudioFrame.from_ndarray(chunk, format=name, layout=layout)
-            frame.sample_rate, frame.pts = rate, start
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return len(wav)

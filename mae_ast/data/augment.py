@@ -23,7 +23,10 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-__all__ = ["spec_augment", "MixupDraw", "draw_mixup", "apply_mixup", "mixup", "add_noise", "time_roll", "pad_or_crop"]
+__all__ = ["spec_augment", "MixupDraw", "draw_mixup", "apply_mixup", "add_noise", "time_roll",
+           "augment_normalised", "pad_or_crop"]
+# SSAST's time roll: up to 10 frames either way (its np.random.randint(-10, 10)).
+MAX_ROLL = 10
 
 
 def _as_batch(fbank: torch.Tensor) -> tuple[torch.Tensor, bool]:
@@ -160,6 +163,25 @@ def time_roll(fbank: torch.Tensor, max_shift: int, generator: torch.Generator | 
     shifts = torch.randint(-max_shift, max_shift + 1, (batch.shape[0],), generator=generator)
     out = torch.stack([torch.roll(clip, int(s), dims=0) for clip, s in zip(batch, shifts)])
     return out.squeeze(0) if single else out
+
+
+def augment_normalised(x: torch.Tensor, padding_mask: torch.Tensor | None, freqm: int, timem: int,
+                       noise: bool) -> torch.Tensor:
+    """Fine-tuning's training-time augmentation of a NORMALISED batch ``(B, frames, bins)``:
+    SpecAugment with fill 0 (= the mean), then SSAST's noise and time roll.
+
+    SSAST masks the raw log-mel and normalises afterwards (see the module docstring). The
+    classifier's normalisation is its encoder's own BatchNorm, whose statistics the dataset
+    does not know, so the masks come after it, filled with the mean: the clean version of
+    SSAST's intent. Each clip is rolled within its valid frames, so padding stays at the
+    end where ``padding_mask`` says it is (SSAST rolls the zero-padded clip whole)."""
+    if freqm or timem:
+        x = spec_augment(x, int(freqm), int(timem), fill=0.0)
+    if noise:
+        x = add_noise(x)
+        valid = [x.shape[1]] * len(x) if padding_mask is None else (~padding_mask).sum(1).tolist()
+        x = torch.stack([torch.cat([time_roll(c[:n], MAX_ROLL), c[n:]]) for c, n in zip(x, valid)])
+    return x
 
 
 def pad_or_crop(

@@ -119,8 +119,8 @@ class TransformerEncoder(nn.Module):
 
     def layerdrop_draws(self, device: torch.device, compiling: bool) -> torch.Tensor | None:
         """One uniform draw per layer (a layer runs when its draw exceeds ``layerdrop``),
-        or None when nothing can be dropped. Eager: on the CPU generator, as before, so
-        the random stream is unchanged and the device never waits for the host (the
+        or None when nothing can be dropped. Eager: on the CPU generator, so a seeded run
+        draws the same layers on any device and the device never waits for the host (the
         branch reads a CPU value). Compiled: on the activations' device, so the graph
         holds no host-to-device copy (compiled kernels draw their own numbers anyway)."""
         if not (self.training and self.layerdrop > 0):

@@ -40,10 +40,9 @@ def fp32_without_cuda(common) -> None:
 
 
 class MAE_AST_Audio_Task(FairseqTask):
-    def __init__(self, cfg, from_checkpoint: bool = False) -> None:
+    def __init__(self, cfg) -> None:
         super().__init__(cfg)
         self.min_frames = 1  # the model's patch length, once it is built
-        self.building_from_checkpoint = from_checkpoint
         self.provenance_state: dict | None = None  # this run's record, as saved in checkpoints
         self.loaded_provenance: dict | None = None  # a loaded checkpoint's record (load_state_dict)
 
@@ -55,7 +54,7 @@ class MAE_AST_Audio_Task(FairseqTask):
         cfg.data = launch_path(cfg.data)
         if getattr(cfg, "fbank_cache", None):
             cfg.fbank_cache = launch_path(cfg.fbank_cache)
-        return cls(cfg, from_checkpoint=kwargs.get("from_checkpoint", False))
+        return cls(cfg)
 
     # ---- provenance: fairseq saves ``state_dict()`` as every checkpoint's ``task_state`` ----
 

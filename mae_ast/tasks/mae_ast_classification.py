@@ -66,8 +66,8 @@ class MAE_AST_Classification_Config(FairseqDataclass):
 class MAE_AST_Classification_Task(MAE_AST_Audio_Task):
     cfg: MAE_AST_Classification_Config
 
-    def __init__(self, cfg: MAE_AST_Classification_Config, from_checkpoint: bool = False) -> None:
-        super().__init__(cfg, from_checkpoint)
+    def __init__(self, cfg: MAE_AST_Classification_Config) -> None:
+        super().__init__(cfg)
         self.feature_spec: FeatureSpec | None = None
         self.label_set = None
 
@@ -99,15 +99,14 @@ class MAE_AST_Classification_Task(MAE_AST_Audio_Task):
             dataset.feature_spec = spec
 
     def build_model(self, cfg, from_checkpoint: bool = False):
-        self.building_from_checkpoint = self.building_from_checkpoint or from_checkpoint
         if cfg.get("class_names") is not None:  # a classifier checkpoint: no data folder needed
             self.label_set = LabelSet(list(cfg.class_names), list(cfg.class_names), "checkpoint")
-        if cfg.get("pretrained_checkpoint") and not self.building_from_checkpoint:
+        if cfg.get("pretrained_checkpoint") and not from_checkpoint:
             with open_dict(cfg):
                 cfg.pretrained_checkpoint = launch_path(cfg.pretrained_checkpoint)
         model = super().build_model(cfg, from_checkpoint)
         self.adopt_patch_length(model.backbone.grid.min_frames)
-        if not self.building_from_checkpoint:  # a new or resumed training run, not a checkpoint reload
+        if not from_checkpoint:  # a new or resumed training run, not a checkpoint reload
             self.check_run(model.head_norm, model)
         if model.needs_param_groups:
             logger.info("layer_decay/head_lr_scale: parameters carry optim_overrides lr scales "

@@ -65,8 +65,8 @@ class MAE_AST_Pretraining_Config(FairseqDataclass):
 class MAE_AST_Pretraining_Task(MAE_AST_Audio_Task):
     cfg: MAE_AST_Pretraining_Config
 
-    def __init__(self, cfg: MAE_AST_Pretraining_Config, from_checkpoint: bool = False) -> None:
-        super().__init__(cfg, from_checkpoint)
+    def __init__(self, cfg: MAE_AST_Pretraining_Config) -> None:
+        super().__init__(cfg)
         if cfg.feature_type != "fbank":
             raise ValueError(
                 f"task.feature_type={cfg.feature_type!r} is not supported: MAE-AST trains on "
@@ -100,7 +100,7 @@ class MAE_AST_Pretraining_Task(MAE_AST_Audio_Task):
         model = super().build_model(cfg, from_checkpoint)
         self.adopt_patch_length(model.grid.min_frames)
         root = root_config(self.cfg)
-        if root is not None and not (from_checkpoint or self.building_from_checkpoint):
+        if root is not None and not from_checkpoint:
             # a training run: one per folder, its data recorded and compared with the
             # checkpoint it resumes
             lock_run_folder(root)
