@@ -290,8 +290,9 @@ def test_resume_checks_continue_once_and_the_head_norm(tmp_path):
 
     from mae_ast.tasks.run_checks import RunConfigError, check_resume
 
-    old = tmp_path / "old.pt"  # a classifier checkpoint written before head_norm existed
-    torch.save({"cfg": {"model": {"encoder": {"encoder_layers": 1}, "class_names": ["a", "b"], "multi_label": False}},
+    old = tmp_path / "old.pt"  # a classifier checkpoint with a LayerNorm head
+    torch.save({"cfg": {"model": {"encoder": {"encoder_layers": 1}, "class_names": ["a", "b"], "multi_label": False,
+                                  "head_norm": "layernorm"}},
                 "model": {"backbone.post_extract_proj.weight": torch.zeros(1), "head.weight": torch.zeros(1)}}, old)
     checkpoint = SimpleNamespace(restore_file="checkpoint_last.pt", checkpoint_suffix="", save_dir=str(tmp_path / "ck"),
                                  continue_once=str(old), finetune_from_model=None)

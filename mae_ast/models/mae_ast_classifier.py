@@ -31,9 +31,6 @@ from .classifier_encoder import classifier_encoder
 from .layer_decay import set_optim_overrides
 from .mae_ast import MAE_AST
 
-# tasks/run_checks.check_resume reads this as the head of a saved config without
-# head_norm; every checkpoint this code writes records head_norm (``snapshot``).
-HEAD_NORM_LEGACY = "layernorm"
 # The head settings of a saved classifier; the rest of its config is training-only.
 HEAD_FIELDS = ("head_dropout", "freeze_encoder", "pooling", "head_norm")
 

@@ -28,7 +28,6 @@ from omegaconf.errors import ConfigKeyError
 from .. import provenance
 from ..checkpoints import CLASSIFIER, PRETRAINING, CheckpointError, as_dict, config_section, read_checkpoint
 from ..data.features import FeatureSpec
-from ..models.mae_ast_classifier import HEAD_NORM_LEGACY
 
 SINGLE_LABEL_METRICS = ("loss", "accuracy")
 MULTI_LABEL_METRICS = ("loss", "mAP", "auc", "d_prime")
@@ -161,8 +160,8 @@ def check_resume(root: Any, class_names: list[str], multi_label: bool, head_norm
             f"{'' if bool(their_multi) == bool(multi_label) else f'; multi_label {their_multi} vs {multi_label}'}. "
             "Its head, best score and optimizer state would be carried onto these labels. Use a new "
             "checkpoint.save_dir (or the data folder it was trained on)")
-    their_norm = model.get("head_norm") or HEAD_NORM_LEGACY
-    if head_norm is not None and their_norm != head_norm:
+    their_norm = model.get("head_norm")  # every classifier this code writes records the resolved one
+    if None not in (head_norm, their_norm) and their_norm != head_norm:
         raise RunConfigError(f"{path}: this run would resume a classifier whose head normalises with "
                              f"{their_norm}, but this run builds {head_norm}: set model.head_norm={their_norm} "
                              "to continue it, or use a new checkpoint.save_dir")
