@@ -17,9 +17,10 @@ task and EAT. Beside ``{split}.tsv`` live:
     realigned by name; a line that names no clip is an error. A two-field line whose first
     field reads as a number (``12``, ``0042``) names a clip when such a field matches a
     manifest entry (clips ``1.wav .. 12.wav``). A single-field file (or start/end columns)
-    is read in the manifest's order: it cannot be checked, and a warning says so at load. Each label is accepted as an integer
-    class index, a ``mid`` (``/m/09x0r``) or a display name from the descriptors; a token
-    that reads both as an index and as the name of another class is refused as ambiguous.
+    is read in the manifest's order: it cannot be checked, and a warning says so at load.
+    Each label is accepted as an integer class index, a ``mid`` (``/m/09x0r``) or a display
+    name from the descriptors; a token that reads both as an index and as the name of
+    another class is refused as ambiguous.
     A display name that itself holds commas (``Child speech, kid speaking``) is matched
     whole: the longest run of comma-separated pieces that names a class wins.
 
@@ -430,8 +431,8 @@ def _bulk_names(firsts: list[str], tabs: int) -> np.ndarray | None:
 def _maybe_numbers(joined: bytes) -> bool:
     """Whether a line of ``joined`` (lines between newlines) may read as a number, or is empty."""
     lower = joined.lower()  # the words' endings first: rare in names, so the words are seldom sought
-    return (b"\n\n" in joined.translate(None, b"0123456789+-._eE")
-            or (any(e in lower for e in (b"inf\n", b"nan\n", b"infinity\n")) and any(w in lower for w in _NUMBER_WORDS)))
+    words = any(e in lower for e in (b"inf\n", b"nan\n", b"infinity\n")) and any(w in lower for w in _NUMBER_WORDS)
+    return words or b"\n\n" in joined.translate(None, b"0123456789+-._eE")
 
 
 def _hashed_order(names: np.ndarray, entries: Sequence[str]) -> np.ndarray:
@@ -514,7 +515,8 @@ def _youtube_ids(files: list[str]) -> list[str | None]:
 
 # The kinds of name a label line may use for entries, most specific first, from their
 # folders (up to the last '/') and file names, where normpath changes neither.
-_KINDS = {"path": lambda d, f: map(str.__add__, d, f), "path without extension": lambda d, f: map(str.__add__, d, _stems(f)),
+_KINDS = {"path": lambda d, f: map(str.__add__, d, f),
+          "path without extension": lambda d, f: map(str.__add__, d, _stems(f)),
           "name": lambda d, f: f, "stem": lambda d, f: _stems(f), "youtube id": lambda d, f: _youtube_ids(f)}
 
 
