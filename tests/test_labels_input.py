@@ -131,9 +131,11 @@ def _both(tmp_path, entries, lines, packed):
     return str(lbl), entries, rows if order is None else rows.take(order)
 
 
+@pytest.mark.parametrize("chunk", [L._CHUNK, 8])  # 8 characters: a slice per line or two
 @pytest.mark.parametrize("packed", [False, True])
 @pytest.mark.parametrize("case", sorted(BULK_CASES))
-def test_bulk_reader_returns_what_the_line_reader_returns(tmp_path, case, packed):
+def test_bulk_reader_returns_what_the_line_reader_returns(tmp_path, monkeypatch, case, packed, chunk):
+    monkeypatch.setattr(L, "_CHUNK", chunk)
     path, entries, want = _both(tmp_path, *BULK_CASES[case], packed)
     rows, names = L._read_bulk(L.read_text(path), BULK_SET, len(entries), True)  # raises if not taken
     assert (rows if names is None else rows.take(L._hashed_order(names, entries))).tolist() == want.tolist()
