@@ -499,18 +499,13 @@ def _stems(files: list[str]) -> list[str]:
     return [p[0] if (p := f.rpartition("."))[1] and p[0].strip(".") else f for f in files]
 
 
-def _youtube_id(stem: str) -> str | None:
-    """AudioSet clips saved as {YTID}_{start}.ext or Y{YTID}[_...].ext (YouTube ids: 11 characters)."""
-    if stem.startswith("Y") and stem[12:13] in ("", "_"):
-        return stem[1:12]
-    return stem[:11] if stem[11:12] == "_" else None
-
-
 def _youtube_ids(files: list[str]) -> list[str | None]:
-    """``_youtube_id`` of each file name's stem. It reads the stem's first 13 characters: the
-    file name's own when its extension starts after them, then the stem is longer than 12."""
-    return [(f[1:12] if f[:1] == "Y" and f[12:13] == "_" else f[:11] if f[11:12] == "_" else None)
-            if f.rfind(".") >= 13 else _youtube_id(_stems([f])[0]) for f in files]
+    """The YouTube id (11 characters) in each file name's stem, as AudioSet clips are saved:
+    {YTID}_{start}.ext or Y{YTID}[_...].ext. The rule reads the stem's first 13 characters,
+    the file name's own when its extension starts after them (most names: no split needed)."""
+    stems = (f if f.rfind(".") >= 13 else _stems([f])[0] for f in files)
+    return [s[1:12] if s[:1] == "Y" and s[12:13] in ("", "_") else s[:11] if s[11:12] == "_" else None
+            for s in stems]
 
 
 # The kinds of name a label line may use for entries, most specific first, from their
