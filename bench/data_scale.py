@@ -1,7 +1,7 @@
 """Data-side memory and times against manifest size (issue 26), in three parts.
 
     PYTHONPATH=. python bench/data_scale.py [--sizes 10000,100000,500000,2000000] [--workers 2]
-        [--layouts packed,lists] [--audio-clips 48] [--out bench/results]
+        [--layouts packed,lists] [--audio-clips 48] [--demo-mkv 300] [--out bench/results]
 
 1. Per size, a synthetic AudioSet-like split (paths only: ``part07/Y{11-char id}_30.000.mkv``
    of 10 s at 48 kHz, 527 classes, 1-4 labels per clip, a ``.lbl`` naming each clip by its
@@ -16,12 +16,17 @@
    * batching: ``ordered_indices`` + ``batch_by_size`` (max_tokens 1.4 M samples, multiple
      8), vectorised (``num_tokens_vec``) and per clip (fairseq's ``num_tokens`` path);
    * labels: ``read_label_rows`` time, its peak (tracemalloc, a second call) and what it
-     keeps; ``sample_weights`` time.
+     keeps; ``sample_weights`` time. Times as CPU seconds of the process (``process_time``,
+     what to trust on a shared machine) beside wall seconds, with the load average.
    ``--layouts lists`` turns the packed storage back into Python lists (the layout before
    issue 26) in the same process, as the baseline.
 2. The manifest building rate on real audio (``--audio-clips`` 10 s clips per format:
-   48 kHz stereo Opus in Matroska as AudioSet is downloaded, 16 kHz flac as LibriSpeech),
-   ``mae-ast-manifest`` serial and with ``--workers``, and the ``mae-ast-validate`` rate.
+   48 kHz stereo Opus in Matroska as AudioSet is downloaded, 16 kHz flac as LibriSpeech;
+   and ``--demo-mkv`` copies of ``data/demo/audio``'s .mkv clips), ``mae-ast-manifest``
+   serial and with ``--tool-workers``, and the ``mae-ast-validate`` rate, per wall and per
+   CPU second (this process's and its workers'). The table extrapolates 2 M clips on 16
+   cores from clips per CPU second (16 cores kept busy, as ``--workers 16`` does).
+   ``--sizes ''`` runs part 2 alone.
 3. A table (stdout) and JSON under ``--out``, with a node of 8 ranks x 16 workers
    extrapolated from the largest size.
 
@@ -176,13 +181,14 @@ def measure_one(folder: str, layout: str, workers: int) -> dict:
     if layout == "packed":
         label_set = read_label_descriptors(os.path.join(folder, "label_descriptors.csv"))
         lbl = os.path.join(folder, "train.lbl")
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         rows = read_label_rows(lbl, label_set, ds.entries, True, manifest)
-        row["labels_s"] = time.perf_counter() - t
+        row["labels_s"], row["labels_cpu_s"] = time.perf_counter() - t, time.process_time() - cpu
         row["labels_kept_bytes"] = rows.offsets.nbytes + rows.indices.nbytes
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         sample_weights(rows, CLASSES)
-        row["sample_weights_s"] = time.perf_counter() - t
+        row["sample_weights_s"], row["sample_weights_cpu_s"] = time.perf_counter() - t, time.process_time() - cpu
+        row["load_average"] = os.getloadavg()[0]
         del rows
         gc.collect()
         tracemalloc.start()
@@ -209,7 +215,23 @@ def measure_sizes(sizes: list[int], layouts: list[str], workers: int) -> list[di
     return rows
 
 
-def measure_tools(clips: int, workers: int) -> list[dict]:
+def cpu_seconds() -> float:
+    """CPU seconds of this process and of its finished children (a Pool's workers, once closed)."""
+    import resource
+
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+def copy_demo_mkv(folder: str, copies: int) -> None:
+    """``copies`` files cycling through the demo set's .mkv clips, named as AudioSet's."""
+    demo = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "demo", "audio")
+    sources = sorted(os.path.join(demo, f) for f in os.listdir(demo) if f.endswith(".mkv"))
+    for i in range(copies):
+        shutil.copyfile(sources[i % len(sources)], os.path.join(folder, f"Y{youtube_id(i)}_30.000.mkv"))
+
+
+def measure_tools(clips: int, workers: int, demo_copies: int) -> list[dict]:
     """Part 2: mae-ast-manifest and mae-ast-validate on real 10 s clips."""
     import soundfile as sf
 
@@ -220,28 +242,34 @@ def measure_tools(clips: int, workers: int) -> list[dict]:
     out = []
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as folder:
-        for fmt in ("mkv", "flac"):
-            audio = os.path.join(folder, fmt)
+        for fmt in ("demo mkv", "mkv", "flac"):
+            audio = os.path.join(folder, fmt.replace(" ", "_"))
             os.makedirs(audio)
-            for i in range(clips):
+            if fmt == "demo mkv":  # the repository's real AudioSet-style clips, copied
+                copy_demo_mkv(audio, demo_copies)
+            for i in range(clips if fmt != "demo mkv" else 0):
                 if fmt == "mkv":
                     wav = (0.1 * rng.standard_normal((SAMPLES, 2))).astype(np.float32)
                     encode_audio(os.path.join(audio, f"Y{youtube_id(i)}_30.000.mkv"), wav, 48000)
                 else:
                     sf.write(os.path.join(audio, f"{i:05d}.flac"), (0.1 * rng.standard_normal(160000)), 16000)
+            n = len(os.listdir(audio))
             for w in sorted({1, workers}):
-                args = [audio, "--out", os.path.join(folder, f"m_{fmt}_{w}"), "--ext", fmt, "--valid-percent", "0"]
+                args = [audio, "--out", os.path.join(folder, f"m_{fmt}_{w}"), "--ext", fmt.split()[-1],
+                        "--valid-percent", "0"]
                 if w > 1:
                     args += ["--workers", str(w)]
-                t = time.perf_counter()
+                t, cpu = time.perf_counter(), cpu_seconds()
                 rc = manifest_tool.main(args)
-                elapsed = time.perf_counter() - t
-                out.append({"tool": "mae-ast-manifest", "format": fmt, "workers": w, "clips": clips, "rc": rc,
-                            "clips_per_s": clips / elapsed})
-            t = time.perf_counter()
+                elapsed, cpu = time.perf_counter() - t, cpu_seconds() - cpu
+                out.append({"tool": "mae-ast-manifest", "format": fmt, "workers": w, "clips": n, "rc": rc,
+                            "clips_per_s": n / elapsed, "clips_per_cpu_s": n / cpu, "load_average": os.getloadavg()[0]})
+                print(json.dumps(out[-1]), file=sys.stderr)
+            t, cpu = time.perf_counter(), cpu_seconds()
             total, reasons, _ = validate_split(os.path.join(folder, f"m_{fmt}_1", "train.tsv"), 1)
             out.append({"tool": "mae-ast-validate", "format": fmt, "workers": 1, "clips": total,
-                        "bad": sum(reasons.values()), "clips_per_s": total / (time.perf_counter() - t)})
+                        "bad": sum(reasons.values()), "clips_per_s": total / (time.perf_counter() - t),
+                        "clips_per_cpu_s": total / (cpu_seconds() - cpu)})
             print(json.dumps(out[-1]), file=sys.stderr)
     return out
 
@@ -261,16 +289,20 @@ def mb(x: float) -> str:
 
 
 def table(rows: list[dict], tools: list[dict], nodes: list[dict]) -> str:
-    lines = ["| clips | layout | rank MB | worker growth MB (max) | batching s (vec / per clip) | labels s | "
-             "labels peak MB | labels kept MB | sample_weights s |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| clips | layout | rank MB | worker growth MB (max) | batching s (vec / per clip) | "
+             "labels s (CPU / wall) | labels peak MB | labels kept MB | sample_weights s (CPU / wall) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        labels = (f"{r['labels_s']:.2f} | {mb(r['labels_peak_bytes'])} | {mb(r['labels_kept_bytes'])} | "
-                  f"{r['sample_weights_s']:.2f}") if "labels_s" in r else "- | - | - | -"
+        labels = (f"{r['labels_cpu_s']:.2f} / {r['labels_s']:.2f} | {mb(r['labels_peak_bytes'])} | "
+                  f"{mb(r['labels_kept_bytes'])} | {r['sample_weights_cpu_s']:.2f} / {r['sample_weights_s']:.2f}"
+                  ) if "labels_s" in r else "- | - | - | -"
         lines.append(f"| {r['clips']:,} | {r['layout']} | {mb(r['rank_bytes'])} | {mb(r['worker_growth_max'])} | "
                      f"{r['batching_s']:.2f} / {r['batching_per_clip_s']:.2f} | {labels} |")
     if tools:
-        lines += ["", "| tool | format | workers | clips/s |", "|---|---|---|---|"]
-        lines += [f"| {t['tool']} | {t['format']} | {t['workers']} | {t['clips_per_s']:.1f} |" for t in tools]
+        lines += ["", "| tool | format | workers | clips | clips/s wall | clips per CPU s | "
+                  "2 M clips on 16 cores, min (from CPU s) |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {t['tool']} | {t['format']} | {t['workers']} | {t['clips']} | {t['clips_per_s']:.1f} | "
+                  f"{t['clips_per_cpu_s']:.1f} | {2e6 / (t['clips_per_cpu_s'] * 16) / 60:.1f} |" for t in tools]
     if nodes:
         lines += ["", "| node (8 ranks x 16 workers) | layout | per rank MB | node GB |", "|---|---|---|---|"]
         lines += [f"| {n['clips']:,} clips | {n['layout']} | {mb(n['per_rank_bytes'])} | {n['node_bytes'] / 1e9:.2f} |"
@@ -285,6 +317,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="dataloader workers forked per measurement")
     parser.add_argument("--audio-clips", type=int, default=48, help="real clips per format for part 2 (0: skip)")
     parser.add_argument("--tool-workers", type=int, default=2)
+    parser.add_argument("--demo-mkv", type=int, default=300, help="copies of data/demo/audio's .mkv clips for "
+                        "part 2's manifest rate")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     parser.add_argument("--name", default="data_scale")
     parser.add_argument("--one", help=argparse.SUPPRESS)
@@ -298,7 +332,7 @@ def main() -> None:
         return
     sizes = [int(s) for s in args.sizes.split(",") if s]
     rows = measure_sizes(sizes, args.layouts.split(","), args.workers)
-    tools = measure_tools(args.audio_clips, args.tool_workers) if args.audio_clips else []
+    tools = measure_tools(args.audio_clips, args.tool_workers, args.demo_mkv) if args.audio_clips else []
     largest = max((r["clips"] for r in rows), default=None)
     nodes = [node_estimate(r) for r in rows if r["clips"] == largest]
     for n in nodes:  # the labels are read (and kept) in the lists layout too: count ours there
@@ -306,7 +340,7 @@ def main() -> None:
             n["note"] = "labels not counted"
     print(table(rows, tools, nodes))
     env = {"python": platform.python_version(), "cpus": os.cpu_count(), "workers": args.workers,
-           "nodes": nodes, "tools": tools}
+           "load_average": os.getloadavg(), "nodes": nodes, "tools": tools}
     print(save_results(args.out, args.name, env, rows))
 
 

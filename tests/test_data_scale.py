@@ -152,6 +152,24 @@ def test_label_rows_are_the_lists_read_labels_returned(tmp_path, case, multi_lab
     assert outcome(L.read_labels, str(path), label_set, entries, multi_label) == want
 
 
+def test_the_benchmarks_audioset_split_is_read_in_bulk_as_the_list_reader_reads_it(tmp_path):
+    """BENCHMARKS.md's 2 M-line figures come from the bulk reader: a file of that shape sent
+    to the line reader would pay Python work per line and ``align``'s dicts again."""
+    import sys
+
+    sys.path.insert(0, str(DEMO.parents[1] / "bench"))
+    from data_scale import write_split
+
+    write_split(str(tmp_path), 3000)
+    label_set = L.read_label_descriptors(str(tmp_path / "label_descriptors.csv"))
+    entries = read_manifest(str(tmp_path / "train.tsv")).entries
+    lbl = str(tmp_path / "train.lbl")
+    rows, names = L._read_bulk(L.read_text(lbl), label_set, len(entries), True)  # raises if not taken
+    want = list_labels(lbl, label_set, list(entries), True)
+    assert rows.take(L._hashed_order(names, entries)).tolist() == want
+    assert L.read_label_rows(lbl, label_set, entries, True).tolist() == want
+
+
 def test_label_rows_take_and_compare_as_lists():
     rows = L.LabelRows.from_rows([[1, 2], [3], [0, 4, 5], []])
     assert rows.take(np.array([2, 0, 3, 1])).tolist() == [[0, 4, 5], [1, 2], [], [3]]

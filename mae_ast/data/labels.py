@@ -17,9 +17,10 @@ task and EAT. Beside ``{split}.tsv`` live:
     realigned by name; a line that names no clip is an error. A two-field line whose first
     field reads as a number (``12``, ``0042``) names a clip when such a field matches a
     manifest entry (clips ``1.wav .. 12.wav``). A single-field file (or start/end columns)
-    is read in the manifest's order: it cannot be checked, and a warning says so at load. Each label is accepted as an integer
-    class index, a ``mid`` (``/m/09x0r``) or a display name from the descriptors; a token
-    that reads both as an index and as the name of another class is refused as ambiguous.
+    is read in the manifest's order: it cannot be checked, and a warning says so at load.
+    Each label is accepted as an integer class index, a ``mid`` (``/m/09x0r``) or a display
+    name from the descriptors; a token that reads both as an index and as the name of
+    another class is refused as ambiguous.
     A display name that itself holds commas (``Child speech, kid speaking``) is matched
     whole: the longest run of comma-separated pieces that names a class wins.
 
@@ -32,7 +33,6 @@ name is an integer, else by text.
 
 from __future__ import annotations
 
-import array
 import codecs
 import csv
 import io
@@ -43,6 +43,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from .manifest import PackedEntries
 
 
 HEADER = ["index", "mid", "display_name"]
@@ -265,106 +267,252 @@ def read_labels(path: str, label_set: LabelSet, entries: int | Sequence[str], mu
     return read_label_rows(path, label_set, entries, multi_label, manifest).tolist()
 
 
+class _Irregular(Exception):
+    """A file the bulk reader does not take; the line-by-line reader reads it."""
+
+
 def read_label_rows(path: str, label_set: LabelSet, entries: int | Sequence[str], multi_label: bool,
                     manifest: str = "the manifest") -> LabelRows:
-    """``read_labels`` as ``LabelRows``, read in one pass without a Python object per line:
-    each distinct label text is parsed once (AudioSet's 2 M lines hold far fewer), and clip
-    names are matched by their hashes (``_hashed_order``)."""
+    """``read_labels`` as ``LabelRows``. A file of one regular shape (AudioSet's 2 M lines)
+    is read in bulk (``_read_bulk``) and matched to its clips by hashes (``_hashed_order``);
+    any other file, and every error, line by line (``_read_lines``), which explains it."""
     if not os.path.isfile(path):
         raise LabelError(f"{path}: label file not found; it needs one line per entry of {manifest}")
-    parsed: dict[str, int] = {}  # label text -> its row in ``distinct``
-    distinct: list[list[int]] = []
-    row_of, name_hash = array.array("i"), array.array("q")
-    unnamed = blank = first_error = None
-    count = named = numeric = 0  # lines up to the last non-blank one
-    lines = read_text(path).splitlines()
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            blank = blank or n
-            continue
-        count = n
-        if first_error is not None or blank is not None:
-            continue  # an error is reported once the whole file is counted
-        text = line.split("\t")[-1].strip()
-        row = parsed.get(text)
-        if row is None:
-            try:
-                labels = _parse_line(path, n, line, label_set, multi_label)
-            except LabelError as err:
-                first_error = err
-                continue
-            row = parsed[text] = len(distinct)
-            distinct.append(labels)
-        row_of.append(row)
-        name = clip_name(line)
-        if name is None:
-            unnamed = unnamed or n
-            numeric += line.count("\t") == 1  # a number first: a clip name or data2vec's column
-        else:
-            named += 1
-        name_hash.append(0 if name is None else hash(os.path.normpath(name).replace(os.sep, "/")))
-    if blank is not None and blank < count:
-        raise LabelError(f"{path}:{blank}: blank line; write one label line per manifest entry, none empty")
-    n_entries = entries if isinstance(entries, int) else len(entries)
-    if count != n_entries:
-        where = n_entries + 1 if count > n_entries else max(count, 1)
-        raise LabelError(f"{path}:{where}: {count} label lines but {manifest} has {n_entries} entries; "
-                         "write one label line per manifest entry")
-    if first_error is not None:
-        raise first_error
-    rows = LabelRows.from_rows(distinct).take(np.frombuffer(row_of, dtype=np.int32).astype(np.int64))
-    if isinstance(entries, int):
+    try:  # the file's text is let go before the clips are matched
+        rows, order = _read_bulk(read_text(path), label_set, entries if isinstance(entries, int) else len(entries),
+                                 multi_label)
+        if order is not None and not isinstance(entries, int):
+            order = _hashed_order(order, entries)
+    except _Irregular:
+        rows, order = _read_lines(path, read_text(path), label_set, entries, multi_label, manifest)
+    if order is None or isinstance(entries, int):
         _warn_unchecked(path, manifest)
         return rows
-    lines = lines[:count]
-    if numeric:  # numeric first fields may name clips (1.wav .. 12.wav): the exact matcher decides
-        ids = clip_names(lines, entries)
-        if all(i is None for i in ids):
-            _warn_unchecked(path, manifest)
-            return rows
-        order = np.asarray(align(path, ids, list(entries), manifest), dtype=np.int64)
-    elif not named:
-        _warn_unchecked(path, manifest)
-        return rows  # no line names its clip: manifest order
-    else:
-        order = _hashed_order(np.frombuffer(name_hash, dtype=np.int64), entries) if unnamed is None else None
-        if order is None:  # anything irregular: the exact matcher, which explains it
-            ids = [clip_name(line) for line in lines]
-            order = np.asarray(align(path, ids, list(entries), manifest), dtype=np.int64)
     if not np.array_equal(order, np.arange(len(order))):
         logger.info(f"{path}: lines realigned to the order of {manifest} by the clip each line names")
     return rows.take(order)
 
 
-def _hashed_order(names: np.ndarray, entries: Sequence[str]) -> np.ndarray | None:
+def _read_lines(path: str, text: str, label_set: LabelSet, entries: int | Sequence[str], multi_label: bool,
+                manifest: str) -> tuple[LabelRows, np.ndarray | None]:
+    """Rows in line order and, when lines name their clips, each entry's line (``align``).
+    Problems are reported in this order: a blank line, the line count, the first bad line."""
+    lines = text.splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    blank = next((n for n, line in enumerate(lines, start=1) if not line.strip()), None)
+    if blank is not None:
+        raise LabelError(f"{path}:{blank}: blank line; write one label line per manifest entry, none empty")
+    n_entries = entries if isinstance(entries, int) else len(entries)
+    if len(lines) != n_entries:
+        where = n_entries + 1 if len(lines) > n_entries else max(len(lines), 1)
+        raise LabelError(f"{path}:{where}: {len(lines)} label lines but {manifest} has {n_entries} entries; "
+                         "write one label line per manifest entry")
+    parsed: dict[str, int] = {}  # label text -> its row in ``distinct``: each parsed once
+    distinct: list[list[int]] = []
+    row_of = np.empty(len(lines), dtype=np.int64)
+    for n, line in enumerate(lines):
+        row = parsed.get(labels := line.split("\t")[-1].strip())
+        if row is None:
+            row = parsed[labels] = len(distinct)
+            distinct.append(_parse_line(path, n + 1, line, label_set, multi_label))
+        row_of[n] = row
+    rows = LabelRows.from_rows(distinct).take(row_of)
+    ids = None if isinstance(entries, int) else clip_names(lines, entries)
+    if ids is None or all(i is None for i in ids):
+        return rows, None
+    return rows, np.asarray(align(path, ids, list(entries), manifest), dtype=np.int64)
+
+
+# Where str.splitlines / str.strip differ from splitting at "\n" and stripping " " and "\t"
+# (a test checks every code point): a file holding one is read line by line.
+_ODD_SPACE = re.compile("[\r\x0b\x0c\x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")
+_ODD_PATH = ("//", "/./", "/../", "\n./", "\n../", "/\n", "/.\n", "/..\n")  # what normpath changes, but "."
+# What float() reads in ASCII: [0-9+-._eE] only, or a signed inf/infinity/nan (any case).
+_NUMBER_WORDS = tuple(f"\n{sign}{word}\n".encode() for sign in ("", "+", "-") for word in ("inf", "infinity", "nan"))
+_CHUNK = 1 << 22  # characters split at once: ~130 k AudioSet lines, ~40 MB of Python objects
+
+
+def _read_bulk(text: str, label_set: LabelSet, n_entries: int,
+               multi_label: bool) -> tuple[LabelRows, np.ndarray | None]:
+    """``_read_lines``'s rows, with str methods and numpy on slices of the file instead of
+    Python work per line, and the hash of each line's clip name (None: lines name no clip).
+    Only for ``n_entries`` lines with the same number of tabs each, first fields that are
+    all names (or, before 2+ tabs, all numbers) and labels all known; else ``_Irregular``."""
+    if "\r" in text and text.count("\r") == text.count("\r\n"):
+        text = text.replace("\r\n", "\n")
+    if os.sep != "/" or (any(c in text for c in "\r\x0b\x0c\x1c\x1d\x1e\x1f") if text.isascii()
+                         else _ODD_SPACE.search(text)):
+        raise _Irregular
+    last = len(text)
+    while last and text[last - 1] in " \t\n":  # trailing blank lines are not counted
+        last -= 1
+    stop = text.find("\n", last) % (len(text) + 1)  # the end of the last line with text
+    if not last or text.count("\n", 0, stop) + 1 != n_entries:
+        raise _Irregular
+    heads = {key.split(",", 1)[0] for key in label_set._by_key if "," in key}
+    classes: dict[str, int] = {}  # label as written -> class
+    parts, tabs, start = [], None, 0
+    while start < stop:
+        end = text.find("\n", start + _CHUNK, stop) % (stop + 1)
+        chunk, start = text[start:end], end + 1
+        raw = np.frombuffer(chunk.encode(), dtype=np.uint8)  # tabs and commas per line, without a str per line
+        newlines, tab_at, commas = (np.flatnonzero(raw == c) for c in b"\n\t,")
+        per_line = np.bincount(np.searchsorted(newlines, tab_at), minlength=len(newlines) + 1)
+        tabs = int(per_line[0]) if tabs is None else tabs
+        if np.any(per_line != tabs):
+            raise _Irregular
+        line = np.searchsorted(newlines, commas)
+        if tabs:
+            line = line[commas > tab_at[tabs - 1 :: tabs][line]]  # the commas after each line's last tab
+        fields = chunk.replace("\n", "\t").split("\t")
+        del chunk, raw
+        parts.append((*_bulk_labels(fields[tabs :: tabs + 1], np.bincount(line, minlength=len(newlines) + 1) + 1,
+                                    label_set, heads, classes, multi_label),
+                      _bulk_names(fields[:: tabs + 1], tabs) if tabs else None))
+    counts, indices, hashes = zip(*parts)
+    if len({h is None for h in hashes}) > 1:
+        raise _Irregular  # names in some lines, numbers in others
+    offsets = np.zeros(n_entries + 1, dtype=np.int64)
+    np.cumsum(np.concatenate(counts), out=offsets[1:])
+    return LabelRows(offsets, np.concatenate(indices)), None if hashes[0] is None else np.concatenate(hashes)
+
+
+def _bulk_labels(texts: list[str], pieces: np.ndarray, label_set: LabelSet, heads: set[str],
+                 classes: dict[str, int], multi_label: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Each text's label count and class indices, as ``_parse_line`` reads them, from texts of
+    ``pieces`` comma-separated pieces each; ``_Irregular`` where ``_parse_line`` would refuse
+    one, or where a display name holding commas may be meant."""
+    tokens = ",".join(texts).split(",")
+    try:
+        found = np.fromiter(map(classes.__getitem__, tokens), dtype=np.int64, count=len(tokens))
+    except KeyError:  # labels not seen before: look them up, once each
+        for token in set(tokens).difference(classes):
+            if not token.strip() or token.lstrip() in heads:
+                raise _Irregular from None
+            try:
+                classes[token] = label_set.lookup(token.strip())
+            except LookupError:
+                raise _Irregular from None
+        found = np.fromiter(map(classes.__getitem__, tokens), dtype=np.int64, count=len(tokens))
+    row = np.repeat(np.arange(len(texts)), pieces)
+    # A label repeated on a line counts once (dict.fromkeys): a stable sort of (line, class)
+    # keeps each pair's first place first; the keys come nearly sorted, so it is near linear.
+    key = row * label_set.num_classes + found
+    order = np.argsort(key, kind="stable")
+    first = np.ones(len(tokens), dtype=bool)
+    first[order[1:][key[order[1:]] == key[order[:-1]]]] = False
+    counts = np.bincount(row[first], minlength=len(texts))
+    if not multi_label and counts.max(initial=0) > 1:
+        raise _Irregular
+    return counts, found[first].astype(np.int32)
+
+
+def _bulk_names(firsts: list[str], tabs: int) -> np.ndarray | None:
+    """Hash of each first field as ``clip_name`` and ``align`` read it, or None when all are
+    numbers before 2+ tabs (start/end columns); ``_Irregular`` for an empty field or other
+    numbers (on two-field lines they may name clips 1.wav .. 12.wav: ``clip_names`` decides)."""
+    joined = "\n" + "\n".join(firsts) + "\n"
+    if " \n" in joined or "\n " in joined:
+        firsts = list(map(str.strip, firsts))
+        joined = "\n" + "\n".join(firsts) + "\n"
+    numbers = 0
+    if not joined.isascii() or _maybe_numbers(joined.encode("ascii")):
+        numbers = sum(map(_is_number, firsts))
+    if numbers == len(firsts) and tabs > 1:
+        return None
+    if numbers or not all(firsts):
+        raise _Irregular
+    if ("/" in joined and any(p in joined for p in _ODD_PATH)) or "\n.\n" in joined:
+        firsts = list(map(_norm, firsts))
+    return np.fromiter(map(hash, firsts), dtype=np.int64, count=len(firsts))
+
+
+def _maybe_numbers(joined: bytes) -> bool:
+    """Whether a line of ``joined`` (lines between newlines) may read as a number, or is empty."""
+    lower = joined.lower()  # the words' endings first: rare in names, so the words are seldom sought
+    words = any(e in lower for e in (b"inf\n", b"nan\n", b"infinity\n")) and any(w in lower for w in _NUMBER_WORDS)
+    return words or b"\n\n" in joined.translate(None, b"0123456789+-._eE")
+
+
+def _hashed_order(names: np.ndarray, entries: Sequence[str]) -> np.ndarray:
     """``align``'s answer from hashes of the names (Python's 64-bit ``hash``, fixed within a
-    process), or None where ``align`` must decide: a name or key hash seen twice (a repeat,
-    or a collision), or no kind of name that every line uses. A collision can only go
-    unseen where a line names no clip and no line names the clip it collides with
+    process), or ``_Irregular`` where ``align`` must decide: a name or key hash seen twice (a
+    repeat, or a collision), or no kind of name that every line uses. A collision can only
+    go unseen where a line names no clip and no line names the clip it collides with
     (~1e-7 at 2 M clips), where ``align`` would have refused the file."""
     line_sorted = np.argsort(names, kind="stable")
     sorted_names = names[line_sorted]
     if np.any(sorted_names[1:] == sorted_names[:-1]):
-        return None
-
-    def named(keys: np.ndarray) -> np.ndarray:
-        pos = np.minimum(np.searchsorted(sorted_names, keys), len(names) - 1)
-        return pos, sorted_names[pos] == keys
-
+        raise _Irregular
     probe = [clip_keys(entries[i]) for i in range(min(len(entries), 64))]
-    for kind in ("path", "path without extension", "name", "stem", "youtube id"):
+    for kind in _KINDS:
         # A kind is used only if every entry has it and is named: a few entries that are
         # not rule it out without computing the kind for all of them.
-        if not all(kind in k for k in probe) or not named(np.array([hash(k[kind]) for k in probe]))[1].all():
+        if not all(kind in k for k in probe):
             continue
-        keys = np.fromiter((hash(clip_keys(e).get(kind)) for e in entries), dtype=np.int64, count=len(entries))
-        if len(np.unique(keys)) != len(entries):
-            return None  # shared or missing keys (align skips the kind) or a collision: let align decide
-        pos, hit = named(keys)
-        if hit.all():  # every entry is named, so every line names one
-            return line_sorted[pos]
-        return None  # some entry not named: align reports the best kind's first miss
-    return None
+        probe_keys = np.array([hash(k[kind]) for k in probe])
+        if not np.array_equal(sorted_names[np.searchsorted(sorted_names, probe_keys) % len(names)], probe_keys):
+            continue
+        keys = _kind_hashes(entries, kind)
+        entry_sorted = np.argsort(keys, kind="stable")
+        # As many distinct names as entries: every entry named once iff the sorted hashes agree.
+        if not np.array_equal(keys[entry_sorted], sorted_names):
+            break  # shared or missing keys (align skips the kind), a collision or an entry not named
+        order = np.empty(len(entries), dtype=np.int64)
+        order[entry_sorted] = line_sorted
+        return order
+    raise _Irregular
+
+
+def _kind_hashes(entries: Sequence[str], kind: str, chunk: int = 1 << 17) -> np.ndarray:
+    """``hash(clip_keys(e).get(kind))`` of every entry, computing that kind only, from the
+    file names (and folders, for paths); ``clip_keys`` itself where normpath changes them."""
+    out = np.empty(len(entries), dtype=np.int64)
+    for start in range(0, len(entries), chunk):
+        folders, files = _folders_and_files(entries, start, min(len(entries), start + chunk), kind.startswith("path"))
+        keys = list(_KINDS[kind](folders, files))
+        plain = {f: _norm(f + "x") == f + "x" for f in set(folders or ())}
+        if not all(plain.values()) or {"", ".", ".."}.intersection(files):
+            for i, file in enumerate(files):
+                if file in ("", ".", "..") or (folders and not plain[folders[i]]):
+                    keys[i] = clip_keys(entries[start + i]).get(kind)
+        out[start : start + len(files)] = np.fromiter(map(hash, keys), dtype=np.int64, count=len(files))
+    return out
+
+
+def _folders_and_files(entries: Sequence[str], start: int, end: int,
+                       folders: bool) -> tuple[list[str] | None, list[str]]:
+    """Entries ``start:end`` split after their last '/' (the folders only if asked for), from
+    ``PackedEntries``' buffers without building each path."""
+    if not isinstance(entries, PackedEntries):
+        split = [entries[i].rpartition("/") for i in range(start, end)]
+        return [d + s for d, s, _ in split] if folders else None, [f for _, _, f in split]
+    dirs = list(map(entries.folders.__getitem__, entries.folder_of[start:end].tolist())) if folders else None
+    cuts = entries.offsets[start : end + 1]  # a newline between names (none holds one): one split
+    names = np.insert(entries.names[cuts[0] : cuts[-1]], cuts[1:-1] - cuts[0], ord("\n"))
+    return dirs, names.tobytes().decode("utf-8").split("\n")
+
+
+def _stems(files: list[str]) -> list[str]:
+    """``os.path.splitext(f)[0]`` of each file name (no '/')."""
+    return [p[0] if (p := f.rpartition("."))[1] and p[0].strip(".") else f for f in files]
+
+
+def _youtube_ids(files: list[str]) -> list[str | None]:
+    """The YouTube id (11 characters) in each file name's stem, as AudioSet clips are saved:
+    {YTID}_{start}.ext or Y{YTID}[_...].ext. The rule reads the stem's first 13 characters,
+    the file name's own when its extension starts after them (most names: no split needed)."""
+    stems = (f if f.rfind(".") >= 13 else _stems([f])[0] for f in files)
+    return [s[1:12] if s[:1] == "Y" and s[12:13] in ("", "_") else s[:11] if s[11:12] == "_" else None
+            for s in stems]
+
+
+# The kinds of name a label line may use for entries, most specific first, from their
+# folders (up to the last '/') and file names, where normpath changes neither.
+_KINDS = {"path": lambda d, f: map(str.__add__, d, f),
+          "path without extension": lambda d, f: map(str.__add__, d, _stems(f)),
+          "name": lambda d, f: f, "stem": lambda d, f: _stems(f), "youtube id": lambda d, f: _youtube_ids(f)}
 
 
 _WARNED: set[str] = set()
@@ -385,12 +533,27 @@ def clip_name(line: str) -> str | None:
     that field is a number (data2vec's AudioSet converter writes ``start<TAB>end<TAB>labels``)."""
     if "\t" not in line:
         return None
-    first = line.split("\t")[0].strip()
+    first = line.split("\t", 1)[0].strip()
+    return None if _is_number(first) else first
+
+
+_NUMBER_CHARS = "0123456789+-._eEinfatyINFATY"  # every ASCII character float() reads, but spaces
+
+
+def _is_number(field: str) -> bool:
+    """float() reads it ('12', '0042', '1_2', 'nan', '1e3'); most names fail the cheaper
+    character check first."""
+    if field.isascii() and field.strip(_NUMBER_CHARS):
+        return False
     try:
-        float(first)  # also reads '0042', '1_2', 'nan', '1e3'
-        return None
+        float(field)
+        return True
     except ValueError:
-        return first
+        return False
+
+
+def _norm(name: str) -> str:
+    return os.path.normpath(name).replace(os.sep, "/")
 
 
 def clip_names(lines: list[str], entries: Sequence[str]) -> list[str | None]:
@@ -402,7 +565,7 @@ def clip_names(lines: list[str], entries: Sequence[str]) -> list[str | None]:
     numeric = [n for n, (i, line) in enumerate(zip(ids, lines)) if i is None and line.count("\t") == 1]
     if numeric:
         known = {key for e in entries for key in clip_keys(e).values()}
-        firsts = {n: os.path.normpath(lines[n].split("\t")[0].strip()).replace(os.sep, "/") for n in numeric}
+        firsts = {n: _norm(lines[n].split("\t")[0].strip()) for n in numeric}
         if any(name in known for name in firsts.values()):
             for n in numeric:
                 ids[n] = lines[n].split("\t")[0].strip()
@@ -411,15 +574,10 @@ def clip_names(lines: list[str], entries: Sequence[str]) -> list[str | None]:
 
 def clip_keys(entry: str) -> dict[str, str]:
     """The names a label line may use for a manifest entry, by kind, most specific first."""
-    path = os.path.normpath(entry).replace(os.sep, "/")
-    name = path.rsplit("/", 1)[-1]
-    stem = os.path.splitext(name)[0]
-    keys = {"path": path, "path without extension": os.path.splitext(path)[0], "name": name, "stem": stem}
-    # AudioSet clips saved as {YTID}_{start}.ext or Y{YTID}[_...].ext (YouTube ids: 11 characters).
-    if stem.startswith("Y") and stem[12:13] in ("", "_"):
-        keys["youtube id"] = stem[1:12]
-    elif stem[11:12] == "_":
-        keys["youtube id"] = stem[:11]
+    folder, slash, name = _norm(entry).rpartition("/")
+    keys = {kind: next(iter(key([folder + slash], [name]))) for kind, key in _KINDS.items()}
+    if keys["youtube id"] is None:
+        del keys["youtube id"]
     return keys
 
 
@@ -432,7 +590,7 @@ def align(path: str, ids: list[str | None], entries: list[str], manifest: str) -
     if missing is not None:
         raise LabelError(f"{path}:{missing}: no clip name before the labels (or a number), though other lines "
                          "name their clip; name every clip (its path as in the manifest) or none")
-    names = [os.path.normpath(i).replace(os.sep, "/") for i in ids]
+    names = [_norm(i) for i in ids]
     line_of: dict[str, int] = {}
     for n, (clip, name) in enumerate(zip(ids, names)):
         if name in line_of:
