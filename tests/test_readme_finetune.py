@@ -83,7 +83,10 @@ def test_readme_finetuning_commands_run_as_written(tmp_path, patch_checkpoint):
             result = json.loads((run / f"test_{c}.json").read_text())
             assert result["n_clips"] == 6 and 0 <= result["accuracy"] <= 1
             assert f"checkpoint_{c}.pt" in json.dumps(result["checkpoint"])
-        assert "are test clips" not in (run / "hydra_train.log").read_text()  # advice: validate's
+        # said at the start of the run too: valid = test, and what validation scores
+        log = (run / "hydra_train.log").read_text()
+        assert "6 of the 6 valid clips are test clips" in log
+        assert "validation scores each clip's first task.target_length=128 frames (1.28 s)" in log
     # said by the README's mae-ast-validate --recipe line: valid = test, and what validation scores
     assert "advice: 6 of the 6 valid clips are test clips" in proc.stdout
     assert "checkpoint_best.pt is selected on the clips it will be scored on" in proc.stdout

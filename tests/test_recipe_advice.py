@@ -89,7 +89,7 @@ def test_valid_split_of_test_clips_is_reported(tmp_path):
     """valid = test (ESC-50's and AudioSet's recipes), also when the test list reaches the
     same files through a symlinked folder; a disjoint valid split gets no warning."""
     from mae_ast.data.manifest import read_manifest
-    from mae_ast.tools.recipe_advice import selected_on_test
+    from mae_ast.tasks.validation_notes import selected_on_test
 
     audio = ROOT / "data" / "keywords" / "audio"
     lines = (ROOT / "data" / "keywords" / "valid.tsv").read_text().splitlines()[1:]
@@ -114,21 +114,21 @@ def test_validation_crop_counts_clips_in_their_own_rate(tmp_path):
 
     from mae_ast.data.features import FeatureSpec
     from mae_ast.data.manifest import read_manifest
-    from mae_ast.tools import recipe_advice
-    from mae_ast.tools.recipe_advice import validation_crop_note
+    from mae_ast.tasks import validation_notes
+    from mae_ast.tasks.validation_notes import validation_crop_note
 
     for name, rate, seconds in (("a.wav", 44100, 1.0), ("b.wav", 16000, 2.0), ("c.flac", 8000, 0.5)):
         sf.write(tmp_path / name, np.zeros(int(rate * seconds), dtype=np.float32) + 0.01, rate)
     write_manifest(tmp_path / "valid.tsv", tmp_path, [("a.wav", 44100), ("b.wav", 32000), ("c.flac", 4000)])
     valid = read_manifest(str(tmp_path / "valid.tsv"))
-    note = validation_crop_note(valid, FeatureSpec(), 128)
-    assert "first task.target_length=128 frames (1.28 s)" in note
+    important, note = validation_crop_note(valid, FeatureSpec(), 128)
+    assert important and "first task.target_length=128 frames (1.28 s)" in note
     assert "1 of 3 valid clips are longer" in note and "--crop windows" in note
-    note = validation_crop_note(valid, FeatureSpec(), 256)
-    assert "0 of 3 valid clips are longer" in note and "not scored" not in note
-    recipe_advice.MAX_COUNTED_CLIPS, saved = 2, recipe_advice.MAX_COUNTED_CLIPS
+    important, note = validation_crop_note(valid, FeatureSpec(), 256)
+    assert not important and "0 of 3 valid clips are longer" in note and "not scored" not in note
+    validation_notes.MAX_COUNTED_CLIPS, saved = 2, validation_notes.MAX_COUNTED_CLIPS
     try:
-        note = validation_crop_note(valid, FeatureSpec(), 256)
+        important, note = validation_crop_note(valid, FeatureSpec(), 256)
     finally:
-        recipe_advice.MAX_COUNTED_CLIPS = saved
+        validation_notes.MAX_COUNTED_CLIPS = saved
     assert "the 3 valid clips were not counted" in note and "n_cropped" in note and "not scored" in note

@@ -28,6 +28,7 @@ from ..data.labels import LabelError, LabelSet, read_label_descriptors
 from .audio_task import MAE_AST_Audio_Task
 from .. import provenance
 from .run_checks import check_metric, check_resume, check_settings, launch_path, lock_run_folder, root_config
+from .validation_notes import log_validation_notes
 
 logger = logging.getLogger(__name__)
 SPEC_FIELDS = {"sample_rate": "sample_rate", "feature_dim": "num_mel_bins", "deltas": "deltas"}
@@ -123,10 +124,13 @@ class MAE_AST_Classification_Task(MAE_AST_Audio_Task):
     def check_run(self, head_norm: str, model=None) -> None:
         """Settings, metric and resume checks (``run_checks``), before any data is read;
         the run folder's lock and this run's provenance record, which resume compares.
-        Advice on the recipe (schedule, valid split, save dir) is ``mae-ast-validate --recipe``'s."""
+        Then what the validation numbers are (valid = test, the crop), said at the start as
+        evaluate says it; advice on the recipe (schedule, valid split size, save dir) is
+        ``mae-ast-validate --recipe``'s."""
         check_settings(self.cfg, self.feature_spec, self.min_frames)
         root = root_config(self.cfg)
         if root is not None:
+            log_validation_notes(root, self.cfg.data, self.feature_spec)
             check_metric(root, self.cfg.multi_label)
             lock_run_folder(root)
             record = None

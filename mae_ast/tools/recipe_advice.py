@@ -27,20 +27,14 @@ import os
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from ..data.audio_io import SOUNDFILE_EXTENSIONS
 from ..data.features import FeatureSpec
-from ..data.identity import path_key
-from ..data.manifest import Manifest, ManifestError, read_manifest
+from ..tasks.validation_notes import validation_notes
 from omegaconf import OmegaConf
 
 # Below this many validation clips, one clip is worth more than 1 point of accuracy.
 SMALL_VALID = 100
 # A warmup over more than this share of the run leaves little of it at the full lr.
 MAX_WARMUP_SHARE = 0.5
-# Clips whose headers are read to count the ones validation crops: a header read is ~2 ms
-# on a cold disk, so this bounds the count's cost at a few seconds (ESC-50's 400-clip folds
-# are counted; Speech Commands' 10k valid clips are not, and the note says how to count).
-MAX_COUNTED_CLIPS = 2000
 
 
 @dataclass
@@ -108,65 +102,6 @@ def run_warnings(cfg: Any, train_clips: Optional[int], valid_clips: Optional[int
     return out
 
 
-def read_split(data: str, split: str) -> Optional[Manifest]:
-    """A split's manifest, or None when it cannot be read (the dataset's own load says why)."""
-    try:
-        return read_manifest(os.path.join(data, f"{split}.tsv"))
-    except ManifestError:
-        return None
-
-
-def selected_on_test(valid: Manifest, test: Optional[Manifest], names: tuple[str, str] = ("valid", "test")
-                     ) -> Optional[str]:
-    """The warning when the valid split holds test clips, else None. Clips are compared by
-    real path (``identity.path_key``): a copy of the list elsewhere, or symlinks to the
-    same files, are the same clips."""
-    if test is None:
-        return None
-    test_keys = {path_key(p) for p in test.paths}
-    shared = sum(path_key(p) in test_keys for p in valid.paths)
-    if not shared:
-        return None
-    return (f"{shared} of the {len(valid.paths)} {names[0]} clips are {names[1]} clips (valid = test in the "
-            "ESC-50 and AudioSet recipes): checkpoint_best.pt is selected on the clips it will be scored on, so "
-            "its test score is the best test score over epochs, an optimistic number. Report "
-            "checkpoint_last.pt's test score (the README's fold loop does), and label a best-epoch one as "
-            "selected on test")
-
-
-def longer_clips(paths: list[str], sizes: list[int], spec: FeatureSpec, target_length: int) -> Optional[int]:
-    """How many clips give more than ``target_length`` frames, from the manifest's sizes (in
-    each file's own rate) and each file's rate from its header; None when that would read
-    more than ``MAX_COUNTED_CLIPS`` headers or a header soundfile cannot read."""
-    import soundfile as sf
-
-    if len(paths) > MAX_COUNTED_CLIPS:
-        return None
-    count = 0
-    for path, size in zip(paths, sizes):
-        if os.path.splitext(path)[1].lower() not in SOUNDFILE_EXTENSIONS:
-            return None
-        try:
-            rate = sf.info(path).samplerate
-        except Exception:  # unreadable: the dataset names it when it loads; no count here
-            return None
-        count += spec.frames_at_rate(size, rate) > target_length
-    return count
-
-
-def validation_crop_note(valid: Manifest, spec: FeatureSpec, target_length: int, name: str = "valid") -> str:
-    """What validation scores of a clip longer than the input."""
-    seconds = target_length * spec.frame_shift_ms / 1000.0  # the input's length, as evaluate says it
-    n_long = longer_clips(valid.paths, valid.sizes, spec, target_length)
-    how_many = (f"{n_long} of {len(valid.paths)} {name} clips are longer" if n_long is not None else
-                f"the {len(valid.paths)} {name} clips were not counted (mae-ast-evaluate CKPT DATA --split "
-                f"{name} prints how many are longer, n_cropped)")
-    return (f"validation scores each clip's first task.target_length={target_length} frames ({seconds:g} s), "
-            f"as mae-ast-evaluate's default --crop start: {how_many}"
-            + ("; their later frames are not scored (mae-ast-evaluate --crop windows scores every frame)"
-               if n_long != 0 else ""))
-
-
 def load_recipe(path: str, overrides: list[str]) -> tuple[Any, Any]:
     """(fairseq's config, hydra's section) of a recipe file with ``key=value`` overrides,
     on fairseq's defaults for what the recipe leaves out."""
@@ -196,8 +131,5 @@ def recipe_advice(cfg: Any, hydra: Any, data: str, spec: Optional[FeatureSpec] =
     valid = cfg.dataset.get("valid_subset", "valid").split(",")[0]
     out = run_warnings(cfg, manifest_clips(data, "train"), manifest_clips(data, valid))
     out.append(nested_save_dir(str(cfg.checkpoint.save_dir), OmegaConf.select(hydra, "run.dir")))
-    valid_manifest = None if cfg.dataset.get("disable_validation") else read_split(data, valid)
-    if valid_manifest is not None:
-        out.append(selected_on_test(valid_manifest, read_split(data, "test"), (valid, "test")))
-        out.append(validation_crop_note(valid_manifest, spec or FeatureSpec(), int(cfg.task.target_length), valid))
+    out += [note for _, note in validation_notes(cfg, data, spec)]  # also said when the run starts
     return [line for line in out if line]

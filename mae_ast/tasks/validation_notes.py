@@ -1,0 +1,103 @@
+"""What a fine-tuning run's validation numbers are, said when the run starts (the task's
+``check_run``) and by ``mae-ast-validate --recipe``: they are statements about the number a
+user will report, not advice. valid = test (the ESC-50 and AudioSet recipes validate on the
+test clips, so ``checkpoint_best.pt``'s test score is optimistic), and validation scoring
+each clip's first ``task.target_length`` frames only, with the count of longer clips."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Optional
+
+from ..data.audio_io import SOUNDFILE_EXTENSIONS
+from ..data.features import FeatureSpec
+from ..data.identity import path_key
+from ..data.manifest import Manifest, ManifestError, read_manifest
+
+logger = logging.getLogger(__name__)
+# Clips whose headers are read to count the ones validation crops: a header read is ~2 ms
+# on a cold disk, so this bounds the count's cost at a few seconds (ESC-50's 400-clip folds
+# are counted; Speech Commands' 10k valid clips are not, and the note says how to count).
+MAX_COUNTED_CLIPS = 2000
+
+
+def validation_notes(cfg: Any, data: str, spec: Optional[FeatureSpec] = None) -> list[tuple[bool, str]]:
+    """(important, note) for the run ``cfg`` (fairseq's whole config) on the folder ``data``."""
+    valid = cfg.dataset.get("valid_subset", "valid").split(",")[0]
+    manifest = None if cfg.dataset.get("disable_validation") else read_split(data, valid)
+    if manifest is None:
+        return []
+    notes = []
+    selection = selected_on_test(manifest, read_split(data, "test"), (valid, "test"))
+    if selection:
+        notes.append((True, selection))
+    notes.append(validation_crop_note(manifest, spec or FeatureSpec(), int(cfg.task.target_length), valid))
+    return notes
+
+
+def log_validation_notes(cfg: Any, data: str, spec: Optional[FeatureSpec] = None) -> None:
+    for important, note in validation_notes(cfg, data, spec):
+        (logger.warning if important else logger.info)(note)
+
+
+def read_split(data: str, split: str) -> Optional[Manifest]:
+    """A split's manifest, or None when it cannot be read (the dataset's own load says why)."""
+    try:
+        return read_manifest(os.path.join(data, f"{split}.tsv"))
+    except ManifestError:
+        return None
+
+
+def selected_on_test(valid: Manifest, test: Optional[Manifest], names: tuple[str, str] = ("valid", "test")
+                     ) -> Optional[str]:
+    """The warning when the valid split holds test clips, else None. Clips are compared by
+    real path (``identity.path_key``): a copy of the list elsewhere, or symlinks to the
+    same files, are the same clips."""
+    if test is None:
+        return None
+    test_keys = {path_key(p) for p in test.paths}
+    shared = sum(path_key(p) in test_keys for p in valid.paths)
+    if not shared:
+        return None
+    return (f"{shared} of the {len(valid.paths)} {names[0]} clips are {names[1]} clips (valid = test in the "
+            "ESC-50 and AudioSet recipes): checkpoint_best.pt is selected on the clips it will be scored on, so "
+            "its test score is the best test score over epochs, an optimistic number. Report "
+            "checkpoint_last.pt's test score (the README's fold loop does), and label a best-epoch one as "
+            "selected on test")
+
+
+def longer_clips(paths: list[str], sizes: list[int], spec: FeatureSpec, target_length: int) -> Optional[int]:
+    """How many clips give more than ``target_length`` frames, from the manifest's sizes (in
+    each file's own rate) and each file's rate from its header; None when that would read
+    more than ``MAX_COUNTED_CLIPS`` headers or a header soundfile cannot read."""
+    import soundfile as sf
+
+    if len(paths) > MAX_COUNTED_CLIPS:
+        return None
+    count = 0
+    for path, size in zip(paths, sizes):
+        if os.path.splitext(path)[1].lower() not in SOUNDFILE_EXTENSIONS:
+            return None
+        try:
+            rate = sf.info(path).samplerate
+        except Exception:  # unreadable: the dataset names it when it loads; no count here
+            return None
+        count += spec.frames_at_rate(size, rate) > target_length
+    return count
+
+
+def validation_crop_note(valid: Manifest, spec: FeatureSpec, target_length: int, name: str = "valid"
+                         ) -> tuple[bool, str]:
+    """(important: some clips are longer or were not counted, note): what validation scores
+    of a clip longer than the input."""
+    seconds = target_length * spec.frame_shift_ms / 1000.0  # the input's length, as evaluate says it
+    n_long = longer_clips(valid.paths, valid.sizes, spec, target_length)
+    how_many = (f"{n_long} of {len(valid.paths)} {name} clips are longer" if n_long is not None else
+                f"the {len(valid.paths)} {name} clips were not counted (mae-ast-evaluate CKPT DATA --split "
+                f"{name} prints how many are longer, n_cropped)")
+    note = (f"validation scores each clip's first task.target_length={target_length} frames ({seconds:g} s), "
+            f"as mae-ast-evaluate's default --crop start: {how_many}")
+    if n_long == 0:
+        return False, note
+    return True, note + "; their later frames are not scored (mae-ast-evaluate --crop windows scores every frame)"
