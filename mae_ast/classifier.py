@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from .data.augment import pad_or_crop
-from .data.features import FeatureSpec, as_waveform, as_waveforms
+from .data.features import FeatureSpec, as_waveform, as_waveforms, short_of_one_patch
 from .checkpoints import CLASSIFIER
 from .loading import Checkpoint, open_checkpoint
 from .models.class_scores import probabilities
@@ -80,9 +80,9 @@ class Classifier:
         feats, valid = [], []
         for i, wav in enumerate(as_waveforms(waveforms)):
             f = self.feature_spec.compute(wav.to(self.device))
-            if len(f) < self.model.backbone.grid.min_frames:
-                raise ValueError(f"waveform {i}: {len(f)} frames is shorter than one patch "
-                                 f"({self.model.backbone.grid.min_frames} frames)")
+            short = short_of_one_patch(len(f), self.model.backbone.grid.min_frames)
+            if short:
+                raise ValueError(f"waveform {i}: {short}")
             f, n = pad_or_crop(f, self.target_length)
             feats.append(f)
             valid.append(n)
@@ -160,9 +160,9 @@ class Classifier:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         feat = feat.to(self.device)
-        if len(feat) < self.model.backbone.grid.min_frames:
-            raise ValueError(f"{len(feat)} frames is shorter than one patch "
-                             f"({self.model.backbone.grid.min_frames} frames)")
+        short = short_of_one_patch(len(feat), self.model.backbone.grid.min_frames)
+        if short:
+            raise ValueError(short)
         starts = window_starts(len(feat), self.target_length, hop_frames or self.default_hop)
         if len(feat) <= self.target_length:
             source, valid = pad_or_crop(feat, self.target_length)

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from .data.audio_io import AudioError, read_audio
+from .data.features import short_of_one_patch
 from .data.classification_dataset import label_paths
 from .data.datadir import SPLITS
 from .data import identity
@@ -156,8 +157,9 @@ def extract_split(model, split: Split, pool: str, batch_size: int) -> None:
             path = split.manifest.paths[i]
             try:
                 wav = read_audio(path, spec.sample_rate)
-                if spec.frames(len(wav)) < grid.min_frames:
-                    raise AudioError(path, f"shorter than one patch ({grid.min_frames} frames)")
+                short = short_of_one_patch(spec.frames(len(wav)), grid.min_frames)
+                if short:
+                    raise AudioError(path, short)
                 batch.append((int(i), wav.to(device)))
             except AudioError as err:
                 split.skipped.append(str(err))

@@ -219,6 +219,13 @@ def as_waveforms(inputs: Any) -> list[torch.Tensor]:
     return [as_waveform(x, i) for i, x in enumerate(inputs)]
 
 
+def short_of_one_patch(frames: int, min_frames: int) -> str | None:
+    """Why ``frames`` feature frames make no token (``min_frames`` is ``PatchGrid.min_frames``,
+    one patch in time), or None: the one test and message of every reader of audio, each
+    refusing or skipping by its own policy."""
+    return f"{frames} frames is shorter than one patch ({min_frames} frames)" if frames < min_frames else None
+
+
 def clip_features(path: str, spec: FeatureSpec, expected_samples: int | None = None,
                   min_frames: int = 1, allow_silence: bool = False) -> torch.Tensor:
     """What training does with one file: decode (checked against the manifest's length),
@@ -231,9 +238,10 @@ def clip_features(path: str, spec: FeatureSpec, expected_samples: int | None = N
     if frames == 0:
         raise AudioError(path, f"{len(wav)} samples at {spec.sample_rate} Hz is shorter than one "
                                f"{spec.window_samples}-sample fbank window")
-    if frames < min_frames:
-        raise AudioError(path, f"{frames} frames is shorter than one patch ({min_frames} frames, "
-                               f"{spec.samples_for_frames(min_frames)} samples at {spec.sample_rate} Hz)")
+    short = short_of_one_patch(frames, min_frames)
+    if short:
+        raise AudioError(path, f"{short}: {spec.samples_for_frames(min_frames)} samples at {spec.sample_rate} Hz "
+                               "make one")
     try:
         return spec.compute(wav)
     except (ValueError, RuntimeError) as err:

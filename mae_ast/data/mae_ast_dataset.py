@@ -27,7 +27,7 @@ except ImportError:  # feature extraction without fairseq: a plain torch dataset
     from torch.utils.data import Dataset as FairseqDataset
 
 from .audio_io import AudioError, decode_audio
-from .features import FeatureSpec, clip_features
+from .features import FeatureSpec, clip_features, short_of_one_patch
 from .manifest import ManifestError, read_manifest
 
 logger = logging.getLogger(__name__)
@@ -130,8 +130,9 @@ class MAE_AST_Dataset(FairseqDataset):
             feat = self.get_features(index)
         except AudioError as err:
             return self._skip(index, err.reason)
-        if len(feat) < self.min_frames:
-            return self._skip(index, f"{len(feat)} frames is shorter than one patch ({self.min_frames})")
+        short = short_of_one_patch(len(feat), self.min_frames)
+        if short:
+            return self._skip(index, short)
         return {"id": index, "source": feat}
 
     def get_waveform(self, index: int) -> dict:
@@ -145,8 +146,9 @@ class MAE_AST_Dataset(FairseqDataset):
         frames = self.feature_spec.frames_at_rate(len(wav), rate)
         if frames == 0:
             return self._skip(index, f"{len(wav)} samples at {rate} Hz is shorter than one fbank window")
-        if frames < self.min_frames:
-            return self._skip(index, f"{frames} frames is shorter than one patch ({self.min_frames})")
+        short = short_of_one_patch(frames, self.min_frames)
+        if short:
+            return self._skip(index, short)
         return {"id": index, "source": wav, "rate": rate, "frames": frames}
 
     def crop_start(self, index: int, length: int, target: int) -> int:

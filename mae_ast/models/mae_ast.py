@@ -23,7 +23,7 @@ from .._fairseq import (
     get_available_activation_fns,
     register_model,
 )
-from ..data.features import FeatureSpec, as_waveforms
+from ..data.features import FeatureSpec, as_waveforms, short_of_one_patch
 from .masking import MASK_TYPES, MaskPlan, compute_mask
 from .patch_grid import PatchGrid
 from .transformer import SinusoidalPositionalEncoding, TransformerEncoder
@@ -218,9 +218,9 @@ class MAE_AST(BaseFairseqModel):
             raise ValueError(f"expected features of shape (B, frames, {self.feature_dim}), "
                              f"got shape {tuple(source.shape)}")
         self.feature_spec.check_width(source.shape[-1])
-        if source.shape[1] < self.grid.min_frames:
-            raise ValueError(f"input of {source.shape[1]} frames is shorter than one patch "
-                             f"({self.grid.min_frames} frames)")
+        short = short_of_one_patch(source.shape[1], self.grid.min_frames)
+        if short:
+            raise ValueError(f"input: {short}")
 
     def normalize(self, source: torch.Tensor) -> torch.Tensor:
         """AST-style normalisation of ``(B, frames, columns)``: mean 0, std 0.5."""
@@ -369,11 +369,10 @@ class MAE_AST(BaseFairseqModel):
         with the frame padding mask (True = padding)."""
         wavs = as_waveforms(wavs)
         device = next(self.parameters()).device
-        shortest = self.feature_spec.samples_for_frames(self.grid.min_frames)
         for i, w in enumerate(wavs):
-            if len(w) < shortest:
-                raise ValueError(f"waveform {i}: {len(w)} samples is shorter than one patch "
-                                 f"({shortest} samples at {self.feature_spec.sample_rate} Hz)")
+            short = short_of_one_patch(self.feature_spec.frames(len(w)), self.grid.min_frames)
+            if short:
+                raise ValueError(f"waveform {i} ({len(w)} samples at {self.feature_spec.sample_rate} Hz): {short}")
         feats = [self.feature_spec.compute(w.to(device)) for w in wavs]
         lengths = torch.tensor([len(f) for f in feats], device=device)
         padded = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)

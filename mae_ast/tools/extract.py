@@ -22,6 +22,7 @@ import torch
 from tqdm import tqdm
 
 from ..data.audio_io import AUDIO_EXTENSIONS, AudioError, read_audio
+from ..data.features import short_of_one_patch
 from ..data.manifest import ManifestError, read_manifest
 from ..checkpoints import CheckpointError
 from ..loading import load
@@ -97,8 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         for path, stem in items[start : start + args.batch_size]:
             try:
                 wav = read_audio(path, spec.sample_rate)
-                if spec.frames(len(wav)) < grid.min_frames:
-                    raise AudioError(path, f"shorter than one patch ({grid.min_frames} frames)")
+                short = short_of_one_patch(spec.frames(len(wav)), grid.min_frames)
+                if short:
+                    raise AudioError(path, short)
                 batch.append((stem, wav.to(device)))
             except AudioError as err:
                 bad.append(err)

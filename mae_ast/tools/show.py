@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..data.audio_io import AudioError, read_audio
+from ..data.features import short_of_one_patch
 from ..checkpoints import PRETRAINING, CheckpointError
 from ..loading import open_checkpoint
 from ._common import check_output, output_folder, positive_float
@@ -89,8 +90,9 @@ def main(argv: list[str] | None = None) -> int:
         model = open_checkpoint(args.checkpoint, kinds=(PRETRAINING,)).model
         spec = model.feature_spec
         wav = read_audio(args.audio, spec.sample_rate)[: int(args.seconds * spec.sample_rate)]
-        if spec.frames(len(wav)) < model.grid.min_frames:
-            raise AudioError(args.audio, f"shorter than one patch ({model.grid.min_frames} frames)")
+        short = short_of_one_patch(spec.frames(len(wav)), model.grid.min_frames)
+        if short:
+            raise AudioError(args.audio, short)
     except (CheckpointError, AudioError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
