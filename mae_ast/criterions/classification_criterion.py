@@ -41,14 +41,23 @@ def reset_scores(aggregator: str = "valid") -> None:
     checkpoints keep the last run's (``ConcatTensorMeter`` saves its tensor)."""
     for key in (SCORES_KEY, TARGETS_KEY):
         metrics.reset_meter(aggregator, key)
+    meter = metrics.get_meter(aggregator, SCORES_KEY)
+    if meter is not None:
+        meter.split_metrics = None  # nor the metrics cached from them (``_metric``)
 
 
 def _metric(key: str, multi_label: bool):
     def value(meters) -> float:
-        scores, targets = meters[SCORES_KEY].tensor, meters[TARGETS_KEY].tensor
-        if scores is None:
+        meter = meters[SCORES_KEY]
+        if meter.tensor is None:
             return float("nan")
-        return classification_metrics(scores.numpy(), targets.numpy(), multi_label).get(key, float("nan"))
+        # Each derived key (mAP, auc, d_prime) reads the same split: compute its metrics once
+        # per score tensor (a new tensor with every batch logged), kept on the meter.
+        cached = getattr(meter, "split_metrics", None)
+        if cached is None or cached[0] is not meter.tensor:
+            found = classification_metrics(meter.tensor.numpy(), meters[TARGETS_KEY].tensor.numpy(), multi_label)
+            meter.split_metrics = cached = (meter.tensor, found)
+        return cached[1].get(key, float("nan"))
 
     return value
 
