@@ -11,6 +11,7 @@ import os
 from typing import Any, Optional
 
 from ..data.audio_io import SOUNDFILE_EXTENSIONS
+from ..data.classification_dataset import label_paths
 from ..data.features import FeatureSpec
 from ..data.identity import path_key
 from ..data.manifest import Manifest, ManifestError, read_manifest
@@ -44,7 +45,7 @@ def log_validation_notes(cfg: Any, data: str, spec: Optional[FeatureSpec] = None
 def read_split(data: str, split: str) -> Optional[Manifest]:
     """A split's manifest, or None when it cannot be read (the dataset's own load says why)."""
     try:
-        return read_manifest(os.path.join(data, f"{split}.tsv"))
+        return read_manifest(label_paths(data, split)[0])
     except ManifestError:
         return None
 
