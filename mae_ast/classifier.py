@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from .data.augment import pad_or_crop
-from .data.features import FeatureSpec, as_waveform, as_waveforms, short_of_one_patch
+from .data.features import FeatureSpec, as_waveform, short_of_one_patch
 from .checkpoints import CLASSIFIER
 from .loading import Checkpoint, open_checkpoint
 from .models.class_scores import probabilities
@@ -77,19 +77,8 @@ class Classifier:
     def features(self, waveforms: list[Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """Waveforms -> ``(B, target_length, width)`` features cropped from the start or
         padded (as evaluation in training), and the frame padding mask (True = padding)."""
-        feats, valid = [], []
-        for i, wav in enumerate(as_waveforms(waveforms)):
-            f = self.feature_spec.compute(wav.to(self.device))
-            short = short_of_one_patch(len(f), self.model.backbone.grid.min_frames)
-            if short:
-                raise ValueError(f"waveform {i}: {short}")
-            f, n = pad_or_crop(f, self.target_length)
-            feats.append(f)
-            valid.append(n)
-        source = torch.stack(feats)
-        valid = torch.tensor(valid, device=self.device)
-        mask = torch.arange(self.target_length, device=self.device)[None] >= valid[:, None]
-        return source, mask
+        return self.feature_spec.batch(waveforms, self.model.backbone.grid.min_frames, self.device,
+                                       length=self.target_length)
 
     @property
     def default_hop(self) -> int:

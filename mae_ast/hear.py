@@ -42,7 +42,6 @@ import torch
 import torch.nn as nn
 
 from .checkpoints import CLASSIFIER
-from .data.features import as_waveform
 from .loading import open_checkpoint, ready
 from .models.mae_ast import MAE_AST
 
@@ -91,14 +90,7 @@ class HearModel(nn.Module):
         if not isinstance(audio, torch.Tensor) or audio.dim() != 2:
             shape = tuple(audio.shape) if hasattr(audio, "shape") else type(audio).__name__
             raise ValueError(f"audio must be a (n_sounds, n_samples) tensor, got {shape}")
-        spec = self.encoder.feature_spec
-        feats = []
-        for i, row in enumerate(audio):
-            wav = as_waveform(row, i).to(self.device)
-            if len(wav) < spec.window_samples:
-                wav = torch.nn.functional.pad(wav, (0, spec.window_samples - len(wav)))
-            feats.append(spec.compute(wav))
-        return torch.stack(feats)
+        return self.encoder.feature_spec.batch(list(audio), 1, self.device, pad_short=True)[0]
 
     def layer_states(self, image: torch.Tensor) -> torch.Tensor:
         """``(B, frames, width)`` -> ``(B, steps, dim)``: the chosen layers' mean, time-aligned."""

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .data.audio_io import AudioError, read_audio
+from .data.audio_io import AudioError
 from .data.features import short_of_one_patch
 from .data.classification_dataset import label_paths
 from .data.datadir import SPLITS
@@ -156,7 +156,7 @@ def extract_split(model, split: Split, pool: str, batch_size: int) -> None:
         for i in order[start : start + batch_size]:
             path = split.manifest.paths[i]
             try:
-                wav = read_audio(path, spec.sample_rate)
+                wav = spec.read(path)
                 short = short_of_one_patch(spec.frames(len(wav)), grid.min_frames)
                 if short:
                     raise AudioError(path, short)

@@ -119,9 +119,15 @@ def hydra_train(run_dir: Path, *overrides: str, data: Path = DEMO, timeout: int 
     return fairseq_train("pretrain/mae_ast", run_dir, f"task.data={data}", *overrides, timeout=timeout)
 
 
+# 64-d fixtures: every default-width (768) run is a test's own (the seed commands, the
+# training curve); at 768 a fixture checkpoint is ~560 MB, most of it sine tables and Adam.
+SMALL_WIDTH = ("model.encoder_embed_dim=64", "model.decoder_embed_dim=64", "model.encoder_ffn_embed_dim=128",
+               "model.encoder_attention_heads=4")
+
+
 def _small_run(run: Path, kt: int, kc: int, mask_type: str) -> Path:
     proc = hydra_train(
-        run, "model.encoder_layers=2", "model.decoder_layers=1", f"task.mask_type={mask_type}",
+        run, "model.encoder_layers=2", "model.decoder_layers=1", *SMALL_WIDTH, f"task.mask_type={mask_type}",
         f"model.ast_kernel_size_chan={kc}", f"model.ast_kernel_size_time={kt}",
         f"model.ast_kernel_stride_chan={kc}", f"model.ast_kernel_stride_time={kt}",
         "distributed_training.distributed_world_size=1", "distributed_training.nprocs_per_node=1",
@@ -133,13 +139,13 @@ def _small_run(run: Path, kt: int, kc: int, mask_type: str) -> Path:
 
 @pytest.fixture(scope="session")
 def frame_checkpoint(tmp_path_factory) -> Path:
-    """A small frame model (2x128, random_mask) trained for 3 updates by the real CLI."""
+    """A small frame model (2x128, random_mask, 2 x 64-d layers) trained for 3 updates by the real CLI."""
     return _small_run(tmp_path_factory.mktemp("frame_run"), 2, 128, "random_mask")
 
 
 @pytest.fixture(scope="session")
 def patch_checkpoint(tmp_path_factory) -> Path:
-    """A small patch model (16x16, chunk_mask) trained for 3 updates by the real CLI."""
+    """A small patch model (16x16, chunk_mask, 2 x 64-d layers) trained for 3 updates by the real CLI."""
     return _small_run(tmp_path_factory.mktemp("patch_run"), 16, 16, "chunk_mask")
 
 

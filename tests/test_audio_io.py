@@ -118,7 +118,7 @@ def test_an_exception_while_resampling_names_the_file(tmp_path, monkeypatch):
     def broken(*args):
         raise RuntimeError("out of memory")
 
-    monkeypatch.setattr(sys.modules["mae_ast.data.audio_io"], "resample", broken)
+    monkeypatch.setattr(sys.modules["mae_ast.data.features"], "resample", broken)
     with pytest.raises(AudioError, match=r"clip\.flac: resampling 44100 Hz to 16000 Hz failed .*out of memory"):
         read_audio(str(path))
 

@@ -18,7 +18,7 @@ import torch
 
 from conftest import ROOT, tiny_model
 from mae_ast.classifier import load_classifier, window_starts
-from mae_ast.data.audio_io import read_audio
+from mae_ast.data import read_audio
 from mae_ast.data.features import FeatureSpec
 from mae_ast.models.builders import build_backbone
 from mae_ast.models.mae_ast_classifier import MAE_AST_Classifier

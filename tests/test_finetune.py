@@ -12,7 +12,7 @@ from fairseq import checkpoint_utils
 
 from conftest import BIN, CLASS_NAMES as NAMES, ROOT, finetune, logged, run_cli, write_data
 from mae_ast.classifier import load_classifier
-from mae_ast.data.audio_io import read_audio
+from mae_ast.data import read_audio
 from mae_ast.metrics import classification_metrics
 from mae_ast.models.mae_ast_classifier import MAE_AST_Classifier
 

@@ -14,7 +14,7 @@ import torch
 
 import mae_ast
 from conftest import DEMO, ROOT
-from mae_ast.data.audio_io import read_audio
+from mae_ast.data import read_audio
 
 README = (ROOT / "README.md").read_text()
 BIN = os.path.dirname(sys.executable)

@@ -26,7 +26,7 @@ import mae_ast
 from mae_ast import hear
 from conftest import DEMO, ROOT, task_cfg, tiny_model
 from mae_ast.classifier import load_classifier
-from mae_ast.data.audio_io import read_audio
+from mae_ast.data import read_audio
 from mae_ast.hf import remote_code
 
 pytest.importorskip("safetensors", reason="the hf extra is not installed (pip install -e '.[hf]')")
@@ -168,6 +168,8 @@ def clean_python() -> Path:
             subprocess.run(["rm", "-rf", str(CLEAN_ENV)], check=True)
             base = getattr(sys, "_base_executable", sys.executable)
             subprocess.run([base, "-m", "venv", str(CLEAN_ENV)], check=True, timeout=300)
+            # torch (only torch and what it needs) by hard links from this venv: no second GB on disk
+            subprocess.run([sys.executable, ROOT / "scripts" / "link_torch.py", CLEAN_ENV], check=True, timeout=300)
         proc = subprocess.run([str(python), "-m", "pip", "install", "-q", *requirements], capture_output=True,
                               text=True, timeout=1500)
         if proc.returncode != 0:

@@ -20,7 +20,7 @@ import torch
 
 import mae_ast
 from conftest import ROOT
-from mae_ast.data.audio_io import read_audio
+from mae_ast.data import read_audio
 from test_hf_export import clean_python, export, run_clean
 
 pytest.importorskip("safetensors", reason="the hf extra is not installed (pip install -e '.[hf]')")

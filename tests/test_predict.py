@@ -15,7 +15,7 @@ from conftest import cli_env
 from test_finetune_e2e import KEYWORDS, finetune, pretrain
 
 from mae_ast.classifier import load_classifier
-from mae_ast.data.audio_io import read_audio
+from mae_ast.data import read_audio
 from mae_ast.data.labels import read_label_descriptors
 from mae_ast.tools.predict import window_starts
 

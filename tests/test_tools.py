@@ -44,7 +44,7 @@ print(tuple(out["last_hidden_state"].shape), len(out["hidden_states"]))
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.strip().endswith("(1, 49, 768) 2")
+    assert proc.stdout.strip().endswith("(1, 49, 64) 2")
 
 
 def test_not_a_checkpoint_names_the_problem(tmp_path):
@@ -124,7 +124,7 @@ def test_extract_cli_writes_features_and_reports_bad_files(tmp_path, frame_check
     with torch.no_grad():  # stopping at layer 1 gives the same layer-1 states
         early = model.extract_layers([read_audio(str(audio / "a.flac"))], output_layer=1)["hidden_states"]
     assert len(early) == 1 and torch.allclose(early[0][0], ref, atol=1e-6)
-    assert b.ndim == 2 and b.shape[1] == 768
+    assert b.ndim == 2 and b.shape[1] == model.cfg.encoder_embed_dim
 
 
 @pytest.mark.parametrize("which", ["frame_checkpoint", "patch_checkpoint"])

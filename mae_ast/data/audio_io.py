@@ -1,4 +1,5 @@
-"""Reading audio files into mono float32 waveforms at the task's sample rate.
+"""Decoding audio files into mono float32 waveforms at their own rate (resampling is
+``features.read_audio``'s).
 
 Like the original: ``.mkv`` (and other containers) are decoded with PyAV, all frames of
 the first audio stream, channels averaged; everything soundfile knows is read with
@@ -8,10 +9,10 @@ scaled to [-1, 1] (the original would have averaged interleaved int16 samples as
 channel).
 
 Every failure raises ``AudioError`` naming the file and the reason; an exception of any
-kind while decoding or resampling becomes one, so a training run skips the file by name.
+kind while decoding becomes one, so a training run skips the file by name.
 
 Truncation: a cut ``.wav`` (its header still claims the full length) or ``.mkv`` decodes
-to a shorter clip without any error, so ``read_audio`` can compare the decoded length
+to a shorter clip without any error, so ``decode_audio`` can compare the decoded length
 with the manifest's (``expected_samples``, at the file's own rate, before resampling). It
 is accepted up to ``max(2% of expected, 0.2 s)`` short, and any amount longer. Why that
 much: a length taken from a container header rather than from decoding can overstate the
@@ -28,7 +29,6 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from .resample import resample
 
 # Extensions read with soundfile; anything else goes through PyAV (mkv, mp4, webm, m4a...).
 SOUNDFILE_EXTENSIONS = frozenset({".flac", ".wav", ".ogg", ".aiff", ".aif", ".au", ".w64", ".caf"})
@@ -226,7 +226,7 @@ TRUNCATION_TOLERANCE_S = 0.2
 
 
 @contextlib.contextmanager
-def _named_failure(path: str, doing: str) -> Iterator[None]:
+def named_failure(path: str, doing: str) -> Iterator[None]:
     """Turn any exception from the body into an ``AudioError`` naming ``path``."""
     try:
         yield
@@ -273,29 +273,17 @@ def _check_samples(path: str, wav: np.ndarray, allow_silence: bool = False) -> N
 def decode_audio(path: str, expected_samples: int | None = None,
                  allow_silence: bool = False) -> tuple[torch.Tensor, int]:
     """Mono float32 waveform of ``path`` at the file's own rate, scale [-1, 1], and that
-    rate: ``read_audio`` without the resampling (``task.features_on_device`` resamples
-    batches on the training device instead).
+    rate (``features.read_audio`` resamples it; ``task.features_on_device`` resamples
+    whole batches on the training device instead).
 
     ``expected_samples``: the manifest's length at the file's own rate; a decoded clip
     shorter than that beyond the tolerance raises ``AudioError("truncated: ...")``.
     """
     _check_path(path)
     ext = os.path.splitext(path)[1].lower()
-    with _named_failure(path, "decoding"):
+    with named_failure(path, "decoding"):
         wav, rate = _read_soundfile(path) if ext in SOUNDFILE_EXTENSIONS else _read_pyav(path, expected_samples)
         _check_samples(path, wav, allow_silence)
         if expected_samples is not None:
             _check_length(path, wav.size, int(expected_samples), int(rate))
         return torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32)), int(rate)
-
-
-def read_audio(path: str, sample_rate: int = 16000, expected_samples: int | None = None,
-               allow_silence: bool = False) -> torch.Tensor:
-    """Mono float32 waveform of ``path`` resampled to ``sample_rate``, scale [-1, 1].
-
-    ``expected_samples``: the manifest's length at the file's own rate; a decoded clip
-    shorter than that beyond the tolerance raises ``AudioError("truncated: ...")``.
-    """
-    wav, rate = decode_audio(path, expected_samples, allow_silence)
-    with _named_failure(path, f"resampling {rate} Hz to {sample_rate} Hz"):
-        return resample(wav, rate, sample_rate)

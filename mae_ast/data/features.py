@@ -1,11 +1,13 @@
 """The one definition of how audio becomes model input.
 
 ``FeatureSpec`` holds the facts (sample rate, mel bins, deltas, frame window and shift)
-and answers every question asked about them: feature width, frames for n samples, the
-shortest usable clip, and the features themselves. The dataset, the fbank cache, the
-model, ``extract_layers``, the s3prl upstream and every tool build one from the
-checkpoint's or the task's config (``FeatureSpec.from_task_cfg``) and ask it, so a
-checkpoint trained with deltas gets deltas everywhere.
+and is the one way in: a file (``read_audio``: decode, resample), waveforms
+(``batch``: the input contract, fbank, one short-clip policy, a padded batch and its
+mask) or a device batch (``compute_batch``). It also answers every question asked about
+those facts: feature width, frames for n samples, the shortest usable clip. The dataset,
+the fbank cache, the model, ``extract_layers``, the s3prl upstream, HEAR and every tool
+build one from the checkpoint's or the task's config (``FeatureSpec.from_task_cfg``), so
+a checkpoint trained with deltas gets deltas everywhere.
 
 ``as_waveforms`` is the input contract for raw audio handed to the model by users:
 mono float in [-1, 1] at the spec's rate; everything else is refused with a message
@@ -22,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .audio_io import AudioError, decode_audio, named_failure
 from .fbank import fbank
 from .resample import resample, resampled_length
 
@@ -121,6 +124,39 @@ class FeatureSpec:
         return fbank(waveform, num_mel_bins=self.num_mel_bins, sample_rate=self.sample_rate,
                      frame_length_ms=self.frame_length_ms, frame_shift_ms=self.frame_shift_ms)
 
+    def resample(self, wav: torch.Tensor, rate: int) -> torch.Tensor:
+        """``wav`` (``(..., N)`` at ``rate`` Hz) at the spec's rate."""
+        return resample(wav, rate, self.sample_rate)
+
+    def read(self, path: str, expected_samples: int | None = None, allow_silence: bool = False) -> torch.Tensor:
+        """``read_audio`` at the spec's rate."""
+        return read_audio(path, self.sample_rate, expected_samples, allow_silence)
+
+    def batch(self, waveforms: Any, min_frames: int, device: torch.device | str | None = None,
+              pad_short: bool = False, length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Waveforms under the input contract (``as_waveforms``) -> ``(B, frames, width)``
+        features on ``device``, zero-padded to the longest clip (or cropped from the start
+        and padded to ``length`` frames), and the frame padding mask (True = padding).
+
+        The one short-clip policy: a clip with fewer than ``min_frames`` frames (one patch)
+        raises ``ValueError`` naming it, or with ``pad_short`` is zero-padded to the
+        samples that make ``min_frames`` frames, which then count as its own."""
+        feats = []
+        for i, wav in enumerate(as_waveforms(waveforms)):
+            frames = self.frames(len(wav))
+            short = short_of_one_patch(frames, min_frames)
+            if short and pad_short:
+                wav = F.pad(wav, (0, self.samples_for_frames(min_frames) - len(wav)))
+            elif short:
+                raise ValueError(f"waveform {i} ({len(wav)} samples at {self.sample_rate} Hz): {short}")
+            feat = self.compute(wav.to(device))
+            feats.append(feat if length is None else feat[:length])
+        valid = torch.tensor([len(f) for f in feats], device=feats[0].device)
+        source = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
+        if length is not None and source.shape[1] < length:
+            source = F.pad(source, (0, 0, 0, length - source.shape[1]))
+        return source, torch.arange(source.shape[1], device=source.device)[None] >= valid[:, None]
+
     def frames_at_rate(self, num_samples: int, rate: int) -> int:
         """Frames of a clip of ``num_samples`` at ``rate`` Hz once resampled to ours."""
         return self.frames(resampled_length(num_samples, rate, self.sample_rate))
@@ -134,14 +170,14 @@ class FeatureSpec:
         and zeros beyond them, as the per-clip code pads); the rest is padding."""
         new_lengths = [resampled_length(n, r, self.sample_rate) for n, r in zip(lengths, rates)]
         if len(set(rates)) == 1:  # the usual batch: one rate, no regrouping
-            at_rate = resample(wav[:, : max(lengths)], rates[0], self.sample_rate)
+            at_rate = self.resample(wav[:, : max(lengths)], rates[0])
         else:
             at_rate = wav.new_zeros(len(lengths), max(new_lengths))
             for rate in sorted(set(rates)):
                 rows = [i for i, r in enumerate(rates) if r == rate]
                 n = max(lengths[i] for i in rows)
                 # Row slices, not an index tensor: nothing is copied from the host.
-                group = resample(torch.stack([wav[i, :n] for i in rows]), rate, self.sample_rate)
+                group = self.resample(torch.stack([wav[i, :n] for i in rows]), rate)
                 for k, i in enumerate(rows):
                     at_rate[i, : new_lengths[i]] = group[k, : new_lengths[i]]
         feat = self._fbank(at_rate)
@@ -226,14 +262,22 @@ def short_of_one_patch(frames: int, min_frames: int) -> str | None:
     return f"{frames} frames is shorter than one patch ({min_frames} frames)" if frames < min_frames else None
 
 
+def read_audio(path: str, sample_rate: int = 16000, expected_samples: int | None = None,
+               allow_silence: bool = False) -> torch.Tensor:
+    """Mono float32 waveform of ``path`` resampled to ``sample_rate``, scale [-1, 1]
+    (``audio_io.decode_audio``, whose ``expected_samples`` is the manifest's length at the
+    file's own rate, then the resampler); ``AudioError`` names the file on any failure."""
+    wav, rate = decode_audio(path, expected_samples, allow_silence)
+    with named_failure(path, f"resampling {rate} Hz to {sample_rate} Hz"):
+        return resample(wav, rate, sample_rate)
+
+
 def clip_features(path: str, spec: FeatureSpec, expected_samples: int | None = None,
                   min_frames: int = 1, allow_silence: bool = False) -> torch.Tensor:
     """What training does with one file: decode (checked against the manifest's length),
     resample, features, at least ``min_frames`` frames (one patch). Raises ``AudioError``
     with the reason; ``mae-ast-validate`` calls this too, so both check the same things."""
-    from .audio_io import AudioError, read_audio
-
-    wav = read_audio(path, spec.sample_rate, expected_samples=expected_samples, allow_silence=allow_silence)
+    wav = spec.read(path, expected_samples, allow_silence)
     frames = spec.frames(len(wav))
     if frames == 0:
         raise AudioError(path, f"{len(wav)} samples at {spec.sample_rate} Hz is shorter than one "

@@ -23,7 +23,7 @@ from .._fairseq import (
     get_available_activation_fns,
     register_model,
 )
-from ..data.features import FeatureSpec, as_waveforms, short_of_one_patch
+from ..data.features import FeatureSpec, short_of_one_patch
 from .masking import MASK_TYPES, MaskPlan, compute_mask
 from .patch_grid import PatchGrid
 from .transformer import SinusoidalPositionalEncoding, TransformerEncoder
@@ -365,18 +365,9 @@ class MAE_AST(BaseFairseqModel):
 
     def wavs_to_fbank(self, wavs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Features of each waveform (mono, [-1, 1], at the spec's rate) computed as the
-        checkpoint was trained, on the waveform's device, zero-padded to the longest,
-        with the frame padding mask (True = padding)."""
-        wavs = as_waveforms(wavs)
-        device = next(self.parameters()).device
-        for i, w in enumerate(wavs):
-            short = short_of_one_patch(self.feature_spec.frames(len(w)), self.grid.min_frames)
-            if short:
-                raise ValueError(f"waveform {i} ({len(w)} samples at {self.feature_spec.sample_rate} Hz): {short}")
-        feats = [self.feature_spec.compute(w.to(device)) for w in wavs]
-        lengths = torch.tensor([len(f) for f in feats], device=device)
-        padded = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
-        return padded, torch.arange(padded.shape[1], device=device)[None] >= lengths[:, None]
+        checkpoint was trained, on the model's device, zero-padded to the longest, with
+        the frame padding mask (True = padding); a clip short of one patch is refused."""
+        return self.feature_spec.batch(wavs, self.grid.min_frames, next(self.parameters()).device)
 
     def extract_layers(
         self, inputs: list[torch.Tensor] | torch.Tensor, padding_mask: torch.Tensor | None = None,

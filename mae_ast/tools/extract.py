@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..data.audio_io import AUDIO_EXTENSIONS, AudioError, read_audio
+from ..data.audio_io import AUDIO_EXTENSIONS, AudioError
 from ..data.features import short_of_one_patch
 from ..data.manifest import ManifestError, read_manifest
 from ..checkpoints import CheckpointError
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         batch = []
         for path, stem in items[start : start + args.batch_size]:
             try:
-                wav = read_audio(path, spec.sample_rate)
+                wav = spec.read(path)
                 short = short_of_one_patch(spec.frames(len(wav)), grid.min_frames)
                 if short:
                     raise AudioError(path, short)

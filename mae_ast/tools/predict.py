@@ -45,7 +45,7 @@ from tqdm import tqdm
 
 from .. import provenance
 from ..classifier import WINDOW_BATCH, Classifier, window_starts
-from ..data.audio_io import AUDIO_EXTENSIONS, AudioError, read_audio
+from ..data.audio_io import AUDIO_EXTENSIONS, AudioError
 from ..data.datadir import find_audio
 from ..data.manifest import ManifestError, read_manifest
 from ._common import (
@@ -113,7 +113,7 @@ def find_files(inputs: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
                 errors.append((item, f"folder holds no audio file ({', '.join(sorted(AUDIO_EXTENSIONS))})"))
             files.extend(found)
         else:
-            files.append(item)  # read_audio names a missing or unreadable file
+            files.append(item)  # FeatureSpec.read names a missing or unreadable file
     return files, errors
 
 
@@ -127,7 +127,7 @@ def window_spans(clf: Classifier, num_samples: int, starts: list[int]) -> list[t
 
 def predict_file(clf: Classifier, path: str, hop: int, how: str, crop: str, batch_size: int) -> Prediction:
     """Scores of one file; ``AudioError`` when it cannot be read or is too short for one patch."""
-    wav = read_audio(path, clf.feature_spec.sample_rate, allow_silence=True)
+    wav = clf.feature_spec.read(path, allow_silence=True)
     try:
         feat = clf.clip_features(wav)
     except ValueError as err:  # the input contract refused the waveform (e.g. not on the [-1, 1] scale)

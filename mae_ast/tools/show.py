@@ -17,7 +17,7 @@ import sys
 import numpy as np
 import torch
 
-from ..data.audio_io import AudioError, read_audio
+from ..data.audio_io import AudioError
 from ..data.features import short_of_one_patch
 from ..checkpoints import PRETRAINING, CheckpointError
 from ..loading import open_checkpoint
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         # The reconstruction needs the decoder: a classifier's encoder alone cannot draw it.
         model = open_checkpoint(args.checkpoint, kinds=(PRETRAINING,)).model
         spec = model.feature_spec
-        wav = read_audio(args.audio, spec.sample_rate)[: int(args.seconds * spec.sample_rate)]
+        wav = spec.read(args.audio)[: int(args.seconds * spec.sample_rate)]
         short = short_of_one_patch(spec.frames(len(wav)), model.grid.min_frames)
         if short:
             raise AudioError(args.audio, short)

@@ -13,7 +13,8 @@ import random
 
 import numpy as np
 
-from ..audio_io import AudioError, read_audio
+from ..audio_io import AudioError
+from ..features import read_audio
 from ..datadir import inside
 from ..labels import class_order, read_text
 from .common import Clip, DataDir, LayoutError, PrepareOptions, find_audio, require
