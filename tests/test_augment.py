@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import DEMO
+from mae_ast.data import MAE_AST_Dataset
 from mae_ast.data.augment import (
     add_noise,
     apply_mixup,
@@ -176,19 +178,22 @@ def test_pad_or_crop():
     assert torch.equal(padded[:30], x) and (padded[30:] == 0).all()
     cropped, valid = pad_or_crop(x, 12)
     assert valid == 12 and torch.equal(cropped, x[:12])
-    same, valid = pad_or_crop(x, 30, random_crop=True, generator=gen(0))
+    same, valid = pad_or_crop(x, 30)
     assert valid == 30 and torch.equal(same, x)
-    offsets = set()
-    for seed in range(300):
-        crop, valid = pad_or_crop(x, 12, random_crop=True, generator=gen(seed))
-        assert valid == 12 and crop.shape == (12, 5)
-        offset = [o for o in range(19) if torch.equal(crop, x[o : o + 12])]
-        assert len(offset) == 1
-        offsets.add(offset[0])
-    assert offsets == set(range(19))  # every offset in [0, frames - target] occurs
-    a, _ = pad_or_crop(x, 12, random_crop=True, generator=gen(5))
-    b, _ = pad_or_crop(x, 12, random_crop=True, generator=gen(5))
-    assert torch.equal(a, b)
+
+
+def test_one_crop_rule_draws_every_offset_per_seed_epoch_and_clip():
+    """Fine-tuning crops with the pretraining dataset's ``crop_start``: every offset in
+    [0, frames - target] occurs, the same (seed, epoch, clip) gives the same one, another
+    seed or epoch another draw; evaluation (no random crop) starts at frame 0."""
+    ds = MAE_AST_Dataset(str(DEMO / "train.tsv"), seed=3)
+    draws = [ds.crop_start(i, 30, 12) for i in range(300)]
+    assert set(draws) == set(range(19)) and draws == [ds.crop_start(i, 30, 12) for i in range(300)]
+    ds.epoch = 2
+    assert [ds.crop_start(i, 30, 12) for i in range(300)] != draws
+    other = MAE_AST_Dataset(str(DEMO / "train.tsv"), seed=4)
+    assert [other.crop_start(i, 30, 12) for i in range(300)] != draws
+    assert MAE_AST_Dataset(str(DEMO / "train.tsv"), random_crop=False).crop_start(0, 30, 12) == 0
 
 
 # ----------------------------------------------------------------------------- weighted sampling

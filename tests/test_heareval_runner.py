@@ -93,7 +93,8 @@ def test_heareval_embeds_and_scores_a_scene_and_an_event_task(tmp_path, patch_ch
     scene_task(tasks)
     event_task(tasks)
     # TORCH_FROM: the venv shares this one's torch (hard links), not a second GB of disk
-    env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "VIRTUAL_ENV"}} | {"TORCH_FROM": sys.executable}
+    env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "VIRTUAL_ENV"}}
+    env["TORCH_FROM"] = sys.executable
     proc = subprocess.run(
         ["bash", str(HEAR_EVAL), str(patch_checkpoint), str(tasks), str(tmp_path / "out"),
          "--grid", "faster", "--grid-points", "1"],

@@ -86,7 +86,8 @@ def test_ks1_trains_and_evaluates_dev_best_in_s3prls_runner(tmp_path, patch_chec
         f"config.downstream_expert.datarc.speech_commands_test_root='{test_root}/'",
     ])
     # TORCH_FROM: the venv shares this one's torch (hard links), not a second GB of disk
-    env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "VIRTUAL_ENV"}} | {"TORCH_FROM": sys.executable}
+    env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "VIRTUAL_ENV"}}
+    env["TORCH_FROM"] = sys.executable
     proc = subprocess.run(
         ["bash", str(SUPERB), "ks1", "-k", str(patch_checkpoint), "-n", "ks1_test", "-o", overrides],
         cwd=tmp_path, capture_output=True, text=True, timeout=1800, env=env,

@@ -184,20 +184,13 @@ def augment_normalised(x: torch.Tensor, padding_mask: torch.Tensor | None, freqm
     return x
 
 
-def pad_or_crop(
-    fbank: torch.Tensor,
-    target_length: int,
-    random_crop: bool = False,
-    generator: torch.Generator | None = None,
-    pad_value: float = 0.0,
-) -> tuple[torch.Tensor, int]:
+def pad_or_crop(fbank: torch.Tensor, target_length: int, pad_value: float = 0.0) -> tuple[torch.Tensor, int]:
     """Bring one clip to exactly ``target_length`` frames. fbank: (frames, bins) -> (target_length, bins).
 
     Shorter clips are padded at the end with ``pad_value`` (SSAST pads the raw log-mel with
-    0, before normalisation); longer ones are cropped, from frame 0 (SSAST, and evaluation)
-    or, with ``random_crop``, from an offset uniform in [0, frames - target_length].
-    Returns (fbank, valid_frames), valid_frames = min(frames, target_length): the frames that
-    hold audio, for a padding mask.
+    0, before normalisation); longer ones keep their first frames (a random crop is the
+    dataset's ``crop_start`` applied before). Returns (fbank, valid_frames), valid_frames =
+    min(frames, target_length): the frames that hold audio, for a padding mask.
     """
     if fbank.dim() != 2:
         raise ValueError(f"expected one clip (frames, bins), got shape {tuple(fbank.shape)}")
@@ -208,7 +201,4 @@ def pad_or_crop(
         padded = fbank.new_full((target_length, fbank.shape[1]), pad_value)
         padded[:frames] = fbank
         return padded, frames
-    offset = 0
-    if random_crop and frames > target_length:
-        offset = int(torch.randint(0, frames - target_length + 1, (1,), generator=generator))
-    return fbank[offset : offset + target_length].clone(), target_length
+    return fbank[:target_length].clone(), target_length

@@ -6,13 +6,21 @@ Reuses the pretraining dataset for everything about audio (manifest, decoding th
 
 * every clip is padded or cropped to ``target_length`` frames (SSAST's fixed input); the
   padding mask marks the padded frames so the model masks them in attention and pooling;
-* cropping is random in training (a new offset every epoch, fixed by (epoch, clip), so
-  resumes and dataloader workers agree) and from the start for evaluation, as SSAST;
+* cropping is random in training (``crop_start``, the pretraining dataset's rule: a new
+  offset every epoch, fixed by (seed, epoch, clip), so resumes and dataloader workers
+  agree) and from the start for evaluation, as SSAST;
 * ``num_tokens`` is ``target_length``: ``dataset.batch_size`` counts clips and
   ``dataset.max_tokens`` (= clips x target_length) works too;
 * targets are ``(B, C)`` float multi-hot (one-hot for single-label), the form mixup needs;
 * with ``weighted_sampling`` each epoch is a fresh class-balanced draw with replacement
-  (SSAST's AudioSet-2M sampler), deterministic in (seed, epoch).
+  (SSAST's AudioSet-2M sampler), deterministic in (seed, epoch); without, a new
+  permutation every epoch. (Pretraining keeps the original's order: one permutation under
+  fairseq's numpy seed, the same every epoch, inside length-sorted batches.)
+
+A subclass, not a wrapper: it is the audio dataset with another crop length and targets,
+and the task and tools read the audio side's state through it (``paths``,
+``manifest_path``, ``min_frames``, ``feature_spec``, ``use_cache``, ``usable``, the
+batching report), which a wrapper would forward one by one.
 """
 
 from __future__ import annotations
@@ -45,19 +53,16 @@ class ClassificationDataset(MAE_AST_Dataset):
         **kwargs,
     ) -> None:
         # No min/max keep: every manifest entry needs its label line, in order.
-        super().__init__(manifest_path, shuffle=train, random_crop=train, **kwargs)
+        super().__init__(manifest_path, shuffle=train, random_crop=train, seed=seed, **kwargs)
         self.label_set = label_set
         self.num_classes = label_set.num_classes
         self.labels = read_label_rows(label_path, label_set, self.entries, multi_label, manifest=manifest_path)
         self.target_length = target_length
         self.multi_label = multi_label
         self.train = train
-        self.seed = seed
         self.weights = sample_weights(self.labels, self.num_classes) if weighted_sampling else None
         # Evaluation scores every clip, a silent one too; training skips (and counts) it.
         self.keep_silence = not train
-        # Batching sees target_length; manifest_sizes (the base class) still checks decoding.
-        self.sizes = np.full(len(self.paths), target_length, dtype=np.int64)
         if weighted_sampling:
             logger.info(f"{manifest_path}: class-balanced sampling, a new draw of {len(self)} clips every epoch")
 
@@ -67,13 +72,8 @@ class ClassificationDataset(MAE_AST_Dataset):
         return item
 
     def fix_clip(self, feat: torch.Tensor, index: int) -> tuple[torch.Tensor, int]:
-        """Pad or crop to ``target_length``; the crop offset is drawn from (seed, epoch,
-        clip) only, so any worker and a resumed run crop alike."""
-        generator = None
-        if self.random_crop and len(feat) > self.target_length:
-            seed = int(np.random.default_rng([self.seed, self.epoch, index]).integers(2**62))
-            generator = torch.Generator().manual_seed(seed)
-        return pad_or_crop(feat, self.target_length, random_crop=self.random_crop, generator=generator)
+        """Cropped (``crop_start``) or padded to ``target_length``, and its valid frames."""
+        return pad_or_crop(feat[self.crop_start(index, len(feat), self.target_length):], self.target_length)
 
     def collater(self, samples: list[dict]) -> dict:
         samples, n_skipped, placeholder = self.usable(samples)

@@ -46,6 +46,7 @@ class MAE_AST_Dataset(FairseqDataset):
         random_crop: bool = True,
         feature_spec: FeatureSpec | None = None,
         min_frames: int = 1,
+        seed: int | None = None,
     ) -> None:
         manifest = read_manifest(manifest_path, min_keep_sample_size, max_keep_sample_size)
         if not len(manifest):
@@ -60,10 +61,7 @@ class MAE_AST_Dataset(FairseqDataset):
         # Packed (see ``manifest``): forked dataloader workers read them without copying.
         self.paths, self.lines, self.entries = manifest.paths, manifest.lines, manifest.entries
         self.root = manifest.root
-        self.sizes = manifest.sizes
-        # The manifest's own lengths, kept apart from ``sizes`` (what batching counts,
-        # which subclasses replace, never write into) for the truncation check.
-        self.manifest_sizes = manifest.sizes
+        self.sizes = manifest.sizes  # samples at each file's own rate; never written into
         if feature_spec is not None and sample_rate not in (None, feature_spec.sample_rate):
             raise ValueError(f"sample_rate={sample_rate} contradicts the feature spec ({feature_spec.describe()})")
         self.feature_spec = feature_spec or FeatureSpec(sample_rate=sample_rate or 16000)
@@ -72,6 +70,7 @@ class MAE_AST_Dataset(FairseqDataset):
         self.shuffle = shuffle
         self.pad_audio = pad_audio
         self.random_crop = random_crop
+        self.seed = seed
         # Clips with fewer frames than one patch cannot make a token; the task passes the
         # model's kernel time (and updates it if the model is built after the dataset).
         self.min_frames = min_frames
@@ -119,7 +118,7 @@ class MAE_AST_Dataset(FairseqDataset):
     def get_features(self, index: int) -> torch.Tensor:
         if self.cache is not None:
             return self.cache[index]
-        expected = int(self.manifest_sizes[index])
+        expected = int(self.sizes[index])
         return clip_features(self.paths[index], self.feature_spec, expected_samples=expected,
                              allow_silence=self.keep_silence)
 
@@ -138,7 +137,7 @@ class MAE_AST_Dataset(FairseqDataset):
     def get_waveform(self, index: int) -> dict:
         """The item of ``decode_only``: the checked waveform at the file's rate, with the
         same skips (and reasons) as the features path."""
-        expected = int(self.manifest_sizes[index])
+        expected = int(self.sizes[index])
         try:
             wav, rate = decode_audio(self.paths[index], expected, self.keep_silence)
         except AudioError as err:
@@ -152,14 +151,17 @@ class MAE_AST_Dataset(FairseqDataset):
         return {"id": index, "source": wav, "rate": rate, "frames": frames}
 
     def crop_start(self, index: int, length: int, target: int) -> int:
-        """First frame of the crop of ``target`` frames out of ``length``. The offset
-        depends only on (epoch, clip, length): the same in any dataloader worker and
-        after a resume, new every epoch. (The original drew from the global numpy
-        state, which forked workers share and a restart resets.)"""
+        """First frame of the crop of ``target`` frames out of ``length``: the one crop rule
+        of pretraining and fine-tuning. The offset depends only on (seed, epoch, clip,
+        target): the same in any dataloader worker and after a resume, new every epoch.
+        (The original drew from the global numpy state, which forked workers share and a
+        restart resets.) Pretraining passes no seed: its crops keep the (epoch, clip,
+        target) key that its kill/resume and device-feature tests pin."""
         diff = length - target
         if diff <= 0 or not self.random_crop:
             return 0
-        return int(np.random.default_rng((self.epoch, index, target)).integers(0, diff + 1))
+        key = (self.epoch, index, target) if self.seed is None else (self.seed, self.epoch, index, target)
+        return int(np.random.default_rng(key).integers(0, diff + 1))
 
     def crop_to_max_size(self, feat: torch.Tensor, target: int, index: int) -> torch.Tensor:
         start = self.crop_start(index, len(feat), target)
