@@ -105,7 +105,7 @@ class _HotPath:
 
     def __getitem__(self, i: int) -> int:
         ds = self.ds
-        return len(ds.paths[i]) + int(ds.manifest_sizes[i]) + int(ds.lines[i])
+        return len(ds.paths[i]) + int(ds.sizes[i]) + int(ds.lines[i])
 
 
 def _collate_pid(items: list[int]) -> tuple[int, int]:
