@@ -119,8 +119,8 @@ def hydra_train(run_dir: Path, *overrides: str, data: Path = DEMO, timeout: int 
     return fairseq_train("pretrain/mae_ast", run_dir, f"task.data={data}", *overrides, timeout=timeout)
 
 
-# 64-d fixtures: every default-width (768) run is a test's own (the seed commands, the
-# training curve); at 768 a fixture checkpoint is ~560 MB, most of it sine tables and Adam.
+# 64-d fixtures: every default-width (768) run is a test's own (the seed commands);
+# at 768 a fixture checkpoint is ~560 MB, most of it sine tables and Adam.
 SMALL_WIDTH = ("model.encoder_embed_dim=64", "model.decoder_embed_dim=64", "model.encoder_ffn_embed_dim=128",
                "model.encoder_attention_heads=4")
 
