@@ -6,7 +6,8 @@ Links every file pip recorded for torch and for what torch requires (sympy, netw
 into VENV's site-packages, dist-info included, so pip in VENV sees them installed and
 installs nothing for a ``torch==<this version>`` requirement. The files are the same
 inodes: pip never writes into an installed file (an upgrade or uninstall removes the
-link, not the bytes it shares). Nothing is done, with a line on stderr saying why, when
+link, not the bytes it shares). A distribution VENV already has (its own pip and
+setuptools) is left to it. Nothing is done, with a line on stderr saying why, when
 VENV runs another Python version, lies on another file system, or already has torch;
 pip then installs torch as usual. The test suite's helper venvs (Hugging Face, HEAR,
 SUPERB) use it through ``TORCH_FROM``.
@@ -34,11 +35,16 @@ def requirement_names(dist: metadata.Distribution) -> list[str]:
     return names
 
 
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def closure(name: str) -> list[metadata.Distribution]:
+    """``name``'s distribution and every one it requires, installed here."""
     seen: dict[str, metadata.Distribution] = {}
     todo = [name]
     while todo:
-        key = re.sub(r"[-_.]+", "-", todo.pop()).lower()
+        key = canonical(todo.pop())
         if key in seen:
             continue
         try:
@@ -71,6 +77,10 @@ def main() -> int:
     here = Path(dists[0].locate_file(""))
     if any(site.glob("torch-*.dist-info")) or os.stat(site).st_dev != os.stat(here).st_dev:
         return 0  # already there, or hard links cannot reach it: pip decides
+    # What the venv already has (pip, setuptools) stays its own: two versions' files in one
+    # folder would leave neither whole.
+    present = {canonical(p.name.split("-")[0]) for p in site.glob("*.dist-info")}
+    dists = [d for d in dists if canonical(d.metadata["Name"]) not in present]
     for dist in dists:
         for rel in dist.files or []:
             source = Path(dist.locate_file(rel))
