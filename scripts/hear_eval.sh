@@ -8,7 +8,7 @@
 # PREDICTION_OPTIONS go to heareval.predictions.runner (e.g. --grid faster --grid-points 2).
 #   HEAR_VENV      the venv (default .cache/hear-venv; delete it to rebuild)
 #   TORCH_SPEC     torch requirement (default torch==2.13.0; name a CUDA build for a GPU)
-#   TORCH_FROM      a Python whose torch the new venv shares by hard links (scripts/link_torch.py)
+#   TORCH_FROM      a Python whose torch and numeric stack the new venv shares by hard links (scripts/link_packages.py)
 #   PYTHON         interpreter for the venv (default python3)
 #   MODEL_OPTIONS  JSON kwargs for mae_ast.hear.load_model (default {}), e.g. '{"layer": 8}'
 set -euo pipefail
@@ -31,7 +31,9 @@ if [ ! -f "$STAMP" ]; then
     echo "hear_eval: creating $VENV (a few minutes, once)" >&2
     "$PYTHON" -m venv "$VENV"
     PIP=("$VENV/bin/python" -m pip -q --disable-pip-version-check)
-    [ -z "${TORCH_FROM:-}" ] || "$TORCH_FROM" "$REPO/scripts/link_torch.py" "$VENV"
+    # the numeric stack this venv would install at the same versions anyway
+    [ -z "${TORCH_FROM:-}" ] || "$TORCH_FROM" "$REPO/scripts/link_packages.py" "$VENV" \
+        torch numpy scipy scikit-learn av soundfile tqdm pyyaml matplotlib
     # setuptools < 81 still ships pkg_resources, which Lightning 1.9 imports.
     "${PIP[@]}" install "setuptools<81" "$TORCH_SPEC"
     # --no-deps: heareval pins numpy 1.19 / numba 0.48 (no wheels for today's Python) and

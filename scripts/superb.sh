@@ -11,7 +11,7 @@
 # s3prl idempotently, and runs kits/s3prl_run.py (the torchaudio stand-in, safe globals).
 #   SUPERB_VENV  the venv (default .cache/superb-venv; delete it to rebuild)
 #   TORCH_SPEC   torch requirement (default torch==2.13.0; name a CUDA build for a GPU)
-#   TORCH_FROM    a Python whose torch the new venv shares by hard links (scripts/link_torch.py)
+#   TORCH_FROM    a Python whose torch and numeric stack the new venv shares by hard links (scripts/link_packages.py)
 #   PYTHON       interpreter for the venv (default python3; 3.10-3.12)
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,7 +24,9 @@ if [ ! -f "$STAMP" ]; then
     echo "superb: creating $VENV (a few minutes, once)" >&2
     "$PYTHON" -m venv "$VENV"
     PIP=("$VENV/bin/python" -m pip -q --disable-pip-version-check)
-    [ -z "${TORCH_FROM:-}" ] || "$TORCH_FROM" "$REPO/scripts/link_torch.py" "$VENV"
+    # the numeric stack this venv would install at the same versions anyway
+    [ -z "${TORCH_FROM:-}" ] || "$TORCH_FROM" "$REPO/scripts/link_packages.py" "$VENV" \
+        torch numpy scipy scikit-learn av soundfile tqdm pyyaml
     # catalyst 22.4's metadata has a version pin pip >= 24.1 refuses to parse.
     "${PIP[@]}" install "pip<24.1"
     "${PIP[@]}" install "$TORCH_SPEC"

@@ -92,7 +92,7 @@ def test_heareval_embeds_and_scores_a_scene_and_an_event_task(tmp_path, patch_ch
     tasks = tmp_path / "tasks"
     scene_task(tasks)
     event_task(tasks)
-    # TORCH_FROM: the venv shares this one's torch (hard links), not a second GB of disk
+    # TORCH_FROM: the venv shares this one's torch and numeric stack (hard links), not GBs more disk
     env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "VIRTUAL_ENV"}}
     env["TORCH_FROM"] = sys.executable
     proc = subprocess.run(

@@ -169,7 +169,8 @@ def clean_python() -> Path:
             base = getattr(sys, "_base_executable", sys.executable)
             subprocess.run([base, "-m", "venv", str(CLEAN_ENV)], check=True, timeout=300)
             # torch (only torch and what it needs) by hard links from this venv: no second GB on disk
-            subprocess.run([sys.executable, ROOT / "scripts" / "link_torch.py", CLEAN_ENV], check=True, timeout=300)
+            subprocess.run([sys.executable, ROOT / "scripts" / "link_packages.py", CLEAN_ENV, "torch"], check=True,
+                           timeout=300)
         proc = subprocess.run([str(python), "-m", "pip", "install", "-q", *requirements], capture_output=True,
                               text=True, timeout=1500)
         if proc.returncode != 0:

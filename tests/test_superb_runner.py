@@ -85,7 +85,7 @@ def test_ks1_trains_and_evaluates_dev_best_in_s3prls_runner(tmp_path, patch_chec
         f"config.downstream_expert.datarc.speech_commands_root='{train_root}/'",
         f"config.downstream_expert.datarc.speech_commands_test_root='{test_root}/'",
     ])
-    # TORCH_FROM: the venv shares this one's torch (hard links), not a second GB of disk
+    # TORCH_FROM: the venv shares this one's torch and numeric stack (hard links), not GBs more disk
     env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "VIRTUAL_ENV"}}
     env["TORCH_FROM"] = sys.executable
     proc = subprocess.run(

@@ -1,16 +1,17 @@
-"""Share this interpreter's torch with another venv by hard links (no second ~1 GB copy).
+"""Share this interpreter's installed packages with another venv by hard links.
 
-    python scripts/link_torch.py VENV
+    python scripts/link_packages.py VENV [NAME ...]      (default NAME: torch)
 
-Links every file pip recorded for torch and for what torch requires (sympy, networkx, ...)
-into VENV's site-packages, dist-info included, so pip in VENV sees them installed and
-installs nothing for a ``torch==<this version>`` requirement. The files are the same
-inodes: pip never writes into an installed file (an upgrade or uninstall removes the
-link, not the bytes it shares). A distribution VENV already has (its own pip and
-setuptools) is left to it. Nothing is done, with a line on stderr saying why, when
-VENV runs another Python version, lies on another file system, or already has torch;
-pip then installs torch as usual. The test suite's helper venvs (Hugging Face, HEAR,
-SUPERB) use it through ``TORCH_FROM``.
+Links every file pip recorded for each named distribution and for what it requires
+(torch: sympy, networkx, ...) into VENV's site-packages, dist-info included, so pip in
+VENV sees them installed and installs nothing for a requirement they satisfy: no second
+~1 GB of torch, numpy, scipy... on disk. The files are the same inodes: pip never writes
+into an installed file (an upgrade or uninstall removes the link, not the bytes it
+shares). A distribution VENV already has (its own pip and setuptools) is left to it.
+Nothing is done, with a line on stderr saying why, when VENV runs another Python version
+or lies on another file system; pip then installs as usual. The test suite's helper venvs
+use it through ``TORCH_FROM`` (HEAR, SUPERB: torch and the numeric stack they share with
+the project) and the Hugging Face clean venv (torch only, so it stays clean).
 """
 
 from __future__ import annotations
@@ -71,12 +72,18 @@ def main() -> int:
     try:
         site = target_site(venv)
     except (RuntimeError, subprocess.CalledProcessError, OSError) as err:
-        print(f"link_torch: not linking ({err}); pip installs torch", file=sys.stderr)
+        print(f"link_packages: not linking ({err}); pip installs", file=sys.stderr)
         return 0
-    dists = closure("torch")
+    names = sys.argv[2:] or ["torch"]
+    dists = [d for name in names for d in closure(name)]
+    dists = list({canonical(d.metadata["Name"]): d for d in dists}.values())
+    if not dists:
+        print(f"link_packages: none of {names} is installed here; pip installs", file=sys.stderr)
+        return 0
     here = Path(dists[0].locate_file(""))
-    if any(site.glob("torch-*.dist-info")) or os.stat(site).st_dev != os.stat(here).st_dev:
-        return 0  # already there, or hard links cannot reach it: pip decides
+    if os.stat(site).st_dev != os.stat(here).st_dev:
+        print(f"link_packages: {site} is on another file system; pip installs", file=sys.stderr)
+        return 0
     # What the venv already has (pip, setuptools) stays its own: two versions' files in one
     # folder would leave neither whole.
     present = {canonical(p.name.split("-")[0]) for p in site.glob("*.dist-info")}
@@ -90,7 +97,8 @@ def main() -> int:
             dest.parent.mkdir(parents=True, exist_ok=True)
             if not dest.exists():
                 os.link(source, dest)
-    print(f"link_torch: {', '.join(d.metadata['Name'] for d in dists)} linked into {site}", file=sys.stderr)
+    print(f"link_packages: {', '.join(d.metadata['Name'] for d in dists) or 'nothing'} linked into {site}",
+          file=sys.stderr)
     return 0
 
 
