@@ -48,8 +48,9 @@ if [ "$(cat "$VENV/.device_image" 2>/dev/null)" != "$stamp" ]; then
     echo "$stamp" >"$VENV/.device_image"
 fi
 # Nothing may be in the venv that the device lacks, or the rehearsal would pass where
-# the device fails.
-"$VENV/bin/python" - "$ROOT/bench/device_packages.txt" <<'EOF'
+# the device fails. -I: the repository root (a *.egg-info of the editable install there)
+# is not on the path of this check.
+"$VENV/bin/python" -I - "$ROOT/bench/device_packages.txt" <<'EOF'
 import sys
 from importlib.metadata import distributions
 from packaging.utils import canonicalize_name
