@@ -7,6 +7,8 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
+import time
 import types
 from pathlib import Path
 
@@ -72,6 +74,23 @@ def kaldi_ref():
 # fixture) is slow, so `-m "not slow"` starts no training run.
 TRAINING_FIXTURES = {"frame_checkpoint", "patch_checkpoint", "finetuned_checkpoint"}
 _RUNNING = {"slow": True}
+
+
+def pytest_sessionstart(session):
+    """Free what earlier runs left under pytest's temporary root before this run writes:
+    pytest deletes old numbered folders only at its exit, and before
+    ``tmp_path_retention_count = 1`` it kept three runs' folders of checkpoints (GBs), so a
+    machine that ran the suite before may have too little disk left. Only folders of
+    finished runs go (pytest's own rule: no lock, or a lock older than its timeout), so a
+    run going on beside this one keeps its folder."""
+    if session.config.option.basetemp:
+        return  # pytest empties a given --basetemp itself
+    from _pytest.pathlib import LOCK_TIMEOUT, cleanup_numbered_dir
+    from _pytest.tmpdir import get_user
+
+    temproot = Path(os.environ.get("PYTEST_DEBUG_TEMPROOT") or tempfile.gettempdir()).resolve()
+    cleanup_numbered_dir(temproot / f"pytest-of-{get_user() or 'unknown'}", "pytest-", keep=0,
+                         consider_lock_dead_if_created_before=time.time() - LOCK_TIMEOUT)
 
 
 def pytest_collection_modifyitems(config, items):
