@@ -8,7 +8,7 @@
 # PREDICTION_OPTIONS go to heareval.predictions.runner (e.g. --grid faster --grid-points 2).
 #   HEAR_VENV      the venv (default .cache/hear-venv; delete it to rebuild)
 #   TORCH_SPEC     torch requirement (default torch==2.13.0; name a CUDA build for a GPU)
-#   TORCH_FROM      a Python whose torch and numeric stack the new venv shares by hard links (scripts/link_packages.py)
+#   TORCH_FROM     a Python whose torch and numeric stack the new venv shares by hard links (scripts/link_packages.py)
 #   PYTHON         interpreter for the venv (default python3)
 #   MODEL_OPTIONS  JSON kwargs for mae_ast.hear.load_model (default {}), e.g. '{"layer": 8}'
 set -euo pipefail

@@ -11,7 +11,7 @@
 # s3prl idempotently, and runs kits/s3prl_run.py (the torchaudio stand-in, safe globals).
 #   SUPERB_VENV  the venv (default .cache/superb-venv; delete it to rebuild)
 #   TORCH_SPEC   torch requirement (default torch==2.13.0; name a CUDA build for a GPU)
-#   TORCH_FROM    a Python whose torch and numeric stack the new venv shares by hard links (scripts/link_packages.py)
+#   TORCH_FROM   a Python whose torch and numeric stack the new venv shares by hard links (scripts/link_packages.py)
 #   PYTHON       interpreter for the venv (default python3; 3.10-3.12)
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
