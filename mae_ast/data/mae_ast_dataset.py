@@ -155,8 +155,8 @@ class MAE_AST_Dataset(FairseqDataset):
         of pretraining and fine-tuning. The offset depends only on (seed, epoch, clip,
         target): the same in any dataloader worker and after a resume, new every epoch.
         (The original drew from the global numpy state, which forked workers share and a
-        restart resets.) Pretraining passes no seed: its crops keep the (epoch, clip,
-        target) key that its kill/resume and device-feature tests pin."""
+        restart resets.) Pretraining passes no seed (its task has no seed setting), so its
+        crops stay keyed by (epoch, clip, target), as this code has always cropped them."""
         diff = length - target
         if diff <= 0 or not self.random_crop:
             return 0
