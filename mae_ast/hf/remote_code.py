@@ -66,9 +66,8 @@ def generate(filename: str) -> str:
     return "".join(lines)
 
 
-def write(folder: Path) -> list[str]:
-    """Write the exported files into ``folder`` (all checked first); their names."""
+def write(folder: Path) -> None:
+    """Write the exported files into ``folder``, all checked before any is written."""
     texts = {name: generate(name) for name in FILES}
     for name, text in texts.items():
         (folder / name).write_text(text)
-    return list(texts)
