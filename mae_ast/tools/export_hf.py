@@ -1,18 +1,11 @@
 """mae-ast-export-hf CHECKPOINT OUT_DIR [--eval RESULT.json ...]: a folder transformers
 loads with ``trust_remote_code=True`` (and ``mae_ast.load`` / ``load_classifier`` load back).
 
-    from transformers import AutoFeatureExtractor, AutoModel
-    fe = AutoFeatureExtractor.from_pretrained(OUT_DIR, trust_remote_code=True)
-    model = AutoModel.from_pretrained(OUT_DIR, trust_remote_code=True)
-    out = model(**fe([wav], sampling_rate=16000, return_tensors="pt"), output_hidden_states=True)
-
 Writes config.json (with ``auto_map``), preprocessor_config.json, model.safetensors, the
 remote code (``mae_ast/hf/remote_code.py``) and a model card (README.md). A pretraining
-checkpoint (ours or a released one) exports its encoder (``AutoModel``; the decoder and
-pretraining heads are left out); a fine-tuned classifier exports
-``AutoModelForAudioClassification`` with its class names as ``id2label``. An encoder
-folder is also where a fine-tune starts:
-``AutoModelForAudioClassification.from_pretrained(OUT_DIR, num_labels=K)``.
+checkpoint exports its encoder (``AutoModel``; no decoder or pretraining heads), a
+fine-tuned classifier ``AutoModelForAudioClassification`` with its class names as
+``id2label``. Loading and fine-tuning from a folder: README, "HEAR and Hugging Face".
 """
 
 from __future__ import annotations
