@@ -15,7 +15,8 @@ from sklearn.preprocessing import StandardScaler
 
 from conftest import tiny_model
 from mae_ast.models.builders import strip_pretraining
-from mae_ast.models.mae_ast_classifier import FeatureNorm, MAE_AST_Classifier
+from mae_ast.models.head_norm import FeatureNorm
+from mae_ast.models.mae_ast_classifier import MAE_AST_Classifier
 
 DIM, CLASSES, TRAIN, TEST = 64, 10, 120, 400
 

@@ -1,16 +1,14 @@
-"""Kaldi-compatible log-mel filterbank, as the original computed it.
+"""Kaldi-compatible log-mel filterbank and deltas in plain torch, as the original computed them.
 
 The original called ``torchaudio.compliance.kaldi.fbank(wav, sample_frequency=16000,
-use_energy=False, num_mel_bins=128)`` with every other argument at its default. This
-module reproduces those defaults in plain torch, so neither torchaudio (no release
-matches current torch) nor kaldi-native-fbank (refuses 128 bins at 16 kHz) is needed,
-and it runs batched on any device.
-
-Defaults reproduced: 25 ms povey window, 10 ms shift, ``snip_edges`` framing, no
-dither, per-frame DC removal, pre-emphasis 0.97, FFT size rounded up to a power of
-two, power spectrum, triangular mel bins between 20 Hz and Nyquist, natural log
-floored at float32 epsilon (so mel bins that cover no FFT bin sit at -15.94, as in
-torchaudio).
+use_energy=False, num_mel_bins=128)`` with every other argument at its default; this
+reproduces them without torchaudio (no release matches current torch) or
+kaldi-native-fbank (refuses 128 bins at 16 kHz), batched on any device. Defaults: 25 ms
+povey window, 10 ms shift, ``snip_edges`` framing, no dither, per-frame DC removal,
+pre-emphasis 0.97, FFT size rounded up to a power of two, power spectrum, triangular mel
+bins between 20 Hz and Nyquist, natural log floored at float32 epsilon (so mel bins that
+cover no FFT bin sit at -15.94, as in torchaudio). Torch only: exported Hugging Face
+folders ship this file as it is (``mae_ast/hf/remote_code.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +17,7 @@ import functools
 import math
 
 import torch
+import torch.nn.functional as F
 
 FLOAT_EPS = torch.finfo(torch.float32).eps
 
@@ -53,7 +52,7 @@ def mel_banks(
     up = (fft_mel - left) / (center - left)
     down = (right - fft_mel) / (right - center)
     banks = torch.clamp(torch.minimum(up, down), min=0.0)
-    return torch.nn.functional.pad(banks, (0, 1))
+    return F.pad(banks, (0, 1))
 
 
 @functools.lru_cache(maxsize=16)
@@ -117,3 +116,13 @@ def _power_spectrum(frames: torch.Tensor, fft_size: int, preemphasis: float) -> 
     y *= povey_window(window_size).to(y.device)
     spectrum = torch.fft.rfft(buf)
     return torch.addcmul(spectrum.real.square(), spectrum.imag, spectrum.imag)
+
+
+def compute_deltas(feat: torch.Tensor, n: int = 2) -> torch.Tensor:
+    """Regression deltas along time of ``(frames, dims)`` features, edges replicated
+    (torchaudio's ``compute_deltas`` with its default window of 5, which the original
+    dataset called)."""
+    padded = F.pad(feat.T.unsqueeze(0), (n, n), mode="replicate")
+    kernel = torch.arange(-n, n + 1, dtype=feat.dtype, device=feat.device).repeat(feat.shape[1], 1, 1)
+    denom = n * (n + 1) * (2 * n + 1) / 3
+    return (F.conv1d(padded, kernel, groups=feat.shape[1]) / denom).squeeze(0).T

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from .audio_io import AudioError, decode_audio, named_failure
-from .fbank import fbank
+from .fbank import compute_deltas, fbank
 from .resample import resample, resampled_length
 
 logger = logging.getLogger(__name__)
@@ -38,16 +38,6 @@ MAX_ABS_AMPLITUDE = 32.0
 MAX_CHANNELS = 8
 # Frames of fbank computed at once (40 s at a 10 ms shift; ~40 MB of FFT intermediates).
 FBANK_CHUNK_FRAMES = 4000
-
-
-def compute_deltas(feat: torch.Tensor, n: int = 2) -> torch.Tensor:
-    """Regression deltas along time of ``(frames, dims)`` features, edges replicated
-    (torchaudio's ``compute_deltas`` with its default window of 5, which the original
-    dataset called)."""
-    padded = F.pad(feat.T.unsqueeze(0), (n, n), mode="replicate")
-    kernel = torch.arange(-n, n + 1, dtype=feat.dtype, device=feat.device).repeat(feat.shape[1], 1, 1)
-    denom = n * (n + 1) * (2 * n + 1) / 3
-    return (F.conv1d(padded, kernel, groups=feat.shape[1]) / denom).squeeze(0).T
 
 
 def _cfg_get(cfg: Any, key: str, default: Any) -> Any:

@@ -1,5 +1,4 @@
 """Hugging Face ``transformers`` support: the configuration, model and feature-extractor
-classes (``configuration.py``, ``modeling.py``, ``feature_extraction.py``, which import
-transformers), the generator of the remote-code files an exported folder carries
+classes (which import transformers), the remote code an exported folder carries
 (``remote_code.py``) and the reader of such a folder (``folder.py``). Exporting:
 ``mae-ast-export-hf`` (``mae_ast/tools/export_hf.py``)."""

@@ -2,9 +2,7 @@
 
 The architecture fields keep the names of the package's ``MAE_AST_Config`` (so a
 checkpoint's ``cfg.model`` maps onto them one to one); transformers' usual names
-(``hidden_size``, ``num_hidden_layers``, ...) are aliases of them. This file is shipped
-as ``configuration_mae_ast.py`` in every folder ``mae-ast-export-hf`` writes and imports
-nothing but transformers."""
+(``hidden_size``, ``num_hidden_layers``, ...) are aliases of them."""
 
 from __future__ import annotations
 

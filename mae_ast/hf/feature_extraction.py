@@ -1,12 +1,9 @@
 """MAE-AST feature extractor: 16 kHz waveforms -> the checkpoint's own features.
 
-Kaldi's log-mel fbank as the package computes it (``mae_ast/data/fbank.py``: 25 ms povey
-window, 10 ms shift, 128 bins; deltas and delta-deltas if the checkpoint was trained with
-them), so ``input_values`` equal what ``mae_ast.load(ckpt).extract_layers`` computes.
-transformers' ``ASTFeatureExtractor`` is not used: its fbank differs from Kaldi's by up
-to 4.5 per bin. The blocks marked ``# Copied from`` are verbatim copies of the package's
-(``tests/test_hf_code.py`` checks them). This file is shipped as
-``feature_extraction_mae_ast.py`` and imports nothing but numpy, torch and transformers.
+The package's Kaldi log-mel fbank (``mae_ast/data/fbank.py``, shipped beside this file;
+deltas and delta-deltas if the checkpoint was trained with them), so ``input_values``
+equal what ``mae_ast.load(ckpt).extract_layers`` computes. transformers'
+``ASTFeatureExtractor`` is not used: its fbank differs from Kaldi's by up to 4.5 per bin.
 
 Padding: each clip is padded to the longest (an encoder) or cropped from its start and
 padded to ``target_length`` frames (a classifier, as ``load_classifier(...).scores``
@@ -18,8 +15,6 @@ frames count as the clip's own."""
 
 from __future__ import annotations
 
-import functools
-import math
 from typing import Any
 
 import numpy as np
@@ -28,128 +23,14 @@ import torch.nn.functional as F
 from transformers import BatchFeature, SequenceFeatureExtractor
 from transformers.utils import logging
 
+from ..data.fbank import compute_deltas, fbank
+
 logger = logging.get_logger(__name__)
 
 # A float waveform whose peak exceeds this is not on the [-1, 1] scale (int16 range is the
 # usual cause): the package's MAX_ABS_AMPLITUDE.
 MAX_ABS_AMPLITUDE = 32.0
 PADDING = ("longest", "max_length", "do_not_pad")
-
-# Copied from mae_ast.data.fbank.FLOAT_EPS
-FLOAT_EPS = torch.finfo(torch.float32).eps
-
-
-# Copied from mae_ast.data.fbank.mel_scale
-def mel_scale(freq: torch.Tensor | float) -> torch.Tensor | float:
-    """Kaldi's mel scale: 1127 ln(1 + f / 700)."""
-    if isinstance(freq, torch.Tensor):
-        return 1127.0 * (1.0 + freq / 700.0).log()
-    return 1127.0 * math.log(1.0 + freq / 700.0)
-
-
-# Copied from mae_ast.data.fbank.mel_banks
-@functools.lru_cache(maxsize=16)
-def mel_banks(
-    num_bins: int, fft_size: int, sample_rate: float, low_freq: float, high_freq: float
-) -> torch.Tensor:
-    """Triangular mel filters, (num_bins, fft_size // 2 + 1); the Nyquist column is zero
-    as in Kaldi, which builds filters over the first fft_size // 2 bins only."""
-    nyquist = 0.5 * sample_rate
-    if high_freq <= 0.0:
-        high_freq += nyquist
-    if not 0.0 <= low_freq < high_freq <= nyquist:
-        raise ValueError(f"bad mel range: low_freq={low_freq}, high_freq={high_freq}")
-    mel_low, mel_high = mel_scale(low_freq), mel_scale(high_freq)
-    delta = (mel_high - mel_low) / (num_bins + 1)
-    edge = torch.arange(num_bins, dtype=torch.float32).unsqueeze(1)
-    left = mel_low + edge * delta
-    center = mel_low + (edge + 1.0) * delta
-    right = mel_low + (edge + 2.0) * delta
-    fft_mel = mel_scale(
-        (sample_rate / fft_size) * torch.arange(fft_size // 2, dtype=torch.float32)
-    ).unsqueeze(0)
-    up = (fft_mel - left) / (center - left)
-    down = (right - fft_mel) / (right - center)
-    banks = torch.clamp(torch.minimum(up, down), min=0.0)
-    return torch.nn.functional.pad(banks, (0, 1))
-
-
-# Copied from mae_ast.data.fbank.povey_window
-@functools.lru_cache(maxsize=16)
-def povey_window(size: int) -> torch.Tensor:
-    """Kaldi's povey window: a symmetric Hann window raised to 0.85."""
-    return torch.hann_window(size, periodic=False).pow(0.85)
-
-
-# Copied from mae_ast.data.fbank.fbank
-def fbank(
-    waveform: torch.Tensor,
-    num_mel_bins: int = 128,
-    sample_rate: int = 16000,
-    frame_length_ms: float = 25.0,
-    frame_shift_ms: float = 10.0,
-    preemphasis: float = 0.97,
-    low_freq: float = 20.0,
-    high_freq: float = 0.0,
-) -> torch.Tensor:
-    """Log-mel fbank of ``waveform`` (``(N,)`` or ``(B, N)``, scale [-1, 1]).
-
-    Returns ``(frames, num_mel_bins)`` or ``(B, frames, num_mel_bins)`` in float32 on the
-    input's device. Raises ``ValueError`` when the input is shorter than one window.
-    """
-    squeeze = waveform.dim() == 1
-    wav = waveform.unsqueeze(0) if squeeze else waveform
-    if wav.dim() != 2:
-        raise ValueError(f"fbank expects (N,) or (B, N) audio, got shape {tuple(waveform.shape)}")
-    wav = wav.float()
-    window_size = int(sample_rate * frame_length_ms * 0.001)
-    window_shift = int(sample_rate * frame_shift_ms * 0.001)
-    if wav.shape[-1] < window_size:
-        raise ValueError(
-            f"audio of {wav.shape[-1]} samples is shorter than one {window_size}-sample window"
-        )
-    fft_size = 1 << (window_size - 1).bit_length()
-
-    power = _power_spectrum(wav.unfold(-1, window_size, window_shift), fft_size, preemphasis)
-    banks = mel_banks(num_mel_bins, fft_size, float(sample_rate), low_freq, high_freq)
-    mel = torch.matmul(power, banks.to(power.device).T)
-    out = mel.clamp_(min=FLOAT_EPS).log_()
-    return out.squeeze(0) if squeeze else out
-
-
-# Copied from mae_ast.data.fbank._power_spectrum
-def _power_spectrum(frames: torch.Tensor, fft_size: int, preemphasis: float) -> torch.Tensor:
-    """``(B, F, W)`` frames (a strided view) -> ``(B, F, fft_size // 2 + 1)`` power.
-
-    torchaudio's arithmetic in fewer passes over memory: each step writes into the
-    zero-padded FFT buffer in place instead of allocating a new frame tensor (DC
-    removal, pre-emphasis by concatenation, window, padding: five copies there). The
-    frames are bitwise torchaudio's; the power is re^2 + im^2 where torchaudio squares
-    ``abs()`` (a square root per bin, then its square: 2x slower here), which moves it
-    by at most ~2.5e-7 relative, far below the features' 1e-3 test tolerance."""
-    window_size = frames.shape[-1]
-    buf = frames.new_zeros(*frames.shape[:-1], fft_size)
-    y = buf[..., :window_size]
-    torch.sub(frames, frames.mean(dim=-1, keepdim=True), out=y)
-    # Pre-emphasis y[k] - 0.97 y[k-1], with y[-1] := y[0] as Kaldi does.
-    scaled = preemphasis * y
-    y[..., 1:] -= scaled[..., :-1]
-    y[..., :1] -= scaled[..., :1]
-    y *= povey_window(window_size).to(y.device)
-    spectrum = torch.fft.rfft(buf)
-    return torch.addcmul(spectrum.real.square(), spectrum.imag, spectrum.imag)
-
-
-# Copied from mae_ast.data.features.compute_deltas
-def compute_deltas(feat: torch.Tensor, n: int = 2) -> torch.Tensor:
-    """Regression deltas along time of ``(frames, dims)`` features, edges replicated
-    (torchaudio's ``compute_deltas`` with its default window of 5, which the original
-    dataset called)."""
-    padded = F.pad(feat.T.unsqueeze(0), (n, n), mode="replicate")
-    kernel = torch.arange(-n, n + 1, dtype=feat.dtype, device=feat.device).repeat(feat.shape[1], 1, 1)
-    denom = n * (n + 1) * (2 * n + 1) / 3
-    return (F.conv1d(padded, kernel, groups=feat.shape[1]) / denom).squeeze(0).T
-
 
 class MAEASTFeatureExtractor(SequenceFeatureExtractor):
     model_input_names = ["input_values", "attention_mask"]

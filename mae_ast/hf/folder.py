@@ -41,18 +41,19 @@ def is_recomputed(key: str) -> bool:
     return key.endswith("sine_pos_embed.pe")
 
 
+def _rename(key: str, prefix: tuple[str, str] | None, suffixes) -> str:
+    """``key`` with the leading ``prefix[0]`` made ``prefix[1]`` and each (old, new) suffix swapped."""
+    if prefix and key.startswith(prefix[0]):
+        key = prefix[1] + key[len(prefix[0]):]
+    for old, new in suffixes:
+        key = key[: -len(old)] + new if key.endswith(old) else key
+    return key
+
+
 def to_folder(state: dict[str, torch.Tensor], classifier: bool) -> dict[str, torch.Tensor]:
     """A package state dict (``MAE_AST`` encoder or ``MAE_AST_Classifier``) -> the folder's keys."""
-    out = {}
-    for key, value in state.items():
-        if is_recomputed(key):
-            continue
-        if classifier:
-            key = BASE_PREFIX + key[len(BACKBONE_PREFIX):] if key.startswith(BACKBONE_PREFIX) else key
-        for old, new in WEIGHT_NORM.items():
-            key = key[: -len(old)] + new if key.endswith(old) else key
-        out[key] = value
-    return out
+    prefix = (BACKBONE_PREFIX, BASE_PREFIX) if classifier else None
+    return {_rename(k, prefix, WEIGHT_NORM.items()): v for k, v in state.items() if not is_recomputed(k)}
 
 
 def from_folder(weights: dict[str, torch.Tensor], model: torch.nn.Module, classifier: bool
@@ -60,14 +61,10 @@ def from_folder(weights: dict[str, torch.Tensor], model: torch.nn.Module, classi
     """The folder's keys -> ``model``'s state dict (``to_folder``'s inverse), the recomputed
     buffers taken from ``model`` as built."""
     own = model.state_dict()
-    out = {k: own[k] for k in own if is_recomputed(k)}
-    for key, value in weights.items():
-        if classifier:
-            key = BACKBONE_PREFIX + key[len(BASE_PREFIX):] if key.startswith(BASE_PREFIX) else key
-        for old, new in WEIGHT_NORM.items():
-            key = key[: -len(new)] + old if key.endswith(new) else key
-        out[key] = value
-    return out
+    prefix = (BASE_PREFIX, BACKBONE_PREFIX) if classifier else None
+    suffixes = [(new, old) for old, new in WEIGHT_NORM.items()]
+    return {**{k: own[k] for k in own if is_recomputed(k)},
+            **{_rename(k, prefix, suffixes): v for k, v in weights.items()}}
 
 
 def is_exported(path: str) -> bool:
@@ -94,10 +91,8 @@ def kind(config: dict) -> str:
 
 
 def settings(config: dict) -> dict:
-    """config.json as a classifier checkpoint's ``cfg.model``: ``encoder`` (its
-    ``MAE_AST_Config`` fields; no decoder is built: one of the encoder's width, no layers),
-    ``features`` and, for a classifier, class names, ``multi_label``, ``target_length`` and
-    head settings."""
+    """config.json as a classifier checkpoint's ``cfg.model`` (``encoder``, ``features`` and
+    a classifier's head fields); no decoder is built: one of the encoder's width, no layers."""
     encoder = {k: config[k] for k in EXPORTED_FIELDS if k in config}
     encoder.update(decoder_embed_dim=encoder.get("encoder_embed_dim", 768), decoder_layers=0)
     out = {"encoder": encoder, "features": {"sample_rate": config["sampling_rate"],

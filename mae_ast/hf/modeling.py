@@ -4,10 +4,7 @@
 Read top to bottom: positions, the transformer (``MAEASTAttention``, ``MAEASTLayer``,
 ``MAEASTEncoder``), then the models. Parameter names are the package's (``MAE_AST``'s
 encoder at the top of ``MAEASTModel``, under ``mae_ast.`` in the classifier, whose head
-is ``MAE_AST_Classifier``'s), so ``model.safetensors`` holds the checkpoint's tensors; ``tests/test_hf_*.py`` check that these modules give the
-package's numbers (``extract_layers``, ``load_classifier(...).scores``) and that the
-blocks marked ``# Copied from`` are verbatim copies. This file is shipped as
-``modeling_mae_ast.py`` and imports nothing but torch and transformers.
+is ``MAE_AST_Classifier``'s), so ``model.safetensors`` holds the checkpoint's tensors.
 
 ``hidden_states`` are the outputs of encoder layers 1..L, as ``extract_layers`` and the
 s3prl upstream give them (no input embedding first, unlike most transformers models).
@@ -31,6 +28,7 @@ from transformers.modeling_outputs import BaseModelOutput, SequenceClassifierOut
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import logging
 
+from ..models.head_norm import build_head_norm
 from .configuration import MAEASTConfig
 
 logger = logging.get_logger(__name__)
@@ -340,31 +338,6 @@ class MAEASTModel(MAEASTPreTrainedModel):
         out = MAEASTModelOutput(last_hidden_state=states[-1], attention_mask=(~pad).long(),
                                 hidden_states=tuple(states) if output_hidden_states else None)
         return out if (return_dict if return_dict is not None else self.config.return_dict) else out.to_tuple()
-
-
-# Copied from mae_ast.models.mae_ast_classifier.FeatureNorm
-class FeatureNorm(nn.BatchNorm1d):
-    """Each pooled feature standardised over the batch in training, over the running
-    statistics at evaluation; no affine parameters (the linear layer after it has them).
-    A one-clip training batch has no spread to standardise by, so it uses the running
-    statistics instead of failing as BatchNorm1d does."""
-
-    def __init__(self, dim: int) -> None:
-        super().__init__(dim, affine=False, eps=1e-6)  # MAE's probe: BatchNorm1d(affine=False, eps=1e-6)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training and x.shape[0] == 1:
-            return nn.functional.batch_norm(x, self.running_mean, self.running_var, training=False, eps=self.eps)
-        return super().forward(x)
-
-
-# Copied from mae_ast.models.mae_ast_classifier.build_head_norm
-def build_head_norm(kind: str, dim: int) -> nn.Module:
-    if kind == "batchnorm":
-        return FeatureNorm(dim)
-    if kind == "layernorm":
-        return nn.LayerNorm(dim)
-    raise ValueError(f"model.head_norm={kind!r}: expected layernorm or batchnorm")
 
 
 class MAEASTForAudioClassification(MAEASTPreTrainedModel):

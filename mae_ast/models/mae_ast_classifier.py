@@ -28,6 +28,7 @@ from ..data.augment import augment_normalised
 from .builders import features_of
 from .classifier_config import MAE_AST_Classifier_Config
 from .classifier_encoder import classifier_encoder
+from .head_norm import build_head_norm
 from .layer_decay import set_optim_overrides
 from .mae_ast import MAE_AST
 
@@ -120,26 +121,3 @@ class MAE_AST_Classifier(BaseFairseqModel):
     def forward(self, source: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Logits ``(B, num_classes)``."""
         return self.forward_head(self.forward_features(source, padding_mask))
-
-
-class FeatureNorm(nn.BatchNorm1d):
-    """Each pooled feature standardised over the batch in training, over the running
-    statistics at evaluation; no affine parameters (the linear layer after it has them).
-    A one-clip training batch has no spread to standardise by, so it uses the running
-    statistics instead of failing as BatchNorm1d does."""
-
-    def __init__(self, dim: int) -> None:
-        super().__init__(dim, affine=False, eps=1e-6)  # MAE's probe: BatchNorm1d(affine=False, eps=1e-6)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training and x.shape[0] == 1:
-            return nn.functional.batch_norm(x, self.running_mean, self.running_var, training=False, eps=self.eps)
-        return super().forward(x)
-
-
-def build_head_norm(kind: str, dim: int) -> nn.Module:
-    if kind == "batchnorm":
-        return FeatureNorm(dim)
-    if kind == "layernorm":
-        return nn.LayerNorm(dim)
-    raise ValueError(f"model.head_norm={kind!r}: expected layernorm or batchnorm")

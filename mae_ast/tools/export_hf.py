@@ -1,18 +1,11 @@
 """mae-ast-export-hf CHECKPOINT OUT_DIR [--eval RESULT.json ...]: a folder transformers
 loads with ``trust_remote_code=True`` (and ``mae_ast.load`` / ``load_classifier`` load back).
 
-    from transformers import AutoFeatureExtractor, AutoModel
-    fe = AutoFeatureExtractor.from_pretrained(OUT_DIR, trust_remote_code=True)
-    model = AutoModel.from_pretrained(OUT_DIR, trust_remote_code=True)
-    out = model(**fe([wav], sampling_rate=16000, return_tensors="pt"), output_hidden_states=True)
-
 Writes config.json (with ``auto_map``), preprocessor_config.json, model.safetensors, the
-three transformers files of ``mae_ast/hf`` (``mae_ast/hf/remote_code.py``) and a model
-card (README.md). A pretraining checkpoint (ours or a released one) exports its encoder
-(``AutoModel``; the decoder and pretraining heads are left out); a fine-tuned classifier
-exports ``AutoModelForAudioClassification`` with its class names as ``id2label``. An
-encoder folder is also where a fine-tune starts:
-``AutoModelForAudioClassification.from_pretrained(OUT_DIR, num_labels=K)``.
+remote code (``mae_ast/hf/remote_code.py``) and a model card (README.md). A pretraining
+checkpoint exports its encoder (``AutoModel``; no decoder or pretraining heads), a
+fine-tuned classifier ``AutoModelForAudioClassification`` with its class names as
+``id2label``. Loading and fine-tuning from a folder: README, "HEAR and Hugging Face".
 """
 
 from __future__ import annotations
@@ -98,8 +91,7 @@ def export(checkpoint: str, out_dir: str, evaluations: list[str] | None = None) 
 
 def training_record(state: dict) -> dict:
     """What the checkpoint says it was trained on: the task's data folder, its recorded
-    provenance (manifests, clip counts) if the trainer stored one, and the updates run.
-    (One place to read it, so the card follows when the provenance record grows.)"""
+    provenance (manifests, clip counts) if the trainer stored one, and the updates run."""
     task, summary = config_section(state, "task"), provenance.describe(state)
     updates = summary["updates"]  # read from optimizer_history by the provenance summary
     extra = state.get("extra_state") or {}
@@ -217,8 +209,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     kind = config["architectures"][0]
     extra = f", {len(config['id2label'])} classes" if "id2label" in config else ""
+    auto = "AutoModelForAudioClassification" if extra else "AutoModel"
     print(f"{args.out_dir}: {kind} ({config['encoder_layers']} layers, {config['num_mel_bins']} mel bins{extra}); "
-          f"load with AutoModel{'ForAudioClassification' if extra else ''}.from_pretrained(..., trust_remote_code=True)")
+          f"load with {auto}.from_pretrained(..., trust_remote_code=True)")
     return 0
 
 
