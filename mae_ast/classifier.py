@@ -61,12 +61,6 @@ class Classifier:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def features(self, waveforms: list[Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Waveforms -> ``(B, target_length, width)`` features cropped from the start or
-        padded (as evaluation in training), and the frame padding mask (True = padding)."""
-        return self.feature_spec.batch(waveforms, self.model.backbone.grid.min_frames, self.device,
-                                       length=self.target_length)
-
     @property
     def default_hop(self) -> int:
         """Frames between window starts: half a window."""
@@ -94,23 +88,26 @@ class Classifier:
                              f"scored; use a hop of at most {self.input_seconds:g} s")
         return hop
 
-    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        return probabilities(logits, self.multi_label)
+    def _probabilities(self, source: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The model's probabilities of a feature batch (sigmoid multi-label, else softmax), on the CPU."""
+        return probabilities(self.model(source, padding_mask), self.multi_label).cpu()
 
     def aggregate(self, window_scores: torch.Tensor, how: str | None = None) -> torch.Tensor:
         return aggregate(window_scores, how or self.aggregation)
 
     @torch.no_grad()
     def scores(self, inputs: list[Any] | torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """``(B, C)`` probabilities (sigmoid multi-label, softmax single-label) of a list of
-        waveforms (mono, [-1, 1], at ``feature_spec.sample_rate``) or of a feature batch
-        ``(B, frames, columns)`` (with its optional frame padding mask)."""
+        """``(B, C)`` probabilities (sigmoid multi-label, softmax single-label) of a list of waveforms
+        (mono, [-1, 1], at ``feature_spec.sample_rate``; cropped from the start or padded to
+        ``target_length``, as validation in training) or of a feature batch ``(B, frames, columns)``
+        with its padding mask."""
         if isinstance(inputs, torch.Tensor) and inputs.dim() == 3:
             source = inputs.to(self.device)
             padding_mask = None if padding_mask is None else padding_mask.to(self.device)
         else:
-            source, padding_mask = self.features(inputs)
-        return self.probabilities(self.model(source, padding_mask)).cpu()
+            source, padding_mask = self.feature_spec.batch(inputs, self.model.backbone.grid.min_frames, self.device,
+                                                           length=self.target_length)
+        return self._probabilities(source, padding_mask)
 
     @torch.no_grad()
     def scores_windows(self, waveform: Any, hop_frames: int | None = None,
@@ -138,11 +135,11 @@ class Classifier:
         if len(feat) <= self.target_length:
             source, valid = pad_or_crop(feat, self.target_length)
             mask = torch.arange(self.target_length, device=self.device)[None] >= valid
-            return self.probabilities(self.model(source[None], mask)).cpu()
+            return self._probabilities(source[None], mask)
         out = []
         for i in range(0, len(starts), batch_size):  # only this batch's windows are ever copied
             windows = torch.stack([feat[s : s + self.target_length] for s in starts[i : i + batch_size]])
-            out.append(self.probabilities(self.model(windows)).cpu())
+            out.append(self._probabilities(windows))
         return torch.cat(out)
 
 
