@@ -316,7 +316,7 @@ def run_probe(checkpoint: str, data: str, cfg: ProbeConfig | None = None) -> dic
                                 C, multi_label, cfg)
         logger.info(f"layer {layer}: C={fits[layer].C:g}, valid {fits[layer].valid}")
     metric = "mAP" if multi_label else "accuracy"
-    chosen = max(layers, key=lambda n: (*_rank(fits[n].valid[metric], fits[n].valid_log_loss), -n))  # ties: lower
+    chosen = max(layers, key=lambda n: (*_rank(fits[n].valid[metric], fits[n].valid_log_loss), -n))  # ties: lower layer
     fit = fits[chosen]
     test_scores = class_scores(fit.clf, test.features[chosen - 1], C, multi_label)
     return {
