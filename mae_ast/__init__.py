@@ -1,12 +1,7 @@
-"""MAE-AST as a fairseq plugin: ``common.user_dir=/path/to/mae_ast`` registers
-
-* pretraining: the task ``mae_ast_pretraining``, the model ``mae_ast`` and the criterion
-  ``mae_ast`` (the original's names, configs and checkpoint keys);
-* fine-tuning: the task ``mae_ast_classification``, the model ``mae_ast_classifier`` and
-  the criterion ``mae_ast_classification``.
-
-Without fairseq installed, ``mae_ast.load`` (features from pretraining or fine-tuned
-checkpoints), ``mae_ast.classifier.load_classifier`` and the tools' library parts work.
+"""MAE-AST as a fairseq plugin: ``common.user_dir=/path/to/mae_ast`` registers the tasks
+``mae_ast_pretraining``/``mae_ast_classification``, the models ``mae_ast``/``mae_ast_classifier`` and
+the criteria ``mae_ast``/``mae_ast_classification`` (pretraining's: the original's names). Without
+fairseq, ``mae_ast.load``, ``mae_ast.classifier`` and the tools' library parts work.
 """
 
 from ._fairseq import HAVE_FAIRSEQ

@@ -1,7 +1,6 @@
 """Reading fairseq checkpoint files: one place that opens a file, says what is wrong with
-it, and tells a pretraining checkpoint from a fine-tuned classifier, so the same bad file
-gets the same message everywhere. Nothing here builds a model: ``mae_ast.loading`` does,
-reading files through ``read_checkpoint``; this module imports no model.
+it and tells a pretraining checkpoint from a classifier, so a bad file gets the same message
+everywhere. It imports no model (``mae_ast.loading`` builds them).
 """
 
 from __future__ import annotations
@@ -58,9 +57,8 @@ def checkpoint_kind(state: dict) -> str | None:
 
 def read_checkpoint(path: str, weights_only: bool = True, kinds: tuple[str, ...] = (PRETRAINING, CLASSIFIER),
                     mmap: bool = False) -> dict:
-    """The checkpoint dict of a MAE-AST checkpoint of one of ``kinds``, loaded with
-    ``weights_only`` (safe) unless told otherwise; ``CheckpointError`` naming the file and
-    what it is otherwise."""
+    """The dict of a MAE-AST checkpoint of one of ``kinds``; ``CheckpointError`` naming the file
+    and what it is otherwise."""
     state = _load(path, weights_only, mmap)
     kind = checkpoint_kind(state)
     if kind in kinds:

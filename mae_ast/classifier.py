@@ -1,14 +1,6 @@
-"""Scoring audio with a fine-tuned MAE-AST classifier, without fairseq's trainer (the
-fairseq model itself is ``models/mae_ast_classifier.py``).
-
-    clf = load_classifier("checkpoints/checkpoint_best.pt")
-    clf.class_names, clf.multi_label, clf.target_length, clf.feature_spec
-    clf.scores([wav1, wav2])                  # (2, C) probabilities, 16 kHz mono waveforms
-    clf.scores_windows(long_wav, hop_frames=512)  # (windows, C) over a long recording
-    clf.aggregate(window_scores)              # (C,) the file's scores (mean or max over windows)
-
-The checkpoint (a ``.pt`` or an exported folder) is self-contained (encoder config,
-feature spec and class names are in its ``cfg.model``); ``mae_ast.loading`` opens it.
+"""Scoring audio with a fine-tuned MAE-AST classifier (a ``.pt`` or an exported folder,
+opened by ``mae_ast.loading``) without fairseq's trainer; the fairseq model is
+``models/mae_ast_classifier.py``. Usage: README, "Fine-tuning and evaluation".
 """
 
 from __future__ import annotations
@@ -28,12 +20,8 @@ WINDOW_BATCH = 32
 
 
 def window_starts(num_frames: int, target_length: int, hop: int) -> list[int]:
-    """First frame of each ``target_length``-frame window over ``num_frames`` frames: every
-    ``hop`` frames, and the last window aligned to the end, so every frame is in a window.
-    A clip no longer than one window is one (padded) window, ``[0]``.
-
-    ``hop`` must lie in 1..target_length: a longer hop would leave frames between windows
-    that no window sees."""
+    """First frame of each ``target_length``-frame window: every ``hop`` frames (1..target_length,
+    else frames between windows go unseen), the last aligned to the end; ``[0]`` for a short clip."""
     if not 1 <= hop <= target_length:
         raise ValueError(f"hop of {hop} frames: must be 1..{target_length} (the window length), "
                          "else frames between windows are never scored")
@@ -44,9 +32,8 @@ def window_starts(num_frames: int, target_length: int, hop: int) -> list[int]:
 
 
 def aggregate(window_scores: torch.Tensor, how: str) -> torch.Tensor:
-    """A file's ``(C,)`` scores from its ``(windows, C)`` window scores: ``mean`` (a clip-level
-    class posterior, for single-label models) or ``max`` (an event in any window is in the
-    file, for multi-label models)."""
+    """A file's ``(C,)`` scores from its ``(windows, C)`` ones: ``mean`` (a class posterior,
+    single-label) or ``max`` (an event in any window is in the file, multi-label)."""
     if how == "max":
         return window_scores.max(dim=0).values
     if how == "mean":
@@ -55,8 +42,8 @@ def aggregate(window_scores: torch.Tensor, how: str) -> torch.Tensor:
 
 
 class Classifier:
-    """An eval-mode classifier with its input definition and class names, from an opened
-    classifier checkpoint (kept as ``checkpoint``: its ``state`` holds the provenance record)."""
+    """An eval-mode classifier with its input definition and class names; ``checkpoint``'s
+    ``state`` holds the provenance record."""
 
     def __init__(self, checkpoint: Checkpoint) -> None:
         self.checkpoint = checkpoint
@@ -74,31 +61,24 @@ class Classifier:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def features(self, waveforms: list[Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Waveforms -> ``(B, target_length, width)`` features cropped from the start or
-        padded (as evaluation in training), and the frame padding mask (True = padding)."""
-        return self.feature_spec.batch(waveforms, self.model.backbone.grid.min_frames, self.device,
-                                       length=self.target_length)
-
     @property
     def default_hop(self) -> int:
-        """Frames between window starts unless asked otherwise: half a window."""
+        """Frames between window starts: half a window."""
         return max(1, self.target_length // 2)
 
     @property
     def aggregation(self) -> str:
-        """How windows make a file's scores by default: max (multi-label) or mean."""
+        """The default of ``aggregate``: max multi-label, else mean."""
         return "max" if self.multi_label else "mean"
 
     @property
     def input_seconds(self) -> float:
-        """The model's input (``target_length`` frames) in seconds of frame shifts: the
-        longest hop between windows that leaves no frame unscored."""
+        """The model's ``target_length`` frames in seconds: the longest hop that scores every frame."""
         return self.target_length * self.feature_spec.frame_shift_ms / 1000.0
 
     def hop_in_frames(self, seconds: float | None) -> int:
         """``seconds`` between window starts in whole frames (``None``: ``default_hop``);
-        ``ValueError`` for a hop longer than one window, which would leave frames unscored."""
+        ``ValueError`` for a hop longer than one window."""
         if seconds is None:
             return self.default_hop
         hop = max(1, round(seconds * 1000.0 / self.feature_spec.frame_shift_ms))
@@ -108,33 +88,32 @@ class Classifier:
                              f"scored; use a hop of at most {self.input_seconds:g} s")
         return hop
 
-    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        return probabilities(logits, self.multi_label)
+    def _probabilities(self, source: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The model's probabilities of a feature batch (sigmoid multi-label, else softmax), on the CPU."""
+        return probabilities(self.model(source, padding_mask), self.multi_label).cpu()
 
     def aggregate(self, window_scores: torch.Tensor, how: str | None = None) -> torch.Tensor:
-        """``(C,)`` scores of a file from its ``(windows, C)`` scores (default: ``aggregation``)."""
         return aggregate(window_scores, how or self.aggregation)
 
     @torch.no_grad()
     def scores(self, inputs: list[Any] | torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """``(B, C)`` probabilities (sigmoid multi-label, softmax single-label) of a list of
-        waveforms (mono, [-1, 1], at ``feature_spec.sample_rate``) or of a feature batch
-        ``(B, frames, columns)`` (with its optional frame padding mask)."""
+        """``(B, C)`` probabilities (sigmoid multi-label, softmax single-label) of a list of waveforms
+        (mono, [-1, 1], at ``feature_spec.sample_rate``; cropped from the start or padded to
+        ``target_length``, as validation in training) or of a feature batch ``(B, frames, columns)``
+        with its padding mask."""
         if isinstance(inputs, torch.Tensor) and inputs.dim() == 3:
             source = inputs.to(self.device)
             padding_mask = None if padding_mask is None else padding_mask.to(self.device)
         else:
-            source, padding_mask = self.features(inputs)
-        return self.probabilities(self.model(source, padding_mask)).cpu()
+            source, padding_mask = self.feature_spec.batch(inputs, self.model.backbone.grid.min_frames, self.device,
+                                                           length=self.target_length)
+        return self._probabilities(source, padding_mask)
 
     @torch.no_grad()
     def scores_windows(self, waveform: Any, hop_frames: int | None = None,
                        batch_size: int = WINDOW_BATCH) -> torch.Tensor:
-        """``(windows, C)`` probabilities of ``target_length``-frame windows every
-        ``hop_frames`` frames (default: ``default_hop``, half a window) over one long
-        waveform, starts from ``window_starts`` (the last window aligned to the end, so every
-        frame is scored). A clip no longer than ``target_length`` gives one (padded) window.
-        At most ``batch_size`` windows go through the model at once."""
+        """``(windows, C)`` probabilities of one waveform's ``window_starts`` windows every
+        ``hop_frames`` (default ``default_hop``), at most ``batch_size`` per forward pass."""
         return self.scores_feature_windows(self.clip_features(waveform), hop_frames, batch_size)
 
     def clip_features(self, waveform: Any) -> torch.Tensor:
@@ -156,17 +135,17 @@ class Classifier:
         if len(feat) <= self.target_length:
             source, valid = pad_or_crop(feat, self.target_length)
             mask = torch.arange(self.target_length, device=self.device)[None] >= valid
-            return self.probabilities(self.model(source[None], mask)).cpu()
+            return self._probabilities(source[None], mask)
         out = []
         for i in range(0, len(starts), batch_size):  # only this batch's windows are ever copied
             windows = torch.stack([feat[s : s + self.target_length] for s in starts[i : i + batch_size]])
-            out.append(self.probabilities(self.model(windows)).cpu())
+            out.append(self._probabilities(windows))
         return torch.cat(out)
 
 
 def load_classifier(path: str, device: str | torch.device | None = None) -> Classifier:
-    """A fine-tuned classifier (a ``.pt``, loaded with ``weights_only=True``, fairseq not
-    needed, or an exported folder) in eval mode on ``device`` (default: CUDA when available)."""
+    """A fine-tuned classifier (a ``.pt``, loaded ``weights_only``, or an exported folder) in
+    eval mode on ``device`` (default: CUDA when available); fairseq is not needed."""
     clf = Classifier(open_checkpoint(path, kinds=(CLASSIFIER,)))
     clf.model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     return clf

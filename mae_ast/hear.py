@@ -1,36 +1,7 @@
-"""The HEAR 2021 API (hear-eval-kit, hearvalidator) for every MAE-AST checkpoint.
-
-    model = mae_ast.hear.load_model("checkpoint.pt")                  # pretraining or fine-tuned
-    emb, ts = mae_ast.hear.get_timestamp_embeddings(audio, model)     # audio: (n_sounds, n_samples)
-    scene = mae_ast.hear.get_scene_embeddings(audio, model)           # (n_sounds, dim)
-
-Timestamp embeddings, construction: shifted passes. A token's embedding (the chosen
-layer, averaged over the channel blocks of its time step, as ``extract_layers``) is
-placed at the centre of the samples its patch reads. One pass over the clip gives one
-embedding every ``ast_kernel_stride_time`` frames (160 ms for 16x16 patches, 20 ms for
-2x128 frames). For a finer hop, the encoder runs ``P`` passes whose patch grids start
-``hop`` apart (``P * hop`` = the stride), and the passes interleave into one regular
-timeline. Kaldi frames are computed independently of each other, so pass ``j``'s patches
-read exactly the frames that the clip shifted by ``j * hop`` would give: every
-embedding is a real token of the model, none interpolated. (With deltas, the passes
-read the whole clip's deltas, which differ from a cut clip's in its first two frames.) The hop must divide the
-stride into whole 10 ms frames: 10, 20, 40, 80 or 160 ms for 16-frame patches.
-
-To put centres at the very start and the very end of the clip, the feature image is
-padded on both sides with the model's input mean (the value its BatchNorm maps to 0),
-so edge tokens read real frames plus a neutral value: the first centre is at 7.5 ms
-(less than one hop), the last within one hop of the end. A clip shorter than one fbank
-window is zero-padded to one window (25 ms), one shorter than a patch is padded the
-same way, so every clip gets embeddings.
-
-Scene embeddings: the mean over time of the chosen layer over the clip as it is (one
-pass, no edge padding unless the clip is shorter than one patch): what the fine-tuned
-classifier pools and what SUPERB's utterance tasks mean-pool in the s3prl upstream.
-
-Long clips run in windows of ``window_s`` seconds (default: the length the checkpoint
-was trained on: its ``task.max_sample_size`` crop, or a classifier's
-``target_length``), each window whole steps of the same grid, so the timeline is
-unchanged and attention cost stays bounded.
+"""The HEAR 2021 API (hear-eval-kit, hearvalidator) for every MAE-AST checkpoint. How timestamp
+embeddings are built (shifted passes of the patch grid, every one a real token; edge padding with
+the input mean) and the defaults: README, "HEAR and Hugging Face". Not said there: with deltas,
+the passes read the whole clip's deltas, which differ from a cut clip's in its first two frames.
 """
 
 from __future__ import annotations
@@ -60,9 +31,7 @@ class HearModel(nn.Module):
         self.encoder = encoder.eval()
         spec, grid = encoder.feature_spec, encoder.grid
         self.sample_rate = int(spec.sample_rate)
-        dim = int(encoder.cfg.encoder_embed_dim)
-        self.scene_embedding_size = dim
-        self.timestamp_embedding_size = dim
+        self.scene_embedding_size = self.timestamp_embedding_size = int(encoder.cfg.encoder_embed_dim)
         self.layers = resolve_layers(layer, len(encoder.encoder.layers))
         self.hop_frames = hop_in_frames(hop_ms, grid.stride_time, spec.frame_shift_ms)
         self.passes = grid.stride_time // self.hop_frames
@@ -86,7 +55,7 @@ class HearModel(nn.Module):
 
     def features(self, audio: torch.Tensor) -> torch.Tensor:
         """``(n_sounds, n_samples)`` -> ``(n_sounds, frames, width)``; a clip shorter than one
-        fbank window is zero-padded to one window."""
+        fbank window (25 ms) is zero-padded to one window, so every clip gets embeddings."""
         if not isinstance(audio, torch.Tensor) or audio.dim() != 2:
             shape = tuple(audio.shape) if hasattr(audio, "shape") else type(audio).__name__
             raise ValueError(f"audio must be a (n_sounds, n_samples) tensor, got {shape}")
@@ -108,8 +77,7 @@ class HearModel(nn.Module):
         return torch.cat(out, dim=1)
 
     def timestamps(self, num_samples: int) -> torch.Tensor:
-        """Centres (ms) of the embeddings of a clip of ``num_samples``: every hop from the
-        first centre while inside the clip (at least one)."""
+        """Centres (ms) of a clip's embeddings: every hop from the first centre while inside it (at least one)."""
         shift = self.encoder.feature_spec.shift_samples
         hop = self.hop_frames * shift
         count = max(1, int((num_samples - self.first_centre) // hop) + 1)
@@ -119,14 +87,13 @@ class HearModel(nn.Module):
     @torch.no_grad()
     def timestamp_embeddings(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         feats = self.features(audio)
-        B, frames, width = feats.shape
+        B, frames, _ = feats.shape
         times = self.timestamps(audio.shape[1])
         count = len(times)
         kt, d = self.encoder.grid.kernel_time, self.hop_frames
         # Embedding k: the token whose patch starts at frame k * d - left_pad.
         right = max(0, (count - 1) * d - self.left_pad + kt - frames)
-        image = feats.new_full((B, self.left_pad + frames + right, width), self.pad_value())
-        image[:, self.left_pad : self.left_pad + frames] = feats
+        image = nn.functional.pad(feats, (0, 0, self.left_pad, right), value=self.pad_value())
         out = feats.new_zeros(B, count, self.timestamp_embedding_size)
         for j in range(min(self.passes, count)):
             steps = len(range(j, count, self.passes))
@@ -138,8 +105,7 @@ class HearModel(nn.Module):
         feats = self.features(audio)
         grid = self.encoder.grid
         if feats.shape[1] < grid.kernel_time:
-            pad = feats.new_full((feats.shape[0], grid.kernel_time - feats.shape[1], feats.shape[2]), self.pad_value())
-            feats = torch.cat([feats, pad], dim=1)
+            feats = nn.functional.pad(feats, (0, 0, 0, grid.kernel_time - feats.shape[1]), value=self.pad_value())
         return self.run(feats, grid.time_steps(feats.shape[1])).mean(dim=1).float()
 
 
@@ -174,29 +140,23 @@ def hop_in_frames(hop_ms: float | None, stride_frames: int, frame_ms: float) -> 
     return round(d)
 
 
-def load_encoder(path: str, device: str | torch.device | None = None) -> tuple[MAE_AST, int]:
-    """The encoder of a pretraining or fine-tuned checkpoint (file or exported folder), and
-    the frames it was trained on (a classifier's target_length, else the pretraining crop)."""
-    ck = open_checkpoint(path)
-    model = ready(ck.encoder, device)
-    if ck.kind == CLASSIFIER:
-        return model, int(ck.settings["target_length"])
-    max_samples = getattr(model.task_cfg, "max_sample_size", None) or DEFAULT_MAX_SAMPLES
-    return model, model.feature_spec.frames(int(max_samples))
-
-
 def load_model(model_file_path: str = "", **options: Any) -> HearModel:
-    """HEAR's ``load_model``: a MAE-AST checkpoint (pretraining, released, or fine-tuned
-    classifier: its fine-tuned encoder). Options: ``layer`` (default -1, the last; a list
-    of layers or "all" averages them), ``hop_ms`` (default: the largest exact hop <= 50
-    ms: 40 ms for 16-frame patches, 20 ms for frame models), ``window_s`` (default: the
-    checkpoint's training length; 0 = whole clips), ``device``."""
+    """HEAR's ``load_model`` of any MAE-AST checkpoint (a classifier's: its fine-tuned encoder).
+    Options: ``layer`` (default -1; a list or "all" averages layers), ``hop_ms`` (default: the
+    largest exact hop <= 50 ms), ``window_s`` (default: the training length; 0 = whole clips),
+    ``device``. Long clips run in windows of whole grid steps: same timeline, bounded attention."""
     if not model_file_path:
         raise ValueError("load_model needs a MAE-AST checkpoint path")
     unknown = set(options) - {"layer", "hop_ms", "window_s", "device"}
     if unknown:
         raise ValueError(f"unknown options {sorted(unknown)}: use layer, hop_ms, window_s, device")
-    encoder, trained_frames = load_encoder(model_file_path, options.get("device"))
+    ck = open_checkpoint(model_file_path)
+    encoder = ready(ck.encoder, options.get("device"))
+    if ck.kind == CLASSIFIER:
+        trained_frames = int(ck.settings["target_length"])
+    else:  # the pretraining crop
+        max_samples = getattr(encoder.task_cfg, "max_sample_size", None) or DEFAULT_MAX_SAMPLES
+        trained_frames = encoder.feature_spec.frames(int(max_samples))
     return HearModel(encoder, layer=options.get("layer", -1), hop_ms=options.get("hop_ms"),
                      window_s=options.get("window_s"), window_frames=trained_frames)
 
@@ -208,5 +168,6 @@ def get_timestamp_embeddings(audio: torch.Tensor, model: HearModel) -> tuple[tor
 
 
 def get_scene_embeddings(audio: torch.Tensor, model: HearModel) -> torch.Tensor:
-    """``(n_sounds, n_samples)`` audio -> ``(n_sounds, dim)`` float32: the mean over time."""
+    """``(n_sounds, n_samples)`` audio -> ``(n_sounds, dim)`` float32: the mean over time of the clip's own
+    tokens (one pass, no edge padding unless it is shorter than a patch), as fine-tuning pools."""
     return model.scene_embeddings(audio)

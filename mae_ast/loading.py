@@ -1,15 +1,7 @@
-"""Checkpoint to model, one funnel: ``open_checkpoint`` takes any MAE-AST checkpoint (a
-pretraining ``.pt`` from fairseq-hydra-train or a released one, a fine-tuned classifier
-``.pt``, or a folder written by mae-ast-export-hf), builds the model its saved config
-describes and loads its weights strictly. Every loader opens checkpoints here:
-``mae_ast.load``, ``load_classifier``, HEAR, the tools and the s3prl upstream.
-
-    model = mae_ast.load("checkpoint_last.pt", device="cuda")
-    out = model.extract_layers([wav1, wav2])   # 16 kHz mono waveforms, or a fbank batch
-    out["hidden_states"][-1]                   # (B, time steps, dim), time-aligned
-
-As timm's ``build_model_with_cfg``: one builder per kind from the saved settings, one
-filter (``hf.folder.from_folder``) for the one foreign key layout, an exported folder's.
+"""Checkpoint to model, one funnel: ``open_checkpoint`` takes any MAE-AST checkpoint
+(pretraining, released, fine-tuned classifier, or a mae-ast-export-hf folder), builds the
+model its saved config describes and loads its weights strictly; every loader opens
+checkpoints here. Usage: README, "Features, tools, SUPERB".
 """
 
 from __future__ import annotations
@@ -32,11 +24,9 @@ HEAVY = ("model", "last_optimizer_state")
 
 @dataclass
 class Checkpoint:
-    """What a checkpoint holds, built: its kind, the model (weights loaded, strict), the
-    model settings in a classifier checkpoint's ``cfg.model`` layout (``encoder``,
-    ``features``; a classifier's ``class_names``, ``multi_label``, ``target_length``...),
-    and the ``.pt``'s dict less ``HEAVY`` (``cfg``, ``task_state`` with the provenance
-    record, ``optimizer_history``); ``{}`` for an exported folder, which has no record."""
+    """A checkpoint, built: its kind, the model (weights loaded strictly), its settings in a
+    classifier's ``cfg.model`` layout (``encoder``, ``features``, a classifier's ``class_names``...)
+    and the ``.pt``'s dict less ``HEAVY`` (``cfg``, ``task_state``: provenance); ``{}`` for a folder."""
 
     path: str
     kind: str
@@ -63,9 +53,8 @@ def build_model(kind: str, settings: dict, task: dict) -> torch.nn.Module:
 
 
 def open_checkpoint(path: str, weights_only: bool = True, kinds: tuple[str, ...] = KINDS) -> Checkpoint:
-    """The ``Checkpoint`` at ``path`` (a ``.pt`` loaded with ``weights_only`` unless told
-    otherwise, or an exported folder), of one of ``kinds``; ``CheckpointError`` naming the
-    file and what to do otherwise."""
+    """The ``Checkpoint`` at ``path`` (a ``.pt`` or an exported folder) of one of ``kinds``;
+    ``CheckpointError`` naming the file and what to do otherwise."""
     exported = folder.is_exported(path)
     if exported:
         config, weights = folder.read(path)
@@ -83,14 +72,13 @@ def open_checkpoint(path: str, weights_only: bool = True, kinds: tuple[str, ...]
 
 
 def load(path: str, device: str | torch.device | None = None, weights_only: bool = True) -> MAE_AST:
-    """An eval-mode MAE-AST from any checkpoint ``open_checkpoint`` takes (a classifier's:
-    its fine-tuned encoder; an exported folder's: its decoder-free encoder), with encoder
-    layerdrop off so hidden-state indices are fixed."""
+    """The ``ready`` MAE-AST of any checkpoint ``open_checkpoint`` takes (a classifier's: its
+    fine-tuned encoder)."""
     return ready(open_checkpoint(path, weights_only).encoder, device)
 
 
 def ready(model: MAE_AST, device: str | torch.device | None = None) -> MAE_AST:
-    """Eval mode, layerdrop off, on ``device`` (default: CUDA when available)."""
+    """Eval mode, layerdrop off (so hidden-state indices are fixed), on ``device`` (default: CUDA when available)."""
     model.encoder.layerdrop = 0.0
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return model.to(device).eval()

@@ -1,17 +1,11 @@
-"""Clip-level classification metrics for fine-tuning (AudioSet, ESC-50, Speech Commands).
+"""Clip-level classification metrics. Plain numpy: the tests check them against
+scikit-learn, which only means something if the two are independent implementations.
 
-Plain numpy, no scikit-learn: the tests compare these against scikit-learn, which is only
-useful if the two are independent implementations.
-
-Conventions: ``scores`` are (N, C) (N clips, C classes; logits, probabilities or any
-monotone score), multi-label ``targets`` are an (N, C) 0/1 matrix, single-label targets are
-(N,) class indices or an (N, C) one-hot matrix.
-
-Classes that cannot be scored (AP: no positive clip; AUC: no positive or no negative clip)
-get ``nan`` per class and are left out of the means. scikit-learn differs on AP: its
-``average_precision_score`` gives such a class 0.0 (with a warning) and
-``average="macro"`` averages that 0 in, so on a split where some class never occurs our
-mAP is higher than scikit-learn's macro AP. Where every class has a positive the two agree.
+``scores``: (N, C), N clips, C classes (logits, probabilities or any monotone score);
+``targets``: an (N, C) 0/1 matrix multi-label, (N,) class indices or (N, C) one-hot
+single-label. A class that cannot be scored (AP: no positive clip; AUC: no positive or no
+negative) is ``nan`` per class and left out of the means; scikit-learn's macro AP counts
+it as 0 instead, so where a class never occurs our mAP is the higher one.
 """
 
 from __future__ import annotations
@@ -21,17 +15,8 @@ from statistics import NormalDist
 
 import numpy as np
 
-__all__ = [
-    "binary_average_precision",
-    "binary_roc_auc",
-    "average_precision",
-    "roc_auc",
-    "mean_average_precision",
-    "mean_auc",
-    "d_prime",
-    "accuracy",
-    "classification_metrics",
-]
+__all__ = ["binary_average_precision", "binary_roc_auc", "average_precision", "roc_auc", "mean_average_precision",
+           "mean_auc", "d_prime", "accuracy", "classification_metrics"]
 
 
 def _check_binary(scores: np.ndarray, targets: np.ndarray, ndim: int) -> tuple[np.ndarray, np.ndarray]:
@@ -57,23 +42,18 @@ def _average_precision_1d(scores: np.ndarray, positive: np.ndarray) -> float:
     sorted_scores, sorted_pos = scores[order], positive[order]
     last_of_block = np.r_[np.flatnonzero(np.diff(sorted_scores)), len(sorted_scores) - 1]
     tp = np.cumsum(sorted_pos)[last_of_block]
-    predicted = last_of_block + 1
-    precision = tp / predicted
-    recall = tp / n_pos
     # AP = sum over thresholds of (recall gained at that threshold) * precision there.
-    return float(np.sum(np.diff(recall, prepend=0.0) * precision))
+    return float(np.sum(np.diff(tp / n_pos, prepend=0.0) * (tp / (last_of_block + 1))))
 
 
 def _average_ranks(scores: np.ndarray) -> np.ndarray:
     """1-based ranks of ``scores`` in ascending order, tied values sharing their mean rank."""
     order = np.argsort(scores, kind="mergesort")
-    sorted_scores = scores[order]
-    starts = np.r_[0, np.flatnonzero(np.diff(sorted_scores)) + 1]
+    starts = np.r_[0, np.flatnonzero(np.diff(scores[order])) + 1]
     ends = np.r_[starts[1:], len(scores)]
-    # A block occupying sorted positions [start, end) has ranks start+1 .. end; mean (start+1+end)/2.
-    block_rank = (starts + 1 + ends) / 2.0
     ranks = np.empty(len(scores), dtype=np.float64)
-    ranks[order] = np.repeat(block_rank, ends - starts)
+    # A block at sorted positions [start, end) holds ranks start+1 .. end; each gets their mean.
+    ranks[order] = np.repeat((starts + 1 + ends) / 2.0, ends - starts)
     return ranks
 
 
@@ -118,12 +98,7 @@ def _nanmean(values: np.ndarray) -> float:
 
 
 def mean_average_precision(scores: np.ndarray, targets: np.ndarray) -> float:
-    """mAP: mean of per-class AP over classes with at least one positive. scores, targets: (N, C).
-
-    Differs from ``sklearn.metrics.average_precision_score(average="macro")`` only when a
-    class has no positive: scikit-learn counts it as AP 0, here it is skipped. nan if no class
-    has a positive.
-    """
+    """mAP: mean per-class AP over classes with a positive (see the module docstring). scores, targets: (N, C)."""
     return _nanmean(average_precision(scores, targets))
 
 
@@ -136,10 +111,7 @@ _STANDARD_NORMAL = NormalDist()
 
 
 def d_prime(auc: float) -> float:
-    """d' = sqrt(2) * Phi^-1(auc), the separation of two unit-variance Gaussians with this AUC.
-
-    auc 0.5 -> 0; auc 1 -> +inf and 0 -> -inf (as scipy's norm.ppf); nan -> nan.
-    """
+    """d' = sqrt(2) * Phi^-1(auc): auc 0.5 -> 0, 1 -> +inf, 0 -> -inf (as scipy's norm.ppf), nan -> nan."""
     auc = float(auc)
     if math.isnan(auc):
         return math.nan
@@ -164,11 +136,7 @@ def _as_class_indices(targets: np.ndarray, num_classes: int) -> np.ndarray:
 
 
 def accuracy(scores: np.ndarray, targets: np.ndarray) -> float:
-    """Top-1 accuracy in [0, 1]. scores: (N, C); targets: (N,) class indices or (N, C) one-hot.
-
-    The prediction is the first arg-max of a row (a tie goes to the lower class index).
-    nan for N = 0.
-    """
+    """Top-1 accuracy in [0, 1], a tie going to the lower class index; nan for N = 0."""
     scores = np.asarray(scores)
     if scores.ndim != 2:
         raise ValueError(f"scores must be (N, C), got shape {scores.shape}")
@@ -181,16 +149,10 @@ def accuracy(scores: np.ndarray, targets: np.ndarray) -> float:
 
 
 def classification_metrics(scores: np.ndarray, targets: np.ndarray, multi_label: bool) -> dict:
-    """Validation metrics over a whole split. scores: (N, C).
-
-    single-label (targets (N,) indices or (N, C) one-hot): ``{"accuracy", "n_clips"}``.
-    multi-label (targets (N, C) 0/1): ``{"mAP", "auc", "d_prime", "n_clips", "n_classes",
-    "classes_without_positive", "classes_without_negative"}``, where d' is computed from the
-    mean AUC (as SSAST/AST report it), not averaged per class. A class with no positive clip
-    is left out of mAP and AUC, one with no negative clip out of AUC (as AudioSet evaluation
-    does; AP and AUC are undefined there); the two counts say how many were, so a mean over
-    a few classes is not taken for one over all of them. A mean over no class at all is nan.
-    """
+    """A whole split's metrics: ``accuracy`` single-label; multi-label ``mAP``, ``auc`` and
+    ``d_prime`` of the mean AUC (as SSAST/AST report it), with counts of the classes left out
+    (``classes_without_positive``/``_negative``), so a mean over a few classes is not taken
+    for one over all of them. Both give ``n_clips``."""
     scores = np.asarray(scores)
     n_clips = int(scores.shape[0])
     if not multi_label:

@@ -1,27 +1,9 @@
-"""The standard linear probe: frozen, pooled encoder features of each split and a
-regularised logistic regression fitted on train, its strength chosen on valid, scored on test.
+"""The standard linear probe (``mae-ast-probe``): frozen encoder features of each split, pooled
+over each clip's time steps, and a standardised L2 logistic regression fitted on train, its C
+(and layer) chosen on valid, scored on test with ``mae_ast.metrics``. What it runs and reports:
+README, "Linear probe: the standard number".
 
-    from mae_ast.probe import ProbeConfig, run_probe
     result = run_probe("checkpoint_last.pt", "data/esc50/fold1", ProbeConfig(layer="all"))
-    result["test"]["accuracy"], result["C"], result["layer"]
-
-What the field reports as a probe number (HEAR's kit, SUPERB's utterance probes, the
-scikit-learn probes of audio SSL papers): features computed once, then a linear classifier
-whose regularisation is chosen on the validation split. Unlike the fairseq frozen-encoder
-recipe (an SGD probe), the number does not depend on a learning rate or an update count.
-
-* Features: ``mae_ast.load(CKPT).extract_layers`` on whole clips (no crop, no padding
-  counted), every encoder layer, pooled over the clip's valid time steps (``mean``, or
-  ``max``). ``--layer N`` then picks layer N (1-based), ``all`` fits every layer.
-* Fit: scikit-learn's ``StandardScaler`` + ``LogisticRegression`` (lbfgs, multinomial)
-  for single-label data, one-vs-rest of the same for multi-label data; ``C`` (the inverse
-  L2 strength) from ``C_GRID``. The winning ``C`` (and layer) is the best valid accuracy
-  (mAP multi-label), ties going to the lower valid log-loss, so a flat stretch of the grid
-  picks the best-calibrated fit, not the first one.
-* Scores: ``mae_ast.metrics.classification_metrics`` on valid and test.
-
-Unreadable clips (or clips shorter than one patch) are named, counted per split and left
-out, as ``mae-ast-evaluate`` does.
 """
 
 from __future__ import annotations
@@ -41,12 +23,11 @@ from .data.features import short_of_one_patch
 from .data.classification_dataset import label_paths
 from .data.datadir import SPLITS
 from .data import identity
-from .data.identity import content_key
 from .data.labels import LabelSet, read_label_descriptors, read_labels
 from .data.manifest import Manifest, read_manifest
 from .loading import Checkpoint, open_checkpoint, ready
 from .metrics import classification_metrics
-from .provenance import overlap_report
+from .provenance import overlap_counts, overlap_report
 
 logger = logging.getLogger(__name__)
 
@@ -95,16 +76,13 @@ class Split:
         return y
 
 
-# ---- data ------------------------------------------------------------------------------
-
-
 def read_splits(data: str, multi_label: bool | None) -> tuple[LabelSet, dict[str, Split], bool]:
     """Label set, the three splits (manifest + labels matched to its clips) and the label mode."""
-    descriptors = label_paths(data, "train")[2]
-    label_set = read_label_descriptors(descriptors)
+    paths = {name: label_paths(data, name) for name in SPLITS}
+    label_set = read_label_descriptors(paths["train"][2])
     splits = {}
     for name in SPLITS:
-        manifest_path, label_path, _ = label_paths(data, name)
+        manifest_path, label_path, _ = paths[name]
         for path in (manifest_path, label_path):
             if not os.path.isfile(path):
                 raise ProbeError(f"{path}: not found; the probe fits on train, picks C on valid and scores test, "
@@ -113,15 +91,15 @@ def read_splits(data: str, multi_label: bool | None) -> tuple[LabelSet, dict[str
         if not manifest.paths:
             raise ProbeError(f"{manifest_path}: no clips; every split needs at least one")
         # Read as multi-label first: the mode is decided over all splits below.
-        labels = read_labels(label_path, label_set, manifest.entries, True, manifest=manifest_path)
-        splits[name] = Split(name, manifest, labels)
+        splits[name] = Split(name, manifest, read_labels(label_path, label_set, manifest.entries, True,
+                                                         manifest=manifest_path))
     several = next(((s, i) for s in splits.values() for i, r in enumerate(s.labels) if len(r) > 1), None)
     if multi_label is False and several is not None:
         split, i = several
-        raise ProbeError(f"{label_paths(data, split.name)[1]}:{i + 1}: {len(split.labels[i])} labels in a "
+        raise ProbeError(f"{paths[split.name][1]}:{i + 1}: {len(split.labels[i])} labels in a "
                          "single-label probe; drop --single-label or keep one label per line")
     mode = several is not None if multi_label is None else multi_label
-    check_train(splits["train"], label_set, mode, label_paths(data, "train")[1])
+    check_train(splits["train"], label_set, mode, paths["train"][1])
     return label_set, splits, mode
 
 
@@ -183,7 +161,7 @@ def fingerprint(checkpoint: str, split: Split, pool: str) -> str:
     stat = os.stat(checkpoint)
     entries = "\n".join(f"{p}\t{s}" for p, s in zip(split.manifest.paths, split.manifest.sizes))
     return json.dumps({"version": CACHE_VERSION, "checkpoint": os.path.realpath(checkpoint),
-                       "checkpoint_key": str(content_key(checkpoint)), "checkpoint_mtime_ns": stat.st_mtime_ns,
+                       "checkpoint_key": str(identity.content_key(checkpoint)), "checkpoint_mtime_ns": stat.st_mtime_ns,
                        "clips": hashlib.sha256(entries.encode("utf-8", "surrogateescape")).hexdigest(),
                        "pool": pool}, sort_keys=True)
 
@@ -223,19 +201,6 @@ def features(model, checkpoint: str, split: Split, cfg: ProbeConfig) -> None:
         save_cached(path, key, split)
 
 
-# ---- fit -------------------------------------------------------------------------------
-
-
-def make_head(C: float, multi_label: bool, max_iter: int):
-    """The probe's classifier on standardised features: L2 logistic regression (lbfgs,
-    multinomial), one-vs-rest of it multi-label."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.multiclass import OneVsRestClassifier
-
-    head = LogisticRegression(C=C, max_iter=max_iter)
-    return OneVsRestClassifier(head) if multi_label else head
-
-
 def class_scores(clf, x: np.ndarray, num_classes: int, multi_label: bool) -> np.ndarray:
     """(N, C) probabilities over every class of the label set; a class absent from train scores 0."""
     proba = clf.predict_proba(x)
@@ -263,11 +228,19 @@ class Fit:
     clf: object  # fitted Pipeline(StandardScaler, head)
 
 
+def _rank(valid_metric: float, valid_log_loss: float) -> tuple[float, float]:
+    """The probe's choice rule, of C and of layer: the best valid metric (nan last), then the
+    lower valid log-loss, so a flat stretch picks the best-calibrated fit, not the first one."""
+    return np.nan_to_num(valid_metric, nan=-1.0), -valid_log_loss
+
+
 def fit_layer(x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray, y_valid: np.ndarray,
               num_classes: int, multi_label: bool, cfg: ProbeConfig) -> Fit:
-    """Fit every C of the grid on train; the one with the best valid metric (then lowest
-    valid log-loss) wins."""
+    """Fit every C of the grid on train (L2 logistic regression, lbfgs, multinomial;
+    one-vs-rest multi-label) on standardised features; the ``_rank`` on valid picks one."""
     from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -276,13 +249,12 @@ def fit_layer(x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray, y_v
     x_train = scaler.transform(x_train)
     best, by_C = None, []
     for C in sorted(cfg.grid):
-        # A cold start per C, as the textbook pipeline: warm-starting from the previous C
-        # saves lbfgs steps, but at weak regularisation (near-separable data) the two stop
-        # at different points, which moved valid accuracy by 0.01 and so the chosen C.
-        head = make_head(C, multi_label, cfg.max_iter)
+        # A cold start per C: warm starts stop elsewhere at weak regularisation (near-separable
+        # data), which moved valid accuracy by 0.01 and so the chosen C.
+        head = LogisticRegression(C=C, max_iter=cfg.max_iter)
+        head = OneVsRestClassifier(head) if multi_label else head
         with warnings.catch_warnings():
-            # Weak regularisation on separable data converges slowly; the grid's other
-            # values cover it, and the valid score says whether it mattered.
+            # Slow convergence at weak regularisation: the valid score says whether it mattered.
             warnings.simplefilter("ignore", ConvergenceWarning)
             warnings.filterwarnings("ignore", message="Label not .* is present in all training examples")
             head.fit(x_train, y_train)
@@ -291,32 +263,22 @@ def fit_layer(x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray, y_v
         valid = classification_metrics(scores, y_valid, multi_label)
         loss = log_loss(scores, y_valid, multi_label)
         by_C.append({"C": C, metric: valid[metric], "log_loss": loss})
-        rank = (np.nan_to_num(valid[metric], nan=-1.0), -loss)
-        if best is None or rank > best[0]:
-            best = (rank, Fit(C, valid, loss, by_C, clf))
+        if best is None or _rank(valid[metric], loss) > best[0]:
+            best = (_rank(valid[metric], loss), Fit(C, valid, loss, by_C, clf))
     return best[1]
 
 
 def provenance(checkpoint: Checkpoint, data: str, splits: dict[str, Split]) -> dict:
-    """What mae-ast-evaluate writes about the scored clips (``provenance.overlap_report`` of
-    the test split against the checkpoint's records: its pretraining, and its fine-tuning
-    for a classifier), plus ``probe_train_overlap``: test clips that are also clips of the
-    probe's own train split, by real path or content (the probe is then fitted on them)."""
+    """``provenance.overlap_report`` of the test split (as mae-ast-evaluate writes it), plus
+    ``probe_train_overlap``: test clips that are also clips of the probe's own train split."""
     keys = {}
-    for name in ("train", "test"):
-        manifest_path = label_paths(data, name)[0]
-        pk, ck = identity.manifest_keys(manifest_path, splits[name].manifest.paths)
-        kept = splits[name].kept
-        keys[name] = (pk[kept], ck[kept]) if kept is not None else (pk, ck)
+    for name in ("train", "test"):  # of the kept clips, which ``features`` always sets
+        pk, ck = identity.manifest_keys(label_paths(data, name)[0], splits[name].manifest.paths)
+        keys[name] = pk[splits[name].kept], ck[splits[name].kept]
     report = overlap_report(checkpoint.state, checkpoint.path, [], keys["test"])
-    by_path = identity.overlap(keys["test"][0], np.sort(keys["train"][0]))
-    by_content = identity.overlap(keys["test"][1], np.sort(keys["train"][1]))
-    report["probe_train_overlap"] = {"by_path": int(by_path.sum()), "by_content": int(by_content.sum()),
-                                     "either": int((by_path | by_content).sum())}
+    train_pk, train_ck = keys["train"]
+    report["probe_train_overlap"] = overlap_counts(*keys["test"], np.sort(train_pk), np.sort(train_ck))[1]
     return report
-
-
-# ---- the probe -------------------------------------------------------------------------
 
 
 def layers_to_fit(layer: int | str | None, depth: int) -> list[int]:
@@ -354,9 +316,7 @@ def run_probe(checkpoint: str, data: str, cfg: ProbeConfig | None = None) -> dic
                                 C, multi_label, cfg)
         logger.info(f"layer {layer}: C={fits[layer].C:g}, valid {fits[layer].valid}")
     metric = "mAP" if multi_label else "accuracy"
-    # The same rule as for C: best valid metric, then lowest valid log-loss; the lower layer on a full tie.
-    chosen = max(layers, key=lambda n: (np.nan_to_num(fits[n].valid[metric], nan=-1.0), -fits[n].valid_log_loss,
-                                        -n))
+    chosen = max(layers, key=lambda n: (*_rank(fits[n].valid[metric], fits[n].valid_log_loss), -n))  # ties: lower layer
     fit = fits[chosen]
     test_scores = class_scores(fit.clf, test.features[chosen - 1], C, multi_label)
     return {
@@ -382,5 +342,4 @@ def run_probe(checkpoint: str, data: str, cfg: ProbeConfig | None = None) -> dic
     }
 
 
-__all__ = ["C_GRID", "POOLS", "ProbeConfig", "ProbeError", "run_probe", "fit_layer", "make_head",
-           "pool_states", "read_splits"]
+__all__ = ["C_GRID", "POOLS", "ProbeConfig", "ProbeError", "run_probe", "fit_layer", "pool_states", "read_splits"]

@@ -1,28 +1,19 @@
 """A checkpoint's provenance record: which clips it was trained (and selected) on, so a
 tool can show that a number is clean.
 
-For each split a run reads (``dataset.train_subset`` and every ``dataset.valid_subset``)
-the record holds the resolved absolute manifest and ``.lbl`` paths, their text
-fingerprints (``identity.text_key``), the clip count, and the clips' identities: the
-sorted unique 64-bit real-path keys and content keys of ``mae_ast.data.identity`` (read
-from the ``{split}.keys.npz`` sidecar when it is current, else hashed once at start).
-A fine-tuned classifier's record also carries its encoder's pretraining record, read from
-the pretraining checkpoint (``"unknown"`` when that checkpoint predates records, as the
+Per split a run reads (``train_subset`` and each ``valid_subset``): the real manifest and
+``.lbl`` paths, their text fingerprints (``identity.text_key``), the clip count and the
+sorted unique 64-bit path and content keys of ``mae_ast.data.identity`` (from the
+``{split}.keys.npz`` sidecar when current). A classifier's record also carries its
+encoder's pretraining record (``"unknown"`` when that checkpoint predates records, as the
 released ones do; ``"none"`` for a random-init encoder).
 
-Where it lives: fairseq's own extension point, ``FairseqTask.state_dict()``, which the
-Trainer saves as ``task_state`` in every checkpoint. Small records keep their keys inline
-(int64 tensors: checkpoints are loaded with ``weights_only``). Above ``INLINE_MAX_CLIPS``
-clips the keys go to one content-addressed file, ``<save_dir>/provenance/<digest>.npz``,
-which the checkpoint names and fingerprints (the digest of its arrays): fairseq writes
-the task state into every checkpoint it saves (last, best, each epoch's), and 32 MB per
-checkpoint at AudioSet scale (2 M clips x 2 keys x 8 bytes) would be repeated in each,
-while a small record inline keeps a copied checkpoint self-contained.
-
-    record = build_record("finetuning", data, {"train": (tsv, lbl), "valid": (tsv, lbl)}, ...)
-    task_state["provenance"] = to_state(record, save_dir)
-    describe(checkpoint_dict)                       # JSON-able summary (model card, probe)
-    overlap_report(checkpoint_dict, ckpt_path, paths)  # overlap_with_training counts
+It lives in ``task_state`` (fairseq saves ``FairseqTask.state_dict()`` in every checkpoint
+it writes). Up to ``INLINE_MAX_CLIPS`` clips the keys stay inline (int64 tensors, for
+``weights_only``), so a copied checkpoint is self-contained; above, they go to one
+content-addressed ``<save_dir>/provenance/<digest>.npz`` that the record names and
+fingerprints, as 32 MB at AudioSet scale (2 M clips x 2 keys x 8 bytes) would otherwise be
+repeated in every checkpoint (last, best, each epoch's).
 """
 
 from __future__ import annotations
@@ -42,6 +33,7 @@ RECORD_VERSION = 1
 INLINE_MAX_CLIPS = 100_000
 KEY_KINDS = ("path_keys", "content_keys")
 UNKNOWN, NONE = "unknown", "none"
+SUMMARY_FIELDS = ("manifest", "manifest_key", "labels", "labels_key", "n_clips", "keys_digest")
 
 
 class ProvenanceError(ValueError):
@@ -61,13 +53,10 @@ def _digest(arrays: Sequence[np.ndarray]) -> str:
 
 
 def checkpoint_hash(path: str) -> str:
-    """The checkpoint file's fingerprint: ``identity.content_key`` (size and the first,
-    middle and last 64 KiB), so hashing a 1 GB checkpoint costs three small reads; two
-    saves of a run differ in size or in those bytes (weights, zip offsets)."""
+    """``identity.content_key`` of the file (its size and three 64 KiB reads): cheap on a
+    1 GB checkpoint, and two saves of a run differ in size or in those bytes."""
     return hex64(identity.content_key(path))
 
-
-# ---- building -------------------------------------------------------------------------
 
 def split_record(manifest_path: str, label_path: str | None = None) -> dict:
     """One split's record (numpy key arrays) from its manifest (and label file)."""
@@ -86,9 +75,8 @@ def split_record(manifest_path: str, label_path: str | None = None) -> dict:
 
 def build_record(kind: str, data: str, splits: dict[str, tuple[str, str | None]], train_subset: str,
                  valid_subsets: Sequence[str], pretraining: dict | None = None) -> dict:
-    """The record of a run of ``kind`` (``pretraining``/``finetuning``) reading ``splits``
-    (name -> (manifest, label file or None)); ``pretraining``: the encoder's (see
-    ``pretraining_record``), for a classifier."""
+    """The record of a ``kind`` (``pretraining``/``finetuning``) run reading ``splits`` (name ->
+    (manifest, label file or None)); ``pretraining``: a classifier's ``pretraining_record``."""
     record = {"version": RECORD_VERSION, "kind": kind, "data": identity.real_path(data),
               "train_subset": train_subset, "valid_subsets": list(valid_subsets),
               "splits": {name: split_record(m, lbl) for name, (m, lbl) in splits.items()}}
@@ -120,24 +108,19 @@ def pretraining_record(checkpoint: str | None) -> dict:
     return {"status": "recorded", **head, "record": record}
 
 
-# ---- storing --------------------------------------------------------------------------
-
-def _arrays(record: dict) -> dict[str, np.ndarray]:
-    """Every key array of a record and its pretraining record, by a flat name."""
-    out = {}
-    for prefix, rec in (("", record), ("pretraining/", (record.get("pretraining") or {}).get("record"))):
-        for name, split in ((rec or {}).get("splits") or {}).items():
-            for kind in KEY_KINDS:
-                if isinstance(split.get(kind), np.ndarray):
-                    out[f"{prefix}{name}/{kind}"] = split[kind]
-    return out
-
-
 def _split_records(record: dict):
+    """``(prefix of its array names, record)`` of the record and of its pretraining record."""
     yield "", record
     pre = (record.get("pretraining") or {}).get("record")
     if pre:
         yield "pretraining/", pre
+
+
+def _arrays(record: dict) -> dict[str, np.ndarray]:
+    """Every key array of ``_split_records``, by a flat name."""
+    return {f"{prefix}{name}/{kind}": split[kind] for prefix, rec in _split_records(record)
+            for name, split in (rec.get("splits") or {}).items() for kind in KEY_KINDS
+            if isinstance(split.get(kind), np.ndarray)}
 
 
 def to_state(record: dict, save_dir: str | None = None) -> dict:
@@ -156,8 +139,7 @@ def to_state(record: dict, save_dir: str | None = None) -> dict:
         path = os.path.join(folder, f"{digest}.npz")
         if not os.path.isfile(path):  # content-addressed: written once per record
             tmp = path + f".{os.getpid()}.tmp.npz"
-            # Sorted keys are stored as their gaps (~44 bits each at 2 M clips), deflated:
-            # 2 M clips' two key sets take ~25 MB instead of 32.
+            # Sorted keys as their gaps (~44 bits each at 2 M clips), deflated: ~25 MB instead of 32.
             np.savez_compressed(tmp, **{k.replace("/", "__"): _gaps(a) for k, a in arrays.items()})
             os.replace(tmp, path)
         state["keys_file"] = path
@@ -172,13 +154,18 @@ def _gaps(sorted_keys: np.ndarray) -> np.ndarray:
     return np.concatenate([a[:1], np.diff(a)]) if len(a) else a
 
 
+def _head(pre: dict) -> dict:
+    """A pretraining entry without its record."""
+    return {k: v for k, v in pre.items() if k != "record"}
+
+
 def _strip(record: dict) -> dict:
     """A deep copy of the record's small part (no key arrays)."""
     out = {k: v for k, v in record.items() if k not in ("splits", "pretraining")}
     out["splits"] = {n: {k: v for k, v in s.items() if k not in KEY_KINDS} for n, s in record["splits"].items()}
     pre = record.get("pretraining")
     if pre is not None:
-        out["pretraining"] = {k: v for k, v in pre.items() if k != "record"}
+        out["pretraining"] = _head(pre)
         if pre.get("record"):
             out["pretraining"]["record"] = _strip(pre["record"])
     return out
@@ -231,23 +218,14 @@ def load(state: dict, checkpoint_path: str | None = None) -> dict | None:
     return record
 
 
-# ---- reading ----------------------------------------------------------------------------
-
-def _split_summary(split: dict) -> dict:
-    return {k: split.get(k) for k in ("manifest", "manifest_key", "labels", "labels_key", "n_clips", "keys_digest")}
-
-
 def _summary(rec: dict) -> dict:
-    return {"kind": rec.get("kind"), "data": rec.get("data"), "train_subset": rec.get("train_subset"),
-            "valid_subsets": rec.get("valid_subsets"),
-            "splits": {n: _split_summary(s) for n, s in rec["splits"].items()}}
+    return {**{k: rec.get(k) for k in ("kind", "data", "train_subset", "valid_subsets")},
+            "splits": {n: {k: s.get(k) for k in SUMMARY_FIELDS} for n, s in rec["splits"].items()}}
 
 
 def describe(state: dict) -> dict:
-    """A JSON-able summary of a checkpoint's record (``state``: the checkpoint dict, or a
-    record): per split its manifest, label file, clip count and fingerprints; the
-    pretraining summary; the updates the checkpoint holds. ``{"status": "unknown"}`` when
-    the checkpoint has no record."""
+    """A JSON-able summary of the record of ``state`` (a checkpoint dict, or a record): per split
+    ``SUMMARY_FIELDS``, the pretraining summary, the checkpoint's updates; status ``unknown`` without one."""
     stored = _record_state(state)
     history = state.get("optimizer_history") or [{}]
     updates = history[-1].get("num_updates") if isinstance(history[-1], dict) else None
@@ -257,37 +235,35 @@ def describe(state: dict) -> dict:
            "keys_digest": stored.get("keys_digest"), "keys_file": stored.get("keys_file"), "updates": updates}
     pre = stored.get("pretraining")
     if pre is not None:
-        out["pretraining"] = {k: v for k, v in pre.items() if k != "record"}
-        if pre.get("record"):
-            out["pretraining"].update(_summary(pre["record"]))
+        out["pretraining"] = {**_head(pre), **(_summary(pre["record"]) if pre.get("record") else {})}
     return out
 
 
-def _masks(rec: dict, pk: np.ndarray, ck: np.ndarray) -> dict[str, np.ndarray]:
-    """Per split of ``rec``: which clips it holds, by real path or by content."""
-    return {name: identity.overlap(pk, split["path_keys"]) | identity.overlap(ck, split["content_keys"])
-            for name, split in rec["splits"].items()}
+def overlap_counts(pk: np.ndarray, ck: np.ndarray, other_pk: np.ndarray, other_ck: np.ndarray
+                   ) -> tuple[np.ndarray, dict]:
+    """Which clips of keys ``(pk, ck)`` are among the sorted ``(other_pk, other_ck)``, by real
+    path or by content (a mask), and the counts ``by_path``, ``by_content``, ``either``."""
+    by_path, by_content = identity.overlap(pk, other_pk), identity.overlap(ck, other_ck)
+    either = by_path | by_content
+    return either, {"by_path": int(by_path.sum()), "by_content": int(by_content.sum()), "either": int(either.sum())}
 
 
-def _overlaps(rec: dict, pk: np.ndarray, ck: np.ndarray) -> dict:
-    out = {}
+def _overlaps(rec: dict, pk: np.ndarray, ck: np.ndarray) -> tuple[dict, dict]:
+    """Per split of ``rec``: the ``overlap_counts`` mask, and its counts with the split's ``n_clips``."""
+    masks, counts = {}, {}
     for name, split in rec["splits"].items():
-        by_path, by_content = identity.overlap(pk, split["path_keys"]), identity.overlap(ck, split["content_keys"])
-        out[name] = {"by_path": int(by_path.sum()), "by_content": int(by_content.sum()),
-                     "either": int((by_path | by_content).sum()), "n_clips": int(split.get("n_clips") or 0)}
-    return out
+        masks[name], found = overlap_counts(pk, ck, split["path_keys"], split["content_keys"])
+        counts[name] = {**found, "n_clips": int(split.get("n_clips") or 0)}
+    return masks, counts
 
 
 def overlap_report(state: dict, checkpoint_path: str, paths: Sequence[str],
                    keys: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
-    """How many of ``paths`` (the clips being scored) the checkpoint saw, by real path and
-    by content, per split of its fine-tuning record and of its pretraining record.
-
-    ``keys``: the clips' ``(path_keys, content_keys)`` when known (a manifest's sidecar),
-    else hashed here. ``training``: clips in a train subset (fine-tuning or pretraining),
-    a leak. ``selection``: clips in a fine-tuning valid subset, which the checkpoint was
-    selected on. ``status`` is ``unknown`` where no record exists (also for an exported
-    folder, ``checkpoint_path`` a directory, which carries none)."""
+    """How many of ``paths`` (the clips scored; ``keys``: their ``(path_keys, content_keys)``
+    when known, else hashed here) the checkpoint saw, by real path and by content, per split
+    of its fine-tuning and its pretraining record. ``training``: clips in a train subset (a
+    leak); ``selection``: in a fine-tuning valid subset (selected on). ``status`` ``unknown``
+    where there is no record (an exported folder, a directory, carries none)."""
     pk, ck = keys if keys is not None else identity.clip_keys(list(paths))
     exported = os.path.isdir(checkpoint_path)
     report: dict[str, Any] = {"checkpoint": os.path.abspath(checkpoint_path), "n_scored_clips": len(pk),
@@ -302,19 +278,20 @@ def overlap_report(state: dict, checkpoint_path: str, paths: Sequence[str],
         report.update(status=UNKNOWN, trained_on=None, overlap_with_training=None, training=None, selection=None)
         return report
     kind = record.get("kind") or "finetuning"
-    masks = _masks(record, pk, ck)
+    masks, counts = _overlaps(record, pk, ck)
     trained = masks.get(record["train_subset"], np.zeros(len(pk), bool)).copy()
     selected = np.zeros(len(pk), bool)
     for v in record["valid_subsets"]:
         selected |= masks.get(v, selected)
-    overlap = {kind: {"status": "recorded", "splits": _overlaps(record, pk, ck)}}
+    overlap = {kind: {"status": "recorded", "splits": counts}}
     trained_on = {kind: _summary(record)}
     pre = record.get("pretraining")
     if pre is not None:
-        head = {k: v for k, v in pre.items() if k != "record"}
+        head = _head(pre)
         if pre.get("record"):
-            overlap["pretraining"] = {**head, "splits": _overlaps(pre["record"], pk, ck)}
-            trained |= _masks(pre["record"], pk, ck).get(pre["record"]["train_subset"], trained)
+            pre_masks, pre_counts = _overlaps(pre["record"], pk, ck)
+            overlap["pretraining"] = {**head, "splits": pre_counts}
+            trained |= pre_masks.get(pre["record"]["train_subset"], trained)
             trained_on["pretraining"] = {**head, **_summary(pre["record"])}
         else:
             overlap["pretraining"] = trained_on["pretraining"] = head
