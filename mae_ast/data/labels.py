@@ -1,34 +1,9 @@
-"""Clip labels for fine-tuning, in the convention of fairseq's data2vec ``audio_classification``
-task and EAT. Beside ``{split}.tsv`` live:
-
-``label_descriptors.csv``
-    One row ``index,mid,display_name`` per class, exactly like AudioSet's
-    ``class_labels_indices.csv``, with or without its header line (data2vec and EAT write
-    none). Indices are 0..C-1, each once; a display name holding a comma is double-quoted
-    (standard CSV; a headerless file may leave it unquoted, the rest of the row is the name).
-
-``{split}.lbl``
-    One line per manifest entry. The LAST tab-separated field holds the clip's labels
-    separated by commas. When a line has more fields, its FIRST field names the clip (the
-    path as written in the manifest with or without extension, its file name or stem, or
-    an AudioSet YouTube id; a number there is not a name: data2vec's AudioSet converter
-    writes ``start<TAB>end<TAB>labels``):
-    every line must then name a clip of the manifest, and lines in another order are
-    realigned by name; a line that names no clip is an error. A two-field line whose first
-    field reads as a number (``12``, ``0042``) names a clip when such a field matches a
-    manifest entry (clips ``1.wav .. 12.wav``). A single-field file (or start/end columns)
-    is read in the manifest's order: it cannot be checked, and a warning says so at load.
-    Each label is accepted as an integer class index, a ``mid`` (``/m/09x0r``) or a display
-    name from the descriptors; a token that reads both as an index and as the name of
-    another class is refused as ambiguous.
-    A display name that itself holds commas (``Child speech, kid speaking``) is matched
-    whole: the longest run of comma-separated pieces that names a class wins.
-
-Every file is read as UTF-8 (a byte-order mark accepted) or UTF-16 with its byte-order
-mark; another encoding is an error naming the file, the line and the encoding to use.
-
-Class order is one rule for every writer (``class_order``): by number when every class
-name is an integer, else by text.
+"""Clip labels for fine-tuning: ``label_descriptors.csv`` and ``{split}.lbl`` beside
+``{split}.tsv``, as fairseq's data2vec ``audio_classification`` task and EAT write them
+(file format: README, "Fine-tuning and evaluation"; the finer rules at ``clip_names``,
+``LabelSet.split``, ``read_text``). A label file is read in bulk when it has one regular
+shape (AudioSet's 2 M lines: bench/data_scale.py's 5 CPU s / 300 MB target), else line
+by line, which also explains every error; both give the same rows.
 """
 
 from __future__ import annotations
@@ -134,10 +109,8 @@ class LabelSet:
 
 
 def read_text(path: str) -> str:
-    """A text file's content: UTF-8 (a Windows editor's byte-order mark accepted) or UTF-16
-    with its byte-order mark (what Windows tools write as "Unicode"). Anything else is a
-    ``LabelError`` naming the file, the line of the first bad byte and the encoding to use:
-    a bare ``UnicodeDecodeError`` names neither."""
+    """A text file's content: UTF-8 (a byte-order mark accepted) or UTF-16 with its byte-order
+    mark (Windows' "Unicode"); else a ``LabelError`` naming the line and the encoding to use."""
     with open(path, "rb") as f:
         data = f.read()
     utf16 = data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
@@ -212,6 +185,13 @@ def _label_set(path: str, by_index: dict[int, tuple[str, str, int]]) -> LabelSet
     return LabelSet([by_index[i][1] for i in range(count)], [by_index[i][0] for i in range(count)], path)
 
 
+def _offsets(lengths: Sequence[int] | np.ndarray) -> np.ndarray:
+    """CSR offsets (0, then the running sum) of rows of these lengths."""
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return offsets
+
+
 class LabelRows(Sequence[list[int]]):
     """Each clip's class indices, stored as CSR arrays (``indices[offsets[i]:offsets[i + 1]]``
     is clip ``i``'s labels, in file order): at 2 M clips a list of lists costs ~400 MB and
@@ -223,8 +203,7 @@ class LabelRows(Sequence[list[int]]):
     @classmethod
     def from_rows(cls, rows: Iterable[Sequence[int]]) -> LabelRows:
         rows = [list(map(int, r)) for r in rows]
-        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
-        np.cumsum([len(r) for r in rows], out=offsets[1:])
+        offsets = _offsets([len(r) for r in rows])
         return cls(offsets, np.fromiter((i for r in rows for i in r), dtype=np.int32, count=int(offsets[-1])))
 
     def __len__(self) -> int:
@@ -248,8 +227,7 @@ class LabelRows(Sequence[list[int]]):
     def take(self, order: np.ndarray) -> LabelRows:
         """The rows ``order[0], order[1], ...`` (a gather, no Python loop)."""
         lengths = np.diff(self.offsets)[order]
-        offsets = np.zeros(len(order) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
+        offsets = _offsets(lengths)
         shift = np.repeat(self.offsets[:-1][order] - offsets[:-1], lengths)
         return LabelRows(offsets, self.indices[np.arange(offsets[-1]) + shift])
 
@@ -259,11 +237,8 @@ class LabelRows(Sequence[list[int]]):
 
 def read_labels(path: str, label_set: LabelSet, entries: int | Sequence[str], multi_label: bool,
                 manifest: str = "the manifest") -> list[list[int]]:
-    """Class indices of each manifest entry, from ``{split}.lbl``.
-
-    ``entries`` are the manifest's paths as written (or just their count, when the caller
-    cannot name them). Lines that name their clips are matched to those paths, and
-    realigned when they come in another order; see the module docstring."""
+    """Class indices of each manifest entry, from ``{split}.lbl``. ``entries`` are the
+    manifest's paths as written (or their count): lines naming their clips are realigned to them."""
     return read_label_rows(path, label_set, entries, multi_label, manifest).tolist()
 
 
@@ -373,9 +348,8 @@ def _read_bulk(text: str, label_set: LabelSet, n_entries: int,
     counts, indices, hashes = zip(*parts)
     if len({h is None for h in hashes}) > 1:
         raise _Irregular  # names in some lines, numbers in others
-    offsets = np.zeros(n_entries + 1, dtype=np.int64)
-    np.cumsum(np.concatenate(counts), out=offsets[1:])
-    return LabelRows(offsets, np.concatenate(indices)), None if hashes[0] is None else np.concatenate(hashes)
+    rows = LabelRows(_offsets(np.concatenate(counts)), np.concatenate(indices))
+    return rows, None if hashes[0] is None else np.concatenate(hashes)
 
 
 def _bulk_labels(texts: list[str], pieces: np.ndarray, label_set: LabelSet, heads: set[str],

@@ -92,9 +92,8 @@ def write_data_dir(data: DataDir, lengths: Lengths, notes: list[str] | None = No
         present_in[split] = {i for clip in kept for i in clip.labels}
         write_split(data.out, split, data.root, [c.path for c in kept], [lengths.get(c.path) for c in kept],
                     [c.labels for c in kept], label_set)
-        present = len({i for clip in kept for i in clip.labels})
         name = f"{data.tag}/{split}" if data.tag else split
-        rows.append((name, len(kept), present, len(data.missing.get(split, [])), len(clips) - len(kept)))
+        rows.append((name, len(kept), len(present_in[split]), len(data.missing.get(split, [])), len(clips) - len(kept)))
     for split, ids in data.missing.items():
         with open(os.path.join(data.out, f"missing_{split}.txt"), "w", encoding="utf-8") as f:
             f.writelines(f"{i}\n" for i in ids)
