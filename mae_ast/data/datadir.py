@@ -141,11 +141,9 @@ def _spare_one(parts: dict[str, list[int]], split: str, groups: list[int], where
 
 
 def check_disjoint(splits: dict[str, Sequence[str]], source: str) -> None:
-    """No clip twice in a split, none both in train and in an evaluation split, and
-    valid/test either disjoint or the same clips (ESC-50's protocol: valid = test = the
-    held-out fold). A clip is known by its identity (``identity.clip_keys``), not its name:
-    a symlink and its target, or a byte copy under another name, are one clip. A leak is a
-    ``SplitError`` naming both files."""
+    """No clip twice in a split or in train and an evaluation split; valid/test are disjoint or
+    the same clips (ESC-50: both the held-out fold). Clips are compared by ``identity.clip_keys``
+    (a symlink or byte copy is the clip). A leak is a ``SplitError`` naming both files."""
     sets: dict[str, set[str]] = {}
     for split, paths in splits.items():
         sets[split] = seen = set()
@@ -182,9 +180,8 @@ def _shared(paths_a: list[str], keys_a: np.ndarray, paths_b: list[str], keys_b: 
 
 
 def remove_stale(out: str, writing: Iterable[str]) -> list[str]:
-    """Delete the split files in ``out`` that belong to splits this run does not write (an
-    earlier run's test.tsv would otherwise be scored while its clips sit in train); the
-    files removed, by name."""
+    """Delete, and return by name, the files in ``out`` of splits this run does not write (an
+    earlier run's test.tsv would otherwise be scored while its clips sit in train)."""
     writing = set(writing)
     stale = [p.format(split=s) for s in SPLITS if s not in writing for p in SPLIT_FILES]
     removed = [name for name in stale if os.path.isfile(os.path.join(out, name))]
@@ -206,18 +203,15 @@ def relative_entry(path: str, root: str) -> str:
 
 
 def root_line(root: str, out: str) -> str:
-    """The manifest's first line: relative to the manifest's folder ``out`` when ``root`` is
-    inside it (so a data folder that holds its own clips, KS1's ``_silence_`` crops, can be
-    moved), else absolute (clips elsewhere stay where they are when the folder moves)."""
+    """The manifest's first line: relative to its folder ``out`` when ``root`` is inside it (a
+    folder holding its clips, KS1's ``_silence_``, can move), else absolute."""
     return os.path.relpath(root, out).replace(os.sep, "/") if inside(root, out) else os.path.abspath(root)
 
 
 def write_split(out: str, split: str, root: str, paths: Sequence[str], sizes: Sequence[int],
                 labels: Sequence[list[int]] | None = None, label_set: LabelSet | None = None) -> None:
-    """``{split}.tsv`` (root line, then ``entry<TAB>samples``), its clip keys
-    ``{split}.keys.npz`` (``identity.write_sidecar``: what a run or leak check reads instead
-    of rehashing the audio) and, with ``labels``, ``{split}.lbl`` whose lines name their
-    clip by the same entry (so readers can check that each label belongs to its clip)."""
+    """``{split}.tsv``, its ``{split}.keys.npz`` (``identity.write_sidecar``) and, with
+    ``labels``, ``{split}.lbl`` whose lines name their clip by the same entry."""
     entries = [relative_entry(p, root) for p in paths]
     manifest = os.path.join(out, f"{split}.tsv")
     with open(manifest, "w", encoding="utf-8") as f:

@@ -143,8 +143,7 @@ def read_label_descriptors(path: str) -> LabelSet:
                              f"'0,mid,name'), got {','.join(first)!r}")
         by_index: dict[int, tuple[str, str, int]] = {}
         rows = [(1, first)] if headerless else []
-        for row in rows + [(reader.line_num, row) for row in reader]:
-            lineno, cells = row
+        for lineno, cells in rows + [(reader.line_num, row) for row in reader]:
             if any(cell.strip() for cell in cells):
                 _descriptor_row(path, lineno, cells, by_index, headerless)
     return _label_set(path, by_index)

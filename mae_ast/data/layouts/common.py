@@ -76,10 +76,8 @@ class PrepareOptions:
 
 
 def write_data_dir(data: DataDir, lengths: Lengths, notes: list[str] | None = None) -> tuple[list[tuple], list[str]]:
-    """Write the folder (removing split files an earlier run left there); returns summary
-    rows (split, clips, classes, missing, unreadable) and the files removed. Label lines
-    name their clip. Classes that an evaluation split holds but train does not (a model
-    cannot learn them) are added to ``notes``."""
+    """Write the folder; returns summary rows (split, clips, classes, missing, unreadable) and
+    the stale files removed. Classes of an evaluation split that train lacks go to ``notes``."""
     check_disjoint({s: [c.path for c in clips] for s, clips in data.splits.items()}, data.out)
     os.makedirs(data.out, exist_ok=True)
     removed = [os.path.join(data.out, name) for name in remove_stale(data.out, data.splits)]
@@ -121,8 +119,7 @@ def find_audio(folder: str) -> list[str]:
 
 
 def split_by_class(clips: list[Clip], valid: float, test: float, seed: int, root: str) -> dict[str, list[Clip]]:
-    """The data layer's split (``split_indices``: by a hash of each clip's path relative to
-    ``root``, so it survives moving the data), with classes from each clip's first label."""
+    """``split_indices`` on paths relative to ``root``, with classes from each clip's first label."""
     keys = [os.path.relpath(c.path, root).replace(os.sep, "/") for c in clips]
     try:
         parts = split_indices(keys, valid, test, seed, [c.labels[0] for c in clips])
