@@ -572,7 +572,7 @@ def align(path: str, ids: list[str | None], entries: list[str], manifest: str) -
         line_of[name] = n
     entry_keys = [clip_keys(e) for e in entries]
     best: tuple[int, str, dict[str, int]] | None = None
-    for kind in ("path", "path without extension", "name", "stem", "youtube id"):
+    for kind in _KINDS:
         index = {k[kind]: i for i, k in enumerate(entry_keys) if kind in k}
         if len(index) != len(entries):  # some entries lack or share this kind of name
             continue
@@ -643,5 +643,5 @@ def class_order(names: Iterable[str]) -> list[str]:
     folders 1, 2, 10 are classes 0, 1, 2), else by text."""
     names = set(names)
     if names and all(_INT.fullmatch(n.strip()) for n in names):
-        return sorted(names, key=lambda n: int(n))
+        return sorted(names, key=int)
     return sorted(names)

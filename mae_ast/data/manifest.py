@@ -115,17 +115,15 @@ class Manifest:
 
 
 def read_manifest(manifest_path: str, min_keep: int | None = None, max_keep: int | None = None) -> Manifest:
-    """Parse ``manifest_path``; entries shorter than ``min_keep`` or longer than
-    ``max_keep`` samples are skipped with counts logged, as the original did. A malformed
-    line is an error naming the line: training on a silently shortened list is worse."""
+    """Entries shorter than ``min_keep`` or longer than ``max_keep`` samples are skipped and
+    counted, as the original did; a malformed line is a ``ManifestError`` naming it."""
     if not os.path.isfile(manifest_path):
         raise ManifestError(f"{manifest_path}: manifest not found")
     with open(manifest_path, encoding="utf-8-sig") as f:  # -sig: a Windows editor's BOM
         root = f.readline().strip()
         if not root:
             raise ManifestError(f"{manifest_path}:1: first line must be the root folder")
-        # A relative root is taken from the manifest's folder (the original used the
-        # working directory, which fairseq-hydra-train changes), so manifests can ship.
+        # From the manifest's folder, not the working directory (fairseq-hydra-train changes it).
         root = os.path.join(os.path.dirname(os.path.abspath(manifest_path)), root)
         if not os.path.isdir(root):
             # Every clip would be skipped as missing and fairseq would train on nothing.

@@ -42,7 +42,7 @@ def sample_weights(label_rows: LabelRows | Sequence[Sequence[int]], num_classes:
     """(N,) weight per clip (the module docstring's rule); a clip without labels gets 0, never drawn."""
     clips, classes = _distinct_pairs(label_rows, num_classes)
     label_weight = 1000.0 / (np.bincount(classes, minlength=num_classes) + 0.01)
-    # bincount adds each clip's weights in class order, as the per-clip sum did
+    # bincount adds each clip's weights in class order, the order a per-clip sum adds them
     return np.bincount(clips, weights=label_weight[classes], minlength=len(label_rows))
 
 
