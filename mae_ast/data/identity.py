@@ -118,8 +118,7 @@ def manifest_keys(manifest_path: str, paths: Sequence[str], workers: int = 8) ->
     if os.path.isfile(side):
         try:
             with np.load(side) as z:
-                fresh = (int(z["manifest_key"]) == text_key(manifest_path) and len(z["path_keys"]) == len(paths))
-                if fresh:
+                if int(z["manifest_key"]) == text_key(manifest_path) and len(z["path_keys"]) == len(paths):
                     sizes, mtimes = _stats(paths)
                     if np.array_equal(sizes, z["sizes"]) and np.array_equal(mtimes, z["mtimes"]):
                         return z["path_keys"].copy(), z["content_keys"].copy()
