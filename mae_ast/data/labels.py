@@ -1,9 +1,8 @@
 """Clip labels for fine-tuning: ``label_descriptors.csv`` and ``{split}.lbl`` beside
 ``{split}.tsv``, as fairseq's data2vec ``audio_classification`` task and EAT write them
 (file format: README, "Fine-tuning and evaluation"; the finer rules at ``clip_names``,
-``LabelSet.split``, ``read_text``). A label file is read in bulk when it has one regular
-shape (AudioSet's 2 M lines: bench/data_scale.py's 5 CPU s / 300 MB target), else line
-by line, which also explains every error; both give the same rows.
+``LabelSet.split``, ``read_text``). Two readers give the same rows: the bulk one meets
+AudioSet's 2 M lines in bench/data_scale.py's 5 CPU s / 300 MB; the line one explains errors.
 """
 
 from __future__ import annotations
@@ -247,9 +246,8 @@ class _Irregular(Exception):
 
 def read_label_rows(path: str, label_set: LabelSet, entries: int | Sequence[str], multi_label: bool,
                     manifest: str = "the manifest") -> LabelRows:
-    """``read_labels`` as ``LabelRows``. A file of one regular shape (AudioSet's 2 M lines)
-    is read in bulk (``_read_bulk``) and matched to its clips by hashes (``_hashed_order``);
-    any other file, and every error, line by line (``_read_lines``), which explains it."""
+    """``read_labels`` as ``LabelRows``: in bulk (``_read_bulk``, clips matched by ``_hashed_order``)
+    when the file allows, else line by line (``_read_lines``), which explains every error."""
     if not os.path.isfile(path):
         raise LabelError(f"{path}: label file not found; it needs one line per entry of {manifest}")
     try:  # the file's text is let go before the clips are matched
