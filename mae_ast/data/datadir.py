@@ -1,23 +1,14 @@
-"""Data folders as the tools write them: audio found under a folder, split into train /
-valid / test, and written as ``{split}.tsv`` (plus ``{split}.lbl`` and
-``label_descriptors.csv`` for labelled data; see ``manifest`` and ``labels``).
-
-One home for what ``mae-ast-manifest`` and ``mae-ast-prepare`` share:
-
-* ``find_audio`` / ``audio_length``: the folder walk and the header length of a file;
-* ``split_indices``: the one split policy (each clip placed by a seeded hash of its name, so
-  adding clips moves no earlier one; every class keeps a train clip, a clip for every asked
-  split when one can be spared, never an empty train split);
-* ``check_disjoint``: no clip twice in a split, none in train and an evaluation split (by
-  real path and content, so symlinks and copies count as the clip);
-* ``write_split`` / ``remove_stale``: the writers own their output folder, so split files
-  an earlier run left there (whose clips may now be in train) are removed and named.
+"""Data folders as ``mae-ast-manifest`` and ``mae-ast-prepare`` write them (``{split}.tsv``,
+plus ``{split}.lbl`` and ``label_descriptors.csv`` for labelled data): the folder walk and
+header lengths, the one split policy, the leak check, and the writers, which own their
+output folder (split files an earlier run left there are removed and named).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections import Counter
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -67,12 +58,9 @@ def audio_length(path: str) -> int:
 
 def _container_length(path: str) -> int:
     """The stream's stated length, else (Matroska states none per stream) the segment's
-    duration, as decoding sizes its buffer: a 10 s Opus clip states 480384 samples and
-    decodes 480000 (the encoder's padding of its last frame). The stated length is kept:
-    the dataset crops to the decoded frames, never to the manifest's length, and the
-    truncation check allows max(2 %, 0.2 s) short, so 384 samples (8 ms) cannot trip it,
-    while a download cut short still states its full length and is caught. Only a file
-    that states no length at all is decoded whole."""
+    duration; only a file that states neither is decoded whole. A stated length may exceed
+    the decoded one (10 s of Opus: 480384 vs 480000, the encoder's padding) and is kept: the
+    dataset crops to the decoded frames and the truncation check allows max(2 %, 0.2 s)."""
     import av
 
     try:
@@ -85,7 +73,7 @@ def _container_length(path: str) -> int:
             segment = _stated_samples(container, stream)
             if segment:
                 return segment
-            return sum(frame.samples for frame in container.decode(stream))  # no duration in the header
+            return sum(frame.samples for frame in container.decode(stream))
     except AudioError:
         raise
     except Exception as err:
@@ -102,32 +90,22 @@ def split_name(text: str) -> str:
 
 
 def hash_fraction(key: str, seed: int) -> float:
-    """Where ``key`` falls in [0, 1): a hash of the seed and the clip's name, so a clip's place
-    depends on nothing but its own name (Speech Commands' rule: adding clips moves no other)."""
+    """Where ``key`` falls in [0, 1), from a hash of the seed and the clip's name alone."""
     digest = hashlib.blake2b(f"{seed}/{key}".encode("utf-8", "surrogateescape"), digest_size=8).digest()
     return int.from_bytes(digest, "little") / 2.0**64
 
 
 def split_indices(keys: Sequence[str], valid: float, test: float, seed: int,
                   groups: Sequence[int] | None = None) -> dict[str, list[int]]:
-    """Indices of ``keys`` (unique names that stay the same when the data moves: paths
-    relative to the data's root) for train / valid / test.
+    """Indices of ``keys`` (unique paths relative to the data's root) for train / valid / test.
 
-    The rule, as Speech Commands assigns its lists: clip ``k`` goes to valid when
-    ``hash_fraction(k, seed) < valid``, to test when it is below ``valid + test``, else to
-    train. A clip's split depends only on its own name and the seed, so re-running after
-    adding clips leaves every earlier clip where it was (an earlier checkpoint is never
-    scored on clips it trained on), and split fractions hold on average, not exactly.
-    Two small-data exceptions, each moving as few clips as possible, and only those whose
-    hash is closest to the other split's range (so they are the ones that move back if
-    clips are added to their class):
-
-    * every class (a group; one group without ``groups``) with two or more clips keeps a
-      train clip: the class's evaluation clip of highest hash goes to train;
-    * a split asked for with a positive fraction gets at least one clip: the train clip of
-      lowest hash from a class with another train clip.
-
-    A fraction of 0 writes no such split. An empty train split is an error."""
+    Clip ``k`` goes to valid when ``hash_fraction(k, seed) < valid``, to test below ``valid +
+    test``, else to train (Speech Commands' rule): adding clips moves no earlier clip, so an
+    earlier checkpoint is never scored on clips it trained on; fractions hold on average.
+    Two small-data exceptions move the fewest clips, those of hash nearest the other range:
+    every class (``groups``) of 2+ clips keeps a train clip, and a split of positive fraction
+    gets a clip from a class with another train clip. A fraction of 0 writes no such split;
+    an empty train split is a ``SplitError``."""
     if not (0 <= valid and 0 <= test and valid + test <= 1):
         raise SplitError(f"valid {valid} + test {test}: fractions must be >= 0 and sum to at most 1")
     groups = list(groups) if groups is not None else [0] * len(keys)
@@ -136,9 +114,7 @@ def split_indices(keys: Sequence[str], valid: float, test: float, seed: int,
     for i, u in enumerate(where):
         parts["valid" if u < valid else "test" if u < valid + test else "train"].append(i)
     in_train = {groups[i] for i in parts["train"]}
-    sizes: dict[int, int] = {}
-    for g in groups:
-        sizes[g] = sizes.get(g, 0) + 1
+    sizes = Counter(groups)
     for group in sorted(g for g, n in sizes.items() if n > 1 and g not in in_train):  # every class keeps a train clip
         held = [i for s in ("valid", "test") for i in parts[s] if groups[i] == group]
         moved = max(held, key=lambda i: where[i])
@@ -156,9 +132,7 @@ def split_indices(keys: Sequence[str], valid: float, test: float, seed: int,
 
 def _spare_one(parts: dict[str, list[int]], split: str, groups: list[int], where: list[float]) -> None:
     """Move the train clip of lowest hash whose class keeps another train clip."""
-    counts: dict[int, int] = {}
-    for i in parts["train"]:
-        counts[groups[i]] = counts.get(groups[i], 0) + 1
+    counts = Counter(groups[i] for i in parts["train"])
     spare = [i for i in parts["train"] if counts[groups[i]] > 1]
     if spare:
         moved = min(spare, key=lambda i: where[i])
@@ -167,11 +141,9 @@ def _spare_one(parts: dict[str, list[int]], split: str, groups: list[int], where
 
 
 def check_disjoint(splits: dict[str, Sequence[str]], source: str) -> None:
-    """No clip twice in a split, none both in train and in an evaluation split, and
-    valid/test either disjoint or the same clips (ESC-50's protocol: valid = test = the
-    held-out fold). A clip is known by its identity (``identity.clip_keys``), not its name:
-    a symlink and its target, or a byte copy under another name, are one clip. A leak is a
-    ``SplitError`` naming both files."""
+    """No clip twice in a split or in train and an evaluation split; valid/test are disjoint or
+    the same clips (ESC-50: both the held-out fold). Clips are compared by ``identity.clip_keys``
+    (a symlink or byte copy is the clip). A leak is a ``SplitError`` naming both files."""
     sets: dict[str, set[str]] = {}
     for split, paths in splits.items():
         sets[split] = seen = set()
@@ -208,19 +180,13 @@ def _shared(paths_a: list[str], keys_a: np.ndarray, paths_b: list[str], keys_b: 
 
 
 def remove_stale(out: str, writing: Iterable[str]) -> list[str]:
-    """Delete the split files in ``out`` that belong to splits this run does not write (an
-    earlier run's test.tsv would otherwise be scored while its clips sit in train); the
-    files removed, by name."""
+    """Delete, and return by name, the files in ``out`` of splits this run does not write (an
+    earlier run's test.tsv would otherwise be scored while its clips sit in train)."""
     writing = set(writing)
-    removed = []
-    for split in SPLITS:
-        if split in writing:
-            continue
-        for pattern in SPLIT_FILES:
-            path = os.path.join(out, pattern.format(split=split))
-            if os.path.isfile(path):
-                os.remove(path)
-                removed.append(os.path.basename(path))
+    stale = [p.format(split=s) for s in SPLITS if s not in writing for p in SPLIT_FILES]
+    removed = [name for name in stale if os.path.isfile(os.path.join(out, name))]
+    for name in removed:
+        os.remove(os.path.join(out, name))
     return removed
 
 
@@ -237,18 +203,15 @@ def relative_entry(path: str, root: str) -> str:
 
 
 def root_line(root: str, out: str) -> str:
-    """The manifest's first line: relative to the manifest's folder ``out`` when ``root`` is
-    inside it (so a data folder that holds its own clips, KS1's ``_silence_`` crops, can be
-    moved), else absolute (clips elsewhere stay where they are when the folder moves)."""
+    """The manifest's first line: relative to its folder ``out`` when ``root`` is inside it (a
+    folder holding its clips, KS1's ``_silence_``, can move), else absolute."""
     return os.path.relpath(root, out).replace(os.sep, "/") if inside(root, out) else os.path.abspath(root)
 
 
 def write_split(out: str, split: str, root: str, paths: Sequence[str], sizes: Sequence[int],
                 labels: Sequence[list[int]] | None = None, label_set: LabelSet | None = None) -> None:
-    """``{split}.tsv`` (root line, then ``entry<TAB>samples``), its clip keys
-    ``{split}.keys.npz`` (``identity.write_sidecar``: what a run or leak check reads instead
-    of rehashing the audio) and, with ``labels``, ``{split}.lbl`` whose lines name their
-    clip by the same entry (so readers can check that each label belongs to its clip)."""
+    """``{split}.tsv``, its ``{split}.keys.npz`` (``identity.write_sidecar``) and, with
+    ``labels``, ``{split}.lbl`` whose lines name their clip by the same entry."""
     entries = [relative_entry(p, root) for p in paths]
     manifest = os.path.join(out, f"{split}.tsv")
     with open(manifest, "w", encoding="utf-8") as f:

@@ -1,20 +1,9 @@
-"""A clip's identity: what survives renaming, symlinking and copying.
-
-Two 64-bit keys per file, the one definition every leak check and provenance record uses:
-
-* ``path_key``: a hash of the real path (symlinks resolved, absolute), so two names for one
-  file are one clip;
-* ``content_key``: a hash of the file's size and of a bounded sample of its bytes (the first,
-  middle and last ``SAMPLE_BYTES``), so a byte copy under another name is the same clip.
-
-Why a bounded sample and not every byte: at AudioSet scale (2 M clips, ~0.6 TB) hashing
-every byte costs a full read of the corpus; three 64 KiB reads per file cost ~0.4 ms each.
-A copy is identical in all of them; two different recordings of equal size that agree in
-all three samples would be needed to collide (compressed audio differs in its first frames
-already). A re-encoded copy is a different file: no byte hash can see that one.
-
-Keys are unsigned 64-bit integers (``numpy.uint64``), so a split's set of clips is a sorted
-array of 8 bytes per clip: 16 MB per key kind for 2 M clips.
+"""A clip's identity, which survives renaming, symlinking and copying: two uint64 keys per
+file, the one definition every leak check and provenance record uses. ``path_key`` hashes
+the real path (a symlink is its target); ``content_key`` hashes the size and three
+``SAMPLE_BYTES`` samples, not every byte: at AudioSet scale (2 M clips, ~0.6 TB) that would
+be a full read of the corpus, and two different recordings agreeing in size and all three
+samples are needed to collide. A re-encoded copy is another file to any byte hash.
 """
 
 from __future__ import annotations
@@ -34,7 +23,7 @@ def _digest64(data: bytes) -> int:
 
 
 def real_path(path: str) -> str:
-    """The absolute path with every symlink resolved: one name per file."""
+    """The absolute path, every symlink resolved: one name per file."""
     return os.path.realpath(os.path.abspath(path))
 
 
@@ -85,12 +74,8 @@ def overlap(keys: np.ndarray, other_sorted: np.ndarray) -> np.ndarray:
     return (other_sorted[at] == keys) & (keys != 0)
 
 
-# --- keys stored beside a manifest ----------------------------------------------------------
-# ``{split}.tsv`` gets ``{split}.keys.npz`` (written by mae-ast-manifest / mae-ast-prepare) so a
-# run or a check reads 2 M clips' keys in well under a second instead of rehashing the corpus.
-# It holds, per manifest line in order: path key, content key, file size and mtime (ns), and
-# a hash of the manifest's text; it is used only when the manifest is the one it was made
-# for and every file still has its recorded size and mtime (else the keys are recomputed).
+# ``{split}.keys.npz`` beside ``{split}.tsv``: the keys, sizes and mtimes of its clips and a
+# hash of its text, so a run reads 2 M clips' keys in under a second instead of rehashing.
 
 def sidecar_path(manifest_path: str) -> str:
     base = manifest_path[:-4] if manifest_path.endswith(".tsv") else manifest_path
@@ -127,15 +112,13 @@ def write_sidecar(manifest_path: str, paths: Sequence[str], workers: int = 8) ->
 
 
 def manifest_keys(manifest_path: str, paths: Sequence[str], workers: int = 8) -> tuple[np.ndarray, np.ndarray]:
-    """``(path_keys, content_keys)`` of a manifest's clips: from its sidecar when that is
-    current (same manifest text, same file count, every file's size and mtime unchanged),
-    else hashed now."""
+    """``(path_keys, content_keys)`` of a manifest's clips: from its sidecar when current (same
+    manifest text and file count, every size and mtime unchanged), else hashed now."""
     side = sidecar_path(manifest_path)
     if os.path.isfile(side):
         try:
             with np.load(side) as z:
-                fresh = (int(z["manifest_key"]) == text_key(manifest_path) and len(z["path_keys"]) == len(paths))
-                if fresh:
+                if int(z["manifest_key"]) == text_key(manifest_path) and len(z["path_keys"]) == len(paths):
                     sizes, mtimes = _stats(paths)
                     if np.array_equal(sizes, z["sizes"]) and np.array_equal(mtimes, z["mtimes"]):
                         return z["path_keys"].copy(), z["content_keys"].copy()

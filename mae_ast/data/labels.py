@@ -1,34 +1,8 @@
-"""Clip labels for fine-tuning, in the convention of fairseq's data2vec ``audio_classification``
-task and EAT. Beside ``{split}.tsv`` live:
-
-``label_descriptors.csv``
-    One row ``index,mid,display_name`` per class, exactly like AudioSet's
-    ``class_labels_indices.csv``, with or without its header line (data2vec and EAT write
-    none). Indices are 0..C-1, each once; a display name holding a comma is double-quoted
-    (standard CSV; a headerless file may leave it unquoted, the rest of the row is the name).
-
-``{split}.lbl``
-    One line per manifest entry. The LAST tab-separated field holds the clip's labels
-    separated by commas. When a line has more fields, its FIRST field names the clip (the
-    path as written in the manifest with or without extension, its file name or stem, or
-    an AudioSet YouTube id; a number there is not a name: data2vec's AudioSet converter
-    writes ``start<TAB>end<TAB>labels``):
-    every line must then name a clip of the manifest, and lines in another order are
-    realigned by name; a line that names no clip is an error. A two-field line whose first
-    field reads as a number (``12``, ``0042``) names a clip when such a field matches a
-    manifest entry (clips ``1.wav .. 12.wav``). A single-field file (or start/end columns)
-    is read in the manifest's order: it cannot be checked, and a warning says so at load.
-    Each label is accepted as an integer class index, a ``mid`` (``/m/09x0r``) or a display
-    name from the descriptors; a token that reads both as an index and as the name of
-    another class is refused as ambiguous.
-    A display name that itself holds commas (``Child speech, kid speaking``) is matched
-    whole: the longest run of comma-separated pieces that names a class wins.
-
-Every file is read as UTF-8 (a byte-order mark accepted) or UTF-16 with its byte-order
-mark; another encoding is an error naming the file, the line and the encoding to use.
-
-Class order is one rule for every writer (``class_order``): by number when every class
-name is an integer, else by text.
+"""Clip labels for fine-tuning: ``label_descriptors.csv`` and ``{split}.lbl`` beside
+``{split}.tsv``, as fairseq's data2vec ``audio_classification`` task and EAT write them
+(file format: README, "Fine-tuning and evaluation"; the finer rules at ``clip_names``,
+``LabelSet.split``, ``read_text``). Two readers give the same rows: the bulk one meets
+AudioSet's 2 M lines in bench/data_scale.py's 5 CPU s / 300 MB; the line one explains errors.
 """
 
 from __future__ import annotations
@@ -134,10 +108,8 @@ class LabelSet:
 
 
 def read_text(path: str) -> str:
-    """A text file's content: UTF-8 (a Windows editor's byte-order mark accepted) or UTF-16
-    with its byte-order mark (what Windows tools write as "Unicode"). Anything else is a
-    ``LabelError`` naming the file, the line of the first bad byte and the encoding to use:
-    a bare ``UnicodeDecodeError`` names neither."""
+    """A text file's content: UTF-8 (a byte-order mark accepted) or UTF-16 with its byte-order
+    mark (Windows' "Unicode"); else a ``LabelError`` naming the line and the encoding to use."""
     with open(path, "rb") as f:
         data = f.read()
     utf16 = data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
@@ -170,8 +142,7 @@ def read_label_descriptors(path: str) -> LabelSet:
                              f"'0,mid,name'), got {','.join(first)!r}")
         by_index: dict[int, tuple[str, str, int]] = {}
         rows = [(1, first)] if headerless else []
-        for row in rows + [(reader.line_num, row) for row in reader]:
-            lineno, cells = row
+        for lineno, cells in rows + [(reader.line_num, row) for row in reader]:
             if any(cell.strip() for cell in cells):
                 _descriptor_row(path, lineno, cells, by_index, headerless)
     return _label_set(path, by_index)
@@ -212,6 +183,13 @@ def _label_set(path: str, by_index: dict[int, tuple[str, str, int]]) -> LabelSet
     return LabelSet([by_index[i][1] for i in range(count)], [by_index[i][0] for i in range(count)], path)
 
 
+def _offsets(lengths: Sequence[int] | np.ndarray) -> np.ndarray:
+    """CSR offsets (0, then the running sum) of rows of these lengths."""
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return offsets
+
+
 class LabelRows(Sequence[list[int]]):
     """Each clip's class indices, stored as CSR arrays (``indices[offsets[i]:offsets[i + 1]]``
     is clip ``i``'s labels, in file order): at 2 M clips a list of lists costs ~400 MB and
@@ -223,8 +201,7 @@ class LabelRows(Sequence[list[int]]):
     @classmethod
     def from_rows(cls, rows: Iterable[Sequence[int]]) -> LabelRows:
         rows = [list(map(int, r)) for r in rows]
-        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
-        np.cumsum([len(r) for r in rows], out=offsets[1:])
+        offsets = _offsets([len(r) for r in rows])
         return cls(offsets, np.fromiter((i for r in rows for i in r), dtype=np.int32, count=int(offsets[-1])))
 
     def __len__(self) -> int:
@@ -248,8 +225,7 @@ class LabelRows(Sequence[list[int]]):
     def take(self, order: np.ndarray) -> LabelRows:
         """The rows ``order[0], order[1], ...`` (a gather, no Python loop)."""
         lengths = np.diff(self.offsets)[order]
-        offsets = np.zeros(len(order) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
+        offsets = _offsets(lengths)
         shift = np.repeat(self.offsets[:-1][order] - offsets[:-1], lengths)
         return LabelRows(offsets, self.indices[np.arange(offsets[-1]) + shift])
 
@@ -259,11 +235,8 @@ class LabelRows(Sequence[list[int]]):
 
 def read_labels(path: str, label_set: LabelSet, entries: int | Sequence[str], multi_label: bool,
                 manifest: str = "the manifest") -> list[list[int]]:
-    """Class indices of each manifest entry, from ``{split}.lbl``.
-
-    ``entries`` are the manifest's paths as written (or just their count, when the caller
-    cannot name them). Lines that name their clips are matched to those paths, and
-    realigned when they come in another order; see the module docstring."""
+    """Class indices of each manifest entry, from ``{split}.lbl``. ``entries`` are the
+    manifest's paths as written (or their count): lines naming their clips are realigned to them."""
     return read_label_rows(path, label_set, entries, multi_label, manifest).tolist()
 
 
@@ -273,9 +246,8 @@ class _Irregular(Exception):
 
 def read_label_rows(path: str, label_set: LabelSet, entries: int | Sequence[str], multi_label: bool,
                     manifest: str = "the manifest") -> LabelRows:
-    """``read_labels`` as ``LabelRows``. A file of one regular shape (AudioSet's 2 M lines)
-    is read in bulk (``_read_bulk``) and matched to its clips by hashes (``_hashed_order``);
-    any other file, and every error, line by line (``_read_lines``), which explains it."""
+    """``read_labels`` as ``LabelRows``: in bulk (``_read_bulk``, clips matched by ``_hashed_order``)
+    when the file allows, else line by line (``_read_lines``), which explains every error."""
     if not os.path.isfile(path):
         raise LabelError(f"{path}: label file not found; it needs one line per entry of {manifest}")
     try:  # the file's text is let go before the clips are matched
@@ -373,9 +345,8 @@ def _read_bulk(text: str, label_set: LabelSet, n_entries: int,
     counts, indices, hashes = zip(*parts)
     if len({h is None for h in hashes}) > 1:
         raise _Irregular  # names in some lines, numbers in others
-    offsets = np.zeros(n_entries + 1, dtype=np.int64)
-    np.cumsum(np.concatenate(counts), out=offsets[1:])
-    return LabelRows(offsets, np.concatenate(indices)), None if hashes[0] is None else np.concatenate(hashes)
+    rows = LabelRows(_offsets(np.concatenate(counts)), np.concatenate(indices))
+    return rows, None if hashes[0] is None else np.concatenate(hashes)
 
 
 def _bulk_labels(texts: list[str], pieces: np.ndarray, label_set: LabelSet, heads: set[str],
@@ -599,7 +570,7 @@ def align(path: str, ids: list[str | None], entries: list[str], manifest: str) -
         line_of[name] = n
     entry_keys = [clip_keys(e) for e in entries]
     best: tuple[int, str, dict[str, int]] | None = None
-    for kind in ("path", "path without extension", "name", "stem", "youtube id"):
+    for kind in _KINDS:
         index = {k[kind]: i for i, k in enumerate(entry_keys) if kind in k}
         if len(index) != len(entries):  # some entries lack or share this kind of name
             continue
@@ -670,5 +641,5 @@ def class_order(names: Iterable[str]) -> list[str]:
     folders 1, 2, 10 are classes 0, 1, 2), else by text."""
     names = set(names)
     if names and all(_INT.fullmatch(n.strip()) for n in names):
-        return sorted(names, key=lambda n: int(n))
+        return sorted(names, key=int)
     return sorted(names)

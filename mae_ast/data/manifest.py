@@ -1,13 +1,7 @@
-"""The original's manifest format: ``{split}.tsv`` whose first line is a root folder and
-each further line ``path<TAB>length_in_samples`` (length in the file's own rate; paths
-absolute or relative to the root).
-
-At AudioSet scale (2 M entries) a manifest read into Python lists costs ~700 MB per rank,
-and every forked dataloader worker copies the pages of the strings it reads (reading a
-Python object writes its reference count). So entries are kept packed: their folders
-once each, their file names in one bytes buffer with offsets, lengths and line numbers
-in numpy arrays. Workers read these without writing to them, so nothing is copied; each
-path is built as a ``str`` only when it is asked for.
+"""The original's ``{split}.tsv`` manifests (format: README, "Your own data"). Entries are
+kept packed (folders once, file names in one bytes buffer, numbers in numpy arrays): at
+2 M entries Python lists cost ~700 MB per rank, and every forked dataloader worker would
+copy the pages of each string it reads (reading writes its reference count).
 """
 
 from __future__ import annotations
@@ -120,20 +114,16 @@ class Manifest:
         return len(self.sizes)
 
 
-def read_manifest(
-    manifest_path: str, min_keep: int | None = None, max_keep: int | None = None
-) -> Manifest:
-    """Parse ``manifest_path``; entries shorter than ``min_keep`` or longer than
-    ``max_keep`` samples are skipped with counts logged, as the original did. A malformed
-    line is an error naming the line: training on a silently shortened list is worse."""
+def read_manifest(manifest_path: str, min_keep: int | None = None, max_keep: int | None = None) -> Manifest:
+    """Entries shorter than ``min_keep`` or longer than ``max_keep`` samples are skipped and
+    counted, as the original did; a malformed line is a ``ManifestError`` naming it."""
     if not os.path.isfile(manifest_path):
         raise ManifestError(f"{manifest_path}: manifest not found")
     with open(manifest_path, encoding="utf-8-sig") as f:  # -sig: a Windows editor's BOM
         root = f.readline().strip()
         if not root:
             raise ManifestError(f"{manifest_path}:1: first line must be the root folder")
-        # A relative root is taken from the manifest's folder (the original used the
-        # working directory, which fairseq-hydra-train changes), so manifests can ship.
+        # From the manifest's folder, not the working directory (fairseq-hydra-train changes it).
         root = os.path.join(os.path.dirname(os.path.abspath(manifest_path)), root)
         if not os.path.isdir(root):
             # Every clip would be skipped as missing and fairseq would train on nothing.
@@ -146,10 +136,8 @@ def read_manifest(
                 continue
             items = line.rstrip("\n").split("\t")
             if len(items) != 2 or not items[1].strip().isdigit():
-                raise ManifestError(
-                    f"{manifest_path}:{lineno}: expected 'path<TAB>length_in_samples', "
-                    f"got {line.strip()!r}"
-                )
+                raise ManifestError(f"{manifest_path}:{lineno}: expected 'path<TAB>length_in_samples', "
+                                    f"got {line.strip()!r}")
             size = int(items[1])
             if min_keep is not None and size < min_keep:
                 n_short += 1

@@ -1,7 +1,8 @@
 """Class-balanced sampling for fine-tuning on unbalanced label sets (AudioSet), after SSAST.
 
-A clip's weight is the sum over its labels of ``1000 / (count(label) + 0.01)``, so clips of
-rare classes are drawn more often. Drawing is with replacement, a fresh draw each epoch,
+A clip's weight is the sum over its distinct labels (a label repeated in a clip counts once,
+as in SSAST's multi-hot vectors) of ``1000 / (count(label) + 0.01)``, so clips of rare
+classes are drawn more often. Drawing is with replacement, a fresh draw each epoch,
 deterministic in (seed, epoch) so that every distributed worker and a resumed run see the
 same order; a fairseq task can return :func:`weighted_indices` from ``ordered_indices()``.
 """
@@ -18,8 +19,7 @@ __all__ = ["label_counts", "sample_weights", "weighted_indices"]
 
 
 def _distinct_pairs(label_rows: LabelRows | Sequence[Sequence[int]], num_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """(clip, class) of every distinct label of every clip, sorted by clip then class:
-    SSAST's multi-hot vectors count a label repeated within a clip once."""
+    """(clip, class) of every distinct label of every clip, sorted by clip then class."""
     rows = label_rows if isinstance(label_rows, LabelRows) else LabelRows.from_rows(label_rows)
     clips, classes = rows.row_ids(), rows.indices.astype(np.int64)
     bad = (classes < 0) | (classes >= num_classes)
@@ -33,30 +33,22 @@ def _distinct_pairs(label_rows: LabelRows | Sequence[Sequence[int]], num_classes
 
 
 def label_counts(label_rows: LabelRows | Sequence[Sequence[int]], num_classes: int) -> np.ndarray:
-    """(num_classes,) number of clips carrying each label (a label repeated within a clip counts once)."""
+    """(num_classes,) number of clips carrying each label."""
     _, classes = _distinct_pairs(label_rows, num_classes)
     return np.bincount(classes, minlength=num_classes).astype(np.float64)
 
 
 def sample_weights(label_rows: LabelRows | Sequence[Sequence[int]], num_classes: int) -> np.ndarray:
-    """(N,) weight per clip: sum over its distinct labels of 1000 / (count(label) + 0.01).
-
-    label_rows[i] lists clip i's class indices. Labels are de-duplicated per clip, as SSAST's
-    multi-hot vectors do. A clip without labels gets weight 0 and is never drawn.
-    """
+    """(N,) weight per clip (the module docstring's rule); a clip without labels gets 0, never drawn."""
     clips, classes = _distinct_pairs(label_rows, num_classes)
     label_weight = 1000.0 / (np.bincount(classes, minlength=num_classes) + 0.01)
-    # bincount adds each clip's weights in class order, as the per-clip sum did
+    # bincount adds each clip's weights in class order, the order a per-clip sum adds them
     return np.bincount(clips, weights=label_weight[classes], minlength=len(label_rows))
 
 
 def weighted_indices(weights: np.ndarray, num_samples: int, seed: int, epoch: int) -> np.ndarray:
     """(num_samples,) int64 indices into ``weights``, drawn with replacement with P(i) = w_i / sum(w).
-
-    The same (seed, epoch) gives the same draw on every call and every process; another epoch
-    gives another draw (the two are combined into one numpy SeedSequence, not added, so
-    (seed, epoch) and (seed + 1, epoch - 1) do not collide).
-    """
+    Seed and epoch make one SeedSequence, not a sum: (seed, epoch) and (seed + 1, epoch - 1) differ."""
     weights = np.asarray(weights, dtype=np.float64)
     if weights.ndim != 1 or weights.size == 0:
         raise ValueError(f"weights must be a non-empty 1-D array, got shape {weights.shape}")

@@ -12,8 +12,7 @@ from .common import Clip, DataDir, LayoutError, PrepareOptions, find_audio, requ
 
 
 def prepare_audioset(opts: PrepareOptions) -> list[DataDir]:
-    """Multi-label clips from the segment CSVs; CSV rows without a downloaded clip are listed.
-    ``csv_dir`` and ``audio_dir`` are folders of SRC (an absolute path is taken as it is)."""
+    """``csv_dir`` and ``audio_dir`` are folders of SRC (an absolute path is taken as it is)."""
     src = os.path.abspath(opts.src)
     csv_dir, audio = (os.path.join(src, d) if d else src for d in (opts.csv_dir, opts.audio_dir))
     expected = "expected AudioSet's class_labels_indices.csv and segment CSVs (see --csv-dir, --splits)"
@@ -50,9 +49,8 @@ def read_segments(path: str, labels: LabelSet) -> list[tuple[str, list[int]]]:
 
 
 def index_clips(folder: str) -> dict[str, str]:
-    """YTID -> file, from one walk of ``folder``. Accepts ``{YTID}.ext``, ``{YTID}_{anything}.ext``
-    and ``Y{YTID}[_...].ext`` (YouTube ids are 11 characters); an exact stem match wins, else the
-    first file in sorted order."""
+    """YTID -> file, for ``{YTID}.ext``, ``{YTID}_{anything}.ext`` and ``Y{YTID}[_...].ext`` (ids are
+    11 characters); an exact stem match wins, else the first file in sorted order."""
     exact: dict[str, str] = {}
     derived: dict[str, str] = {}
     for path in find_audio(folder):

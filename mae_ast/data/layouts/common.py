@@ -37,6 +37,9 @@ class DataDir:
     missing: dict[str, list[str]] = field(default_factory=dict)  # split -> ids without a file
     tag: str = ""  # prefix of its rows in the summary ("fold1")
 
+    def row_name(self, split: str) -> str:
+        return f"{self.tag}/{split}" if self.tag else split
+
 
 class Lengths:
     """Header lengths, read once per file even when several folders list it (ESC-50 folds);
@@ -76,44 +79,34 @@ class PrepareOptions:
 
 
 def write_data_dir(data: DataDir, lengths: Lengths, notes: list[str] | None = None) -> tuple[list[tuple], list[str]]:
-    """Write the folder (removing split files an earlier run left there); returns summary
-    rows (split, clips, classes, missing, unreadable) and the files removed. Label lines
-    name their clip. Classes that an evaluation split holds but train does not (a model
-    cannot learn them) are added to ``notes``."""
+    """Write the folder; returns summary rows (split, clips, classes, missing, unreadable) and
+    the stale files removed. Classes of an evaluation split that train lacks go to ``notes``
+    (a model cannot learn them)."""
     check_disjoint({s: [c.path for c in clips] for s, clips in data.splits.items()}, data.out)
     os.makedirs(data.out, exist_ok=True)
     removed = [os.path.join(data.out, name) for name in remove_stale(data.out, data.splits)]
     mids = data.mids or default_mids(data.names)
-    write_label_descriptors(os.path.join(data.out, "label_descriptors.csv"), data.names, mids)
-    label_set = LabelSet(data.names, mids, os.path.join(data.out, "label_descriptors.csv"))
+    descriptors = os.path.join(data.out, "label_descriptors.csv")
+    write_label_descriptors(descriptors, data.names, mids)
+    label_set = LabelSet(data.names, mids, descriptors)
     rows, present_in = [], {}
     for split, clips in data.splits.items():
         kept = [c for c in clips if lengths.get(c.path) is not None]
         present_in[split] = {i for clip in kept for i in clip.labels}
         write_split(data.out, split, data.root, [c.path for c in kept], [lengths.get(c.path) for c in kept],
                     [c.labels for c in kept], label_set)
-        present = len({i for clip in kept for i in clip.labels})
-        name = f"{data.tag}/{split}" if data.tag else split
-        rows.append((name, len(kept), present, len(data.missing.get(split, [])), len(clips) - len(kept)))
+        rows.append((data.row_name(split), len(kept), len(present_in[split]), len(data.missing.get(split, [])),
+                     len(clips) - len(kept)))
     for split, ids in data.missing.items():
         with open(os.path.join(data.out, f"missing_{split}.txt"), "w", encoding="utf-8") as f:
             f.writelines(f"{i}\n" for i in ids)
-    if notes is not None:
-        notes += untrained_classes(data, present_in)
-    return rows, removed
-
-
-def untrained_classes(data: DataDir, present_in: dict[str, set[int]]) -> list[str]:
-    """A note per evaluation split with positives of classes that have no train clip."""
-    out = []
-    for split in ("valid", "test"):
+    for split in ("valid", "test") if notes is not None else ():
         absent = sorted(present_in.get(split, set()) - present_in.get("train", set()))
         if absent:
             shown = ", ".join(repr(data.names[i]) for i in absent[:10]) + (" ..." if len(absent) > 10 else "")
-            where = f"{data.tag}/{split}" if data.tag else split
-            out.append(f"note: {where} has clips of {len(absent)} class(es) with no train clip ({shown}): "
-                       "a model cannot learn them, so they only lower the score")
-    return out
+            notes.append(f"note: {data.row_name(split)} has clips of {len(absent)} class(es) with no train clip "
+                         f"({shown}): a model cannot learn them, so they only lower the score")
+    return rows, removed
 
 
 def find_audio(folder: str) -> list[str]:
@@ -122,8 +115,7 @@ def find_audio(folder: str) -> list[str]:
 
 
 def split_by_class(clips: list[Clip], valid: float, test: float, seed: int, root: str) -> dict[str, list[Clip]]:
-    """The data layer's split (``split_indices``: by a hash of each clip's path relative to
-    ``root``, so it survives moving the data), with classes from each clip's first label."""
+    """``split_indices`` on paths relative to ``root``, with classes from each clip's first label."""
     keys = [os.path.relpath(c.path, root).replace(os.sep, "/") for c in clips]
     try:
         parts = split_indices(keys, valid, test, seed, [c.labels[0] for c in clips])

@@ -13,9 +13,8 @@ from .common import Clip, DataDir, LayoutError, PrepareOptions, find_audio, requ
 
 
 def prepare_folders(opts: PrepareOptions) -> list[DataDir]:
-    """One class per subfolder of SRC (its audio found recursively); stratified seeded split.
-    Class order: ``class_order`` (by number when every folder name is one). A folder without
-    a readable audio file is no class, and is named on stderr."""
+    """One class per subfolder of SRC (its audio found recursively), in ``class_order``; a folder
+    without a readable audio file is no class, and is named in ``opts.notes``."""
     src = os.path.abspath(opts.src)
     found: dict[str, list[str]] = {}
     for entry in sorted(os.listdir(src)):

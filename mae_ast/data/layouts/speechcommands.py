@@ -1,10 +1,7 @@
 """Speech Commands: 35 word classes (v0.02), or SUPERB's KS1 classes (10 words, _unknown_,
 _silence_ cut from the background noise); splits from validation_list.txt / testing_list.txt.
-
-SUPERB's KS1 scores on v0.01's separate ``speech_commands_test_set_v0.01`` folder: give it
-as ``test_set`` (``--test-set``) to get SUPERB's test split (testing_list.txt's clips are
-then left out, as SUPERB leaves them out). Without it, test is testing_list.txt's clips
-plus _silence_ crops: the KS1 classes on the dataset's own test list, NOT SUPERB's test set."""
+SUPERB's KS1 test set is v0.01's separate folder (``test_set``, replacing testing_list.txt's
+clips); without it, test is testing_list.txt plus _silence_ crops, NOT SUPERB's test set."""
 
 from __future__ import annotations
 
@@ -82,8 +79,7 @@ def _ks1(opts: PrepareOptions, src: str, splits: dict[str, list[str]]) -> DataDi
 
 
 def _test_set(folder: str, index: dict[str, int]) -> list[Clip]:
-    """SUPERB's KS1 test set: v0.01's ``speech_commands_test_set_v0.01``, one folder per class
-    (the 10 words, ``_unknown_``, ``_silence_``)."""
+    """SUPERB's KS1 test set: v0.01's ``speech_commands_test_set_v0.01``, one folder per class."""
     folder = os.path.abspath(require(folder, "expected speech_commands_test_set_v0.01 (one folder per class)"))
     clips = []
     for name in sorted(os.listdir(folder)):
@@ -100,10 +96,8 @@ def _test_set(folder: str, index: dict[str, int]) -> list[Clip]:
 
 def _silence(noise: list[str], out: str, counts: dict[str, int], seed: int, label: int,
              notes: list[str]) -> dict[str, list[Clip]]:
-    """``counts[split]`` 1 s crops per split, written as 16 kHz wavs to OUT/_silence_/. Each
-    noise file is cut into one stretch per split (in proportion to its count), and a split's
-    crops come only from its own stretches (random offsets, seeded per split, cycling over
-    the files), so no test or valid silence shares a sample with a train crop."""
+    """``counts[split]`` 1 s crops per split, as 16 kHz wavs in OUT/_silence_/, each split's from
+    its own stretch of every noise file (sized by its count), so no split shares a sample."""
     import soundfile as sf
 
     folder = os.path.join(os.path.abspath(out), "_silence_")
