@@ -1,17 +1,7 @@
-"""The encoder a ``mae_ast_classifier`` is built around, from one of three sources.
-
-* A saved classifier's config (``cfg.features`` is set: the task wrote ``snapshot()``
-  into it): rebuilt from ``cfg.encoder`` + ``cfg.features`` alone, so a checkpoint never
-  reads its pretraining checkpoint or data folder again (fairseq's wav2vec 2.0
-  fine-tuning keeps ``w2v_args`` in its config for the same reason).
-* ``cfg.pretrained_checkpoint``: a pretraining checkpoint (ours, a released one or the
-  original code's) or a fine-tuned classifier (whose encoder is fine-tuned further), read
-  by ``mae_ast.checkpoints``; the decoder and pretraining heads are dropped.
-* Neither: random init with the released models' architecture
-  (``builders.PRETRAINING_ARCHITECTURE``), ``cfg.encoder``'s fields on top, every field
-  spelled out so the checkpoint rebuilds the same model whatever the defaults become.
-
-``cfg``'s dropout fields override the encoder's in all three.
+"""The encoder of a ``mae_ast_classifier``: a saved classifier's (``cfg.features`` set:
+rebuilt from its config alone, never reading the pretraining checkpoint or data again),
+``cfg.pretrained_checkpoint``'s (pretraining or classifier), or random init. ``cfg``'s
+dropout fields override the encoder's in all three.
 """
 
 from __future__ import annotations
@@ -28,8 +18,7 @@ logger = logging.getLogger(__name__)
 
 
 def classifier_encoder(cfg: Any, task: Any) -> tuple[MAE_AST, dict]:
-    """(decoder-free encoder, its complete config) for the classifier config ``cfg``;
-    ``task.explicit_features()`` gives a random-init encoder's input."""
+    """(decoder-free encoder, its complete config) for the classifier config ``cfg``."""
     dropouts = {k: getattr(cfg, k) for k in DROPOUT_FIELDS if getattr(cfg, k) is not None}
     if cfg.features is not None:
         encoder = {**dict(cfg.encoder or {}), **dropouts}
@@ -49,8 +38,7 @@ def classifier_encoder(cfg: Any, task: Any) -> tuple[MAE_AST, dict]:
 
 
 def with_dropouts(backbone: MAE_AST, encoder: dict, dropouts: dict) -> tuple[MAE_AST, dict]:
-    """A loaded encoder with other dropouts: rebuilt with the new values, same weights
-    (dropout modules take their rate at construction)."""
+    """A loaded encoder rebuilt with other dropouts (modules take their rate at construction)."""
     if not dropouts:
         return backbone, encoder
     encoder = {**encoder, **dropouts}
@@ -60,7 +48,6 @@ def with_dropouts(backbone: MAE_AST, encoder: dict, dropouts: dict) -> tuple[MAE
 
 
 def describe_encoder(encoder: dict) -> str:
-    """One line: depth, width, patches, positions, dropouts."""
     e = encoder
     positions = [name for name, on in (("sinusoidal", e["enc_sine_pos"]), ("convolutional", e["enc_conv_pos"])) if on]
     return (f"{e['encoder_layers']} layers x {e['encoder_embed_dim']}-d, {e['ast_kernel_size_time']}x"

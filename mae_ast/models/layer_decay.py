@@ -1,8 +1,6 @@
-"""Layer-wise learning rates of a fine-tuned classifier (BEiT's and MAE's layer decay).
-
-fairseq's composite optimizer (``dynamic_groups``) gives a parameter that carries an
-``optim_overrides`` lr_scale its own optimizer and scheduler at lr * scale; the plain
-optimizers ignore the attribute, so the task refuses them when a scale is not 1.
+"""Layer-wise learning rates of a fine-tuned classifier (BEiT's and MAE's layer decay), as
+``optim_overrides`` lr scales: only fairseq's composite optimizer (``dynamic_groups``) honours
+them, so the task refuses the others when a scale is not 1.
 """
 
 from __future__ import annotations
@@ -24,8 +22,7 @@ def layer_id(name: str, num_layers: int, layer_norm_first: bool) -> int:
 
 
 def lr_scales(model: nn.Module, layer_decay: float, head_lr_scale: float) -> dict[str, float]:
-    """Each trainable parameter's lr multiplier: layer_decay^(L+1-layer_id), times
-    head_lr_scale outside the backbone."""
+    """Each trainable parameter's lr multiplier (head_lr_scale on top outside the backbone)."""
     depth, pre_ln = len(model.backbone.encoder.layers), model.backbone.cfg.layer_norm_first
     scales = {}
     for name, p in model.named_parameters():

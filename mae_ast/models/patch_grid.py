@@ -1,9 +1,5 @@
-"""Where tokens sit on the ``(frames, columns)`` feature image.
-
-The geometry (kernel and stride along time and channels, and the feature width from
-the ``FeatureSpec``) is written once here; the model, the padding masks, the extraction
-tools and ``mae-ast-show`` ask it. Tokens are ordered time-block major, channel-block
-minor (``nn.Unfold``'s order, as the original): token ``t * chan_blocks + c``.
+"""Where tokens sit on the ``(frames, columns)`` feature image. Tokens are ordered
+time-block major, channel-block minor (``nn.Unfold``'s, as the original): ``t * chan_blocks + c``.
 """
 
 from __future__ import annotations
@@ -75,8 +71,6 @@ class PatchGrid:
                 f"(choose ast_kernel_size_chan/stride so that they tile {self.width})"
             )
 
-    # ---- patchify / unpatchify: an inverse pair ---------------------------------------
-
     def patchify(self, image: torch.Tensor) -> torch.Tensor:
         """``(B, frames, width)`` -> ``(B, tokens, kernel_time * kernel_chan)``; frames
         and columns that do not fill a patch are dropped, as ``nn.Unfold`` does."""
@@ -101,16 +95,11 @@ class PatchGrid:
         image = summed / counts
         return image.masked_fill(counts == 0, float("nan"))[:, 0]
 
-    # ---- padding ------------------------------------------------------------------
-
     def token_padding_mask(self, valid_frames: torch.Tensor, num_tokens: int,
                            whole_tokens: bool = False) -> torch.Tensor:
-        """``(B,)`` valid frame counts -> ``(B, num_tokens)`` bool, True = padding.
-
-        With ``whole_tokens`` a token is valid only when every frame it reads is valid,
-        so a clip padded in a batch has the tokens it has alone (downstream use). Without
-        it, a token is valid when its first frame is: the original model's rule, kept in
-        ``forward`` so outputs equal the original's."""
+        """``(B,)`` valid frame counts -> ``(B, num_tokens)`` bool, True = padding. With
+        ``whole_tokens`` a token is valid when all its frames are (a clip padded in a batch
+        gives the tokens it gives alone); else when its first frame is (the original's rule)."""
         steps = num_tokens // self.chan_blocks
         start = torch.arange(steps, device=valid_frames.device) * self.stride_time
         reach = start + (self.kernel_time if whole_tokens else 1)
