@@ -19,8 +19,7 @@ class MAE_AST_Criterion_Config(FairseqDataclass):
 
 
 def info_nce(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per clip, each masked patch's logit must pick its own target among the clip's
-    masked targets. Returns the loss (mean over clips and patches) and the accuracy."""
+    """Each masked patch's logit must pick its own target among its clip's: (loss, accuracy)."""
     scores = torch.matmul(logits, targets.transpose(-1, -2))  # (B, M, M)
     loss = -torch.diagonal(torch.log_softmax(scores, dim=-1), dim1=-2, dim2=-1).mean()
     correct = scores.argmax(dim=-1) == torch.arange(scores.shape[-1], device=scores.device)

@@ -20,9 +20,9 @@ logger = logging.getLogger(__name__)
 def classifier_encoder(cfg: Any, task: Any) -> tuple[MAE_AST, dict]:
     """(decoder-free encoder, its complete config) for the classifier config ``cfg``."""
     dropouts = {k: getattr(cfg, k) for k in DROPOUT_FIELDS if getattr(cfg, k) is not None}
+    asked = {**dict(cfg.encoder or {}), **dropouts}
     if cfg.features is not None:
-        encoder = {**dict(cfg.encoder or {}), **dropouts}
-        return build_backbone(encoder, dict(cfg.features)), encoder
+        return build_backbone(asked, dict(cfg.features)), asked
     if cfg.pretrained_checkpoint:
         if cfg.encoder is not None:
             raise ValueError("model.encoder is for random init; with model.pretrained_checkpoint the "
@@ -30,7 +30,6 @@ def classifier_encoder(cfg: Any, task: Any) -> tuple[MAE_AST, dict]:
         backbone, encoder, _ = encoder_from_state(read_checkpoint(cfg.pretrained_checkpoint))
         logger.info(f"encoder initialised from {cfg.pretrained_checkpoint}")
         return with_dropouts(backbone, encoder, dropouts)
-    asked = {**dict(cfg.encoder or {}), **dropouts}
     encoder = random_init_encoder(asked)
     logger.info(f"model.pretrained_checkpoint=null: encoder randomly initialised, architecture of "
                 f"config/pretrain/mae_ast.yaml{f' with {asked}' if asked else ''}: {describe_encoder(encoder)}")

@@ -9,8 +9,8 @@ import torch.nn as nn
 
 
 def layer_id(name: str, num_layers: int, layer_norm_first: bool) -> int:
-    """Depth of a classifier parameter: 0 = input embedding, 1..L = encoder layers,
-    L+1 = head (and the encoder's final LayerNorm when it is pre-LN: applied after the last layer)."""
+    """Depth of a classifier parameter: 0 = embedding, 1..L = encoder layers, L+1 = head (and a
+    pre-LN encoder's final LayerNorm)."""
     if not name.startswith("backbone."):
         return num_layers + 1
     parts = name.split(".")

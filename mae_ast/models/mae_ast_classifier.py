@@ -70,8 +70,7 @@ class MAE_AST_Classifier(BaseFairseqModel):
         return cls(cfg, backbone, encoder, len(task.class_names), augment)
 
     def snapshot(self) -> dict:
-        """The ``cfg.model`` fields that rebuild this model without the pretraining
-        checkpoint or the data folder."""
+        """The ``cfg.model`` fields that rebuild this model without checkpoint or data folder."""
         return {"encoder": dict(self.encoder_cfg), "features": dict(self.features), "head_norm": self.head_norm}
 
     def train(self, mode: bool = True) -> MAE_AST_Classifier:

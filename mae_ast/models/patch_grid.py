@@ -72,8 +72,7 @@ class PatchGrid:
             )
 
     def patchify(self, image: torch.Tensor) -> torch.Tensor:
-        """``(B, frames, width)`` -> ``(B, tokens, kernel_time * kernel_chan)``; frames
-        and columns that do not fill a patch are dropped, as ``nn.Unfold`` does."""
+        """``(B, frames, width)`` -> ``(B, tokens, kernel_time * kernel_chan)``, as ``nn.Unfold``."""
         kt, kc, st, sc = self.kernel_time, self.kernel_chan, self.stride_time, self.stride_chan
         if self.overlapping:
             return F.unfold(image.unsqueeze(1), (kt, kc), stride=(st, sc)).transpose(1, 2)
@@ -82,9 +81,8 @@ class PatchGrid:
         return x.permute(0, 1, 3, 2, 4).reshape(B, nt * nc, kt * kc)
 
     def unpatchify(self, tokens: torch.Tensor) -> torch.Tensor:
-        """``(B, tokens, kernel_time * kernel_chan)`` -> ``(B, frames, width)`` over the
-        frames the tokens cover; overlapping patches are averaged, and columns no patch
-        covers are NaN (nothing was there to reconstruct)."""
+        """The inverse of ``patchify`` over the frames the tokens cover: overlaps averaged,
+        columns no patch covers NaN."""
         B, T, _ = tokens.shape
         steps = T // self.chan_blocks
         frames = (steps - 1) * self.stride_time + self.kernel_time

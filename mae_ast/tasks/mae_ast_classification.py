@@ -73,7 +73,7 @@ class MAE_AST_Classification_Task(MAE_AST_Audio_Task):
         return self.label_set.names
 
     def explicit_features(self) -> dict:
-        """Features for a random-init encoder: the task's settings, else the defaults."""
+        """A random-init encoder's features: the task's settings, else the defaults."""
         spec = FeatureSpec()
         return {k: getattr(self.cfg, k) if getattr(self.cfg, k) is not None else getattr(spec, a)
                 for k, a in SPEC_FIELDS.items()}
@@ -176,7 +176,6 @@ class MAE_AST_Classification_Task(MAE_AST_Audio_Task):
 
 
 def check_optimizer(model, optimizer) -> None:
-    """Layer-wise lr scales are only honoured by fairseq's composite optimizer."""
     model = getattr(model, "module", model)
     if getattr(model, "needs_param_groups", False) and not getattr(optimizer, "supports_groups", False):
         raise ValueError(

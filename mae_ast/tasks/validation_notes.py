@@ -26,12 +26,9 @@ def validation_notes(cfg: Any, data: str, spec: Optional[FeatureSpec] = None) ->
     manifest = None if cfg.dataset.get("disable_validation") else read_split(data, valid)
     if manifest is None:
         return []
-    notes = []
     selection = selected_on_test(manifest, read_split(data, "test"), (valid, "test"))
-    if selection:
-        notes.append((True, selection))
-    notes.append(validation_crop_note(manifest, spec or FeatureSpec(), int(cfg.task.target_length), valid))
-    return notes
+    crop = validation_crop_note(manifest, spec or FeatureSpec(), int(cfg.task.target_length), valid)
+    return ([(True, selection)] if selection else []) + [crop]
 
 
 def log_validation_notes(cfg: Any, data: str, spec: Optional[FeatureSpec] = None) -> None:
