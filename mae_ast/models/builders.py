@@ -93,9 +93,8 @@ def encoder_from_state(state: dict) -> tuple[MAE_AST, dict, dict]:
     if checkpoint_kind(state) == CLASSIFIER:
         encoder, features = dict(model_cfg["encoder"]), dict(model_cfg["features"])
         backbone = build_backbone(encoder, features)
-        prefix = "backbone."
-        backbone.load_state_dict({k[len(prefix):]: v for k, v in state["model"].items() if k.startswith(prefix)},
-                                 strict=True)
+        backbone.load_state_dict({k.removeprefix("backbone."): v for k, v in state["model"].items()
+                                  if k.startswith("backbone.")}, strict=True)
         return backbone, encoder, features
     model = build_pretraining(model_cfg, config_section(state, "task"))
     model.load_state_dict(state["model"], strict=True)

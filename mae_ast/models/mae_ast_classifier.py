@@ -57,8 +57,7 @@ class MAE_AST_Classifier(BaseFairseqModel):
         nn.init.trunc_normal_(self.head.weight, std=0.02)
         nn.init.zeros_(self.head.bias)
         if cfg.freeze_encoder:
-            for p in self.backbone.parameters():
-                p.requires_grad = False
+            self.backbone.requires_grad_(False)
         self.needs_param_groups = set_optim_overrides(self, cfg.layer_decay, cfg.head_lr_scale)
 
     @classmethod

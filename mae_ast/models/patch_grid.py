@@ -90,8 +90,7 @@ class PatchGrid:
         kernel, stride = (self.kernel_time, self.kernel_chan), (self.stride_time, self.stride_chan)
         summed = F.fold(tokens.transpose(1, 2), size, kernel, stride=stride)
         counts = F.fold(torch.ones_like(tokens[:1]).transpose(1, 2), size, kernel, stride=stride)
-        image = summed / counts
-        return image.masked_fill(counts == 0, float("nan"))[:, 0]
+        return (summed / counts).masked_fill(counts == 0, float("nan"))[:, 0]
 
     def token_padding_mask(self, valid_frames: torch.Tensor, num_tokens: int,
                            whole_tokens: bool = False) -> torch.Tensor:

@@ -119,15 +119,12 @@ class TransformerEncoder(nn.Module):
         compiling = torch.compiler.is_compiling()
         drops = self.layerdrop_draws(x.device, compiling)
         for i, block in enumerate(self.layers):
-            if drops is None:
-                x = block(x, padding_mask)
-                hidden_states.append(x)
-            elif compiling:
+            if compiling and drops is not None:
                 # A branch on a drawn value would break the graph: run the block, keep its
                 # input where dropped (its parameters get a zero gradient instead of none).
                 x = torch.where(drops[i] > self.layerdrop, block(x, padding_mask), x)
                 hidden_states.append(x)
-            elif drops[i] > self.layerdrop:  # eager: skip the block, as the original
+            elif drops is None or drops[i] > self.layerdrop:  # eager: a dropped block is skipped, as the original
                 x = block(x, padding_mask)
                 hidden_states.append(x)
             if i == layer:
