@@ -13,9 +13,11 @@ from fairseq.dataclass import FairseqDataclass
 @dataclass
 class MAE_AST_Criterion_Config(FairseqDataclass):
     reconstruction_weight: float = field(
-        default=10.0, metadata={"help": "weight of the MSE reconstruction loss (lambda); 0 disables it"})
+        default=10.0, metadata={"help": "weight of the MSE reconstruction loss (lambda); 0 disables it"}
+    )
     classification_weight: float = field(
-        default=1.0, metadata={"help": "weight of the InfoNCE classification loss; 0 disables it"})
+        default=1.0, metadata={"help": "weight of the InfoNCE classification loss; 0 disables it"}
+    )
 
 
 def info_nce(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -42,12 +42,14 @@ class MAE_AST_Config(FairseqDataclass):
     encoder_ffn_embed_dim: int = field(default=3072, metadata={"help": "FFN width (encoder and decoder)"})
     encoder_attention_heads: int = field(default=12, metadata={"help": "attention heads (encoder and decoder)"})
     activation_fn: ChoiceEnum(get_available_activation_fns()) = field(
-        default="gelu", metadata={"help": "FFN activation (gelu or relu)"})
+        default="gelu", metadata={"help": "FFN activation (gelu or relu)"}
+    )
     layer_norm_first: bool = field(default=False, metadata={"help": "pre-LN blocks instead of post-LN"})
     feature_grad_mult: float = field(default=1.0, metadata={"help": "gradient scale of the (identity) feature extractor"})
 
     use_post_enc_proj: bool = field(
-        default=False, metadata={"help": "project encoder output to decoder width (needed if widths differ)"})
+        default=False, metadata={"help": "project encoder output to decoder width (needed if widths differ)"}
+    )
     decoder_embed_dim: int = field(default=768, metadata={"help": "decoder width"})
     decoder_layers: int = field(default=2, metadata={"help": "decoder transformer layers"})
     decoder_layerdrop: float = field(default=0.0, metadata={"help": "probability of dropping a decoder layer"})
@@ -58,12 +60,15 @@ class MAE_AST_Config(FairseqDataclass):
     encoder_layerdrop: float = field(default=0.0, metadata={"help": "probability of dropping an encoder layer"})
     dropout_input: float = field(default=0.0, metadata={"help": "dropout on projected patches (masking only)"})
 
-    random_mask_prob: float = field(default=0.75, metadata={
-        "help": "fraction of tokens masked; for retain_spans the span probability of "
-                "compute_mask_indices, whose spans are RETAINED (1.45 masks ~24%)"})
+    random_mask_prob: float = field(
+        default=0.75,
+        metadata={"help": "fraction of tokens masked; for retain_spans the span probability of "
+                  "compute_mask_indices, whose spans are RETAINED (1.45 masks ~24%)"},
+    )
     mask_length: int = field(default=10, metadata={"help": "retain_spans: span length"})
     mask_selection: MASKING_DISTRIBUTION_CHOICES = field(
-        default="static", metadata={"help": "retain_spans: how to choose span lengths"})
+        default="static", metadata={"help": "retain_spans: how to choose span lengths"}
+    )
     mask_other: float = field(default=0, metadata={"help": "retain_spans: secondary span-length argument"})
     no_mask_overlap: bool = field(default=False, metadata={"help": "retain_spans: forbid overlapping spans"})
     mask_min_space: int = field(default=0, metadata={"help": "retain_spans: min space between spans if no overlap"})
@@ -73,7 +78,8 @@ class MAE_AST_Config(FairseqDataclass):
     checkpoint_activations: bool = field(default=False, metadata={"help": "not supported (the original did not implement it)"})
 
     compile_blocks: bool = field(
-        default=False, metadata={"help": "torch.compile each transformer block (in place: same checkpoint keys)"})
+        default=False, metadata={"help": "torch.compile each transformer block (in place: same checkpoint keys)"}
+    )
 
     max_token_length: int = field(default=48000, metadata={"help": "rows of the sinusoidal position table"})
     save_sine_tables: bool = field(default=True, metadata={
@@ -248,8 +254,13 @@ class MAE_AST(BaseFairseqModel):
         return x
 
     def forward(
-        self, source: torch.Tensor, padding_mask: torch.Tensor | None = None, mask: bool = True,
-        features_only: bool = False, output_layer: int | None = None, is_decoder_finetune: bool = False,
+        self,
+        source: torch.Tensor,
+        padding_mask: torch.Tensor | None = None,
+        mask: bool = True,
+        features_only: bool = False,
+        output_layer: int | None = None,
+        is_decoder_finetune: bool = False,
         is_input_prepatched: bool = False,
     ) -> dict[str, Any]:
         if not (mask or is_decoder_finetune or is_input_prepatched):

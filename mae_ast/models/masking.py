@@ -90,8 +90,15 @@ def _first_cover(tops: torch.Tensor, side: torch.Tensor, chan_blocks: int, T: in
 
 
 def retain_spans_mask(
-    B: int, T: int, mask_prob: float, mask_length: int, padding_mask: torch.Tensor | None = None,
-    selection: str = "static", other: float = 0.0, no_overlap: bool = False, min_space: int = 0,
+    B: int,
+    T: int,
+    mask_prob: float,
+    mask_length: int,
+    padding_mask: torch.Tensor | None = None,
+    selection: str = "static",
+    other: float = 0.0,
+    no_overlap: bool = False,
+    min_space: int = 0,
 ) -> torch.Tensor:
     """wav2vec 2.0 spans (min_masks=2, equal count per row) marking RETAINED tokens. The
     static, overlapping case is vectorised with ``compute_mask_indices``'s distributions;
@@ -100,10 +107,12 @@ def retain_spans_mask(
         from fairseq.data.data_utils import compute_mask_indices
 
         pad = None if padding_mask is None else padding_mask.cpu()
-        retained = torch.from_numpy(compute_mask_indices(
-            (B, T), pad, mask_prob, mask_length, selection, other,
-            min_masks=2, no_overlap=no_overlap, min_space=min_space,
-        ))
+        retained = torch.from_numpy(
+            compute_mask_indices(
+                (B, T), pad, mask_prob, mask_length, selection, other,
+                min_masks=2, no_overlap=no_overlap, min_space=min_space,
+            )
+        )
     else:
         retained = _static_spans(B, T, mask_prob, mask_length)
     if retained[0].sum() == 0:  # the original redrew; only possible for tiny T
@@ -137,9 +146,18 @@ def _static_spans(B: int, T: int, mask_prob: float, span: int) -> torch.Tensor:
 
 
 def compute_mask(
-    mask_type: str, B: int, T: int, mask_prob: float, device: torch.device, chan_blocks: int = 1,
-    padding_mask: torch.Tensor | None = None, mask_length: int = 10, selection: str = "static",
-    other: float = 0.0, no_overlap: bool = False, min_space: int = 0,
+    mask_type: str,
+    B: int,
+    T: int,
+    mask_prob: float,
+    device: torch.device,
+    chan_blocks: int = 1,
+    padding_mask: torch.Tensor | None = None,
+    mask_length: int = 10,
+    selection: str = "static",
+    other: float = 0.0,
+    no_overlap: bool = False,
+    min_space: int = 0,
 ) -> MaskPlan:
     """Draw a mask of ``mask_type`` for ``B`` clips of ``T`` tokens."""
     if mask_type in ("random_mask", "random_mask_batched"):
@@ -147,8 +165,9 @@ def compute_mask(
     elif mask_type == "chunk_mask":
         mask = chunk_mask(B, T, mask_prob, chan_blocks, device)
     elif mask_type == "retain_spans":
-        mask = retain_spans_mask(B, T, mask_prob, mask_length, padding_mask, selection, other, no_overlap,
-                                 min_space).to(device)
+        mask = retain_spans_mask(
+            B, T, mask_prob, mask_length, padding_mask, selection, other, no_overlap, min_space
+        ).to(device)
         return MaskPlan.from_mask(mask, T - int(mask[0].sum()))
     else:
         raise ValueError(f"unknown mask_type {mask_type!r}; choose from {MASK_TYPES}")

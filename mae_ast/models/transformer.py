@@ -42,8 +42,15 @@ class MultiheadSelfAttention(nn.Module):
 
 class TransformerSentenceEncoderLayer(nn.Module):
     def __init__(
-        self, dim: int, ffn_dim: int, heads: int, dropout: float, attention_dropout: float,
-        activation_dropout: float, activation_fn: str = "gelu", layer_norm_first: bool = False,
+        self,
+        dim: int,
+        ffn_dim: int,
+        heads: int,
+        dropout: float,
+        attention_dropout: float,
+        activation_dropout: float,
+        activation_fn: str = "gelu",
+        layer_norm_first: bool = False,
     ) -> None:
         super().__init__()
         if activation_fn not in ("gelu", "relu"):
@@ -91,8 +98,14 @@ class TransformerEncoder(nn.Module):
         self.layer_norm_first = cfg.layer_norm_first
         self.layers = nn.ModuleList(
             TransformerSentenceEncoderLayer(
-                dim, cfg.encoder_ffn_embed_dim, cfg.encoder_attention_heads, cfg.dropout, cfg.attention_dropout,
-                cfg.activation_dropout, cfg.activation_fn, cfg.layer_norm_first,
+                dim,
+                cfg.encoder_ffn_embed_dim,
+                cfg.encoder_attention_heads,
+                cfg.dropout,
+                cfg.attention_dropout,
+                cfg.activation_dropout,
+                cfg.activation_fn,
+                cfg.layer_norm_first,
             )
             for _ in range(depth)
         )
@@ -155,8 +168,10 @@ class SinusoidalPositionalEncoding(nn.Module):
     def forward(self, length: int, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         """``(1, length, dim)`` or, with a padding mask, ``(B, length, dim)`` zeroed at pads."""
         if length > self.pe.shape[1]:
-            raise ValueError(f"{length} tokens exceed model.max_token_length={self.pe.shape[1]}; "
-                             "crop the input or raise max_token_length")
+            raise ValueError(
+                f"{length} tokens exceed model.max_token_length={self.pe.shape[1]}; "
+                "crop the input or raise max_token_length"
+            )
         pe = self.pe[:, :length]
         if padding_mask is not None:
             pe = pe.masked_fill(padding_mask.unsqueeze(-1), 0.0)
