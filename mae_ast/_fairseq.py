@@ -1,8 +1,5 @@
-"""fairseq when it is installed, stand-ins when it is not.
-
-Training needs fairseq. Loading a checkpoint and extracting features do not: without
-fairseq, the model is a plain ``nn.Module`` built from the checkpoint's saved config,
-so s3prl users and feature pipelines need only torch.
+"""fairseq when it is installed, stand-ins when it is not: only training needs it; loading
+and feature extraction (s3prl, pipelines) need only torch.
 """
 
 from dataclasses import dataclass

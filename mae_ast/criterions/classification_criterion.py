@@ -1,14 +1,7 @@
-"""``mae_ast_classification``: cross-entropy (single-label) or BCE (multi-label) on clips,
-with whole-split validation metrics.
-
-Targets are ``(B, C)`` floats (one-hot, multi-hot, or soft under mixup). At validation
-each batch's probabilities and targets go into the logging output; ``reduce_metrics``
-concatenates them with fairseq's ``log_concat_tensor`` and derives
-``mae_ast.metrics.classification_metrics`` of all of them (``log_derived``), so ``accuracy`` or
-``mAP``/``auc``/``d_prime`` are split-level values (mAP does not average over batches)
-and can be ``checkpoint.best_checkpoint_metric``.
+"""``mae_ast_classification``: cross-entropy (single-label) or BCE (multi-label) on ``(B, C)``
+float targets. Validation metrics are the whole split's (mAP does not average over batches):
+``reduce_metrics`` concatenates every batch's scores and derives them from all.
 """
-
 
 from dataclasses import dataclass, field
 
@@ -36,14 +29,13 @@ class Classification_Criterion_Config(FairseqDataclass):
 
 
 def reset_scores(aggregator: str = "valid") -> None:
-    """Forget the scores of earlier validation runs: fairseq also logs validation into its
-    persistent "valid" aggregator, which would otherwise grow by a split each run; its
-    checkpoints keep the last run's (``ConcatTensorMeter`` saves its tensor)."""
+    """Forget earlier validation runs' scores: fairseq's persistent "valid" aggregator would
+    otherwise grow by a split each run."""
     for key in (SCORES_KEY, TARGETS_KEY):
         metrics.reset_meter(aggregator, key)
     meter = metrics.get_meter(aggregator, SCORES_KEY)
     if meter is not None:
-        meter.split_metrics = None  # nor the metrics cached from them (``_metric``)
+        meter.split_metrics = None  # nor the metrics cached from them
 
 
 def _metric(key: str, multi_label: bool):
@@ -51,8 +43,7 @@ def _metric(key: str, multi_label: bool):
         meter = meters[SCORES_KEY]
         if meter.tensor is None:
             return float("nan")
-        # Each derived key (mAP, auc, d_prime) reads the same split: compute its metrics once
-        # per score tensor (a new tensor with every batch logged), kept on the meter.
+        # Computed once per score tensor (a new one with every batch) for all derived keys.
         cached = getattr(meter, "split_metrics", None)
         if cached is None or cached[0] is not meter.tensor:
             found = classification_metrics(meter.tensor.numpy(), meters[TARGETS_KEY].tensor.numpy(), multi_label)

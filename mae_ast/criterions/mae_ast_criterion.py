@@ -21,8 +21,7 @@ class MAE_AST_Criterion_Config(FairseqDataclass):
 
 
 def info_nce(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per clip, each masked patch's logit must pick its own target among the clip's
-    masked targets. Returns the loss (mean over clips and patches) and the accuracy."""
+    """Each masked patch's logit must pick its own target among its clip's: (loss, accuracy)."""
     scores = torch.matmul(logits, targets.transpose(-1, -2))  # (B, M, M)
     loss = -torch.diagonal(torch.log_softmax(scores, dim=-1), dim1=-2, dim2=-1).mean()
     correct = scores.argmax(dim=-1) == torch.arange(scores.shape[-1], device=scores.device)
@@ -32,8 +31,8 @@ def info_nce(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor,
 def pretraining_loss(recon: torch.Tensor, classes: torch.Tensor, targets: torch.Tensor,
                      reconstruction_weight: float = 10.0, classification_weight: float = 1.0
                      ) -> tuple[torch.Tensor, dict]:
-    """The weighted MSE + InfoNCE loss of the masked patches, and its parts (detached);
-    a weight of 0 leaves its part out. The criterion and the benchmarks both use this."""
+    """The weighted MSE + InfoNCE loss of the masked patches, and its parts (detached); a
+    weight of 0 leaves its part out."""
     loss = recon.new_zeros(())
     log: dict = {}
     if reconstruction_weight > 0:
@@ -49,9 +48,8 @@ def pretraining_loss(recon: torch.Tensor, classes: torch.Tensor, targets: torch.
 
 
 def skipped_batch_loss(model, sample: dict) -> tuple[torch.Tensor, int, dict]:
-    """A batch whose every clip was unusable (the dataset's placeholder): a zero loss
-    tied to every parameter (so data-parallel ranks still all-reduce the same tensors)
-    that only reports how many clips were skipped."""
+    """A batch whose every clip was unusable: a zero loss tied to every parameter (so
+    data-parallel ranks still all-reduce the same tensors), reporting the skipped clips."""
     loss = sum(p.sum() for p in model.parameters() if p.requires_grad) * 0.0
     return loss, 0, {"loss": loss.detach(), "ntokens": 0, "nsentences": 0, "sample_size": 0, "nbatches": 0,
                      "mask_ratio": 0.0, "skipped_clips": sample.get("n_skipped", 0)}
@@ -75,7 +73,6 @@ class MAE_AST_Criterion(FairseqCriterion):
 
         loss, log = pretraining_loss(recon, classes, targets, self.reconstruction_weight,
                                      self.classification_weight)
-
         # Tensors, not .item(): no host sync here; fairseq reduces them when it logs.
         logging_output = {
             "loss": loss.detach(),

@@ -1,10 +1,5 @@
-"""MAE_AST models from saved settings: the pretraining model, and the decoder-free encoder
-("backbone") that fine-tuning, feature extraction and s3prl use (``mae_ast.loading``
-builds every checkpoint's model from these).
-
-``encoder_from_state`` takes either kind of checkpoint: a pretraining one (its encoder,
-the decoder and pretraining heads dropped) or a fine-tuned classifier (its ``backbone``),
-so a classifier's encoder is fine-tuned further too.
+"""MAE_AST models from saved settings: the pretraining model and the decoder-free encoder
+("backbone") of fine-tuning, feature extraction and s3prl.
 """
 
 from __future__ import annotations
@@ -20,11 +15,9 @@ ENCODER_FIELDS = {f.name for f in dataclasses.fields(MAE_AST_Config)} - {"_name"
 # Modules of the pretraining model an encoder never runs.
 PRETRAINING_ONLY = ("decoder", "decoder_mask_emb", "post_enc_proj", "dec_conv_pos_embed", "dec_sine_pos_embed",
                     "final_proj_reconstruction", "final_proj_classification", "encoder_mask_emb", "layer_norm")
-# The released models' architecture: the model settings of config/pretrain/mae_ast.yaml
-# (the original's pretraining config; tests/test_finetune_random_init.py checks the two are
-# equal). A random-init classifier starts from these, not from MAE_AST_Config's defaults,
-# which have no positional encoding at all (enc_sine_pos=False: a bag of patches) and other
-# dropouts, so "pretrained vs random init" compares one architecture with two inits.
+# The released architecture (config/pretrain/mae_ast.yaml's model settings; a test checks
+# they are equal). Random-init classifiers start here, not from MAE_AST_Config's defaults
+# (no positions at all, other dropouts), so "pretrained vs random init" differs in init only.
 PRETRAINING_ARCHITECTURE = {
     "dropout_input": 0.1, "dropout": 0.1, "attention_dropout": 0.1, "activation_dropout": 0.0,
     "feature_grad_mult": 0.1, "encoder_layerdrop": 0.05, "decoder_layerdrop": 0.0,
@@ -43,8 +36,7 @@ TASK_DEFAULTS = {"feature_type": "fbank", "feature_dim": 128, "mask_type": "rand
 
 
 def task_namespace(**fields) -> SimpleNamespace:
-    """The task settings a MAE_AST reads (features, mask type), defaults filled in: the one
-    place a model is given a task config outside fairseq (loaders, bench, tests)."""
+    """The task settings a MAE_AST reads, defaults filled in, for use outside fairseq."""
     return SimpleNamespace(**{**TASK_DEFAULTS, **fields})
 
 
@@ -55,9 +47,8 @@ def check_encoder_fields(encoder: dict) -> None:
 
 
 def random_init_encoder(overrides: dict) -> dict:
-    """The encoder config of a random-init classifier: ``PRETRAINING_ARCHITECTURE`` with
-    ``overrides`` (``model.encoder``, dropouts) on top, every field spelled out, so the
-    checkpoint rebuilds the same model whatever the defaults become."""
+    """``PRETRAINING_ARCHITECTURE`` with ``overrides`` on top, every field spelled out (the
+    checkpoint rebuilds the same model whatever the defaults become)."""
     check_encoder_fields(overrides)
     return {**PRETRAINING_ARCHITECTURE, **overrides}
 
@@ -65,17 +56,16 @@ def random_init_encoder(overrides: dict) -> dict:
 def build_backbone(encoder: dict, features: dict) -> MAE_AST:
     """A decoder-free MAE_AST of this architecture and input (random weights)."""
     check_encoder_fields(encoder)
-    # The decoder is deleted right after construction, so its settings must not stop an
-    # encoder from being built (a 64-d encoder under the pretraining config's 768-d decoder
-    # failed on decoder_embed_dim != encoder_embed_dim): build it empty, at the encoder's width.
+    # The decoder is deleted at once, so its settings must not refuse an encoder (a 64-d
+    # encoder under a 768-d decoder would): build it empty, at the encoder's width.
     width = encoder.get("encoder_embed_dim", MAE_AST_Config.encoder_embed_dim)
     no_decoder = {"decoder_layers": 0, "decoder_embed_dim": width, "use_post_enc_proj": False}
     return strip_pretraining(MAE_AST(MAE_AST_Config(**{**encoder, **no_decoder}), task_namespace(**features)))
 
 
 def strip_pretraining(model: MAE_AST) -> MAE_AST:
-    """Delete what only pretraining uses (decoder, mask embeddings, heads, the unused
-    input LayerNorm): absent from the state dict and from data-parallel's unused check."""
+    """Delete what only pretraining uses (absent from the state dict and from
+    data-parallel's unused-parameter check)."""
     for name in PRETRAINING_ONLY:
         if hasattr(model, name):
             delattr(model, name)
@@ -92,22 +82,19 @@ def features_of(spec: FeatureSpec) -> dict:
 
 
 def build_pretraining(model_cfg: dict, task_cfg: dict) -> MAE_AST:
-    """The whole pretraining model (decoder included, random weights) that a checkpoint's
-    ``cfg.model`` and ``cfg.task`` describe."""
+    """The pretraining model (random weights) of a checkpoint's ``cfg.model`` and ``cfg.task``."""
     return MAE_AST(MAE_AST_Config(**encoder_config(model_cfg)), task_namespace(**task_cfg))
 
 
 def encoder_from_state(state: dict) -> tuple[MAE_AST, dict, dict]:
-    """(decoder-free encoder with the checkpoint's weights, its encoder config, its input
-    features) of a pretraining or fine-tuned classifier checkpoint: where fine-tuning starts
-    (``mae_ast.loading.open_checkpoint`` builds whole models for everything else)."""
+    """(encoder with the weights, its encoder config, its input features) of a pretraining
+    or classifier checkpoint: where fine-tuning starts."""
     model_cfg = config_section(state, "model")
     if checkpoint_kind(state) == CLASSIFIER:
         encoder, features = dict(model_cfg["encoder"]), dict(model_cfg["features"])
         backbone = build_backbone(encoder, features)
-        prefix = "backbone."
-        backbone.load_state_dict({k[len(prefix):]: v for k, v in state["model"].items() if k.startswith(prefix)},
-                                 strict=True)
+        backbone.load_state_dict({k.removeprefix("backbone."): v for k, v in state["model"].items()
+                                  if k.startswith("backbone.")}, strict=True)
         return backbone, encoder, features
     model = build_pretraining(model_cfg, config_section(state, "task"))
     model.load_state_dict(state["model"], strict=True)
@@ -115,9 +102,8 @@ def encoder_from_state(state: dict) -> tuple[MAE_AST, dict, dict]:
 
 
 def original_model(model: MAE_AST):
-    """The original code (s3prl 0.4.18's vendored copy, which tests and benchmarks use as
-    the reference) holding ``model``'s weights, in eval mode. The original reads its config
-    as attributes, so our dataclass's fields go in a namespace."""
+    """The original code (s3prl 0.4.18's copy, the reference of tests and benchmarks) holding
+    ``model``'s weights, in eval mode."""
     from s3prl.upstream.mae_ast import mae_ast as original
 
     cfg = SimpleNamespace(**{k: getattr(model.cfg, k) for k in model.cfg.__dataclass_fields__})

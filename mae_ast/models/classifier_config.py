@@ -1,8 +1,5 @@
-"""``MAE_AST_Classifier_Config``: the settings of the ``mae_ast_classifier`` model.
-
-Field names are those every fine-tuned checkpoint's ``cfg.model`` carries; fields marked
-"filled at build time" are written by the task (``MAE_AST_Classifier.snapshot``) so that a
-checkpoint rebuilds its model alone.
+"""Settings of the ``mae_ast_classifier`` model: field names are those of every fine-tuned
+checkpoint's ``cfg.model``; "filled at build time" fields let a checkpoint rebuild alone.
 """
 
 from dataclasses import dataclass, field
@@ -32,7 +29,7 @@ class MAE_AST_Classifier_Config(FairseqDataclass):
     multi_label: Optional[bool] = field(default=None, metadata={"help": "filled at build time from task.multi_label"})
     target_length: Optional[int] = field(
         default=None, metadata={"help": "filled at build time from task.target_length (frames per clip)"})
-    # One choice: kept because every fine-tuned checkpoint's config carries the key.
+    # One choice: every fine-tuned checkpoint's config carries the key.
     pooling: POOLING_CHOICES = field(default="mean", metadata={"help": "token pooling: mean over valid tokens"})
     head_norm: Optional[HEAD_NORM_CHOICES] = field(
         default=None, metadata={"help": "normalisation of the pooled features before the linear head: "
@@ -59,6 +56,4 @@ class MAE_AST_Classifier_Config(FairseqDataclass):
     encoder_layerdrop: Optional[float] = field(
         default=None, metadata={"help": "encoder layerdrop; null = the checkpoint's"})
 
-
-# The fields above that override the encoder's own dropouts.
 DROPOUT_FIELDS = ("dropout", "attention_dropout", "activation_dropout", "encoder_layerdrop")

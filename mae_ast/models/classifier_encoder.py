@@ -1,17 +1,7 @@
-"""The encoder a ``mae_ast_classifier`` is built around, from one of three sources.
-
-* A saved classifier's config (``cfg.features`` is set: the task wrote ``snapshot()``
-  into it): rebuilt from ``cfg.encoder`` + ``cfg.features`` alone, so a checkpoint never
-  reads its pretraining checkpoint or data folder again (fairseq's wav2vec 2.0
-  fine-tuning keeps ``w2v_args`` in its config for the same reason).
-* ``cfg.pretrained_checkpoint``: a pretraining checkpoint (ours, a released one or the
-  original code's) or a fine-tuned classifier (whose encoder is fine-tuned further), read
-  by ``mae_ast.checkpoints``; the decoder and pretraining heads are dropped.
-* Neither: random init with the released models' architecture
-  (``builders.PRETRAINING_ARCHITECTURE``), ``cfg.encoder``'s fields on top, every field
-  spelled out so the checkpoint rebuilds the same model whatever the defaults become.
-
-``cfg``'s dropout fields override the encoder's in all three.
+"""The encoder of a ``mae_ast_classifier``: a saved classifier's (``cfg.features`` set:
+rebuilt from its config alone, never reading the pretraining checkpoint or data again),
+``cfg.pretrained_checkpoint``'s (pretraining or classifier), or random init. ``cfg``'s
+dropout fields override the encoder's in all three.
 """
 
 from __future__ import annotations
@@ -28,12 +18,11 @@ logger = logging.getLogger(__name__)
 
 
 def classifier_encoder(cfg: Any, task: Any) -> tuple[MAE_AST, dict]:
-    """(decoder-free encoder, its complete config) for the classifier config ``cfg``;
-    ``task.explicit_features()`` gives a random-init encoder's input."""
+    """(decoder-free encoder, its complete config) for the classifier config ``cfg``."""
     dropouts = {k: getattr(cfg, k) for k in DROPOUT_FIELDS if getattr(cfg, k) is not None}
+    asked = {**dict(cfg.encoder or {}), **dropouts}
     if cfg.features is not None:
-        encoder = {**dict(cfg.encoder or {}), **dropouts}
-        return build_backbone(encoder, dict(cfg.features)), encoder
+        return build_backbone(asked, dict(cfg.features)), asked
     if cfg.pretrained_checkpoint:
         if cfg.encoder is not None:
             raise ValueError("model.encoder is for random init; with model.pretrained_checkpoint the "
@@ -41,7 +30,6 @@ def classifier_encoder(cfg: Any, task: Any) -> tuple[MAE_AST, dict]:
         backbone, encoder, _ = encoder_from_state(read_checkpoint(cfg.pretrained_checkpoint))
         logger.info(f"encoder initialised from {cfg.pretrained_checkpoint}")
         return with_dropouts(backbone, encoder, dropouts)
-    asked = {**dict(cfg.encoder or {}), **dropouts}
     encoder = random_init_encoder(asked)
     logger.info(f"model.pretrained_checkpoint=null: encoder randomly initialised, architecture of "
                 f"config/pretrain/mae_ast.yaml{f' with {asked}' if asked else ''}: {describe_encoder(encoder)}")
@@ -49,8 +37,7 @@ def classifier_encoder(cfg: Any, task: Any) -> tuple[MAE_AST, dict]:
 
 
 def with_dropouts(backbone: MAE_AST, encoder: dict, dropouts: dict) -> tuple[MAE_AST, dict]:
-    """A loaded encoder with other dropouts: rebuilt with the new values, same weights
-    (dropout modules take their rate at construction)."""
+    """A loaded encoder rebuilt with other dropouts (modules take their rate at construction)."""
     if not dropouts:
         return backbone, encoder
     encoder = {**encoder, **dropouts}
@@ -60,7 +47,6 @@ def with_dropouts(backbone: MAE_AST, encoder: dict, dropouts: dict) -> tuple[MAE
 
 
 def describe_encoder(encoder: dict) -> str:
-    """One line: depth, width, patches, positions, dropouts."""
     e = encoder
     positions = [name for name, on in (("sinusoidal", e["enc_sine_pos"]), ("convolutional", e["enc_conv_pos"])) if on]
     return (f"{e['encoder_layers']} layers x {e['encoder_embed_dim']}-d, {e['ast_kernel_size_time']}x"

@@ -1,8 +1,6 @@
-"""Layer-wise learning rates of a fine-tuned classifier (BEiT's and MAE's layer decay).
-
-fairseq's composite optimizer (``dynamic_groups``) gives a parameter that carries an
-``optim_overrides`` lr_scale its own optimizer and scheduler at lr * scale; the plain
-optimizers ignore the attribute, so the task refuses them when a scale is not 1.
+"""Layer-wise learning rates of a fine-tuned classifier (BEiT's and MAE's layer decay), as
+``optim_overrides`` lr scales: only fairseq's composite optimizer (``dynamic_groups``) honours
+them, so the task refuses the others when a scale is not 1.
 """
 
 from __future__ import annotations
@@ -11,8 +9,8 @@ import torch.nn as nn
 
 
 def layer_id(name: str, num_layers: int, layer_norm_first: bool) -> int:
-    """Depth of a classifier parameter: 0 = input embedding, 1..L = encoder layers,
-    L+1 = head (and the encoder's final LayerNorm when it is pre-LN: applied after the last layer)."""
+    """Depth of a classifier parameter: 0 = embedding, 1..L = encoder layers, L+1 = head (and a
+    pre-LN encoder's final LayerNorm)."""
     if not name.startswith("backbone."):
         return num_layers + 1
     parts = name.split(".")
@@ -24,15 +22,11 @@ def layer_id(name: str, num_layers: int, layer_norm_first: bool) -> int:
 
 
 def lr_scales(model: nn.Module, layer_decay: float, head_lr_scale: float) -> dict[str, float]:
-    """Each trainable parameter's lr multiplier: layer_decay^(L+1-layer_id), times
-    head_lr_scale outside the backbone."""
+    """Each trainable parameter's lr multiplier (head_lr_scale on top outside the backbone)."""
     depth, pre_ln = len(model.backbone.encoder.layers), model.backbone.cfg.layer_norm_first
-    scales = {}
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            scale = layer_decay ** (depth + 1 - layer_id(name, depth, pre_ln))
-            scales[name] = scale * (head_lr_scale if not name.startswith("backbone.") else 1.0)
-    return scales
+    return {name: layer_decay ** (depth + 1 - layer_id(name, depth, pre_ln))
+            * (head_lr_scale if not name.startswith("backbone.") else 1.0)
+            for name, p in model.named_parameters() if p.requires_grad}
 
 
 def set_optim_overrides(model: nn.Module, layer_decay: float, head_lr_scale: float) -> bool:
@@ -41,9 +35,7 @@ def set_optim_overrides(model: nn.Module, layer_decay: float, head_lr_scale: flo
     for p in model.parameters():
         if hasattr(p, "optim_overrides"):
             del p.optim_overrides
-    needs_groups = False
-    for name, scale in lr_scales(model, layer_decay, head_lr_scale).items():
-        if scale != 1.0:
-            model.get_parameter(name).optim_overrides = {"optimizer": {"lr_scale": float(scale)}}
-            needs_groups = True
-    return needs_groups
+    scales = {name: s for name, s in lr_scales(model, layer_decay, head_lr_scale).items() if s != 1.0}
+    for name, scale in scales.items():
+        model.get_parameter(name).optim_overrides = {"optimizer": {"lr_scale": float(scale)}}
+    return bool(scales)

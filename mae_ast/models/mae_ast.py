@@ -1,10 +1,6 @@
-"""MAE-AST: a masked autoencoder over fbank patches or frames.
-
-The forward pass reads as MAE's four steps: ``forward_mask`` (which tokens the encoder
-sees), ``forward_encoder`` (retained tokens only), ``forward_decoder`` (encoder output
-scattered back among mask embeddings) and the heads at masked positions; the loss is
-the criterion's. Parameter and buffer names equal the original's, so the released
-checkpoints and the s3prl upstream load ours and we load theirs, strictly.
+"""MAE-AST: a masked autoencoder over fbank patches or frames, in MAE's steps (mask,
+encoder on retained tokens, decoder, heads at masked positions). Parameter and buffer
+names equal the original's, so released checkpoints and s3prl load both ways, strictly.
 """
 
 import logging
@@ -49,8 +45,6 @@ class MAE_AST_Config(FairseqDataclass):
         default="gelu", metadata={"help": "FFN activation (gelu or relu)"}
     )
     layer_norm_first: bool = field(default=False, metadata={"help": "pre-LN blocks instead of post-LN"})
-    # The feature extractor is the identity on a gradient-free input, so this scales
-    # nothing; kept because configs and checkpoints carry it.
     feature_grad_mult: float = field(default=1.0, metadata={"help": "gradient scale of the (identity) feature extractor"})
 
     use_post_enc_proj: bool = field(
@@ -81,10 +75,8 @@ class MAE_AST_Config(FairseqDataclass):
 
     conv_pos: int = field(default=128, metadata={"help": "convolutional positions: kernel size"})
     conv_pos_groups: int = field(default=16, metadata={"help": "convolutional positions: groups"})
-    # Accepted for config compatibility; the original raised for it too.
     checkpoint_activations: bool = field(default=False, metadata={"help": "not supported (the original did not implement it)"})
 
-    # Ours, not the original's: checkpoints without it load with the default.
     compile_blocks: bool = field(
         default=False, metadata={"help": "torch.compile each transformer block (in place: same checkpoint keys)"}
     )
@@ -117,8 +109,7 @@ def check_masking_cfg(cfg: Any, mask_type: str) -> None:
 
 
 class ConvPosEmbed(nn.Module):
-    """wav2vec 2.0 convolutional positions (weight-normed grouped conv, GELU); kept so
-    configs that enable them build, with the original's parameter names."""
+    """wav2vec 2.0 convolutional positions (weight-normed grouped conv, GELU)."""
 
     def __init__(self, cfg: Any, dim: int) -> None:
         super().__init__()
@@ -149,16 +140,13 @@ class MAE_AST(BaseFairseqModel):
             raise ValueError("decoder_embed_dim != encoder_embed_dim needs model.use_post_enc_proj=true")
         self.cfg = cfg
         self.task_cfg = task_cfg
-        # The input is described once (features.py, patch_grid.py) and every path asks
-        # these two objects, never the task config again.
         self.feature_spec = FeatureSpec.from_task_cfg(task_cfg)
         self.grid = PatchGrid.from_model_cfg(cfg, self.feature_spec.width)
         self.grid.warn_unused_columns()
         self.mask_type = getattr(task_cfg, "mask_type", "random_mask")
         check_masking_cfg(cfg, self.mask_type)
-        # Settings forward reads are copied out of the config here, once: fairseq hands
-        # the model an omegaconf DictConfig, whose attribute lookup torch.compile cannot
-        # trace (a graph break at every read), so no step reads self.cfg or self.task_cfg.
+        # Copied out once: torch.compile cannot trace omegaconf attribute lookups (a graph
+        # break at every read), so forward never reads self.cfg or self.task_cfg.
         self.mask_args = dict(
             mask_prob=cfg.random_mask_prob, mask_length=cfg.mask_length, selection=cfg.mask_selection,
             other=cfg.mask_other, no_overlap=cfg.no_mask_overlap, min_space=cfg.mask_min_space,
@@ -170,11 +158,9 @@ class MAE_AST(BaseFairseqModel):
         self.layer_norm = nn.LayerNorm(self.feature_spec.num_mel_bins)
         self.post_extract_proj = nn.Linear(patch_dim, cfg.encoder_embed_dim)
         self.dropout_input = nn.Dropout(cfg.dropout_input)
-        # Masked tokens are dropped before the encoder, so this never reaches it; the
-        # original had it too, and checkpoints carry it.
+        # Never reaches the encoder (masked tokens are dropped); checkpoints carry it.
         self.encoder_mask_emb = nn.Parameter(torch.FloatTensor(cfg.encoder_embed_dim).uniform_())
-        # Optional parts are None when off (timm's way, None rather than nn.Identity so
-        # no checkpoint key appears): forward tests the module, never the config.
+        # Optional parts are None when off (not nn.Identity: no checkpoint key appears).
         enc, dec = cfg.encoder_embed_dim, cfg.decoder_embed_dim
         self.enc_conv_pos_embed = ConvPosEmbed(cfg, enc) if cfg.enc_conv_pos else None
         saved = getattr(cfg, "save_sine_tables", True)  # configs of released checkpoints lack it
@@ -205,17 +191,9 @@ class MAE_AST(BaseFairseqModel):
     def chan_blocks(self) -> int:
         return self.grid.chan_blocks
 
-    @property
-    def feature_dim(self) -> int:
-        """Feature columns per frame the model expects (mel bins, x3 with deltas)."""
-        return self.feature_spec.width
-
-    # ---- input: normalisation, patches, padding --------------------------------------
-
     def check_input(self, source: torch.Tensor) -> None:
-        """A ``(B, frames, columns)`` feature batch of the width this model was trained on."""
         if source.dim() != 3:
-            raise ValueError(f"expected features of shape (B, frames, {self.feature_dim}), "
+            raise ValueError(f"expected features of shape (B, frames, {self.feature_spec.width}), "
                              f"got shape {tuple(source.shape)}")
         self.feature_spec.check_width(source.shape[-1])
         short = short_of_one_patch(source.shape[1], self.grid.min_frames)
@@ -228,9 +206,7 @@ class MAE_AST(BaseFairseqModel):
 
     def patchify(self, source: torch.Tensor, augment: Callable[[torch.Tensor], torch.Tensor] | None = None
                  ) -> torch.Tensor:
-        """``(B, frames, columns)`` -> ``(B, tokens, kt*kc)``, normalised (then ``augment``ed,
-        e.g. fine-tuning's SpecAugment); tokens ordered time-block major, channel-block
-        minor (``nn.Unfold``'s order)."""
+        """``(B, frames, columns)`` -> ``(B, tokens, kt*kc)``, normalised, then ``augment``ed."""
         self.check_input(source)
         x = self.normalize(source)
         return self.grid.patchify(x if augment is None else augment(x))
@@ -240,8 +216,6 @@ class MAE_AST(BaseFairseqModel):
         """Frame padding -> token padding (see ``PatchGrid.token_padding_mask``)."""
         valid = (~padding_mask).sum(dim=-1)
         return self.grid.token_padding_mask(valid, num_tokens, whole_tokens)
-
-    # ---- the four steps -------------------------------------------------------------
 
     def forward_mask(self, B: int, T: int, padding_mask: torch.Tensor | None, device) -> MaskPlan:
         return compute_mask(self.mask_type, B, T, device=device, chan_blocks=self.chan_blocks,
@@ -293,9 +267,8 @@ class MAE_AST(BaseFairseqModel):
             return self.forward_features(source, padding_mask, output_layer, first_frame_rule=True)
         patches = source if is_input_prepatched else self.patchify(source)
         B, T, _ = patches.shape
-        # A given mask is used as given, never inspected on the host (that was a device
-        # sync every step). Batches known to hold no padding pass None instead (the
-        # pretraining collater does), which keeps attention on its unmasked fast path.
+        # A given mask is never inspected on the host (a device sync every step); batches
+        # without padding pass None, which keeps attention on its unmasked fast path.
         token_pad = None
         if padding_mask is not None and not is_input_prepatched:
             token_pad = self.forward_padding_mask(padding_mask, T)
@@ -323,8 +296,7 @@ class MAE_AST(BaseFairseqModel):
 
         index = plan.masked.unsqueeze(-1)
         y_masked = torch.gather(y, 1, index.expand(-1, -1, y.shape[-1]))
-        # HuBERT's key names, though these are tensors (B, masked, kt*kc), not lists: the
-        # original returned them under these names and downstream code reads them so.
+        # HuBERT's key names (the original's), though these are (B, masked, kt*kc) tensors.
         return {
             "logit_m_list_recon": self.final_proj_reconstruction(y_masked),
             "logit_m_list_class": self.final_proj_classification(y_masked),
@@ -334,24 +306,15 @@ class MAE_AST(BaseFairseqModel):
             "mask_ratio": plan.mask_ratio,
         }
 
-    # ---- features for downstream use (s3prl, extraction, fine-tuning) ------------------
-
     def forward_features(
         self, source: torch.Tensor, padding_mask: torch.Tensor | None = None,
         output_layer: int | None = None, augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
         first_frame_rule: bool = False,
     ) -> dict[str, Any]:
-        """Encoder over every token, no masking: ``x`` (B, tokens, dim), ``hidden_states``
-        (output of each layer run), ``padding_mask`` (B, tokens; True = padding) and
-        ``features`` (the projected patches). The one unmasked encoder path: every
-        downstream use (s3prl, extraction, HEAR, fine-tuning, whose training-time
-        augmentation comes in as ``augment`` on the normalised features), and ``forward``
-        / ``extract_features`` without masking.
-
-        A token is valid only when every frame it reads is, so a clip padded in a batch
-        gives exactly the tokens it gives alone. ``first_frame_rule``: the original's rule
-        (valid when its first frame is), used only by ``forward``/``extract_features`` so
-        that they equal the original code's outputs."""
+        """The one unmasked encoder path (every downstream use): ``x`` (B, tokens, dim),
+        ``hidden_states`` (each layer run), ``padding_mask`` (B, tokens; True = padding),
+        ``features`` (projected patches). Tokens are whole-frame valid unless
+        ``first_frame_rule`` (``PatchGrid.token_padding_mask``), which ``forward`` uses."""
         patches = self.patchify(source, augment)
         token_pad = None
         if padding_mask is not None:  # as in forward: no host check of its contents
@@ -364,25 +327,19 @@ class MAE_AST(BaseFairseqModel):
         return {"x": x, "hidden_states": hidden_states, "padding_mask": token_pad, "features": features}
 
     def wavs_to_fbank(self, wavs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features of each waveform (mono, [-1, 1], at the spec's rate) computed as the
-        checkpoint was trained, on the model's device, zero-padded to the longest, with
-        the frame padding mask (True = padding); a clip short of one patch is refused."""
+        """Features of mono [-1, 1] waveforms at the spec's rate, on the model's device,
+        zero-padded, with the frame padding mask (True = padding)."""
         return self.feature_spec.batch(wavs, self.grid.min_frames, next(self.parameters()).device)
 
     def extract_layers(
         self, inputs: list[torch.Tensor] | torch.Tensor, padding_mask: torch.Tensor | None = None,
         time_aligned: bool = True, output_layer: int | None = None,
     ) -> dict[str, Any]:
-        """Encoder features of waveforms (a list of 1-D tensors at the spec's rate) or of
-        a feature batch ``(B, frames, columns)``.
-
-        Returns ``last_hidden_state``, ``hidden_states`` (output of encoder layer 1..L, as
-        the original upstream: no input embedding) and ``padding_mask``. With
-        ``time_aligned`` (default), patch tokens of one time step are averaged over the
-        channel blocks, so every model gives one vector per ``ast_kernel_stride_time``
-        frames (frame models are unchanged: one token per step already). Only whole
-        tokens of each clip count as valid, so a clip padded in a batch gives the same
-        features as alone. ``output_layer`` (1-based) stops the encoder there."""
+        """Encoder features of waveforms (list of 1-D tensors) or of ``(B, frames, columns)``:
+        ``last_hidden_state``, ``hidden_states`` (layers 1..L, no input embedding) and
+        ``padding_mask``. ``time_aligned`` averages a time step's tokens over the channel
+        blocks (one vector per ``ast_kernel_stride_time`` frames); ``output_layer`` (1-based)
+        stops the encoder there."""
         if isinstance(inputs, torch.Tensor) and inputs.dim() == 3:
             source = inputs
         else:
@@ -394,8 +351,6 @@ class MAE_AST(BaseFairseqModel):
             states = [h.reshape(h.shape[0], -1, nc, h.shape[-1]).mean(dim=2) for h in states]
             pad = pad[:, ::nc]
         return {"last_hidden_state": states[-1], "hidden_states": states, "padding_mask": pad}
-
-    # ---- HuBERT-style surface ----------------------------------------------------------
 
     def extract_features(
         self, source: torch.Tensor, padding_mask: torch.Tensor | None = None, mask: bool = False,

@@ -1,19 +1,9 @@
-"""``mae_ast_classifier``: a MAE-AST encoder with a pooled linear head, for fine-tuning.
+"""``mae_ast_classifier``: a MAE-AST encoder with a pooled linear head (timm's
+``forward_features`` -> ``forward_head``: mean over valid tokens, ``fc_norm``, dropout, Linear).
 
-timm's split: ``forward_features`` (the encoder's own embedding path, augmentation in
-training: tokens) -> ``forward_head`` (mean over the valid tokens, then ``fc_norm``,
-dropout, Linear; ``pre_logits=True`` stops at the pooled vector).
-
-``fc_norm`` is ``model.head_norm``: ``batchnorm`` standardises each pooled feature over
-the clips (MAE's linear-probe protocol), ``layernorm`` normalises each clip over its
-features (MAE's fine-tuning head). Why the probe needs the first: the encoder is post-LN,
-so each pooled feature carries a LayerNorm's per-feature shift, far larger than its spread
-across clips (mean-pooling averages the clip-to-clip part down). A per-clip LayerNorm
-leaves that constant vector in place and Adam on the Linear layer after it crawls;
-standardising each feature is what a logistic-regression probe does.
-
-Where the encoder comes from: ``classifier_encoder``; its config: ``classifier_config``;
-layer-wise learning rates: ``layer_decay``; augmentation: ``data.augment``.
+Why the probe's ``fc_norm`` is a BatchNorm: the encoder is post-LN, so each pooled feature
+carries a LayerNorm's per-feature shift far larger than its spread across clips; a per-clip
+LayerNorm leaves that constant in place and Adam on the Linear after it crawls.
 """
 
 from __future__ import annotations
@@ -37,15 +27,13 @@ HEAD_FIELDS = ("head_dropout", "freeze_encoder", "pooling", "head_norm")
 
 
 def evaluation_settings(saved: dict) -> MAE_AST_Classifier_Config:
-    """The model settings that rebuild a saved classifier for scoring: its own head settings
-    (the config's defaults for those it leaves out) and no lr scales (a training matter)."""
+    """The settings that rebuild a saved classifier for scoring: its head settings only."""
     return MAE_AST_Classifier_Config(**{k: saved[k] for k in HEAD_FIELDS if saved.get(k) is not None})
 
 
 def resolve_head_norm(cfg: Any) -> str:
-    """``cfg.head_norm``, or what null means: the probe needs per-feature standardisation
-    (module docstring); in full fine-tuning the encoder adapts its own output and the
-    BatchNorm head gained nothing on the keyword set, so the LayerNorm stays."""
+    """``cfg.head_norm``, or for null: batchnorm for the probe (module docstring); layernorm in
+    full fine-tuning (where batchnorm gained nothing on the keyword set)."""
     chosen = getattr(cfg, "head_norm", None)
     if chosen is not None:
         return str(getattr(chosen, "value", chosen))
@@ -70,8 +58,7 @@ class MAE_AST_Classifier(BaseFairseqModel):
         nn.init.trunc_normal_(self.head.weight, std=0.02)
         nn.init.zeros_(self.head.bias)
         if cfg.freeze_encoder:
-            for p in self.backbone.parameters():
-                p.requires_grad = False
+            self.backbone.requires_grad_(False)
         self.needs_param_groups = set_optim_overrides(self, cfg.layer_decay, cfg.head_lr_scale)
 
     @classmethod
@@ -83,8 +70,7 @@ class MAE_AST_Classifier(BaseFairseqModel):
         return cls(cfg, backbone, encoder, len(task.class_names), augment)
 
     def snapshot(self) -> dict:
-        """The ``cfg.model`` fields that rebuild this model without the pretraining
-        checkpoint or the data folder."""
+        """The ``cfg.model`` fields that rebuild this model without checkpoint or data folder."""
         return {"encoder": dict(self.encoder_cfg), "features": dict(self.features), "head_norm": self.head_norm}
 
     def train(self, mode: bool = True) -> MAE_AST_Classifier:
@@ -94,9 +80,7 @@ class MAE_AST_Classifier(BaseFairseqModel):
         return self
 
     def forward_features(self, source: torch.Tensor, padding_mask: torch.Tensor | None = None) -> dict:
-        """``(B, frames, columns)`` features -> the encoder's tokens (``x``, ``padding_mask``:
-        ``MAE_AST.forward_features``), with training-time augmentation on the normalised
-        features."""
+        """``MAE_AST.forward_features``, with training-time augmentation."""
         a = self.augment
         augment = ((lambda x: augment_normalised(x, padding_mask, a["freqm"], a["timem"], a["noise"]))
                    if self.training else None)
@@ -110,11 +94,10 @@ class MAE_AST_Classifier(BaseFairseqModel):
         return (x * valid).sum(dim=1) / valid.sum(dim=1).clamp(min=1.0)
 
     def classify(self, pooled: torch.Tensor) -> torch.Tensor:
-        """Pooled ``(B, dim)`` -> logits: ``fc_norm``, dropout, Linear."""
         return self.head(self.head_drop(self.fc_norm(pooled)))
 
     def forward_head(self, features: dict, pre_logits: bool = False) -> torch.Tensor:
-        """timm's split: tokens -> pooled (``pre_logits``) -> logits ``(B, num_classes)``."""
+        """Tokens -> pooled (``pre_logits``) or logits ``(B, num_classes)``."""
         pooled = self.pool(features)
         return pooled if pre_logits else self.classify(pooled)
 

@@ -1,19 +1,12 @@
-"""Token masking for MAE-AST pretraining, vectorised over the batch.
+"""Token masking for MAE-AST pretraining, vectorised over the batch, with the original
+code's semantics. Each type builds a ``(B, T)`` bool mask with the same masked count per
+row, which ``MaskPlan`` turns into the index tensors encoder, decoder and loss share.
 
-Every mask type first builds a boolean ``(B, T)`` mask with the same number of masked
-tokens in each row; ``MaskPlan.from_mask`` then turns it into the index tensors that
-the encoder (``keep``), the decoder (``restore`` by scatter) and the loss (``masked``)
-share, as in MAE. No Python loop over clips, no host round trip, fixed shapes for every type but
-``retain_spans`` (whose retained count is drawn: see ``retain_spans_mask``).
-
-Semantics follow the original code (its masking functions, read line by line):
-- ``random_mask``: an independent random choice of ``num_retained`` tokens per clip.
-- ``random_mask_batched``: one such choice for the whole batch.
-- ``chunk_mask`` (SSAST): one mask shared by the batch, a union of s x s blocks, s drawn
-  once from 3..5, in token-index space exactly as the original walked it.
-- ``retain_spans`` (wav2vec 2.0 spans): the spans of ``compute_mask_indices`` are the
-  RETAINED tokens, so ``random_mask_prob=1.45`` masks only ~24% (the original README
-  says ~75%); we reproduce the code and log the realised fraction.
+- ``random_mask``: ``num_retained`` random tokens per clip; ``random_mask_batched``: one
+  such choice for the batch.
+- ``chunk_mask`` (SSAST): one mask for the batch, a union of s x s blocks (s in 3..5).
+- ``retain_spans`` (wav2vec 2.0): the spans of ``compute_mask_indices`` are RETAINED, so
+  ``random_mask_prob=1.45`` masks only ~24% (the original README says ~75%).
 """
 
 from __future__ import annotations
@@ -60,13 +53,9 @@ def chunk_mask(B: int, T: int, mask_prob: float, chan_blocks: int, device: torch
     """SSAST chunks: random top-left tokens, each adding cells ``top + i + chan_blocks*j``
     (i, j < s; indices >= T dropped), until MORE than M tokens are covered; then the M
     lowest-indexed covered tokens are masked (the original sliced a Python set of ints,
-    which iterates in increasing order at these sizes).
-
-    Vectorised with fixed shapes, on ``device``, with no host round trip: draw
-    ``2T + 16`` top-lefts at once (the original's walk needs far fewer: ~80 for 496
-    tokens), find for each token the first draw that covers it, and stop at the first
-    draw whose cumulative cover exceeds M. Same draws, same order: on the CPU the
-    random stream is the one the host-side version used."""
+    which iterates in increasing order). Vectorised with no host round trip: ``2T + 16``
+    draws at once (~80 needed for 496 tokens), stopping at the first whose cumulative
+    cover exceeds M; on the CPU the random stream is the host-side walk's."""
     M = T - num_retained_tokens(T, mask_prob)
     n = 2 * T + 16
     side = torch.randint(3, 6, (), device=device)
@@ -78,9 +67,8 @@ def chunk_mask(B: int, T: int, mask_prob: float, chan_blocks: int, device: torch
     stop = (counts[:n].cumsum(0) <= M).sum()
     union = (first <= stop) & (first < n)
     mask = union & (union.cumsum(0) <= M)
-    # 2T + 16 draws always cover more than M tokens in practice (the chance that they
-    # do not is astronomically small beyond a few dozen tokens); should they not, the
-    # lowest-indexed uncovered tokens make up the count, so every row masks exactly M.
+    # Should 2T + 16 draws not cover M tokens (astronomically unlikely), the lowest-indexed
+    # uncovered tokens make up the count, so every row masks exactly M.
     short = M - union.sum()
     mask = mask | (~union & ((~union).cumsum(0) <= short))
     return mask.expand(B, T)
@@ -112,12 +100,9 @@ def retain_spans_mask(
     no_overlap: bool = False,
     min_space: int = 0,
 ) -> torch.Tensor:
-    """wav2vec 2.0 spans (min_masks=2, equal count per row) marking RETAINED tokens.
-
-    The static, overlapping case (the seed's) is vectorised here with the same
-    distributions as fairseq's ``compute_mask_indices``; other selections and
-    ``no_overlap`` call fairseq's own function. Built on the CPU: the count per row
-    decides tensor shapes, so the host needs it anyway."""
+    """wav2vec 2.0 spans (min_masks=2, equal count per row) marking RETAINED tokens. The
+    static, overlapping case is vectorised with ``compute_mask_indices``'s distributions;
+    other cases call fairseq's. On the CPU: the count per row decides shapes anyway."""
     if selection != "static" or no_overlap or (padding_mask is not None and bool(padding_mask.any())):
         from fairseq.data.data_utils import compute_mask_indices
 

@@ -1,9 +1,5 @@
-"""Where tokens sit on the ``(frames, columns)`` feature image.
-
-The geometry (kernel and stride along time and channels, and the feature width from
-the ``FeatureSpec``) is written once here; the model, the padding masks, the extraction
-tools and ``mae-ast-show`` ask it. Tokens are ordered time-block major, channel-block
-minor (``nn.Unfold``'s order, as the original): token ``t * chan_blocks + c``.
+"""Where tokens sit on the ``(frames, columns)`` feature image. Tokens are ordered
+time-block major, channel-block minor (``nn.Unfold``'s, as the original): ``t * chan_blocks + c``.
 """
 
 from __future__ import annotations
@@ -75,11 +71,8 @@ class PatchGrid:
                 f"(choose ast_kernel_size_chan/stride so that they tile {self.width})"
             )
 
-    # ---- patchify / unpatchify: an inverse pair ---------------------------------------
-
     def patchify(self, image: torch.Tensor) -> torch.Tensor:
-        """``(B, frames, width)`` -> ``(B, tokens, kernel_time * kernel_chan)``; frames
-        and columns that do not fill a patch are dropped, as ``nn.Unfold`` does."""
+        """``(B, frames, width)`` -> ``(B, tokens, kernel_time * kernel_chan)``, as ``nn.Unfold``."""
         kt, kc, st, sc = self.kernel_time, self.kernel_chan, self.stride_time, self.stride_chan
         if self.overlapping:
             return F.unfold(image.unsqueeze(1), (kt, kc), stride=(st, sc)).transpose(1, 2)
@@ -88,9 +81,8 @@ class PatchGrid:
         return x.permute(0, 1, 3, 2, 4).reshape(B, nt * nc, kt * kc)
 
     def unpatchify(self, tokens: torch.Tensor) -> torch.Tensor:
-        """``(B, tokens, kernel_time * kernel_chan)`` -> ``(B, frames, width)`` over the
-        frames the tokens cover; overlapping patches are averaged, and columns no patch
-        covers are NaN (nothing was there to reconstruct)."""
+        """The inverse of ``patchify`` over the frames the tokens cover: overlaps averaged,
+        columns no patch covers NaN."""
         B, T, _ = tokens.shape
         steps = T // self.chan_blocks
         frames = (steps - 1) * self.stride_time + self.kernel_time
@@ -98,19 +90,13 @@ class PatchGrid:
         kernel, stride = (self.kernel_time, self.kernel_chan), (self.stride_time, self.stride_chan)
         summed = F.fold(tokens.transpose(1, 2), size, kernel, stride=stride)
         counts = F.fold(torch.ones_like(tokens[:1]).transpose(1, 2), size, kernel, stride=stride)
-        image = summed / counts
-        return image.masked_fill(counts == 0, float("nan"))[:, 0]
-
-    # ---- padding ------------------------------------------------------------------
+        return (summed / counts).masked_fill(counts == 0, float("nan"))[:, 0]
 
     def token_padding_mask(self, valid_frames: torch.Tensor, num_tokens: int,
                            whole_tokens: bool = False) -> torch.Tensor:
-        """``(B,)`` valid frame counts -> ``(B, num_tokens)`` bool, True = padding.
-
-        With ``whole_tokens`` a token is valid only when every frame it reads is valid,
-        so a clip padded in a batch has the tokens it has alone (downstream use). Without
-        it, a token is valid when its first frame is: the original model's rule, kept in
-        ``forward`` so outputs equal the original's."""
+        """``(B,)`` valid frame counts -> ``(B, num_tokens)`` bool, True = padding. With
+        ``whole_tokens`` a token is valid when all its frames are (a clip padded in a batch
+        gives the tokens it gives alone); else when its first frame is (the original's rule)."""
         steps = num_tokens // self.chan_blocks
         start = torch.arange(steps, device=valid_frames.device) * self.stride_time
         reach = start + (self.kernel_time if whole_tokens else 1)

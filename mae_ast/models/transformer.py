@@ -1,12 +1,7 @@
-"""Transformer blocks with the original's parameter names and numerics.
-
-The layout is fairseq's ``TransformerSentenceEncoderLayer`` (post-LN unless
-``layer_norm_first``), and the stack is wav2vec 2.0's ``TransformerEncoder`` without its
-convolutional positions: input LayerNorm (post-LN) and dropout, then the layers, every
-layer's output collected. Attention keeps fairseq's ``q_proj/k_proj/v_proj/out_proj``
-so released checkpoints load strictly, but runs through
-``F.scaled_dot_product_attention`` (flash / memory-efficient kernels) in batch-first
-layout, with the three projections fused into one matmul.
+"""fairseq's ``TransformerSentenceEncoderLayer`` and wav2vec 2.0's ``TransformerEncoder``
+(without conv positions), with the original's parameter names and numerics. Attention
+keeps ``q_proj/k_proj/v_proj/out_proj`` (checkpoints load strictly) but runs one fused
+matmul and ``F.scaled_dot_product_attention``, batch-first.
 """
 
 from __future__ import annotations
@@ -91,8 +86,8 @@ def init_bert_params(module: nn.Module) -> None:
 
 
 class TransformerEncoder(nn.Module):
-    """``layers`` blocks of width ``dim``; the MAE-AST decoder is the same stack with
-    the decoder's depth, width and layerdrop (FFN size and heads are the encoder's)."""
+    """The encoder, or with ``decoder`` the decoder's depth, width and layerdrop (FFN size
+    and heads are the encoder's)."""
 
     def __init__(self, cfg, decoder: bool = False) -> None:
         super().__init__()
@@ -118,11 +113,9 @@ class TransformerEncoder(nn.Module):
         self.apply(init_bert_params)
 
     def layerdrop_draws(self, device: torch.device, compiling: bool) -> torch.Tensor | None:
-        """One uniform draw per layer (a layer runs when its draw exceeds ``layerdrop``),
-        or None when nothing can be dropped. Eager: on the CPU generator, so a seeded run
-        draws the same layers on any device and the device never waits for the host (the
-        branch reads a CPU value). Compiled: on the activations' device, so the graph
-        holds no host-to-device copy (compiled kernels draw their own numbers anyway)."""
+        """One uniform draw per layer (it runs when the draw exceeds ``layerdrop``), or None.
+        Eager: on the CPU generator (same layers on any device, no device sync). Compiled:
+        on the activations' device (no host-to-device copy in the graph)."""
         if not (self.training and self.layerdrop > 0):
             return None
         return torch.rand(len(self.layers), device=device if compiling else None)
@@ -139,16 +132,12 @@ class TransformerEncoder(nn.Module):
         compiling = torch.compiler.is_compiling()
         drops = self.layerdrop_draws(x.device, compiling)
         for i, block in enumerate(self.layers):
-            if drops is None:
-                x = block(x, padding_mask)
-                hidden_states.append(x)
-            elif compiling:
-                # A Python branch on a drawn value would break the graph: run the block
-                # and keep its input where the layer is dropped (the dropped layer's
-                # parameters then get a zero gradient instead of none).
+            if compiling and drops is not None:
+                # A branch on a drawn value would break the graph: run the block, keep its
+                # input where dropped (its parameters get a zero gradient instead of none).
                 x = torch.where(drops[i] > self.layerdrop, block(x, padding_mask), x)
                 hidden_states.append(x)
-            elif drops[i] > self.layerdrop:  # eager: skip the block, as the original
+            elif drops is None or drops[i] > self.layerdrop:  # eager: a dropped block is skipped, as the original
                 x = block(x, padding_mask)
                 hidden_states.append(x)
             if i == layer:
@@ -159,12 +148,10 @@ class TransformerEncoder(nn.Module):
 
 
 class SinusoidalPositionalEncoding(nn.Module):
-    """Standard sin/cos table (base 10000) over token index. The table is a persistent
-    buffer of ``max_len`` rows because the original saved it in every checkpoint
-    (``*_sine_pos_embed.pe``), and its loaders (s3prl's too) load strictly. With
-    ``saved=False`` the table (147 MB at 48000 x 768) is left out of ``state_dict``; loading
-    a state without it (ours, with either setting) takes this module's own table, which is
-    what was left out: it is a function of ``dim`` and ``max_len`` alone."""
+    """sin/cos table (base 10000), a persistent buffer because the original's strict loaders
+    (s3prl's too) expect ``*_sine_pos_embed.pe``. ``saved=False`` leaves it out of
+    ``state_dict``; a state without it loads this module's own (it depends on dim and
+    max_len alone)."""
 
     def __init__(self, dim: int, max_len: int, saved: bool = True) -> None:
         super().__init__()

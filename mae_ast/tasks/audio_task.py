@@ -1,14 +1,12 @@
-"""What the pretraining and classification tasks share: no dictionaries, no length
-filter beyond the datasets' own, input paths resolved against the launch folder, the
-model's patch length handed to the datasets (clips shorter than one patch are skipped),
-the fbank cache, the provenance record (``mae_ast.provenance``: what data the run reads,
-saved by fairseq in every checkpoint as ``task_state``), and two checks during training:
-the files of a batch whose loss is not finite, and a replica checksum before each
-validation in data-parallel runs."""
+"""What the pretraining and classification tasks share: no dictionaries or length filter,
+input paths against the launch folder, the model's patch length for the datasets, the fbank
+cache, the run folder's lock and provenance record (saved in every checkpoint's
+``task_state``), and two training checks: files of a non-finite loss, replica checksums."""
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import numpy as np
@@ -17,19 +15,15 @@ from fairseq.tasks import FairseqTask
 from omegaconf import open_dict
 
 from .. import provenance
-from .run_checks import launch_path, root_config
+from .run_checks import launch_path, lock_run_folder, root_config
 
 logger = logging.getLogger(__name__)
 
 
 def fp32_without_cuda(common) -> None:
-    """The seed config sets ``common.fp16: true``; off CUDA fairseq's FP16Optimizer
-    crashes (``torch.cuda.current_device()``) and half matmuls on a CPU run ~100x slower
-    (180 s against 6.5 s for one step of a 1-layer model), so fp16/bf16 become fp32 there.
-    fairseq has no hook between its config and the Trainer that reads these flags
-    (``fairseq_cli/train.py`` sets up the task, builds the model, then ``Trainer(cfg, ...)``
-    casts it); the task is set up first from that same config, so this runs in
-    ``setup_task`` and the checkpoints' ``cfg`` says what really ran."""
+    """fp16/bf16 become fp32 off CUDA: fairseq's FP16Optimizer crashes there and half matmuls
+    on a CPU run ~100x slower. Done in ``setup_task``, the last hook before the Trainer reads
+    the flags, so the checkpoints' ``cfg`` says what really ran."""
     if (torch.cuda.is_available() and not common.cpu) or not (common.fp16 or common.bf16):
         return
     logger.warning("common.fp16/bf16 need CUDA, which this run does not use (common.cpu=true or no CUDA): "
@@ -44,7 +38,6 @@ class MAE_AST_Audio_Task(FairseqTask):
         super().__init__(cfg)
         self.min_frames = 1  # the model's patch length, once it is built
         self.provenance_state: dict | None = None  # this run's record, as saved in checkpoints
-        self.loaded_provenance: dict | None = None  # a loaded checkpoint's record (load_state_dict)
 
     @classmethod
     def setup_task(cls, cfg, **kwargs) -> MAE_AST_Audio_Task:
@@ -56,17 +49,18 @@ class MAE_AST_Audio_Task(FairseqTask):
             cfg.fbank_cache = launch_path(cfg.fbank_cache)
         return cls(cfg)
 
-    # ---- provenance: fairseq saves ``state_dict()`` as every checkpoint's ``task_state`` ----
+    def build_model(self, cfg, from_checkpoint: bool = False):
+        model = super().build_model(cfg, from_checkpoint)
+        self.adopt_patch_length(getattr(model, "backbone", model).grid.min_frames)
+        return model
 
     def split_files(self, split: str) -> tuple[str, str | None]:
         """The manifest (and label file) a split is read from."""
-        import os
-
         return os.path.join(self.cfg.data, f"{split}.tsv"), None
 
     def record_provenance(self, root, kind: str, pretraining: dict | None = None) -> dict:
-        """Build this run's record of the splits it reads (``dataset.train_subset`` and
-        ``valid_subset``) and keep it for ``state_dict``; returns the record."""
+        """Lock the run folder, then record the splits this run reads (kept for ``state_dict``)."""
+        lock_run_folder(root)
         train = str(root.dataset.train_subset)
         valid = [] if root.dataset.disable_validation else str(root.dataset.valid_subset).split(",")
         splits = {name: self.split_files(name) for name in [train, *[v for v in valid if v != train]]}
@@ -84,12 +78,11 @@ class MAE_AST_Audio_Task(FairseqTask):
 
     def load_state_dict(self, state_dict: dict) -> None:
         state_dict = dict(state_dict or {})
-        self.loaded_provenance = state_dict.pop("provenance", None)
+        state_dict.pop("provenance", None)  # this run records its own
         super().load_state_dict(state_dict)
 
     @property
     def logger(self) -> logging.Logger:
-        """The concrete task's module logger (``mae_ast.tasks.mae_ast_pretraining``...)."""
         return logging.getLogger(type(self).__module__)
 
     @property
@@ -124,10 +117,8 @@ class MAE_AST_Audio_Task(FairseqTask):
         loss, sample_size, logging_output = super().train_step(
             sample, model, criterion, optimizer, update_num, ignore_grad
         )
-        # Checked after backward is queued: fairseq's grad-norm check waits for backward
-        # a moment later anyway, so this host sync costs little. fairseq then handles the
-        # step (fp16: lower the loss scale and skip; fp32: stop with FloatingPointError);
-        # we add which clips were in it.
+        # This host sync costs little: fairseq's grad-norm check waits for backward anyway.
+        # fairseq handles the step; we add which clips were in it.
         if "net_input" in sample and not bool(torch.isfinite(loss)):
             self.report_nonfinite(sample, update_num)
         return loss, sample_size, logging_output
@@ -139,8 +130,7 @@ class MAE_AST_Audio_Task(FairseqTask):
         self.logger.error(f"non-finite loss at update {update_num}: sample ids {ids}, files {files}")
 
     def begin_valid_epoch(self, epoch: int, model) -> None:
-        """Check that data-parallel replicas hold the same weights: every rank sums its
-        parameters, and the spread of the sums across ranks is logged (0 when in sync)."""
+        """Log the spread across data-parallel ranks of their parameter sums (0 when in sync)."""
         if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
             return
         world = torch.distributed.get_world_size()

@@ -1,12 +1,6 @@
-"""The ``mae_ast_classification`` task: clip labels, fixed-length clips, augmentation.
-
-Data folder: ``{split}.tsv`` (the pretraining manifest), ``{split}.lbl`` and
-``label_descriptors.csv`` (see ``mae_ast.data.labels``).
-
-The input features are the pretrained checkpoint's: fairseq builds the model before it
-loads datasets, and the model tells the task its ``FeatureSpec`` (``use_feature_spec``).
-``task.sample_rate``/``feature_dim``/``deltas`` default to null (= the checkpoint's); an
-explicit value that contradicts the checkpoint is refused.
+"""The ``mae_ast_classification`` task: clip labels, fixed-length clips, augmentation. The
+input features are the model's: fairseq builds it before loading datasets, and it tells the
+task its ``FeatureSpec`` (``use_feature_spec``); explicit task settings that differ are refused.
 """
 
 
@@ -27,7 +21,7 @@ from ..data.features import FeatureSpec
 from ..data.labels import LabelError, LabelSet, read_label_descriptors
 from .audio_task import MAE_AST_Audio_Task
 from .. import provenance
-from .run_checks import check_metric, check_resume, check_settings, launch_path, lock_run_folder, root_config
+from .run_checks import check_metric, check_resume, check_settings, launch_path, root_config
 from .validation_notes import log_validation_notes
 
 logger = logging.getLogger(__name__)
@@ -72,8 +66,6 @@ class MAE_AST_Classification_Task(MAE_AST_Audio_Task):
         self.feature_spec: FeatureSpec | None = None
         self.label_set = None
 
-    # ---- classes and features --------------------------------------------------------
-
     @property
     def class_names(self) -> list[str]:
         if self.label_set is None:
@@ -81,7 +73,7 @@ class MAE_AST_Classification_Task(MAE_AST_Audio_Task):
         return self.label_set.names
 
     def explicit_features(self) -> dict:
-        """Features for a random-init encoder: the task's settings, else the defaults."""
+        """A random-init encoder's features: the task's settings, else the defaults."""
         spec = FeatureSpec()
         return {k: getattr(self.cfg, k) if getattr(self.cfg, k) is not None else getattr(spec, a)
                 for k, a in SPEC_FIELDS.items()}
@@ -106,14 +98,12 @@ class MAE_AST_Classification_Task(MAE_AST_Audio_Task):
             with open_dict(cfg):
                 cfg.pretrained_checkpoint = launch_path(cfg.pretrained_checkpoint)
         model = super().build_model(cfg, from_checkpoint)
-        self.adopt_patch_length(model.backbone.grid.min_frames)
         if not from_checkpoint:  # a new or resumed training run, not a checkpoint reload
-            self.check_run(model.head_norm, model)
+            self.check_run(model)
         if model.needs_param_groups:
             logger.info("layer_decay/head_lr_scale: parameters carry optim_overrides lr scales "
                         "(honoured by optimizer._name=composite with dynamic_groups=true)")
-        # ``cfg`` is the node saved in checkpoints (fairseq's model builder works on a merged
-        # copy), so what is written here travels with every checkpoint.
+        # ``cfg`` is the node saved in checkpoints (the builder works on a merged copy).
         with open_dict(cfg):
             for key, value in {**model.snapshot(), "class_names": list(self.class_names),
                                "multi_label": bool(self.cfg.multi_label),
@@ -121,36 +111,27 @@ class MAE_AST_Classification_Task(MAE_AST_Audio_Task):
                 cfg[key] = plain(value)
         return model
 
-    def check_run(self, head_norm: str, model=None) -> None:
-        """Settings, metric and resume checks (``run_checks``), before any data is read;
-        the run folder's lock and this run's provenance record, which resume compares.
-        Then what the validation numbers are (valid = test, the crop), said at the start as
-        evaluate says it; advice on the recipe (schedule, valid split size, save dir) is
-        ``mae-ast-validate --recipe``'s."""
+    def check_run(self, model) -> None:
+        """``run_checks``' checks before any data is read, the run's lock and provenance
+        record, and what the validation numbers are (``validation_notes``)."""
         check_settings(self.cfg, self.feature_spec, self.min_frames)
         root = root_config(self.cfg)
         if root is not None:
             log_validation_notes(root, self.cfg.data, self.feature_spec)
             check_metric(root, self.cfg.multi_label)
-            lock_run_folder(root)
-            record = None
-            if model is not None:
-                pretrained = provenance.pretraining_record(model.cfg.pretrained_checkpoint)
-                record = self.record_provenance(root, "finetuning", pretrained)
-            check_resume(root, list(self.class_names), self.cfg.multi_label, head_norm, model, record)
+            pretrained = provenance.pretraining_record(model.cfg.pretrained_checkpoint)
+            record = self.record_provenance(root, "finetuning", pretrained)
+            check_resume(root, list(self.class_names), self.cfg.multi_label, model.head_norm, model, record)
 
     def split_files(self, split: str) -> tuple[str, str | None]:
         manifest, labels, _ = label_paths(self.cfg.data, split)
         return manifest, labels
-
-    # ---- data ----------------------------------------------------------------------------
 
     def load_dataset(self, split: str, **kwargs) -> None:
         if self.feature_spec is None:  # fairseq builds the model first; other callers get this
             self.feature_spec = FeatureSpec.from_task_cfg(self.explicit_features())
         manifest, labels, descriptors = label_paths(self.cfg.data, split)
         train = split == "train"
-        # The folder's own descriptors (their mids too), checked against the model's classes.
         label_set = read_label_descriptors(descriptors)
         if label_set.names != list(self.class_names):
             raise LabelError(f"{descriptors}: classes {label_set.names[:5]}... differ from the model's "
@@ -165,16 +146,13 @@ class MAE_AST_Classification_Task(MAE_AST_Audio_Task):
         self.attach_cache(dataset, split)
         self.datasets[split] = dataset
 
-    # ---- training ------------------------------------------------------------------------
-
     def begin_valid_epoch(self, epoch: int, model) -> None:
         reset_scores()  # the whole-split metric must see this validation run's clips only
         super().begin_valid_epoch(epoch, model)
 
     def state_dict(self) -> dict:
-        # The last validation's scores were reduced into its logged metric; fairseq's
-        # Trainer.state_dict builds task_state before extra_state["metrics"], so emptying
-        # them here keeps them out of every checkpoint (AudioSet eval: ~76 MB each).
+        # Trainer.state_dict builds task_state before extra_state["metrics"]: emptying the
+        # (already reduced) scores here keeps them out of every checkpoint (AudioSet: ~76 MB).
         reset_scores()
         return super().state_dict()
 
@@ -185,9 +163,8 @@ class MAE_AST_Classification_Task(MAE_AST_Audio_Task):
         return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
 
     def mix(self, sample: dict) -> dict:
-        """Mixup within the batch on raw features (normalisation is affine, so mixing before
-        or after it is the same in eval-mode BatchNorm); a mixed clip's padding is where
-        both clips are padded. fairseq reseeds torch every update, so this is reproducible."""
+        """Mixup within the batch on raw features (the same as after the affine normalisation);
+        a mixed clip is padded where both clips are."""
         net = sample["net_input"]
         x, pad = net["source"], net["padding_mask"]
         draw = draw_mixup(x.shape[0], self.cfg.mixup, self.cfg.mixup_alpha)
@@ -199,7 +176,6 @@ class MAE_AST_Classification_Task(MAE_AST_Audio_Task):
 
 
 def check_optimizer(model, optimizer) -> None:
-    """Layer-wise lr scales are only honoured by fairseq's composite optimizer."""
     model = getattr(model, "module", model)
     if getattr(model, "needs_param_groups", False) and not getattr(optimizer, "supports_groups", False):
         raise ValueError(
@@ -211,7 +187,7 @@ def check_optimizer(model, optimizer) -> None:
 def plain(value):
     """Config values as plain Python (checkpoints are loaded with weights_only)."""
     if isinstance(value, enum.Enum):
-        return str(value.value) if hasattr(value, "value") else str(value)
+        return str(value.value)
     if isinstance(value, dict):
         return {k: plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -1,7 +1,6 @@
-"""The ``mae_ast_pretraining`` task: owns manifests, datasets and batching."""
+"""The ``mae_ast_pretraining`` task."""
 
 import logging
-import os
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -15,7 +14,7 @@ from ..data.features import FeatureSpec
 from ..data.mae_ast_dataset import features_from_waveforms
 from ..models.masking import MASK_TYPES
 from .audio_task import MAE_AST_Audio_Task
-from .run_checks import check_pretraining_resume, lock_run_folder, root_config
+from .run_checks import check_pretraining_resume, root_config
 
 logger = logging.getLogger(__name__)
 
@@ -26,8 +25,7 @@ MASK_TYPE_CHOICES = ChoiceEnum(list(MASK_TYPES))
 class MAE_AST_Pretraining_Config(FairseqDataclass):
     data: str = field(default=MISSING, metadata={"help": "folder holding {train,valid,test}.tsv manifests"})
     sample_rate: int = field(default=16_000, metadata={"help": "audio is resampled to this rate"})
-    # normalize, enable_padding and mask_spans were unused in the original; they stay so
-    # that its configs and checkpoints' cfg load.
+    # normalize, enable_padding and mask_spans: unused, as in the original; its configs carry them.
     normalize: bool = field(default=False, metadata={"help": "unused (the original ignored it for fbank)"})
     enable_padding: bool = field(default=False, metadata={"help": "unused (as in the original)"})
     max_keep_size: Optional[int] = field(default=None, metadata={"help": "skip clips longer than this (samples)"})
@@ -45,7 +43,6 @@ class MAE_AST_Pretraining_Config(FairseqDataclass):
     feature_dim: Optional[int] = field(default=100, metadata={"help": "mel bins (128 for MAE-AST)"})
     deltas: Optional[bool] = field(default=True, metadata={"help": "append deltas and delta-deltas to the fbank"})
     mask_spans: Optional[bool] = field(default=False, metadata={"help": "unused (as in the original)"})
-    # Ours, not the original's.
     fbank_cache: Optional[str] = field(
         default=None, metadata={"help": "folder written by mae-ast-cache: read precomputed fbank instead of audio"}
     )
@@ -77,9 +74,8 @@ class MAE_AST_Pretraining_Task(MAE_AST_Audio_Task):
         self.feature_spec = FeatureSpec.from_task_cfg(cfg)
 
     def load_dataset(self, split: str, **kwargs) -> None:
-        manifest = os.path.join(self.cfg.data, f"{split}.tsv")
         dataset = MAE_AST_Dataset(
-            manifest,
+            self.split_files(split)[0],
             sample_rate=self.cfg.sample_rate,
             max_keep_sample_size=self.cfg.max_keep_size,
             min_keep_sample_size=self.cfg.min_sample_size,
@@ -98,19 +94,14 @@ class MAE_AST_Pretraining_Task(MAE_AST_Audio_Task):
 
     def build_model(self, cfg, from_checkpoint: bool = False):
         model = super().build_model(cfg, from_checkpoint)
-        self.adopt_patch_length(model.grid.min_frames)
         root = root_config(self.cfg)
-        if root is not None and not from_checkpoint:
-            # a training run: one per folder, its data recorded and compared with the
-            # checkpoint it resumes
-            lock_run_folder(root)
+        if root is not None and not from_checkpoint:  # a training run, not a checkpoint reload
             check_pretraining_resume(root, model, self.record_provenance(root, "pretraining"))
         return model
 
     def device_features(self, sample: dict, model) -> dict:
-        """A ``features_on_device`` batch (waveforms) becomes the usual one, features
-        computed where its tensors are; in fairseq's fp16/bf16 mode in the model's dtype,
-        as fairseq would have cast features from the workers."""
+        """A ``features_on_device`` batch (waveforms) becomes the usual one, features computed
+        where its tensors are, in the model's dtype under fp16/bf16 (as fairseq casts)."""
         if "waveforms" not in sample:
             return sample
         dtype = next(model.parameters()).dtype

@@ -1,23 +1,11 @@
-"""Checks a fine-tuning run makes when the model is built, before any data is read: each
-would otherwise end in a crash after an epoch, or in a number that silently means
-something else.
-
-* ``check_settings``: ``target_length``, SpecAugment widths and mixup within their ranges;
-* ``check_metric``: the best-checkpoint metric is one this label mode logs;
-* ``check_resume``: the checkpoint fairseq is about to restore can be read, was
-  trained on the same classes (names, order, label mode), the same data (its provenance
-  record) and has the same shape as this run's model;
-* ``lock_run_folder``: one live run per ``checkpoint.save_dir``;
-* ``launch_path``: input paths given relative to the folder the command was started in,
-  which hydra leaves for ``hydra.run.dir`` before the task is built.
-
-The task gets fairseq's whole config (``root_config``) through the link fairseq keeps from
-the task's node to it. Advice that prevents no crash (schedule, valid split, save dir) is
-``mae-ast-validate --recipe``'s (``mae_ast.tools.recipe_advice``).
+"""Checks a run makes when its model is built, before any data is read: each would otherwise
+end in a crash after an epoch, or in a number that silently means something else. Advice
+that prevents no crash is ``mae-ast-validate --recipe``'s (``mae_ast.tools.recipe_advice``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from typing import Any
@@ -31,8 +19,6 @@ from ..data.features import FeatureSpec
 
 SINGLE_LABEL_METRICS = ("loss", "accuracy")
 MULTI_LABEL_METRICS = ("loss", "mAP", "auc", "d_prime")
-
-
 logger = logging.getLogger(__name__)
 
 
@@ -41,10 +27,8 @@ class RunConfigError(ValueError):
 
 
 def root_config(task_cfg: Any) -> Any | None:
-    """fairseq's whole config (common, checkpoint, ...) above the task's node, or None for a
-    task config on its own. fairseq links the merged task node to the root
-    (``dataclass.utils.merge_with_parent``) so that ``II("common.seed")`` resolves; OmegaConf's
-    relative ``select`` reads the same link."""
+    """fairseq's whole config above the task's node (the link that lets ``II("common.seed")``
+    resolve), or None for a task config on its own."""
     if not OmegaConf.is_config(task_cfg):
         return None
     try:
@@ -55,10 +39,8 @@ def root_config(task_cfg: Any) -> Any | None:
 
 
 def launch_folder() -> str | None:
-    """The folder the command was started in, when hydra left it for ``hydra.run.dir``:
-    hydra's answer in its own process; in the ranks fairseq spawns for several GPUs (no
-    hydra there, the run folder as working directory) the record hydra wrote into that
-    folder (``.hydra/hydra.yaml``), when it names this folder as its run folder."""
+    """The folder the command was started in, when hydra left it for ``hydra.run.dir``: from
+    hydra, or in the ranks fairseq spawns (no hydra there) from ``.hydra/hydra.yaml``."""
     try:
         from hydra.core.hydra_config import HydraConfig
         from hydra.utils import get_original_cwd
@@ -73,8 +55,7 @@ def launch_folder() -> str | None:
 
 
 def launch_path(path: str | None) -> str | None:
-    """``path`` resolved against the launch folder when relative (an input such as
-    ``task.data=data/esc50/fold1`` means that folder where the user typed it)."""
+    """``path`` resolved against the launch folder when relative."""
     origin = None if not path or os.path.isabs(path) else launch_folder()
     return os.path.normpath(os.path.join(origin, path)) if origin else path
 
@@ -100,8 +81,7 @@ def check_settings(task_cfg: Any, spec: FeatureSpec, min_frames: int) -> None:
 
 
 def check_metric(root: Any, multi_label: bool) -> None:
-    """fairseq reads ``best_checkpoint_metric`` from the validation log after the first
-    epoch; a metric this label mode never logs was a ``KeyError`` there."""
+    """A best-checkpoint metric this label mode never logs is a ``KeyError`` after an epoch."""
     metric = str(root.checkpoint.best_checkpoint_metric)
     allowed = MULTI_LABEL_METRICS if multi_label else SINGLE_LABEL_METRICS
     if metric not in allowed:
@@ -134,10 +114,9 @@ def restore_path(checkpoint_cfg: Any) -> str | None:
 
 def check_resume(root: Any, class_names: list[str], multi_label: bool, head_norm: str | None = None,
                  built: Any = None, record: dict | None = None) -> None:
-    """Refuse to resume from a checkpoint that cannot be read, or whose classifier was
-    trained on other classes, with another head, on other data (``record``: this run's
-    provenance) or has another shape (``built``: this run's model): fairseq would restore its
-    head, its best score and its optimizer state onto this run (or fail on mismatched keys)."""
+    """Refuse to resume a checkpoint that cannot be read, or whose classifier has other classes,
+    head, data (``record``) or shape (``built``): fairseq would carry its head, best score and
+    optimizer state onto this run (or fail on mismatched keys)."""
     path = restore_path(root.checkpoint)
     if path is None:
         return
@@ -171,9 +150,8 @@ def check_resume(root: Any, class_names: list[str], multi_label: bool, head_norm
         check_same_data(path, state, record)
 
 
-def check_pretraining_resume(root: Any, model: Any, record: dict | None) -> None:
-    """``check_resume`` for pretraining: the same model shape and the same data. A file that
-    cannot be read is left to fairseq's own message."""
+def check_pretraining_resume(root: Any, model: Any, record: dict) -> None:
+    """``check_resume`` for pretraining: shape and data; an unreadable file is fairseq's to report."""
     path = restore_path(root.checkpoint)
     if path is None:
         return
@@ -181,10 +159,8 @@ def check_pretraining_resume(root: Any, model: Any, record: dict | None) -> None
         state = read_checkpoint(path, kinds=(PRETRAINING,), mmap=True)
     except CheckpointError:
         return
-    ours = as_dict(root.model)
-    check_shape(path, state, model, ours, config_section(state, "model"), "model.")
-    if record is not None:
-        check_same_data(path, state, record)
+    check_shape(path, state, model, as_dict(root.model), config_section(state, "model"), "model.")
+    check_same_data(path, state, record)
 
 
 # Config fields that set parameter shapes, named in the message when they differ.
@@ -196,8 +172,8 @@ SHAPE_FIELDS = ("encoder_layers", "encoder_embed_dim", "encoder_ffn_embed_dim", 
 
 
 def check_shape(path: str, state: dict, model: Any, ours: dict, theirs: dict, prefix: str) -> None:
-    """Refuse a checkpoint whose weights do not fit this run's model, naming the settings
-    that differ (fairseq would stop later with "Unexpected key(s)" and no hint)."""
+    """Refuse weights that do not fit this run's model, naming the settings that differ
+    (fairseq would stop later with "Unexpected key(s)" and no hint)."""
     mine = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     other = {k: tuple(v.shape) for k, v in state["model"].items()}
     if mine == other:
@@ -218,9 +194,8 @@ def check_shape(path: str, state: dict, model: Any, ours: dict, theirs: dict, pr
 
 
 def check_same_data(path: str, state: dict, record: dict) -> None:
-    """Refuse to resume a checkpoint trained on other data than this run reads (the
-    ESC-50 fold loop reusing one run folder for another fold): its best score and weights
-    would carry over, and evaluation would score a model trained on its own test clips."""
+    """Refuse to resume a checkpoint trained on other data (e.g. one run folder reused for
+    another ESC-50 fold: evaluation would score a model trained on its own test clips)."""
     theirs = provenance._record_state(state)
     if theirs is None:
         logger.warning(f"{path}: this run resumes a checkpoint without a provenance record (older code): "
@@ -251,15 +226,14 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:  # another user's live process
-        return True
+        pass
     return True
 
 
 def lock_run_folder(root: Any) -> str | None:
-    """Hold ``<save_dir>/run.lock`` (host and PID) for this run's life, so two runs started
-    into one folder do not both write its checkpoints (the last writer would win, with
-    both exiting 0). A lock left by a dead process on this host is taken over. Rank 0
-    only: the other ranks of a data-parallel run share its folder. Returns the lock path."""
+    """Hold ``<save_dir>/run.lock`` (host and PID) for this run's life, so two runs in one
+    folder do not both write its checkpoints (both exiting 0). A dead local holder's lock is
+    taken over. Rank 0 only (the ranks share the folder). Returns the lock path."""
     import atexit
     import socket
 
@@ -288,22 +262,17 @@ def lock_run_folder(root: Any) -> str | None:
                                      "one folder overwrite each other's checkpoints; use another "
                                      "checkpoint.save_dir (and hydra.run.dir), or wait for it to end") from None
             logger.warning(f"{path}: left by PID {their_pid}, which has ended; taking the run folder over")
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.remove(path)
-            except FileNotFoundError:
-                pass
             continue
         with os.fdopen(fd, "w") as f:
             f.write(f"{host} {me}\n")
         break
 
     def release() -> None:
-        try:
-            with open(path) as f:
-                if f.read().split()[1:2] == [str(me)]:
-                    os.remove(path)
-        except (OSError, IndexError):
-            pass
+        with contextlib.suppress(OSError), open(path) as f:
+            if f.read().split()[1:2] == [str(me)]:
+                os.remove(path)
 
     atexit.register(release)
     return path

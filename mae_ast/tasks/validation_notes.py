@@ -1,8 +1,6 @@
-"""What a fine-tuning run's validation numbers are, said when the run starts (the task's
-``check_run``) and by ``mae-ast-validate --recipe``: they are statements about the number a
-user will report, not advice. valid = test (the ESC-50 and AudioSet recipes validate on the
-test clips, so ``checkpoint_best.pt``'s test score is optimistic), and validation scoring
-each clip's first ``task.target_length`` frames only, with the count of longer clips."""
+"""What a fine-tuning run's validation numbers are (valid = test; only each clip's first
+``task.target_length`` frames scored), said when the run starts and by
+``mae-ast-validate --recipe``: statements about the number a user will report, not advice."""
 
 from __future__ import annotations
 
@@ -17,9 +15,8 @@ from ..data.identity import path_key
 from ..data.manifest import Manifest, ManifestError, read_manifest
 
 logger = logging.getLogger(__name__)
-# Clips whose headers are read to count the ones validation crops: a header read is ~2 ms
-# on a cold disk, so this bounds the count's cost at a few seconds (ESC-50's 400-clip folds
-# are counted; Speech Commands' 10k valid clips are not, and the note says how to count).
+# Headers read to count the clips validation crops: at ~2 ms each on a cold disk, a few
+# seconds at most (ESC-50's folds are counted, Speech Commands' 10k valid clips are not).
 MAX_COUNTED_CLIPS = 2000
 
 
@@ -29,12 +26,9 @@ def validation_notes(cfg: Any, data: str, spec: Optional[FeatureSpec] = None) ->
     manifest = None if cfg.dataset.get("disable_validation") else read_split(data, valid)
     if manifest is None:
         return []
-    notes = []
     selection = selected_on_test(manifest, read_split(data, "test"), (valid, "test"))
-    if selection:
-        notes.append((True, selection))
-    notes.append(validation_crop_note(manifest, spec or FeatureSpec(), int(cfg.task.target_length), valid))
-    return notes
+    crop = validation_crop_note(manifest, spec or FeatureSpec(), int(cfg.task.target_length), valid)
+    return ([(True, selection)] if selection else []) + [crop]
 
 
 def log_validation_notes(cfg: Any, data: str, spec: Optional[FeatureSpec] = None) -> None:
@@ -52,9 +46,8 @@ def read_split(data: str, split: str) -> Optional[Manifest]:
 
 def selected_on_test(valid: Manifest, test: Optional[Manifest], names: tuple[str, str] = ("valid", "test")
                      ) -> Optional[str]:
-    """The warning when the valid split holds test clips, else None. Clips are compared by
-    real path (``identity.path_key``): a copy of the list elsewhere, or symlinks to the
-    same files, are the same clips."""
+    """The warning when the valid split holds test clips (by real path: copies of the list and
+    symlinks count), else None."""
     if test is None:
         return None
     test_keys = {path_key(p) for p in test.paths}
@@ -69,9 +62,8 @@ def selected_on_test(valid: Manifest, test: Optional[Manifest], names: tuple[str
 
 
 def longer_clips(paths: list[str], sizes: list[int], spec: FeatureSpec, target_length: int) -> Optional[int]:
-    """How many clips give more than ``target_length`` frames, from the manifest's sizes (in
-    each file's own rate) and each file's rate from its header; None when that would read
-    more than ``MAX_COUNTED_CLIPS`` headers or a header soundfile cannot read."""
+    """How many clips give more than ``target_length`` frames (rates from the headers); None
+    beyond ``MAX_COUNTED_CLIPS`` clips or for a header soundfile cannot read."""
     import soundfile as sf
 
     if len(paths) > MAX_COUNTED_CLIPS:
@@ -92,7 +84,7 @@ def validation_crop_note(valid: Manifest, spec: FeatureSpec, target_length: int,
                          ) -> tuple[bool, str]:
     """(important: some clips are longer or were not counted, note): what validation scores
     of a clip longer than the input."""
-    seconds = target_length * spec.frame_shift_ms / 1000.0  # the input's length, as evaluate says it
+    seconds = target_length * spec.frame_shift_ms / 1000.0
     n_long = longer_clips(valid.paths, valid.sizes, spec, target_length)
     how_many = (f"{n_long} of {len(valid.paths)} {name} clips are longer" if n_long is not None else
                 f"the {len(valid.paths)} {name} clips were not counted (mae-ast-evaluate CKPT DATA --split "
