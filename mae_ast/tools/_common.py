@@ -156,8 +156,7 @@ def write_json(path: str, data: object) -> None:
 
 
 def json_safe(value: object) -> object:
-    """``value`` with every non-finite float (NaN, +-inf) replaced by ``None`` (JSON null),
-    in nested dicts and lists too."""
+    """``value`` with every NaN or +-inf float, nested ones too, replaced by ``None`` (JSON null)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):

@@ -52,8 +52,7 @@ def _length_or_reason(item: tuple[str, str]) -> tuple[str, int | tuple[str, str]
 
 
 def read_lengths(root: str, files: list[str], workers: int = 1) -> Iterator[tuple[str, int | AudioError]]:
-    """(file, length or its error) of each file, in the order of ``files``; ``workers`` > 1
-    reads headers in that many processes."""
+    """(file, length or its ``AudioError``) of each file, in order; headers read in ``workers`` processes."""
     for rel, length in pool_map(_length_or_reason, [(root, rel) for rel in files], workers, chunksize=64):
         yield rel, (AudioError(*length) if isinstance(length, tuple) else length)
 

@@ -50,8 +50,7 @@ def plan_run(clips: int, batch_size: int, update_freq: int, world_size: int, max
 
 
 def warmups(cfg: Any) -> dict[str, int]:
-    """Warmup updates of each lr schedule: the composite optimizer's groups, or the
-    top-level scheduler."""
+    """Warmup updates of each lr schedule (the composite optimizer's groups, or the top-level one)."""
     groups = cfg.optimizer.get("groups") if cfg.optimizer.get("_name") == "composite" else None
     schedulers = {f"optimizer.groups.{name}.lr_scheduler": g.get("lr_scheduler") for name, g in (groups or {}).items()}
     schedulers = schedulers or {"lr_scheduler": cfg.get("lr_scheduler")}
