@@ -108,12 +108,10 @@ def notes(result: dict, clf: Classifier, crop: str) -> list[str]:
         out.append(f"{n_long} of {result['n_clips']} clips are longer than the model's input ({seconds:g} s): "
                    f"scored in sliding windows ({clf.aggregation} over windows); the default --crop start scores "
                    "their first window only, as validation in training")
-    if result.get("classes_without_positive"):
-        out.append(f"{result['classes_without_positive']} of {result['n_classes']} classes have no positive clip "
-                   "in this split: left out of mAP and AUC")
-    if result.get("classes_without_negative"):
-        out.append(f"{result['classes_without_negative']} of {result['n_classes']} classes have no negative clip "
-                   "in this split: left out of AUC")
+    for kind, metrics in (("positive", "mAP and AUC"), ("negative", "AUC")):
+        if result.get(f"classes_without_{kind}"):
+            out.append(f"{result[f'classes_without_{kind}']} of {result['n_classes']} classes have no {kind} clip "
+                       f"in this split: left out of {metrics}")
     return out
 
 
