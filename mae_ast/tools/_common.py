@@ -1,17 +1,9 @@
-"""Argument checks the command-line tools share, so a bad value is refused in one line when
-the command is parsed (exit 2), before a checkpoint is loaded or any audio is read.
+"""What the command-line tools share: argument checks that refuse a bad value in one line
+when the command is parsed (exit 2), before a checkpoint is loaded or any audio is read,
+and the reports and exit codes of the scoring tools.
 
-    p.add_argument("--device", type=device_arg)
-    p.add_argument("--batch-size", type=positive_int)
-    args = p.parse_args(argv)
-    check_output(p, args.json, "--json")   # parser.error unless it can be written
-    ...                                    # the work
-    write_json(args.json, result)          # missing parent folders made, strict JSON
-
-Output paths are checked when the command is parsed (a folder where a file is wanted, a
-file where a folder must be made, no write permission) and their missing folders are made
-when the output is written, so no tool fails with a traceback after all its work, and a
-refused command leaves no empty folder behind.
+Output paths are checked when parsed but their missing folders are made only when the
+output is written, so a command refused later leaves no empty folder behind.
 """
 
 from __future__ import annotations
@@ -19,10 +11,54 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
 import os
 import sys
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
+
+from ..data.datadir import find_audio
+from ..data.manifest import read_manifest
+
+
+def tool_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def add_batch_and_device(p: argparse.ArgumentParser, batch_size: int, what: str) -> None:
+    """``--batch-size`` (``what`` per forward pass) and ``--device``."""
+    p.add_argument("--batch-size", type=positive_int, default=batch_size,
+                   help=f"{what} per forward pass (default: {batch_size})")
+    p.add_argument("--device", type=device_arg, default=None,
+                   help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+
+
+def add_window_args(p: argparse.ArgumentParser, crop: str) -> None:
+    """``--crop`` (default ``crop``) and ``--hop`` of the scoring tools; ``check_scoring_args`` checks them."""
+    p.add_argument("--crop", choices=["start", "windows"], default=crop,
+                   help="a clip longer than the model's input: start = its first window, as validation in training "
+                        "(the recipe's protocol); windows = every frame, in sliding windows aggregated over the "
+                        f"file (default: {crop})")
+    p.add_argument("--hop", type=positive_float, default=None,
+                   help="with --crop windows: seconds between window starts, at most the model's input length "
+                        "(default: half of it)")
+
+
+def check_scoring_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``--hop`` only with ``--crop windows``, and a ``--json`` that can be written."""
+    if args.hop is not None and args.crop != "windows":
+        p.error("--hop applies to --crop windows only")
+    check_output(p, args.json, "--json")
+
+
+def pool_map(fn: Callable, items: Iterable, workers: int, chunksize: int) -> Iterator:
+    """``map(fn, items)`` in order, in ``workers`` processes when more than one."""
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    with multiprocessing.Pool(workers) as pool:
+        yield from pool.imap(fn, items, chunksize=chunksize)
 
 
 def positive_int(text: str) -> int:
@@ -68,11 +104,28 @@ def device_arg(text: str) -> str:
     return text
 
 
+def list_inputs(path: str) -> list[tuple[str, str]]:
+    """(full path, relative output name with its extension) of each audio file that ``path``
+    names: itself, the files under a folder, or a manifest's (.tsv) clips (``ManifestError``)."""
+    if os.path.isdir(path):
+        return [(os.path.join(path, rel), rel) for rel in find_audio(path)]
+    if path.endswith(".tsv") and os.path.isfile(path):
+        m = read_manifest(path)
+        return [(p, inside_name(os.path.relpath(p, m.root))) for p in m.paths]
+    return [(path, os.path.basename(path))]
+
+
+def inside_name(rel: str) -> str:
+    """An output name that stays under ``--out``: a manifest entry outside its root
+    (``../_silence_/a.wav``, or an absolute path) keeps its path, each ``..`` written as
+    ``_up_``, instead of escaping the output folder."""
+    parts = os.path.normpath(rel).replace(os.sep, "/").split("/")
+    return "/".join("_up_" if part == ".." else part for part in parts if part not in ("", "."))
+
+
 def check_output(parser: argparse.ArgumentParser, path: str | None, option: str, folder: bool = False) -> None:
     """``parser.error`` (exit 2) unless the output file (or, with ``folder``, the output
-    folder) ``path`` can be written: not a folder (a file), the nearest existing folder
-    above it writable. Nothing is created here: missing folders are made when the output
-    is written (``write_json``, ``output_folder``), so a command refused later leaves none."""
+    folder) ``path`` could be made: the nearest existing folder above it writable."""
     if path is None:
         return
     path = os.path.abspath(path)
@@ -103,8 +156,7 @@ def write_json(path: str, data: object) -> None:
 
 
 def json_safe(value: object) -> object:
-    """``value`` with every non-finite float (NaN, +-inf) replaced by ``None`` (JSON null),
-    in nested dicts and lists too."""
+    """``value`` with every NaN or +-inf float, nested ones too, replaced by ``None`` (JSON null)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
@@ -130,3 +182,49 @@ def open_classifier(prog: str, checkpoint: str, device: str | None, hop_s: float
     except ValueError as err:
         print(f"{prog}: --hop {hop_s:g}: {err}", file=sys.stderr)
         return None
+
+
+def provenance_notes(report: dict, split: str) -> tuple[list[str], list[str]]:
+    """(warnings, notes) of an ``overlap_report``: a leak is a warning; a checkpoint selected
+    on the scored clips, and a checkpoint without a record, are notes."""
+    warnings, out = [], []
+    n = report["n_scored_clips"]
+    if report["status"] != "recorded":
+        out.append(f"{report['checkpoint']} has no provenance record ({report.get('error') or 'it predates records'}): "
+                   "cannot check that this split was not trained on")
+        return warnings, out
+    for phase, found in report["overlap_with_training"].items():
+        if "splits" not in found:
+            out.append(f"{phase}: {found.get('status')} ({found.get('reason') or found.get('checkpoint') or ''}): "
+                       "cannot check this split against it")
+    if report["training"]:
+        parts = [f"{phase} {name}: {c['by_path']} by path, {c['by_content']} by content"
+                 for phase, found in report["overlap_with_training"].items()
+                 for name, c in found.get("splits", {}).items() if c["either"]]
+        warnings.append(f"{report['training']} of {n} clips of split {split} were in the checkpoint's TRAINING data "
+                        f"({'; '.join(parts)}): these numbers are not a held-out score. Pass --allow-overlap to "
+                        "score training clips on purpose")
+    if report["selection"]:
+        if report["selection_only"]:
+            out.append(f"the checkpoint was selected on the clips it is scored on: split {split} is its validation "
+                       "split (checkpoint_best.pt is the best epoch on these clips): an optimistic number")
+        else:
+            out.append(f"{report['selection']} of {n} clips of split {split} are in the checkpoint's validation split, "
+                       "which it was selected on")
+    return warnings, out
+
+
+def print_provenance(prog: str, report: dict, split: str, leaks: Iterable[str] = ()) -> bool:
+    """Print ``provenance_notes`` (and further ``leaks``) on stderr; True when any leak."""
+    found, notes = provenance_notes(report, split)
+    found += leaks
+    for note in notes:
+        print(f"{prog}: {note}", file=sys.stderr)
+    for leak in found:
+        print(f"{prog}: WARNING: {leak}", file=sys.stderr)
+    return bool(found)
+
+
+def exit_code(leaked: bool, allow_overlap: bool, failed: bool = False) -> int:
+    """3 for clips the checkpoint was trained on (unless allowed), else 1 when ``failed``."""
+    return 3 if leaked and not allow_overlap else int(bool(failed))

@@ -3,13 +3,9 @@
     mae-ast-cache DATA_DIR --out CACHE_DIR [--splits train,valid] [--workers 16]
                   [--min-sample-size N] [--max-keep-size N] [--dtype float32]
 
-Then train (pretraining or fine-tuning) with ``task.fbank_cache=CACHE_DIR``: the task
-reads features instead of decoding audio (random crops and masks still change every
-epoch). By default every manifest entry is cached, so the cache serves any task's length
-filters; ``--min-sample-size``/``--max-keep-size`` make a smaller cache that only a task
-with the same or stricter filters can use. A cache for a manifest that changed since, or
-for other features, is refused. Unusable clips are listed, left out and skipped in
-training as usual.
+Then train with ``task.fbank_cache=CACHE_DIR`` (README, 'Features, tools, SUPERB').
+``--min-sample-size``/``--max-keep-size`` make a smaller cache that only a task with the
+same or stricter length filters can use.
 """
 
 from __future__ import annotations
@@ -22,12 +18,12 @@ import tempfile
 from ..data.features import FeatureSpec
 from ..data.fbank_cache import write_cache
 from ..data.mae_ast_dataset import MAE_AST_Dataset
-from ._common import check_output
+from ._common import check_output, tool_parser
 
 
 def check_inputs_and_output(parser: argparse.ArgumentParser, data: str, splits: list[str], out: str) -> None:
-    """Before any clip is read: every asked split's manifest exists, and ``out`` is a folder
-    that can be made and written (a refused run must not leave a half-written cache)."""
+    """Before any clip is read (a refused run must not leave a half-written cache): every
+    asked split's manifest exists, and ``out`` is a folder that can be made and written."""
     missing = [f"{s}.tsv" for s in splits if not os.path.isfile(os.path.join(data, f"{s}.tsv"))]
     if missing:
         parser.error(f"{data}: no {', '.join(missing)}; cache the splits it has (--splits "
@@ -42,8 +38,7 @@ def check_inputs_and_output(parser: argparse.ArgumentParser, data: str, splits: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mae-ast-cache", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = tool_parser("mae-ast-cache", __doc__)
     parser.add_argument("data", help="folder holding the {split}.tsv manifests")
     parser.add_argument("--out", required=True, help="cache folder")
     parser.add_argument("--splits", default="train,valid")

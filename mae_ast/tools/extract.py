@@ -2,18 +2,14 @@
 
     mae-ast-extract CKPT AUDIO_OR_FOLDER_OR_MANIFEST --out DIR [--layer N] [--batch-size 8]
 
-Features are computed as the checkpoint was trained (its feature spec: bins, deltas,
-rate), time-aligned (one row per ``ast_kernel_stride_time`` x 10 ms), float32, shape
-(time, dim). ``--layer`` counts encoder layers from 1 (default: the last). Outputs mirror
-the inputs' relative paths, extension kept (``a.flac`` -> ``a.flac.npy``), so ``a.flac``
-and ``a.wav`` never overwrite each other; two inputs that would still share an output
-(the same file listed twice) are refused before anything is written. Unreadable files
-are reported and skipped; the exit code is 1 if any were.
+Features of the checkpoint's own feature spec, float32, (time, dim): one row per
+``ast_kernel_stride_time`` x 10 ms. Outputs mirror the inputs' relative paths, extension
+kept (``a.flac`` -> ``a.flac.npy``); inputs that would share an output are refused before
+anything is written. Exit code 1 if any file was unreadable (skipped), 2 if unusable input.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -21,32 +17,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..data.audio_io import AUDIO_EXTENSIONS, AudioError
+from ..data.audio_io import AudioError
 from ..data.features import short_of_one_patch
-from ..data.manifest import ManifestError, read_manifest
+from ..data.manifest import ManifestError
 from ..checkpoints import CheckpointError
 from ..loading import load
-from ..data.datadir import find_audio
-from ._common import check_output, device_arg, positive_int
-
-
-def list_inputs(path: str) -> list[tuple[str, str]]:
-    """(full path, relative output name) pairs for a file, a folder or a manifest. The
-    output name keeps the extension: a.flac and a.wav in one folder are two outputs."""
-    if os.path.isdir(path):
-        return [(os.path.join(path, rel), rel) for rel in find_audio(path, AUDIO_EXTENSIONS)]
-    if path.endswith(".tsv"):
-        m = read_manifest(path)
-        return [(p, inside_name(os.path.relpath(p, m.root))) for p in m.paths]
-    return [(path, os.path.basename(path))]
-
-
-def inside_name(rel: str) -> str:
-    """An output name that stays under ``--out``: a manifest entry outside its root
-    (``../_silence_/a.wav``, or an absolute path) keeps its path, each ``..`` written as
-    ``_up_``, instead of escaping the output folder."""
-    parts = os.path.normpath(rel).replace(os.sep, "/").split("/")
-    return "/".join("_up_" if part == ".." else part for part in parts if part not in ("", "."))
+from ._common import add_batch_and_device, check_output, list_inputs, tool_parser
 
 
 def check_unique(items: list[tuple[str, str]]) -> None:
@@ -60,15 +36,12 @@ def check_unique(items: list[tuple[str, str]]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mae-ast-extract", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = tool_parser("mae-ast-extract", __doc__)
     parser.add_argument("checkpoint")
     parser.add_argument("inputs", help="an audio file, a folder of audio, or a manifest .tsv")
     parser.add_argument("--out", required=True, help="output folder (made when missing)")
     parser.add_argument("--layer", type=int, default=None, help="encoder layer 1..L (default: last)")
-    parser.add_argument("--batch-size", type=positive_int, default=8, help="clips per forward pass (default: 8)")
-    parser.add_argument("--device", type=device_arg, default=None,
-                        help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    add_batch_and_device(parser, 8, "clips")
     args = parser.parse_args(argv)
     if not os.path.exists(args.inputs):
         parser.error(f"{args.inputs}: no such file or folder")
@@ -90,12 +63,11 @@ def main(argv: list[str] | None = None) -> int:
 
     spec, grid = model.feature_spec, model.grid
     bad: list[AudioError] = []
-    written = 0
     progress = tqdm(total=len(items), desc="extracting", unit="file")
-    # Read a batch, run it (stopping at the asked layer), write one file per clip.
     for start in range(0, len(items), args.batch_size):
+        chunk = items[start : start + args.batch_size]
         batch = []
-        for path, stem in items[start : start + args.batch_size]:
+        for path, stem in chunk:
             try:
                 wav = spec.read(path)
                 short = short_of_one_patch(spec.frames(len(wav)), grid.min_frames)
@@ -112,12 +84,11 @@ def main(argv: list[str] | None = None) -> int:
                 dest = os.path.join(args.out, stem + ".npy")
                 os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
                 np.save(dest, feats[i][~pad[i]].float().cpu().numpy())
-                written += 1
-        progress.update(len(items[start : start + args.batch_size]))
+        progress.update(len(chunk))
     progress.close()
     for err in bad:
         print(f"skipped: {err}", file=sys.stderr)
-    print(f"wrote {written} feature files (layer {layer} of {depth}, dim {model.cfg.encoder_embed_dim}) "
+    print(f"wrote {len(items) - len(bad)} feature files (layer {layer} of {depth}, dim {model.cfg.encoder_embed_dim}) "
           f"to {args.out}; skipped {len(bad)} unreadable")
     return 1 if bad else 0
 

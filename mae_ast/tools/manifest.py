@@ -3,15 +3,12 @@
     mae-ast-manifest /data/audio --out /data/manifests --ext flac,wav,mkv \\
         --valid-percent 0.01 --test-percent 0.01 --seed 0
 
-Lengths are in samples at each file's own rate (the original's format), read from the
-header where the format has one. Unreadable files are listed and left out.
+Format and exit code: README, 'Your own data'.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import multiprocessing
 import os
 import sys
 from collections.abc import Iterator
@@ -20,14 +17,14 @@ from tqdm import tqdm
 
 from ..data.audio_io import AUDIO_EXTENSIONS, AudioError
 from ..data.datadir import SplitError, audio_length, find_audio, remove_stale, split_indices, write_split
+from ._common import pool_map, tool_parser
 
 # fairseq drops a last batch smaller than this (its default); small splits can vanish.
 BATCH_MULTIPLE = 8
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="mae-ast-manifest", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = tool_parser("mae-ast-manifest", __doc__)
     parser.add_argument("root", help="folder to walk for audio")
     parser.add_argument("--out", required=True, help="folder for train/valid/test.tsv (split files of an "
                         "earlier run that this one does not write are removed)")
@@ -55,13 +52,9 @@ def _length_or_reason(item: tuple[str, str]) -> tuple[str, int | tuple[str, str]
 
 
 def read_lengths(root: str, files: list[str], workers: int = 1) -> Iterator[tuple[str, int | AudioError]]:
-    """(file, length or its error) of each file, in the order of ``files``; ``workers`` > 1
-    reads headers in that many processes."""
-    items = [(root, rel) for rel in files]
-    with multiprocessing.Pool(workers) if workers > 1 else contextlib.nullcontext() as pool:
-        results = pool.imap(_length_or_reason, items, chunksize=64) if pool else map(_length_or_reason, items)
-        for rel, length in results:
-            yield rel, (AudioError(*length) if isinstance(length, tuple) else length)
+    """(file, length or its ``AudioError``) of each file, in order; headers read in ``workers`` processes."""
+    for rel, length in pool_map(_length_or_reason, [(root, rel) for rel in files], workers, chunksize=64):
+        yield rel, (AudioError(*length) if isinstance(length, tuple) else length)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,36 +1,11 @@
 """``mae-ast-predict``: label audio files with a fine-tuned MAE-AST classifier.
 
-    mae-ast-predict OUT/checkpoint_best.pt clip.wav recordings/ [--top-k 5] [--hop 0.5]
+    mae-ast-predict OUT/checkpoint_best.pt clip.wav recordings/ test.tsv [--top-k 5] [--hop 0.5]
         [--crop windows|start] [--windows] [--aggregate auto|mean|max] [--json predictions.json]
-        [--batch-size 32] [--device cpu]
-
-Folders are walked for audio files (the extensions of ``mae_ast.data.audio_io.AUDIO_EXTENSIONS``);
-a manifest ``.tsv`` (as ``mae-ast-manifest``/``mae-ast-extract`` use) stands for its clips.
-Each file is read at the classifier's sample rate and scored over windows of the model's
-input length (``target_length`` frames): a file no longer than that is one (padded)
-window; a longer one is scored in sliding windows every ``--hop`` seconds (default: half
-a window; at most one window, so no frame is skipped), the last window aligned to the end
-of the file, so every frame is seen. The file's scores aggregate its windows: ``mean`` of
-the window probabilities (the default for single-label models: a clip-level class
-posterior) or ``max`` (the default for multi-label models: a sound event present in any
-window is present in the file). Windows go through the model ``--batch-size`` at a time,
-so memory does not grow with the length of a recording beyond its features.
-
-``--crop start`` scores only the first window of each file instead, as
-``mae-ast-evaluate``'s default and validation in training do (the fine-tuning recipe's
-protocol); the summary says how many files were longer than one window, i.e. windowed
-(default) or cut (``--crop start``).
-
-``--windows`` prints the timeline (start-end seconds and top label of each window); the
-JSON always holds it, each window with its ``--top-k`` labels (``--top-k 0``: every
-class). A digitally silent file is scored. Unreadable files are named on stderr and counted.
-
-Provenance (``mae_ast.provenance``): the JSON names the checkpoint (path and hash), what
-it was trained on and ``overlap_with_training`` of the files scored; files the checkpoint
-was trained on are a loud warning and exit 3 unless ``--allow-overlap``.
 
 Exit code: 0 when every file was scored, 1 when any could not be, 2 when the arguments or
 the checkpoint cannot be used, 3 when files were in the checkpoint's training data.
+Windows and aggregation: README, 'Fine-tuning and evaluation' (mae-ast-predict).
 """
 
 from __future__ import annotations
@@ -38,7 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from tqdm import tqdm
@@ -46,10 +21,10 @@ from tqdm import tqdm
 from .. import provenance
 from ..classifier import WINDOW_BATCH, Classifier, window_starts
 from ..data.audio_io import AUDIO_EXTENSIONS, AudioError
-from ..data.datadir import find_audio
-from ..data.manifest import ManifestError, read_manifest
+from ..data.manifest import ManifestError
 from ._common import (
-    check_output, device_arg, json_safe, open_classifier, positive_float, positive_int, write_json,
+    add_batch_and_device, add_window_args, check_scoring_args, exit_code, json_safe, list_inputs, open_classifier,
+    tool_parser, write_json,
 )
 
 
@@ -61,59 +36,44 @@ class Prediction:
     duration_s: float
     scores: torch.Tensor  # (C,)
     window_scores: torch.Tensor  # (windows, C)
-    spans: list[tuple[float, float]] = field(default_factory=list)
-    long: bool = False  # longer than one window: windowed, or cut with --crop start
+    spans: list[tuple[float, float]]
+    long: bool  # longer than one window: windowed, or cut with --crop start
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="mae-ast-predict", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = tool_parser("mae-ast-predict", __doc__)
     p.add_argument("checkpoint", help="fine-tuned classifier checkpoint (checkpoint_best.pt)")
     p.add_argument("audio", nargs="+", help="audio files, folders (walked recursively) or manifests (.tsv)")
     p.add_argument("--top-k", type=int, default=5, help="labels shown per file and window; 0 = all (default: 5)")
-    p.add_argument("--hop", type=positive_float, default=None,
-                   help="seconds between window starts in long files, at most the model's input length "
-                        "(default: half of it)")
-    p.add_argument("--crop", choices=["windows", "start"], default="windows",
-                   help="windows: score every frame of a long file in sliding windows (default); start: only "
-                        "its first window, as mae-ast-evaluate's default and validation in training")
+    add_window_args(p, "windows")
     p.add_argument("--aggregate", choices=["auto", "mean", "max"], default="auto",
                    help="how window scores make the file's: auto = mean for single-label, max for multi-label")
     p.add_argument("--windows", action="store_true", help="also print each window's span and top label")
     p.add_argument("--json", help="write every file's scores and windows (top-k labels each) to this JSON file; "
                                   "missing folders are made")
-    p.add_argument("--batch-size", type=positive_int, default=WINDOW_BATCH,
-                   help=f"windows per forward pass (default: {WINDOW_BATCH})")
-    p.add_argument("--device", type=device_arg, default=None,
-                   help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    add_batch_and_device(p, WINDOW_BATCH, "windows")
     p.add_argument("--allow-overlap", action="store_true",
                    help="score files the checkpoint was trained on without exit 3")
     args = p.parse_args(argv)
     if args.top_k < 0:
         p.error("--top-k must be >= 0")
-    if args.hop is not None and args.crop == "start":
-        p.error("--hop applies to --crop windows only")
-    check_output(p, args.json, "--json")
+    check_scoring_args(p, args)
     return args
 
 
 def find_files(inputs: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
-    """Audio files named, found under the folders named or listed by the manifests (.tsv)
-    named, and (path, reason) for inputs that yield none."""
+    """The audio files of ``inputs`` (``list_inputs``; ``FeatureSpec.read`` names a missing
+    file), and (path, reason) for inputs that yield none."""
     files, errors = [], []
     for item in inputs:
-        if item.endswith(".tsv") and os.path.isfile(item):
-            try:
-                files.extend(read_manifest(item).paths)
-            except ManifestError as err:
-                errors.append((item, str(err).removeprefix(f"{item}: ")))
-        elif os.path.isdir(item):
-            found = [os.path.join(item, rel) for rel in find_audio(item)]
-            if not found:
-                errors.append((item, f"folder holds no audio file ({', '.join(sorted(AUDIO_EXTENSIONS))})"))
-            files.extend(found)
-        else:
-            files.append(item)  # FeatureSpec.read names a missing or unreadable file
+        try:
+            found = [path for path, _ in list_inputs(item)]
+        except ManifestError as err:
+            errors.append((item, str(err).removeprefix(f"{item}: ")))
+            continue
+        if not found and os.path.isdir(item):
+            errors.append((item, f"folder holds no audio file ({', '.join(sorted(AUDIO_EXTENSIONS))})"))
+        files.extend(found)
     return files, errors
 
 
@@ -128,21 +88,20 @@ def window_spans(clf: Classifier, num_samples: int, starts: list[int]) -> list[t
 def predict_file(clf: Classifier, path: str, hop: int, how: str, crop: str, batch_size: int) -> Prediction:
     """Scores of one file; ``AudioError`` when it cannot be read or is too short for one patch."""
     wav = clf.feature_spec.read(path, allow_silence=True)
+    seconds = len(wav) / clf.feature_spec.sample_rate
     try:
         feat = clf.clip_features(wav)
     except ValueError as err:  # the input contract refused the waveform (e.g. not on the [-1, 1] scale)
         raise AudioError(path, str(err)) from err
     min_frames = clf.model.backbone.grid.min_frames
     if len(feat) < min_frames:
-        raise AudioError(path, f"{len(wav) / clf.feature_spec.sample_rate:.3f} s gives {len(feat)} frames, "
-                               f"fewer than one patch ({min_frames} frames)")
-    frames = len(feat)
+        raise AudioError(path, f"{seconds:.3f} s gives {len(feat)} frames, fewer than one patch ({min_frames} frames)")
+    long = len(feat) > clf.target_length
     if crop == "start":
         feat = feat[: clf.target_length]
     window_scores = clf.scores_feature_windows(feat, hop, batch_size)
-    starts = window_starts(len(feat), clf.target_length, hop)
-    return Prediction(path, len(wav) / clf.feature_spec.sample_rate, clf.aggregate(window_scores, how),
-                      window_scores, window_spans(clf, len(wav), starts), long=frames > clf.target_length)
+    spans = window_spans(clf, len(wav), window_starts(len(feat), clf.target_length, hop))
+    return Prediction(path, seconds, clf.aggregate(window_scores, how), window_scores, spans, long)
 
 
 def top(clf: Classifier, scores: torch.Tensor, k: int) -> list[tuple[str, float]]:
@@ -202,8 +161,6 @@ def main(argv: list[str] | None = None) -> int:
         n_long += pred.long
         results.append(as_json(clf, pred, args.top_k))
         tqdm.write(describe(clf, pred, args.top_k, how, args.windows), file=sys.stdout)
-    spec = clf.feature_spec
-    window_s = spec.samples_for_frames(clf.target_length) / spec.sample_rate
     if n_long:
         print(f"mae-ast-predict: {long_note(clf, n_long, len(results), args.crop, how)}", file=sys.stderr)
     if errors:
@@ -216,8 +173,10 @@ def main(argv: list[str] | None = None) -> int:
               f"checkpoint's TRAINING data (e.g. {named}): their scores say nothing about unseen audio. Pass "
               "--allow-overlap to score training files on purpose", file=sys.stderr)
     if args.json:
+        spec = clf.feature_spec
         report = {"checkpoint": args.checkpoint, "class_names": clf.class_names, "multi_label": clf.multi_label,
-                  "aggregate": how, "crop": args.crop, "window_s": window_s,
+                  "aggregate": how, "crop": args.crop,
+                  "window_s": spec.samples_for_frames(clf.target_length) / spec.sample_rate,
                   "hop_s": hop * spec.shift_samples / spec.sample_rate,
                   "n_windowed": n_long if args.crop == "windows" else 0,
                   "n_cropped": n_long if args.crop == "start" else 0, "files": results,
@@ -225,9 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                   "checkpoint_hash": seen["checkpoint_hash"], "overlap_with_training": seen["training"],
                   "provenance": seen}
         write_json(args.json, json_safe(report))
-    if seen["training"] and not args.allow_overlap:
-        return 3
-    return 1 if errors else 0
+    return exit_code(seen["training"], args.allow_overlap, errors)
 
 
 if __name__ == "__main__":

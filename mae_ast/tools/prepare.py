@@ -7,10 +7,9 @@
     mae-ast-prepare folders CLASS_FOLDERS --out data/x [--valid-percent 0.1 --test-percent 0.1 --seed 0]
     mae-ast-prepare csv clips.csv --out data/x [--valid-percent ... --test-percent ... --seed 0]
 
-Manifest lengths are in samples at each file's own rate, read from the header. Unreadable
-files are listed on stderr and left out (with their label lines). Exit code: 0 when the
-folders were written (missing AudioSet clips are counted, not fatal), 1 when the source
-does not look like the layout, 2 for bad options.
+Exit code: 0 when the folders were written (missing AudioSet clips are counted, not
+fatal), 1 when the source does not look like the layout, 2 for bad options. Unreadable
+files are listed on stderr and left out; the layouts: README, 'Fine-tuning and evaluation'.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ import sys
 from ..data.datadir import SplitError, split_name
 from ..data.labels import LabelError
 from ..data.layouts import AUDIOSET_SPLITS, LAYOUTS, LayoutError, PrepareOptions, write_data_dir
+from ._common import tool_parser
 
 AUDIOSET_DEFAULT = ",".join(f"{k}={v}" for k, v in AUDIOSET_SPLITS.items())
 
@@ -36,9 +36,6 @@ def print_summary(rows: list[tuple], missing: int, unreadable: int) -> None:
         print(f"{missing} clip(s) named in the split CSVs have no audio file: see missing_{{split}}.txt")
     if unreadable:
         print(f"{unreadable} unreadable file(s) left out (listed on stderr)")
-
-
-# ---------------------------------------------------------------- command line
 
 
 def _folds(text: str) -> list[int]:
@@ -69,8 +66,7 @@ def _fraction(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mae-ast-prepare", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = tool_parser("mae-ast-prepare", __doc__)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--out", required=True, help="data folder to write (split files an earlier run left "
                         "there are removed)")

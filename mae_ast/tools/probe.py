@@ -1,17 +1,9 @@
-"""mae-ast-probe: the standard linear-probe number of a checkpoint on a labelled data folder.
+"""``mae-ast-probe``: the standard linear-probe number of a checkpoint on a labelled data folder.
 
     mae-ast-probe CKPT DATA [--layer N|all] [--pool mean|max] [--json F] [--cache DIR]
 
-Pooled features of every clip of train, valid and test are computed once (frozen encoder,
-whole clips), then a StandardScaler + logistic regression (one-vs-rest and mAP for
-multi-label data) is fitted on train for each C of a log-spaced grid (1e-3 .. 1e2, half
-decades); the C with the best valid accuracy (mAP), ties to the lower valid log-loss, is
-scored on test. ``--layer all`` does this for every encoder layer and keeps the layer with
-the best valid score. ``--cache DIR`` keeps the pooled features ({split}.{pool}.npz) and
-reuses them while the checkpoint and the split's clip list are unchanged.
-
-DATA holds {train,valid,test}.tsv, {split}.lbl and label_descriptors.csv (mae-ast-prepare
-writes them). The library is ``mae_ast.probe``.
+The library is ``mae_ast.probe``; the protocol, output and exit codes: README,
+'Fine-tuning and evaluation' (Linear probe).
 """
 
 from __future__ import annotations
@@ -26,8 +18,9 @@ from ..data.audio_io import AudioError
 from ..data.labels import LabelError
 from ..data.manifest import ManifestError
 from ..probe import C_GRID, POOLS, ProbeConfig, ProbeError, run_probe
-from ._common import check_output, device_arg, json_safe, positive_int, write_json
-from .evaluate import provenance_notes
+from ._common import (
+    add_batch_and_device, check_output, exit_code, json_safe, print_provenance, tool_parser, write_json,
+)
 
 
 def layer_arg(text: str) -> int | str:
@@ -44,8 +37,7 @@ def layer_arg(text: str) -> int | str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="mae-ast-probe", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = tool_parser("mae-ast-probe", __doc__)
     p.add_argument("checkpoint", help="pretraining or classifier checkpoint, or an mae-ast-export-hf folder")
     p.add_argument("data", help="folder with {train,valid,test}.tsv, {split}.lbl and label_descriptors.csv")
     p.add_argument("--layer", type=layer_arg, default=None,
@@ -62,9 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="exit 0 even when test clips were in the checkpoint's training data or the probe's train split "
                         "(otherwise a loud warning and exit 3)")
     p.add_argument("--cache", help="folder for the pooled features of each split, reused while current")
-    p.add_argument("--batch-size", type=positive_int, default=16, help="clips per forward pass (default: 16)")
-    p.add_argument("--device", type=device_arg, default=None,
-                   help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    add_batch_and_device(p, 16, "clips")
     args = p.parse_args(argv)
     check_output(p, args.json, "--json")
     check_output(p, args.cache, "--cache", folder=True)
@@ -107,19 +97,14 @@ def main(argv: list[str] | None = None) -> int:
     skipped = {k: v for k, v in result["skipped_clips"].items() if v}
     if skipped:
         print(f"mae-ast-probe: unreadable clips left out: {skipped}", file=sys.stderr)
-    leaks, notes = provenance_notes(result["provenance"], "test")
     probe_leak = result["provenance"]["probe_train_overlap"]["either"]
-    if probe_leak:
-        leaks.append(f"{probe_leak} test clips are also clips of the probe's train split (by real path or content): "
-                     "the probe is fitted on clips it is scored on; fix the split (mae-ast-prepare), or pass "
-                     "--allow-overlap to accept it")
-    for note in notes:
-        print(f"mae-ast-probe: {note}", file=sys.stderr)
-    for leak in leaks:
-        print(f"mae-ast-probe: WARNING: {leak}", file=sys.stderr)
+    leaks = [f"{probe_leak} test clips are also clips of the probe's train split (by real path or content): the "
+             "probe is fitted on clips it is scored on; fix the split (mae-ast-prepare), or pass --allow-overlap to "
+             "accept it"] if probe_leak else []
+    leaked = print_provenance("mae-ast-probe", result["provenance"], "test", leaks)
     if args.json:
         write_json(args.json, json_safe(result))
-    return 3 if leaks and not args.allow_overlap else 0
+    return exit_code(leaked, args.allow_overlap)
 
 
 if __name__ == "__main__":

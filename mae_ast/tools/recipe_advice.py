@@ -1,23 +1,7 @@
 """Advice on a fine-tuning recipe for a data folder (``mae-ast-validate DATA --recipe``):
-settings that train without an error but do something other than asked.
-
-The recipes in ``config/finetune`` give their schedules in updates worked out for the
-published datasets' sizes (Speech Commands: 663 updates an epoch). On another data set:
-
-* ``optimization.max_epoch`` stops the run before ``optimization.max_update`` (fairseq
-  stops on whichever comes first: asked 800 updates, 30 epochs of 22 ran 660);
-* a warmup longer than the run: the lr never reaches ``optimization.lr`` (the Speech
-  Commands recipe's 2652 warmup updates on a set of a few hundred clips);
-* ``checkpoint_best.pt`` picked on a validation split of a few dozen clips, where one
-  clip moves accuracy by several points, so "best" is mostly noise;
-* a relative ``checkpoint.save_dir`` equal to ``hydra.run.dir``: checkpoints land one
-  level deeper (fairseq resolves it inside the run folder).
-
-The numbers are estimates from the manifest's line count and ``dataset.batch_size``
-(clips a reader skips make epochs slightly shorter). Two notes say what the logged
-validation numbers are: valid = test (the ESC-50 and AudioSet recipes validate on the test
-clips, so ``checkpoint_best.pt``'s test score is optimistic), and validation scoring each
-clip's first ``task.target_length`` frames only, with the count of clips that are longer.
+settings that train without an error but do something other than asked (the list: README,
+'Advice on a recipe, before training'). Run lengths are estimates from the manifest's line
+count and ``dataset.batch_size``: clips a reader skips make epochs slightly shorter.
 """
 
 from __future__ import annotations
@@ -66,8 +50,7 @@ def plan_run(clips: int, batch_size: int, update_freq: int, world_size: int, max
 
 
 def warmups(cfg: Any) -> dict[str, int]:
-    """Warmup updates of each lr schedule: the composite optimizer's groups, or the
-    top-level scheduler."""
+    """Warmup updates of each lr schedule (the composite optimizer's groups, or the top-level one)."""
     groups = cfg.optimizer.get("groups") if cfg.optimizer.get("_name") == "composite" else None
     schedulers = {f"optimizer.groups.{name}.lr_scheduler": g.get("lr_scheduler") for name, g in (groups or {}).items()}
     schedulers = schedulers or {"lr_scheduler": cfg.get("lr_scheduler")}

@@ -2,15 +2,12 @@
 
     mae-ast-show CKPT AUDIO --out fig.png [--seconds 6] [--seed 0]
 
-One PNG, four rows: the input fbank (normalised as the model sees it), the mask (masked
-tokens shaded), the reconstruction (visible tokens from the input, masked ones from the
-decoder), and the squared error on masked tokens. Works for patch and frame models;
-the mask type is the checkpoint's own.
+One PNG, four rows: the normalised input fbank, the mask, the reconstruction and the
+squared error on masked tokens, with the checkpoint's own mask type.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 
@@ -21,7 +18,7 @@ from ..data.audio_io import AudioError
 from ..data.features import short_of_one_patch
 from ..checkpoints import PRETRAINING, CheckpointError
 from ..loading import open_checkpoint
-from ._common import check_output, output_folder, positive_float
+from ._common import check_output, output_folder, positive_float, tool_parser
 
 
 def reconstruct(model, feats: torch.Tensor) -> dict[str, np.ndarray]:
@@ -71,8 +68,7 @@ def render(panels: dict[str, np.ndarray], path: str, title: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mae-ast-show", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = tool_parser("mae-ast-show", __doc__)
     parser.add_argument("checkpoint")
     parser.add_argument("audio")
     parser.add_argument("--out", required=True, help="PNG to write (missing folders are made)")

@@ -3,24 +3,15 @@
     mae-ast-validate DATA_DIR [--splits train,valid,test] [--workers 8] [--patch-frames 16]
                      [--recipe config/finetune/base.yaml [--set optimization.max_update=800 ...]]
 
-Parses each ``{split}.tsv`` and checks every file with training's own function
-(``clip_features``): decode (PyAV or soundfile), length against the manifest (truncated
-files), resample, NaN/inf and silence, features, at least one patch of
-``--patch-frames`` frames (the model's ``ast_kernel_size_time``: 16 for patch models,
-2 for frame models). Prints each problem with its manifest line, then a summary table
-per split. Exit code 1 if anything is wrong, so it can gate a job script.
-
-``--recipe`` (a fine-tuning config, with ``--set`` for the overrides the run will get)
-adds advice on running it on this folder (``mae_ast.tools.recipe_advice``): a schedule
-cut short or a warmup longer than the run, a small or test-clip valid split, a nested
-save dir, what validation scores. Advice does not change the exit code.
+Every file goes through training's own ``clip_features`` (the checks: README, 'Your own
+data'); exit code 1 if anything is wrong, so it can gate a job script. ``--recipe`` advice
+(``recipe_advice``) does not change the exit code.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
-import multiprocessing
 import os
 import sys
 
@@ -32,6 +23,7 @@ from ..data.classification_dataset import label_paths
 from ..data.labels import LabelError, read_label_descriptors, read_labels
 from ..data.manifest import ManifestError, read_manifest
 from ..models.mae_ast import MAE_AST_Config
+from ._common import pool_map, tool_parser
 from .recipe_advice import load_recipe, recipe_advice
 
 
@@ -53,12 +45,11 @@ def validate_split(manifest: str, workers: int, spec: FeatureSpec | None = None,
     items = ((m.paths[i], int(m.lines[i]), int(m.sizes[i]), spec, min_frames) for i in range(len(m.paths)))
     reasons: collections.Counter = collections.Counter()
     problems = []
-    with multiprocessing.Pool(workers) if workers > 1 else _Serial() as pool:
-        results = pool.imap(check_file, items, chunksize=8)
-        for lineno, path, reason in tqdm(results, total=len(m.paths), desc=os.path.basename(manifest), unit="file"):
-            if reason is not None:
-                reasons[summary_reason(reason)] += 1
-                problems.append(f"{manifest}:{lineno}: {path}: {reason}")
+    results = pool_map(check_file, items, workers, chunksize=8)
+    for lineno, path, reason in tqdm(results, total=len(m.paths), desc=os.path.basename(manifest), unit="file"):
+        if reason is not None:
+            reasons[summary_reason(reason)] += 1
+            problems.append(f"{manifest}:{lineno}: {path}: {reason}")
     return len(m.paths), reasons, problems
 
 
@@ -70,21 +61,9 @@ def summary_reason(reason: str) -> str:
     return reason.split(" (")[0]
 
 
-class _Serial:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def imap(self, fn, items, chunksize=1):
-        return map(fn, items)
-
-
 def check_labels(data: str, split: str) -> str | None:
-    """Read ``{split}.lbl`` (when present) with training's own reader, so an unknown label,
-    a line count that differs from the manifest or lines naming other clips are found here;
-    the problem, or None. Read as multi-label: a single-label file reads the same."""
+    """The problem of ``{split}.lbl`` with training's own reader, or None (also when there is
+    no such file). Read as multi-label: a single-label file reads the same."""
     manifest, labels, descriptors = label_paths(data, split)
     if not os.path.isfile(labels):
         return None
@@ -97,13 +76,13 @@ def check_labels(data: str, split: str) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mae-ast-validate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = tool_parser("mae-ast-validate", __doc__)
     parser.add_argument("data", help="folder holding the {split}.tsv manifests")
     parser.add_argument("--splits", default="train,valid,test", help="comma-separated splits (missing ones skipped)")
     parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
     parser.add_argument("--patch-frames", type=int, default=MAE_AST_Config.ast_kernel_size_time,
-                        help="frames of one patch (model.ast_kernel_size_time; default %(default)s)")
+                        help="frames of one patch (model.ast_kernel_size_time: 16 for patch models, 2 for frame "
+                        "models; default %(default)s)")
     parser.add_argument("--sample-rate", type=int, default=FeatureSpec.sample_rate, help="as task.sample_rate")
     parser.add_argument("--recipe", help="a fine-tuning config (config/finetune/*.yaml): print advice on it")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -139,13 +118,12 @@ def check_folder(args: argparse.Namespace, spec: FeatureSpec) -> bool:
             print(line, file=sys.stderr)
         bad = sum(reasons.values())
         label_problem = check_labels(args.data, split)
+        details = [f"{n} {r}" for r, n in reasons.most_common()]
         if label_problem:
             print(f"error: {label_problem}", file=sys.stderr)
+            details.append("labels unusable")
         failed |= bad > 0 or label_problem is not None
-        detail = ", ".join(f"{n} {r}" for r, n in reasons.most_common()) or "-"
-        if label_problem:
-            detail = ("labels unusable" if detail == "-" else f"{detail}, labels unusable")
-        rows.append((split, str(total), str(bad), detail))
+        rows.append((split, str(total), str(bad), ", ".join(details) or "-"))
     if not rows:
         print(f"error: no manifests ({args.splits}) in {args.data}", file=sys.stderr)
         return True
