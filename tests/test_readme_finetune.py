@@ -98,7 +98,8 @@ def documented_base_commands() -> str:
     """The commands in config/finetune/base.yaml's header, as bash lines."""
     header = (ROOT / "config" / "finetune" / "base.yaml").read_text().split("Run, from the repository root")[1]
     lines = header.split("\n")[1:]
-    return "\n".join(ln[len("#   "):] for ln in lines[:next(i for i, ln in enumerate(lines) if not ln.startswith("#  "))])
+    end = next(i for i, ln in enumerate(lines) if not ln.startswith("#  "))
+    return "\n".join(ln[len("#   "):] for ln in lines[:end])
 
 
 def test_base_recipe_commands_place_checkpoints_where_evaluate_looks(tmp_path, patch_checkpoint):

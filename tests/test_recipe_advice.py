@@ -97,8 +97,8 @@ def test_valid_split_of_test_clips_is_reported(tmp_path):
     os.symlink(audio, tmp_path / "linked")
     write_manifest(tmp_path / "valid.tsv", audio, entries)
     write_manifest(tmp_path / "test.tsv", tmp_path / "linked", entries[:5])
-    write_manifest(tmp_path / "other.tsv", audio, [tuple(ln.split("\t")) for ln in
-                                                   (ROOT / "data" / "keywords" / "test.tsv").read_text().splitlines()[1:]])
+    keyword_rows = (ROOT / "data" / "keywords" / "test.tsv").read_text().splitlines()[1:]
+    write_manifest(tmp_path / "other.tsv", audio, [tuple(ln.split("\t")) for ln in keyword_rows])
     valid, test, other = (read_manifest(str(tmp_path / f"{s}.tsv")) for s in ("valid", "test", "other"))
     warning = selected_on_test(valid, test)
     assert warning.startswith(f"5 of the {len(entries)} valid clips are test clips")
