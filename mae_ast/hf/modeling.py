@@ -29,6 +29,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import logging
 
 from ..models.head_norm import build_head_norm
+from ..models.positions import sinusoid_table
 from .configuration import MAEASTConfig
 
 logger = logging.get_logger(__name__)
@@ -42,17 +43,6 @@ class MAEASTModelOutput(BaseModelOutput):
 
 
 # ---- positions ----------------------------------------------------------------------------
-
-def sinusoid_table(dim: int, length: int) -> torch.Tensor:
-    """``(1, length, dim)`` sin/cos positions (base 10000), the package's
-    ``SinusoidalPositionalEncoding`` table; recomputed, never stored in the folder."""
-    position = torch.arange(length, dtype=torch.float32).unsqueeze(1)
-    div = torch.exp(torch.arange(0, dim, 2) * (-math.log(10000.0) / dim))
-    pe = torch.zeros(1, length, dim)
-    pe[0, :, 0::2] = torch.sin(position * div)
-    pe[0, :, 1::2] = torch.cos(position * div)
-    return pe
-
 
 class SinusoidalPositionalEncoding(nn.Module):
     def __init__(self, dim: int, max_len: int) -> None:

@@ -2,7 +2,7 @@
 
 An exported folder must load with only torch, transformers and safetensors installed, so
 it carries ``mae_ast/hf``'s three transformers files and the torch-only package modules
-they import (the fbank, the classifier's head norm), renamed transformers' way
+they import (the fbank, the classifier's head norm, the position table), renamed transformers' way
 (``modeling_mae_ast.py``, ...) and their relative imports rewritten to the folder's flat
 ``from .x_mae_ast import`` (the form transformers' dynamic-module loader follows). Every
 shipped file may import only ``ALLOWED_IMPORTS`` and the other shipped files; the export
@@ -28,6 +28,7 @@ FILES = {
     "modeling_mae_ast.py": "hf/modeling.py",
     "fbank_mae_ast.py": "data/fbank.py",
     "head_norm_mae_ast.py": "models/head_norm.py",
+    "positions_mae_ast.py": "models/positions.py",
 }
 # What a shipped file may import besides the others: the standard library and the three packages.
 ALLOWED_IMPORTS = set(sys.stdlib_module_names) | {"numpy", "torch", "transformers"}

@@ -6,11 +6,12 @@ matmul and ``F.scaled_dot_product_attention``, batch-first.
 
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .positions import sinusoid_table
 
 
 class MultiheadSelfAttention(nn.Module):
@@ -155,12 +156,7 @@ class SinusoidalPositionalEncoding(nn.Module):
 
     def __init__(self, dim: int, max_len: int, saved: bool = True) -> None:
         super().__init__()
-        position = torch.arange(max_len, dtype=torch.float32).unsqueeze(1)
-        div = torch.exp(torch.arange(0, dim, 2) * (-math.log(10000.0) / dim))
-        pe = torch.zeros(1, max_len, dim)
-        pe[0, :, 0::2] = torch.sin(position * div)
-        pe[0, :, 1::2] = torch.cos(position * div)
-        self.register_buffer("pe", pe)
+        self.register_buffer("pe", sinusoid_table(dim, max_len))
         self.saved = saved
         self.register_state_dict_post_hook(_leave_out_unsaved_table)
         self.register_load_state_dict_pre_hook(_fill_left_out_table)
