@@ -1,23 +1,12 @@
-"""Decoding audio files into mono float32 waveforms at their own rate (resampling is
-``features.read_audio``'s).
+"""Decoding audio files into mono float32 waveforms at their own rate: soundfile for what
+it knows, PyAV (first audio stream) for the rest, channels averaged. Unlike the original,
+PyAV frames become float per channel first (as libswresample does), so packed int16
+streams are de-interleaved rather than averaged as one channel. Every failure is an
+``AudioError`` naming the file, so a training run skips it by name.
 
-Like the original: ``.mkv`` (and other containers) are decoded with PyAV, all frames of
-the first audio stream, channels averaged; everything soundfile knows is read with
-soundfile. One difference, on purpose: PyAV frames are converted to float per channel
-first (as libswresample converts them), so packed integer streams are de-interleaved and
-scaled to [-1, 1] (the original would have averaged interleaved int16 samples as one
-channel).
-
-Every failure raises ``AudioError`` naming the file and the reason; an exception of any
-kind while decoding becomes one, so a training run skips the file by name.
-
-Truncation: a cut ``.wav`` (its header still claims the full length) or ``.mkv`` decodes
-to a shorter clip without any error, so ``decode_audio`` can compare the decoded length
-with the manifest's (``expected_samples``, at the file's own rate, before resampling). It
-is accepted up to ``max(2% of expected, 0.2 s)`` short, and any amount longer. Why that
-much: a length taken from a container header rather than from decoding can overstate the
-audio (an AAC Matroska DURATION tag by 2.7%, a 1 s AAC/Opus mkv by up to 0.04 s); a
-cut-off download misses far more.
+Truncation: a cut ``.wav`` or ``.mkv`` decodes short without error, so the decoded length
+is checked against the manifest's: up to ``max(2%, 0.2 s)`` short is accepted, since a
+container header can overstate the audio (an AAC Matroska DURATION tag by 2.7%).
 """
 
 from __future__ import annotations
@@ -48,10 +37,8 @@ class AudioError(RuntimeError):
 
 
 def mix_to_mono(samples: np.ndarray, scale: float = 1.0) -> np.ndarray:
-    """The average of ``(channels, samples)`` rows as float32 ``(samples,)``, times
-    ``scale`` (1 / 32768 for int16 rows). Rows are added one by one: the sums ``mean``
-    makes, without numpy reducing along a strided axis (for 10 s of 44.1 kHz stereo
-    read as ``(samples, channels)``, ``mean(axis=1)`` took 5.7 ms, this 0.2 ms)."""
+    """The average of ``(channels, samples)`` rows as float32 ``(samples,)``, times ``scale``.
+    Rows are added one by one: ``mean(axis=1)`` on a strided axis was 30x slower."""
     mono = samples[0].astype(np.float32)  # a copy, also for float32 rows
     for row in samples[1:]:
         mono += row
@@ -62,27 +49,33 @@ def mix_to_mono(samples: np.ndarray, scale: float = 1.0) -> np.ndarray:
     return mono
 
 
+@contextlib.contextmanager
+def named_failure(path: str, doing: str, decoder: str | None = None) -> Iterator[None]:
+    """Turn any exception from the body into an ``AudioError`` naming ``path`` (and ``decoder``)."""
+    try:
+        yield
+    except AudioError:
+        raise
+    except Exception as err:  # decoder bugs, RuntimeError/MemoryError from torch, ...
+        reason = (f"{decoder} could not decode it ({err})" if decoder
+                  else f"{doing} failed ({type(err).__name__}: {err})")
+        raise AudioError(path, reason) from err
+
+
 def _read_soundfile(path: str) -> tuple[np.ndarray, int]:
     import soundfile as sf
 
-    try:
-        with sf.SoundFile(path) as f:
-            # 16-bit files are read as the integers they hold (x / 32768 in float32 is
-            # exact, so the waveform is the one a float read gives, without libsndfile's
-            # conversion pass); anything else as float32.
-            if f.subtype == "PCM_16":
-                raw, scale = f.read(dtype="int16", always_2d=True), 1 / 32768
-            else:
-                raw, scale = f.read(dtype="float32", always_2d=True), 1.0
-            rate = f.samplerate
-    except Exception as err:  # soundfile raises LibsndfileError/RuntimeError/TypeError
-        raise AudioError(path, f"soundfile could not decode it ({err})") from err
+    with named_failure(path, "decoding", "soundfile"), sf.SoundFile(path) as f:
+        # int16 / 32768 is exact in float32: a float read's waveform, without its conversion pass
+        if f.subtype == "PCM_16":
+            raw, scale = f.read(dtype="int16", always_2d=True), 1 / 32768
+        else:
+            raw, scale = f.read(dtype="float32", always_2d=True), 1.0
+        rate = f.samplerate
     return mix_to_mono(raw.T, scale), rate
 
 
-# PyAV sample formats read without a resampler: numpy dtype of the samples and the scale
-# to [-1, 1]. These are the conversions libswresample applies to reach float, so the
-# waveform is the one the resampler gave; other formats still go through it.
+# PyAV sample formats read without a resampler (dtype, scale to [-1, 1]): libswresample's own conversions.
 _DIRECT_FORMATS = {"flt": (np.float32, 1.0), "dbl": (np.float64, 1.0), "s16": (np.int16, 1 / 32768),
                    "s32": (np.int32, 1 / 2**31)}
 
@@ -92,28 +85,21 @@ def _base_format(frame) -> str:
     return name[:-1] if name.endswith("p") else name
 
 
-# Longest stretch the first buffer of a PyAV read is sized for, in seconds at the stream's
-# rate; a longer stream grows it. A header claiming hours must not reserve gigabytes.
+# Most seconds the first PyAV buffer is sized for: a header claiming hours must not reserve gigabytes.
 _PREALLOCATE_MAX_S = 600
 
 
 def _packed_rows(frame) -> np.ndarray:
-    """``(channels, samples)`` view of a packed frame. Packed frames only: PyAV's
-    ``planes`` (and so ``to_ndarray``) reads past the data pointers of an 8-channel
-    planar frame and finds planes that do not exist."""
+    """``(channels, samples)`` view of a packed frame (only: PyAV's ``to_ndarray`` reads
+    planes that do not exist of an 8-channel planar frame)."""
     return frame.to_ndarray().reshape(-1, frame.layout.nb_channels).T
 
 
 class _FrameRuns:
-    """Decoded frames gathered into ``(channels, samples)`` chunks, one per run of
-    frames of the same kind (format, channels, rate).
-
-    A run in a direct format is copied plane by plane into one growing numpy buffer:
-    a numpy array per 20 ms Opus frame and their concatenation cost 6 of the 14 ms it
-    takes to decode a 10 s clip (an ``av.AudioFifo`` measured no better). A run in
-    another format goes through an ``AudioResampler`` to packed float (one per run: a
-    resampler refuses a frame whose kind differs from its first).
-    """
+    """Decoded frames gathered into ``(channels, samples)`` chunks, one per run of frames
+    of the same (format, channels, rate). A direct-format run is copied into one growing
+    buffer (an array per Opus frame cost 6 of 14 ms per 10 s clip); others go through an
+    ``AudioResampler`` (one per run: it refuses a frame of another kind)."""
 
     def __init__(self, expected_samples: int = 0) -> None:
         self.chunks: list[np.ndarray] = []
@@ -151,9 +137,8 @@ class _FrameRuns:
         self._buf = np.empty((channels, capacity) if self._planar else (capacity, channels), dtype)
         self._pos = 0
 
-    def _filled(self, buf: np.ndarray, stop: int) -> np.ndarray:
-        """The first ``stop`` samples of a run buffer, in the buffer's own layout."""
-        return buf[:, :stop] if self._planar else buf[:stop]
+    def _filled(self, buf: np.ndarray, stop: int) -> np.ndarray:  # in the buffer's own layout
+            return buf[:, :stop] if self._planar else buf[:stop]
 
     def _copy(self, frame) -> None:
         n, pos, buf = frame.samples, self._pos, self._buf
@@ -195,24 +180,18 @@ def _stated_samples(container, stream) -> int:
 
 
 def _read_pyav(path: str, expected_samples: int | None = None) -> tuple[np.ndarray, int]:
-    """Mono waveform and rate. ``expected_samples`` (the manifest's, else the container's
-    stated length) only sizes the first buffer."""
+    """Mono waveform and rate; ``expected_samples`` only sizes the first buffer."""
     import av
 
-    try:
-        with av.open(path, metadata_errors="ignore") as container:
-            if not container.streams.audio:
-                raise AudioError(path, "container has no audio stream")
-            stream = container.streams.audio[0]
-            runs, rate = _FrameRuns(expected_samples or _stated_samples(container, stream)), None
-            for frame in container.decode(stream):
-                rate = rate or frame.sample_rate
-                runs.add(frame)
-            chunks = runs.finish()
-    except AudioError:
-        raise
-    except Exception as err:  # av.error.* and decoder failures
-        raise AudioError(path, f"PyAV could not decode it ({err})") from err
+    with named_failure(path, "decoding", "PyAV"), av.open(path, metadata_errors="ignore") as container:
+        if not container.streams.audio:
+            raise AudioError(path, "container has no audio stream")
+        stream = container.streams.audio[0]
+        runs, rate = _FrameRuns(expected_samples or _stated_samples(container, stream)), None
+        for frame in container.decode(stream):
+            rate = rate or frame.sample_rate
+            runs.add(frame)
+        chunks = runs.finish()
     if not chunks:
         raise AudioError(path, "audio stream holds no samples")
     # each run mixed on its own: runs may differ in channel count
@@ -220,20 +199,9 @@ def _read_pyav(path: str, expected_samples: int | None = None) -> tuple[np.ndarr
     return (mono[0] if len(mono) == 1 else np.concatenate(mono)), rate
 
 
-# Truncation tolerance (see the module docstring): relative, and absolute in seconds.
+# Truncation tolerance (module docstring): relative, and absolute in seconds.
 TRUNCATION_TOLERANCE = 0.02
 TRUNCATION_TOLERANCE_S = 0.2
-
-
-@contextlib.contextmanager
-def named_failure(path: str, doing: str) -> Iterator[None]:
-    """Turn any exception from the body into an ``AudioError`` naming ``path``."""
-    try:
-        yield
-    except AudioError:
-        raise
-    except Exception as err:  # decoder bugs, RuntimeError/MemoryError from torch, ...
-        raise AudioError(path, f"{doing} failed ({type(err).__name__}: {err})") from err
 
 
 def _check_path(path: str) -> None:
@@ -248,7 +216,6 @@ def _check_path(path: str) -> None:
 
 
 def _check_length(path: str, decoded: int, expected: int, rate: int) -> None:
-    """Raise if ``decoded`` falls short of the manifest's ``expected`` beyond the tolerance."""
     allowed = max(TRUNCATION_TOLERANCE * expected, TRUNCATION_TOLERANCE_S * rate)
     if expected - decoded > allowed:
         raise AudioError(
@@ -264,21 +231,15 @@ def _check_samples(path: str, wav: np.ndarray, allow_silence: bool = False) -> N
     if not np.isfinite(wav).all():
         raise AudioError(path, "samples contain NaN or inf")
     if not allow_silence and not np.any(wav):
-        # Every fbank bin would sit at the log floor: nothing to learn, and a clip that
-        # is all zeros is almost always a failed download or decode. Evaluation allows it:
-        # a silent test clip (AudioSet has them) is input to score, not to leave out.
+        # Nothing to learn, and almost always a failed download; evaluation scores silent clips.
         raise AudioError(path, "digital silence (all samples are zero)")
 
 
 def decode_audio(path: str, expected_samples: int | None = None,
                  allow_silence: bool = False) -> tuple[torch.Tensor, int]:
-    """Mono float32 waveform of ``path`` at the file's own rate, scale [-1, 1], and that
-    rate (``features.read_audio`` resamples it; ``task.features_on_device`` resamples
-    whole batches on the training device instead).
-
-    ``expected_samples``: the manifest's length at the file's own rate; a decoded clip
-    shorter than that beyond the tolerance raises ``AudioError("truncated: ...")``.
-    """
+    """Mono float32 waveform of ``path`` in [-1, 1] at the file's own rate, and that rate.
+    ``expected_samples``: the manifest's length at that rate; a clip shorter beyond the
+    tolerance raises ``AudioError("truncated: ...")``."""
     _check_path(path)
     ext = os.path.splitext(path)[1].lower()
     with named_failure(path, "decoding"):
