@@ -138,7 +138,7 @@ class _FrameRuns:
         self._pos = 0
 
     def _filled(self, buf: np.ndarray, stop: int) -> np.ndarray:  # in the buffer's own layout
-            return buf[:, :stop] if self._planar else buf[:stop]
+        return buf[:, :stop] if self._planar else buf[:stop]
 
     def _copy(self, frame) -> None:
         n, pos, buf = frame.samples, self._pos, self._buf

@@ -50,11 +50,6 @@ class ClassificationDataset(MAE_AST_Dataset):
         if weighted_sampling:
             logger.info(f"{manifest_path}: class-balanced sampling, a new draw of {len(self)} clips every epoch")
 
-    def __getitem__(self, index: int) -> dict:
-        item = super().__getitem__(index)
-        item["labels"] = self.labels[index]
-        return item
-
     def target_frames(self, lengths: list[int]) -> int:
         return self.target_length
 

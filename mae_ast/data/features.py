@@ -264,7 +264,5 @@ def clip_features(path: str, spec: FeatureSpec, expected_samples: int | None = N
     reason = spec.unusable(len(wav), spec.sample_rate, min_frames)
     if reason:
         raise AudioError(path, reason)
-    try:
+    with named_failure(path, "computing features"):
         return spec.compute(wav)
-    except (ValueError, RuntimeError) as err:
-        raise AudioError(path, f"features could not be computed ({err})") from err

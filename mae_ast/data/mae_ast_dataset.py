@@ -108,27 +108,18 @@ class MAE_AST_Dataset(FairseqDataset):
                              allow_silence=self.keep_silence)
 
     def __getitem__(self, index: int) -> dict:
-        if self.decode_only:
-            return self.get_waveform(index)
+        """The clip's features, or with ``decode_only`` its waveform at the file's rate."""
         try:
-            feat = self.get_features(index)
+            if self.decode_only:
+                wav, rate = decode_audio(self.paths[index], int(self.sizes[index]), self.keep_silence)
+                reason = self.feature_spec.unusable(len(wav), rate, self.min_frames)
+                item = {"source": wav, "rate": rate, "frames": self.feature_spec.frames_at_rate(len(wav), rate)}
+            else:
+                item = {"source": self.get_features(index)}
+                reason = short_of_one_patch(len(item["source"]), self.min_frames)
         except AudioError as err:
-            return self._skip(index, err.reason)
-        short = short_of_one_patch(len(feat), self.min_frames)
-        if short:
-            return self._skip(index, short)
-        return {"id": index, "source": feat}
-
-    def get_waveform(self, index: int) -> dict:
-        """The item of ``decode_only``: the checked waveform at the file's rate, skipped as ``__getitem__``."""
-        try:
-            wav, rate = decode_audio(self.paths[index], int(self.sizes[index]), self.keep_silence)
-        except AudioError as err:
-            return self._skip(index, err.reason)
-        reason = self.feature_spec.unusable(len(wav), rate, self.min_frames)
-        if reason:
-            return self._skip(index, reason)
-        return {"id": index, "source": wav, "rate": rate, "frames": self.feature_spec.frames_at_rate(len(wav), rate)}
+            reason = err.reason
+        return self._skip(index, reason) if reason else {"id": index, **item}
 
     def crop_start(self, index: int, length: int, target: int) -> int:
         """First frame of the crop of ``target`` frames out of ``length``, for pretraining and
@@ -166,15 +157,8 @@ class MAE_AST_Dataset(FairseqDataset):
         feats = [s["source"] for s in samples]
         lengths = [len(f) for f in feats]
         target = self.target_frames(lengths)
-        source = feats[0].new_zeros(len(feats), target, feats[0].shape[1])
-        for i, (sample, feat) in enumerate(zip(samples, feats)):
-            start = self.crop_start(sample["id"], len(feat), target)
-            source[i, : min(len(feat), target)] = feat[start : start + target]
-        # No mask when nothing is padded: the model never looks at one on the device, and
-        # attention takes its unmasked kernels.
-        padding_mask = None
-        if any(length < target for length in lengths):
-            padding_mask = torch.arange(target)[None] >= torch.tensor(lengths)[:, None]
+        starts = [self.crop_start(s["id"], n, target) for s, n in zip(samples, lengths)]
+        source, padding_mask = crop_batch(feats, lengths, starts, target)
         return {
             "id": torch.LongTensor([s["id"] for s in samples]),
             "net_input": {"source": source, "padding_mask": padding_mask},
@@ -243,21 +227,29 @@ class MAE_AST_Dataset(FairseqDataset):
         return np.lexsort(order)[::-1]
 
 
-def features_from_waveforms(sample: dict, spec: FeatureSpec, dtype: torch.dtype | None = None) -> dict:
-    """The batch ``collater`` would have built, from a ``collate_waveforms`` batch on the
-    training device. Only host-known integers steer it, so nothing waits for the device."""
-    w = sample["waveforms"]
-    feats = spec.compute_batch(w["wav"].view(torch.float32), w["lengths"], w["rates"])
-    target = w["frames"]
-    source = feats.new_zeros(feats.shape[0], target, feats.shape[2])
+def crop_batch(feats, frames: list[int], starts: list[int], target: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Clip ``i`` (``frames[i]`` long) from ``starts[i]`` into a zero-padded ``(B, target, width)``
+    batch, and its padding mask, None when nothing is padded (attention then takes its
+    unmasked kernels). Only host integers steer it: nothing waits for the device."""
+    source = feats[0].new_zeros(len(feats), target, feats[0].shape[-1])
     padding_mask = None
-    for i, (n, rate, start) in enumerate(zip(w["lengths"], w["rates"], w["starts"])):
-        valid = min(spec.frames_at_rate(n, rate) - start, target)
-        source[i, :valid] = feats[i, start : start + valid]
+    for i, (n, start) in enumerate(zip(frames, starts)):
+        valid = min(n - start, target)
+        source[i, :valid] = feats[i][start : start + valid]
         if valid < target:
             if padding_mask is None:
                 padding_mask = torch.zeros(source.shape[:2], dtype=torch.bool, device=source.device)
             padding_mask[i, valid:] = True
+    return source, padding_mask
+
+
+def features_from_waveforms(sample: dict, spec: FeatureSpec, dtype: torch.dtype | None = None) -> dict:
+    """The batch ``collater`` would have built, from a ``collate_waveforms`` batch on the
+    training device."""
+    w = sample["waveforms"]
+    feats = spec.compute_batch(w["wav"].view(torch.float32), w["lengths"], w["rates"])
+    frames = [spec.frames_at_rate(n, rate) for n, rate in zip(w["lengths"], w["rates"])]
+    source, padding_mask = crop_batch(feats, frames, w["starts"], w["frames"])
     out = {k: v for k, v in sample.items() if k != "waveforms"}
     out["net_input"] = {"source": source if dtype is None else source.to(dtype), "padding_mask": padding_mask}
     return out
