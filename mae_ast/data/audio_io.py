@@ -105,8 +105,7 @@ class _FrameRuns:
         self.chunks: list[np.ndarray] = []
         self._expected = expected_samples
         self._kind: tuple | None = None
-        self._buf: np.ndarray | None = None  # (channels, capacity), or (capacity, channels) when packed
-        self._planar = True
+        self._buf: np.ndarray | None = None  # (channels, capacity)
         self._scale = 1.0
         self._pos = 0
         self._to_float = None
@@ -132,34 +131,25 @@ class _FrameRuns:
             return
         dtype, self._scale = _DIRECT_FORMATS[_base_format(frame)]
         expected = min(self._expected, _PREALLOCATE_MAX_S * frame.sample_rate)
-        channels, capacity = kind[1], max(expected, frame.samples) + frame.sample_rate
-        self._planar = frame.format.is_planar
-        self._buf = np.empty((channels, capacity) if self._planar else (capacity, channels), dtype)
+        self._buf = np.empty((kind[1], max(expected, frame.samples) + frame.sample_rate), dtype)
         self._pos = 0
-
-    def _filled(self, buf: np.ndarray, stop: int) -> np.ndarray:  # in the buffer's own layout
-        return buf[:, :stop] if self._planar else buf[:stop]
 
     def _copy(self, frame) -> None:
         n, pos, buf = frame.samples, self._pos, self._buf
-        capacity = buf.shape[1] if self._planar else buf.shape[0]
-        if pos + n > capacity:
-            capacity = max(2 * capacity, pos + n)
-            channels = buf.shape[0] if self._planar else buf.shape[1]
-            grown = np.empty((channels, capacity) if self._planar else (capacity, channels), buf.dtype)
-            self._filled(grown, pos)[...] = self._filled(buf, pos)
+        if pos + n > buf.shape[1]:
+            grown = np.empty((buf.shape[0], max(2 * buf.shape[1], pos + n)), buf.dtype)
+            grown[:, :pos] = buf[:, :pos]
             buf = self._buf = grown
-        if self._planar:  # only the frame's own planes (see _packed_rows)
+        if frame.format.is_planar:  # only the frame's own planes (see _packed_rows)
             for ch, plane in enumerate(frame.planes[: buf.shape[0]]):
                 buf[ch, pos : pos + n] = np.frombuffer(plane, buf.dtype, n)
         else:  # one plane of interleaved samples
-            buf[pos : pos + n] = np.frombuffer(frame.planes[0], buf.dtype, n * buf.shape[1]).reshape(n, -1)
+            buf[:, pos : pos + n] = np.frombuffer(frame.planes[0], buf.dtype, n * buf.shape[0]).reshape(n, -1).T
         self._pos = pos + n
 
     def _end_run(self) -> None:
         if self._buf is not None and self._pos:
-            rows = self._filled(self._buf, self._pos)
-            rows = rows if self._planar else rows.T
+            rows = self._buf[:, : self._pos]
             self.chunks.append(rows if self._scale == 1.0 else rows * np.float32(self._scale))
         if self._to_float is not None:
             self.chunks.extend(_packed_rows(c) for c in self._to_float.resample(None))  # flush

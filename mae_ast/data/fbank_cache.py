@@ -119,21 +119,21 @@ class FbankCache:
                 raise CacheError(f"{path}: missing; write the cache with mae-ast-cache")
         with open(meta_path) as f:
             self.meta = json.load(f)
+        # Caches without these predate the feature spec in the metadata and the (n, 3) index too.
+        if "root" not in self.meta or not os.path.isfile(files_path):
+            raise CacheError(f"{meta_path}: written by an older mae-ast-cache that did not record its audio files; "
+                             "rewrite it with mae-ast-cache")
         if self.meta["manifest_sha1"] != manifest_digest(dataset.manifest_path):
             raise CacheError(f"{meta_path}: written for another version of {dataset.manifest_path}; "
                              "rewrite it with mae-ast-cache")
-        spec = dataset.feature_spec
-        written = FeatureSpec(**self.meta["feature_spec"]) if "feature_spec" in self.meta else None
-        if (self.meta["width"], self.meta["sample_rate"]) != (spec.width, spec.sample_rate) or \
-                (written is not None and written != spec):
-            what = (written.describe() if written
-                    else f"{self.meta['width']} columns at {self.meta['sample_rate']} Hz")
-            raise CacheError(f"{meta_path}: written with {what}, the task asks {spec.describe()}; "
+        spec, written = dataset.feature_spec, FeatureSpec(**self.meta["feature_spec"])
+        if written != spec:
+            raise CacheError(f"{meta_path}: written with {written.describe()}, the task asks {spec.describe()}; "
                              "rewrite it with mae-ast-cache (--feature-dim/--deltas/--sample-rate as the task)")
         table = np.load(idx_path)
         rows = self._rows_for(table, dataset, idx_path)
         self.index = table[rows, 1:]
-        self._check_files(files_path, rows, dataset, meta_path)
+        self._check_files(np.load(files_path)[rows], dataset, meta_path)
         self.dim = self.meta["width"]
         self.bin_path, self.dtype = bin_path, np.dtype(self.meta["dtype"])
         self.paths = dataset.paths
@@ -141,8 +141,6 @@ class FbankCache:
 
     def _rows_for(self, table: np.ndarray, dataset, idx_path: str) -> np.ndarray:
         """The table's row of each of the dataset's entries, looked up by manifest line."""
-        if table.ndim != 2 or table.shape[1] != 3:
-            raise CacheError(f"{idx_path}: written by an older mae-ast-cache; rewrite the cache with mae-ast-cache")
         row_of = {int(line): r for r, line in enumerate(table[:, 0])}
         absent = [line for line in dataset.lines if line not in row_of]
         if absent:
@@ -153,18 +151,14 @@ class FbankCache:
                 "mae-ast-cache without them (the default caches every entry)")
         return np.array([row_of[line] for line in dataset.lines], dtype=np.int64)
 
-    def _check_files(self, files_path: str, rows: np.ndarray, dataset, meta_path: str) -> None:
+    def _check_files(self, then: np.ndarray, dataset, meta_path: str) -> None:
         """The clips are the files the cache was computed from: same resolved folder, and
         each file's size and mtime unchanged (a stat per clip: seconds for 2 M clips)."""
-        if "root" not in self.meta or not os.path.isfile(files_path):
-            raise CacheError(f"{meta_path}: written by an older mae-ast-cache that did not record its audio files; "
-                             "rewrite it with mae-ast-cache")
         root = clip_root(dataset)
         if self.meta["root"] != root:
             raise CacheError(f"{meta_path}: computed from the audio under {self.meta['root']}, but "
                              f"{dataset.manifest_path}'s clips are under {root} (an identical manifest in another "
                              "folder): rewrite the cache for this folder with mae-ast-cache")
-        then = np.load(files_path)[rows]
         now = _file_stats(dataset.paths)
         changed = np.flatnonzero((then != now).any(axis=1))
         if len(changed):
@@ -172,9 +166,8 @@ class FbankCache:
             what = (f"size {then[i, 0]} -> {now[i, 0]} bytes" if then[i, 0] != now[i, 0]
                     else "same size, modified after the cache was written")
             raise CacheError(f"{meta_path}: {len(changed)} of {len(dataset)} clips changed since the cache was "
-                             "written, "
-                             f"e.g. {dataset.paths[i]} ({dataset.manifest_path}:{dataset.lines[i]}: {what}): its "
-                             "features would be the old audio's; rewrite the cache with mae-ast-cache")
+                             f"written, e.g. {dataset.paths[i]} ({dataset.manifest_path}:{dataset.lines[i]}: {what}): "
+                             "its features would be the old audio's; rewrite the cache with mae-ast-cache")
 
     def __getitem__(self, i: int) -> torch.Tensor:
         start, count = self.index[i]
