@@ -10,8 +10,7 @@ raw 0 is far above the typical level (AudioSet mean -4.27, std 4.57), so its mas
 land near +0.47, not at the mean. Here masks follow normalisation (the classifier's own
 BatchNorm, whose statistics the dataset does not know) and are filled with 0, the mean.
 
-One deliberate difference: SSAST mixes *waveforms* with a random clip of the dataset;
-``draw_mixup`` + ``apply_mixup`` mix fbanks within a batch.
+Unlike SSAST, mixup (``draw_mixup``, ``apply_mixup``) mixes fbanks within a batch, not waveforms.
 """
 
 from __future__ import annotations
@@ -107,8 +106,7 @@ def apply_mixup(x: torch.Tensor, y: torch.Tensor, draw: MixupDraw) -> tuple[torc
 
     def combine(t: torch.Tensor) -> torch.Tensor:
         lam = draw.lam.to(device=device, dtype=t.dtype).view(-1, *([1] * (t.dim() - 1)))
-        blended = lam * t + (1.0 - lam) * t[partner]
-        return torch.where(mixed.view(-1, *([1] * (t.dim() - 1))), blended, t)
+        return torch.where(mixed.view(lam.shape), lam * t + (1.0 - lam) * t[partner], t)
 
     return combine(x), combine(y)
 

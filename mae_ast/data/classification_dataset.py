@@ -38,12 +38,9 @@ class ClassificationDataset(MAE_AST_Dataset):
     ) -> None:
         # No min/max keep: every manifest entry needs its label line, in order.
         super().__init__(manifest_path, shuffle=train, random_crop=train, seed=seed, **kwargs)
-        self.label_set = label_set
         self.num_classes = label_set.num_classes
         self.labels = read_label_rows(label_path, label_set, self.entries, multi_label, manifest=manifest_path)
         self.target_length = target_length
-        self.multi_label = multi_label
-        self.train = train
         self.weights = sample_weights(self.labels, self.num_classes) if weighted_sampling else None
         # Evaluation scores every clip, a silent one too; training skips (and counts) it.
         self.keep_silence = not train

@@ -48,10 +48,6 @@ def _file_stats(paths: list[str]) -> np.ndarray:
     return np.stack([sizes, mtimes], axis=1)
 
 
-def clip_root(dataset) -> str:
-    return identity.real_path(dataset.root)
-
-
 _DATASET = None  # per worker process: the dataset whose get_features we call
 
 
@@ -100,7 +96,7 @@ def write_cache(dataset, split: str, cache_dir: str, workers: int = 1, dtype: st
     meta = {"dtype": dtype, "width": dataset.feature_width, "sample_rate": dataset.sample_rate,
             "feature_spec": dataclasses.asdict(dataset.feature_spec),
             "manifest": os.path.abspath(dataset.manifest_path), "manifest_sha1": manifest_digest(dataset.manifest_path),
-            "root": clip_root(dataset),
+            "root": identity.real_path(dataset.root),
             "min_keep": dataset.min_keep, "max_keep": dataset.max_keep, "clips": len(dataset),
             "frames": offset, "skipped": skipped}
     with open(meta_path, "w") as f:
@@ -154,7 +150,7 @@ class FbankCache:
     def _check_files(self, then: np.ndarray, dataset, meta_path: str) -> None:
         """The clips are the files the cache was computed from: same resolved folder, and
         each file's size and mtime unchanged (a stat per clip: seconds for 2 M clips)."""
-        root = clip_root(dataset)
+        root = identity.real_path(dataset.root)
         if self.meta["root"] != root:
             raise CacheError(f"{meta_path}: computed from the audio under {self.meta['root']}, but "
                              f"{dataset.manifest_path}'s clips are under {root} (an identical manifest in another "

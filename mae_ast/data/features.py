@@ -127,8 +127,7 @@ class FeatureSpec:
         ``ValueError``, or with ``pad_short`` is zero-padded to ``min_frames`` valid frames."""
         feats = []
         for i, wav in enumerate(as_waveforms(waveforms)):
-            frames = self.frames(len(wav))
-            short = short_of_one_patch(frames, min_frames)
+            short = short_of_one_patch(self.frames(len(wav)), min_frames)
             if short and pad_short:
                 wav = F.pad(wav, (0, self.samples_for_frames(min_frames) - len(wav)))
             elif short:

@@ -137,10 +137,9 @@ class MAE_AST_Dataset(FairseqDataset):
         none is left: not {}, or fairseq would swap in its dummy batch and drop the count."""
         n_skipped = sum(s["source"] is None for s in samples)
         samples = [s for s in samples if s["source"] is not None]
-        placeholder = None
-        if not samples:
-            placeholder = {"id": torch.zeros(0, dtype=torch.long), "n_skipped": n_skipped} if n_skipped else {}
-        return samples, n_skipped, placeholder
+        if samples:
+            return samples, n_skipped, None
+        return samples, n_skipped, {"id": torch.zeros(0, dtype=torch.long), "n_skipped": n_skipped} if n_skipped else {}
 
     def target_frames(self, lengths: list[int]) -> int:
         """Frames every clip of the batch is cropped or padded to."""
@@ -222,9 +221,8 @@ class MAE_AST_Dataset(FairseqDataset):
         return batches
 
     def ordered_indices(self) -> np.ndarray:
-        order = [np.random.permutation(len(self)) if self.shuffle else np.arange(len(self))]
-        order.append(self.sizes)
-        return np.lexsort(order)[::-1]
+        ties = np.random.permutation(len(self)) if self.shuffle else np.arange(len(self))
+        return np.lexsort([ties, self.sizes])[::-1]
 
 
 def crop_batch(feats, frames: list[int], starts: list[int], target: int) -> tuple[torch.Tensor, torch.Tensor | None]:
