@@ -80,11 +80,6 @@ _DIRECT_FORMATS = {"flt": (np.float32, 1.0), "dbl": (np.float64, 1.0), "s16": (n
                    "s32": (np.int32, 1 / 2**31)}
 
 
-def _base_format(frame) -> str:
-    name = frame.format.name
-    return name[:-1] if name.endswith("p") else name
-
-
 # Most seconds the first PyAV buffer is sized for: a header claiming hours must not reserve gigabytes.
 _PREALLOCATE_MAX_S = 600
 
@@ -124,12 +119,13 @@ class _FrameRuns:
 
     def _start_run(self, frame, kind: tuple) -> None:
         self._kind = kind
-        if _base_format(frame) not in _DIRECT_FORMATS:
+        base = frame.format.name.removesuffix("p")  # planar "fltp" -> "flt"
+        if base not in _DIRECT_FORMATS:
             import av
 
             self._to_float = av.AudioResampler(format="flt")
             return
-        dtype, self._scale = _DIRECT_FORMATS[_base_format(frame)]
+        dtype, self._scale = _DIRECT_FORMATS[base]
         expected = min(self._expected, _PREALLOCATE_MAX_S * frame.sample_rate)
         self._buf = np.empty((kind[1], max(expected, frame.samples) + frame.sample_rate), dtype)
         self._pos = 0
