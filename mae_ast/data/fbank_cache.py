@@ -1,26 +1,14 @@
-"""A precomputed-fbank cache: every clip's features in one memory-mapped file per split.
+"""A precomputed-fbank cache: every clip's features in one memory-mapped file per split,
+so decoding (~35 ms per 10 s Opus clip per core) does not fall behind a GPU step.
 
-Decoding AudioSet's Opus mkv costs ~35 ms per 10 s clip per core (BENCHMARKS.md), which
-can fall behind a GPU step. The cache moves decode, resampling and fbank out of the
-training loop; random crops and masks still change every epoch.
+Per split: ``{split}.fbank.bin`` (float32/float16 frames of ``width`` columns, clips back to
+back); ``.idx.npy`` (int64 manifest line, first frame, frame count; count -1: unusable);
+``.files.npy`` (int64 size and mtime ns of each clip when cached, -1 unreadable);
+``.json`` (dtype, width, feature spec, manifest SHA-1, clips' resolved root, skip reasons).
 
-Layout in the cache folder, per split:
-- ``{split}.fbank.bin``: float32 (or float16) frames, ``width`` columns (mel bins, x3 with deltas), clips back to back;
-- ``{split}.fbank.idx.npy``: int64 ``(n, 3)``: manifest line, first frame and frame count
-  of each cached entry (count -1: the clip was unusable when the cache was written);
-- ``{split}.fbank.files.npy``: int64 ``(n, 2)``: each entry's file size and mtime (ns) when
-  cached (-1 if it could not be read), in the rows of ``idx.npy``;
-- ``{split}.fbank.json``: dtype, width, the feature spec, the manifest's SHA-1, the resolved
-  root folder of its clips and the reasons unusable clips were left out.
-
-A cache is refused when its manifest changed, when the manifest's clips resolve to
-another folder (an identical manifest elsewhere), or when any clip's size or mtime
-changed since (audio regenerated under the same names and lengths): its features would
-be another audio's, silently.
-
-Entries are found by their manifest line, so one cache serves every reader of the
-manifest whatever its length filters (pretraining's ``min_sample_size``, fine-tuning's
-none), as long as the cache holds the entries that reader keeps.
+A cache is refused when its manifest, its clips' folder or any clip's size or mtime
+changed: its features would silently be another audio's. Entries are found by manifest
+line, so one cache serves readers with different length filters.
 """
 
 from __future__ import annotations
@@ -49,24 +37,15 @@ def manifest_digest(manifest_path: str) -> str:
         return hashlib.sha1(f.read()).hexdigest()
 
 
-def _paths(cache_dir: str, split: str) -> tuple[str, str, str]:
+def _paths(cache_dir: str, split: str) -> tuple[str, str, str, str]:
     base = os.path.join(cache_dir, f"{split}.fbank")
-    return base + ".bin", base + ".idx.npy", base + ".json"
-
-
-def _files_path(cache_dir: str, split: str) -> str:
-    return os.path.join(cache_dir, f"{split}.fbank.files.npy")
+    return base + ".bin", base + ".idx.npy", base + ".json", base + ".files.npy"
 
 
 def _file_stats(paths: list[str]) -> np.ndarray:
     """``(n, 2)`` size and mtime (ns) of each file, -1 where it cannot be read."""
     sizes, mtimes = identity._stats(paths)
     return np.stack([sizes, mtimes], axis=1)
-
-
-def clip_root(dataset) -> str:
-    """The resolved folder the manifest's relative clip paths are under."""
-    return identity.real_path(dataset.root)
 
 
 _DATASET = None  # per worker process: the dataset whose get_features we call
@@ -90,7 +69,7 @@ def write_cache(dataset, split: str, cache_dir: str, workers: int = 1, dtype: st
     """Compute the features of every entry of ``dataset`` (a ``MAE_AST_Dataset``, whose
     manifest filters were applied) with its own ``get_features`` and write the cache."""
     os.makedirs(cache_dir, exist_ok=True)
-    bin_path, idx_path, meta_path = _paths(cache_dir, split)
+    bin_path, idx_path, meta_path, files_path = _paths(cache_dir, split)
     index = np.full((len(dataset), 3), -1, dtype=np.int64)
     index[:, 0] = dataset.lines
     skipped: dict[str, str] = {}
@@ -113,11 +92,11 @@ def write_cache(dataset, split: str, cache_dir: str, workers: int = 1, dtype: st
         pool.join()
     os.replace(tmp, bin_path)  # only a complete cache gets the final name
     np.save(idx_path, index)
-    np.save(_files_path(cache_dir, split), _file_stats(dataset.paths))
+    np.save(files_path, _file_stats(dataset.paths))
     meta = {"dtype": dtype, "width": dataset.feature_width, "sample_rate": dataset.sample_rate,
             "feature_spec": dataclasses.asdict(dataset.feature_spec),
             "manifest": os.path.abspath(dataset.manifest_path), "manifest_sha1": manifest_digest(dataset.manifest_path),
-            "root": clip_root(dataset),
+            "root": identity.real_path(dataset.root),
             "min_keep": dataset.min_keep, "max_keep": dataset.max_keep, "clips": len(dataset),
             "frames": offset, "skipped": skipped}
     with open(meta_path, "w") as f:
@@ -130,35 +109,34 @@ class FbankCache:
     ``AudioError`` with the reason it was left out."""
 
     def __init__(self, cache_dir: str, split: str, dataset) -> None:
-        bin_path, idx_path, meta_path = _paths(cache_dir, split)
+        bin_path, idx_path, meta_path, files_path = _paths(cache_dir, split)
         for path in (bin_path, idx_path, meta_path):
             if not os.path.isfile(path):
                 raise CacheError(f"{path}: missing; write the cache with mae-ast-cache")
         with open(meta_path) as f:
             self.meta = json.load(f)
+        # Caches without these predate the feature spec in the metadata and the (n, 3) index too.
+        if "root" not in self.meta or not os.path.isfile(files_path):
+            raise CacheError(f"{meta_path}: written by an older mae-ast-cache that did not record its audio files; "
+                             "rewrite it with mae-ast-cache")
         if self.meta["manifest_sha1"] != manifest_digest(dataset.manifest_path):
             raise CacheError(f"{meta_path}: written for another version of {dataset.manifest_path}; "
                              "rewrite it with mae-ast-cache")
-        spec = dataset.feature_spec
-        written = FeatureSpec(**self.meta["feature_spec"]) if "feature_spec" in self.meta else None
-        if (self.meta["width"], self.meta["sample_rate"]) != (spec.width, spec.sample_rate) or \
-                (written is not None and written != spec):
-            what = (written.describe() if written
-                    else f"{self.meta['width']} columns at {self.meta['sample_rate']} Hz")
-            raise CacheError(f"{meta_path}: written with {what}, the task asks {spec.describe()}; "
+        spec, written = dataset.feature_spec, FeatureSpec(**self.meta["feature_spec"])
+        if written != spec:
+            raise CacheError(f"{meta_path}: written with {written.describe()}, the task asks {spec.describe()}; "
                              "rewrite it with mae-ast-cache (--feature-dim/--deltas/--sample-rate as the task)")
         table = np.load(idx_path)
-        self.index = self._rows_for(table, dataset, idx_path)
-        self._check_files(cache_dir, split, table, dataset, meta_path)
+        rows = self._rows_for(table, dataset, idx_path)
+        self.index = table[rows, 1:]
+        self._check_files(np.load(files_path)[rows], dataset, meta_path)
         self.dim = self.meta["width"]
         self.bin_path, self.dtype = bin_path, np.dtype(self.meta["dtype"])
         self.paths = dataset.paths
         self._frames = None  # opened lazily: each dataloader worker maps the file itself
 
     def _rows_for(self, table: np.ndarray, dataset, idx_path: str) -> np.ndarray:
-        """(start, count) of each of the dataset's entries, looked up by manifest line."""
-        if table.ndim != 2 or table.shape[1] != 3:
-            raise CacheError(f"{idx_path}: written by an older mae-ast-cache; rewrite the cache with mae-ast-cache")
+        """The table's row of each of the dataset's entries, looked up by manifest line."""
         row_of = {int(line): r for r, line in enumerate(table[:, 0])}
         absent = [line for line in dataset.lines if line not in row_of]
         if absent:
@@ -167,22 +145,16 @@ class FbankCache:
                 f"the cache (e.g. line {absent[0]}); it was written with --min-sample-size "
                 f"{self.meta['min_keep']} / --max-keep-size {self.meta['max_keep']}: rewrite it with "
                 "mae-ast-cache without them (the default caches every entry)")
-        return table[[row_of[line] for line in dataset.lines], 1:]
+        return np.array([row_of[line] for line in dataset.lines], dtype=np.int64)
 
-    def _check_files(self, cache_dir: str, split: str, table: np.ndarray, dataset, meta_path: str) -> None:
+    def _check_files(self, then: np.ndarray, dataset, meta_path: str) -> None:
         """The clips are the files the cache was computed from: same resolved folder, and
         each file's size and mtime unchanged (a stat per clip: seconds for 2 M clips)."""
-        files_path = _files_path(cache_dir, split)
-        if "root" not in self.meta or not os.path.isfile(files_path):
-            raise CacheError(f"{meta_path}: written by an older mae-ast-cache that did not record its audio files; "
-                             "rewrite it with mae-ast-cache")
-        root = clip_root(dataset)
+        root = identity.real_path(dataset.root)
         if self.meta["root"] != root:
             raise CacheError(f"{meta_path}: computed from the audio under {self.meta['root']}, but "
                              f"{dataset.manifest_path}'s clips are under {root} (an identical manifest in another "
                              "folder): rewrite the cache for this folder with mae-ast-cache")
-        row_of = {int(line): r for r, line in enumerate(table[:, 0])}
-        then = np.load(files_path)[[row_of[line] for line in dataset.lines]]
         now = _file_stats(dataset.paths)
         changed = np.flatnonzero((then != now).any(axis=1))
         if len(changed):
@@ -190,9 +162,8 @@ class FbankCache:
             what = (f"size {then[i, 0]} -> {now[i, 0]} bytes" if then[i, 0] != now[i, 0]
                     else "same size, modified after the cache was written")
             raise CacheError(f"{meta_path}: {len(changed)} of {len(dataset)} clips changed since the cache was "
-                             "written, "
-                             f"e.g. {dataset.paths[i]} ({dataset.manifest_path}:{dataset.lines[i]}: {what}): its "
-                             "features would be the old audio's; rewrite the cache with mae-ast-cache")
+                             f"written, e.g. {dataset.paths[i]} ({dataset.manifest_path}:{dataset.lines[i]}: {what}): "
+                             "its features would be the old audio's; rewrite the cache with mae-ast-cache")
 
     def __getitem__(self, i: int) -> torch.Tensor:
         start, count = self.index[i]

@@ -1,17 +1,10 @@
 """The one definition of how audio becomes model input.
 
-``FeatureSpec`` holds the facts (sample rate, mel bins, deltas, frame window and shift)
-and is the one way in: a file (``read_audio``: decode, resample), waveforms
-(``batch``: the input contract, fbank, one short-clip policy, a padded batch and its
-mask) or a device batch (``compute_batch``). It also answers every question asked about
-those facts: feature width, frames for n samples, the shortest usable clip. The dataset,
-the fbank cache, the model, ``extract_layers``, the s3prl upstream, HEAR and every tool
-build one from the checkpoint's or the task's config (``FeatureSpec.from_task_cfg``), so
-a checkpoint trained with deltas gets deltas everywhere.
-
-``as_waveforms`` is the input contract for raw audio handed to the model by users:
-mono float in [-1, 1] at the spec's rate; everything else is refused with a message
-that says what to do, or (stereo) averaged with a warning.
+``FeatureSpec`` (sample rate, mel bins, deltas, window and shift) is the one way in, from
+a file (``read``), user waveforms (``batch``) or a device batch (``compute_batch``), and
+answers every question about those facts (width, frames for n samples). Every reader
+builds it from the checkpoint's or task's config, so deltas go wherever they were trained.
+``as_waveforms`` is the input contract for users' raw audio: mono float in [-1, 1].
 """
 
 from __future__ import annotations
@@ -30,14 +23,19 @@ from .resample import resample, resampled_length
 
 logger = logging.getLogger(__name__)
 
-# A float waveform whose peak exceeds this is not on the [-1, 1] scale: int16 range
-# (32768) is the usual cause. Loose on purpose: s3prl probes upstreams with
-# torch.randn (peaks near 5), and clipped or resampled audio overshoots 1 a little.
+# A peak above this is not on the [-1, 1] scale (int16 range, usually). Loose on purpose:
+# s3prl probes upstreams with torch.randn (peaks near 5).
 MAX_ABS_AMPLITUDE = 32.0
 # Axes this short are taken for audio channels, not time (stereo, 5.1, 7.1).
 MAX_CHANNELS = 8
 # Frames of fbank computed at once (40 s at a 10 ms shift; ~40 MB of FFT intermediates).
 FBANK_CHUNK_FRAMES = 4000
+
+
+def _with_deltas(feat: torch.Tensor) -> torch.Tensor:
+    """``(frames, mel)`` -> ``(frames, 3 * mel)``: features, deltas, delta-deltas."""
+    d1 = compute_deltas(feat)
+    return torch.cat([feat, d1, compute_deltas(d1)], dim=1)
 
 
 def _cfg_get(cfg: Any, key: str, default: Any) -> Any:
@@ -57,16 +55,15 @@ class FeatureSpec:
 
     @classmethod
     def from_task_cfg(cls, cfg: Any) -> FeatureSpec:
-        """The spec a task config (dataclass, DictConfig, dict or namespace) describes.
-        ``feature_dim`` is the mel bins (the task's name for it); a missing ``deltas``
-        means off, as in every released checkpoint."""
+        """The spec a task config (dataclass, DictConfig, dict or namespace) describes;
+        ``feature_dim`` is the mel bins, a missing ``deltas`` off (released checkpoints)."""
         return cls(sample_rate=int(_cfg_get(cfg, "sample_rate", 16000)),
                    num_mel_bins=int(_cfg_get(cfg, "feature_dim", 128)),
                    deltas=bool(_cfg_get(cfg, "deltas", False)))
 
     @property
     def width(self) -> int:
-        """Columns per frame: the mel bins, tripled when deltas and delta-deltas follow."""
+        """Columns per frame: the mel bins, tripled with deltas."""
         return self.num_mel_bins * (3 if self.deltas else 1)
 
     @property
@@ -84,7 +81,6 @@ class FeatureSpec:
         return 1 + (num_samples - self.window_samples) // self.shift_samples
 
     def samples_for_frames(self, num_frames: int) -> int:
-        """The fewest samples that give ``num_frames`` frames."""
         return 0 if num_frames <= 0 else self.window_samples + (num_frames - 1) * self.shift_samples
 
     def describe(self) -> str:
@@ -92,49 +88,36 @@ class FeatureSpec:
         return f"{self.width} columns ({self.num_mel_bins} mel bins{extra}) at {self.sample_rate} Hz"
 
     def compute(self, waveform: torch.Tensor) -> torch.Tensor:
-        """``(frames, width)`` features of a mono ``(N,)`` waveform at ``sample_rate``,
-        scale [-1, 1]; raises ``ValueError`` below one window."""
+        """``(frames, width)`` features of a mono ``(N,)`` waveform at ``sample_rate`` in
+        [-1, 1]; raises ``ValueError`` below one window."""
         frames = self.frames(waveform.shape[-1])
         if frames <= FBANK_CHUNK_FRAMES:
             feat = self._fbank(waveform)
         else:
-            # Frames are independent (Kaldi's snip_edges): a chunk of frames at a time keeps
-            # the FFT's intermediates (~40x the fbank's size) bounded for any recording length.
+            # Frames are independent (snip_edges): chunks bound the FFT's intermediates (~40x the fbank)
             feat = waveform.new_empty((*waveform.shape[:-1], frames, self.num_mel_bins), dtype=torch.float32)
             for start in range(0, frames, FBANK_CHUNK_FRAMES):
                 end = min(start + FBANK_CHUNK_FRAMES, frames)
                 chunk = waveform[..., start * self.shift_samples: self.samples_for_frames(end)]
                 feat[..., start:end, :] = self._fbank(chunk)
-        if self.deltas:
-            d1 = compute_deltas(feat)
-            feat = torch.cat([feat, d1, compute_deltas(d1)], dim=1)
-        return feat
+        return _with_deltas(feat) if self.deltas else feat
 
     def _fbank(self, waveform: torch.Tensor) -> torch.Tensor:
         return fbank(waveform, num_mel_bins=self.num_mel_bins, sample_rate=self.sample_rate,
                      frame_length_ms=self.frame_length_ms, frame_shift_ms=self.frame_shift_ms)
 
-    def resample(self, wav: torch.Tensor, rate: int) -> torch.Tensor:
-        """``wav`` (``(..., N)`` at ``rate`` Hz) at the spec's rate."""
-        return resample(wav, rate, self.sample_rate)
-
     def read(self, path: str, expected_samples: int | None = None, allow_silence: bool = False) -> torch.Tensor:
-        """``read_audio`` at the spec's rate."""
         return read_audio(path, self.sample_rate, expected_samples, allow_silence)
 
     def batch(self, waveforms: Any, min_frames: int, device: torch.device | str | None = None,
               pad_short: bool = False, length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Waveforms under the input contract (``as_waveforms``) -> ``(B, frames, width)``
-        features on ``device``, zero-padded to the longest clip (or cropped from the start
-        and padded to ``length`` frames), and the frame padding mask (True = padding).
-
-        The one short-clip policy: a clip with fewer than ``min_frames`` frames (one patch)
-        raises ``ValueError`` naming it, or with ``pad_short`` is zero-padded to the
-        samples that make ``min_frames`` frames, which then count as its own."""
+        """Waveforms under the input contract -> ``(B, frames, width)`` features on ``device``,
+        zero-padded to the longest clip (or cut and padded to ``length`` frames), and the
+        padding mask (True = padding). A clip under ``min_frames`` (one patch) raises
+        ``ValueError``, or with ``pad_short`` is zero-padded to ``min_frames`` valid frames."""
         feats = []
         for i, wav in enumerate(as_waveforms(waveforms)):
-            frames = self.frames(len(wav))
-            short = short_of_one_patch(frames, min_frames)
+            short = short_of_one_patch(self.frames(len(wav)), min_frames)
             if short and pad_short:
                 wav = F.pad(wav, (0, self.samples_for_frames(min_frames) - len(wav)))
             elif short:
@@ -151,38 +134,42 @@ class FeatureSpec:
         """Frames of a clip of ``num_samples`` at ``rate`` Hz once resampled to ours."""
         return self.frames(resampled_length(num_samples, rate, self.sample_rate))
 
+    def unusable(self, num_samples: int, rate: int, min_frames: int) -> str | None:
+        """Why a clip of ``num_samples`` at ``rate`` Hz makes no token, or None."""
+        frames = self.frames_at_rate(num_samples, rate)
+        if frames == 0:
+            return (f"{num_samples} samples at {rate} Hz is shorter than one {self.window_samples}-sample "
+                    f"fbank window at {self.sample_rate} Hz")
+        short = short_of_one_patch(frames, min_frames)
+        return short and f"{short}: {self.samples_for_frames(min_frames)} samples at {self.sample_rate} Hz make one"
+
     def compute_batch(self, wav: torch.Tensor, lengths: list[int], rates: list[int]) -> torch.Tensor:
-        """``(B, frames, width)`` features of a zero-padded ``(B, N)`` batch of mono
-        waveforms, clip ``i`` holding ``lengths[i]`` samples at ``rates[i]`` Hz, computed
-        on ``wav``'s device: resampled by rate group, then one batched fbank. Clip ``i``'s
-        first ``frames_at_rate(lengths[i], rates[i])`` frames are its ``compute``
-        features (every frame and every resampled sample reads only that clip's samples
-        and zeros beyond them, as the per-clip code pads); the rest is padding."""
+        """``(B, frames, width)`` features of a zero-padded ``(B, N)`` batch, clip ``i`` holding
+        ``lengths[i]`` samples at ``rates[i]`` Hz, on ``wav``'s device. Clip ``i``'s first
+        ``frames_at_rate(lengths[i], rates[i])`` frames are its ``compute`` features (each
+        reads only that clip's samples and zeros beyond); the rest is padding."""
         new_lengths = [resampled_length(n, r, self.sample_rate) for n, r in zip(lengths, rates)]
         if len(set(rates)) == 1:  # the usual batch: one rate, no regrouping
-            at_rate = self.resample(wav[:, : max(lengths)], rates[0])
+            at_rate = resample(wav[:, : max(lengths)], rates[0], self.sample_rate)
         else:
             at_rate = wav.new_zeros(len(lengths), max(new_lengths))
             for rate in sorted(set(rates)):
                 rows = [i for i, r in enumerate(rates) if r == rate]
                 n = max(lengths[i] for i in rows)
                 # Row slices, not an index tensor: nothing is copied from the host.
-                group = self.resample(torch.stack([wav[i, :n] for i in rows]), rate)
+                group = resample(torch.stack([wav[i, :n] for i in rows]), rate, self.sample_rate)
                 for k, i in enumerate(rows):
                     at_rate[i, : new_lengths[i]] = group[k, : new_lengths[i]]
         feat = self._fbank(at_rate)
         if self.deltas:  # deltas replicate each clip's own last frame: per clip
             out = feat.new_zeros(*feat.shape[:2], self.width)
             for i, n in enumerate(new_lengths):
-                f = self.frames(n)
-                d1 = compute_deltas(feat[i, :f])
-                out[i, :f] = torch.cat([feat[i, :f], d1, compute_deltas(d1)], dim=1)
+                out[i, : self.frames(n)] = _with_deltas(feat[i, : self.frames(n)])
             feat = out
         return feat
 
     def check_width(self, width: int, what: str = "input") -> None:
-        """Refuse features of another width: patches would be cut on the wrong grid and
-        the padding mask computed for the wrong number of channel blocks."""
+        """Refuse features of another width (patches would be cut on the wrong grid)."""
         if width != self.width:
             raise ValueError(
                 f"{what} has {width} feature columns per frame, but this model expects "
@@ -192,15 +179,14 @@ class FeatureSpec:
 
 
 def as_waveform(x: Any, index: int = 0) -> torch.Tensor:
-    """One user-supplied clip as a mono float32 ``(N,)`` tensor, or a ``ValueError``
-    naming the clip and what to do. Stereo (``(C, N)`` or ``(N, C)`` with C <= 8) is
-    averaged to mono with a warning, as training does for files."""
+    """One user-supplied clip as a mono float32 ``(N,)`` tensor, or a ``ValueError`` saying
+    what to do. Stereo (``(C, N)`` or ``(N, C)``, C <= 8) is averaged with a warning."""
     name = f"waveform {index}"
     if isinstance(x, np.ndarray):
         x = torch.from_numpy(np.ascontiguousarray(x))
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"{name}: expected a torch tensor or numpy array, got {type(x).__name__}")
-    if not (x.is_floating_point()):
+    if not x.is_floating_point():
         raise ValueError(f"{name}: dtype {x.dtype} is not float; convert to float in [-1, 1] "
                          f"(for int16 audio: x.float() / 32768)")
     if x.dim() == 2:
@@ -246,17 +232,14 @@ def as_waveforms(inputs: Any) -> list[torch.Tensor]:
 
 
 def short_of_one_patch(frames: int, min_frames: int) -> str | None:
-    """Why ``frames`` feature frames make no token (``min_frames`` is ``PatchGrid.min_frames``,
-    one patch in time), or None: the one test and message of every reader of audio, each
-    refusing or skipping by its own policy."""
+    """Why ``frames`` make no token (``min_frames``: one patch in time), or None: the one
+    test and message of every reader of audio, each refusing or skipping by its policy."""
     return f"{frames} frames is shorter than one patch ({min_frames} frames)" if frames < min_frames else None
 
 
 def read_audio(path: str, sample_rate: int = 16000, expected_samples: int | None = None,
                allow_silence: bool = False) -> torch.Tensor:
-    """Mono float32 waveform of ``path`` resampled to ``sample_rate``, scale [-1, 1]
-    (``audio_io.decode_audio``, whose ``expected_samples`` is the manifest's length at the
-    file's own rate, then the resampler); ``AudioError`` names the file on any failure."""
+    """``decode_audio`` (see there), resampled to ``sample_rate``."""
     wav, rate = decode_audio(path, expected_samples, allow_silence)
     with named_failure(path, f"resampling {rate} Hz to {sample_rate} Hz"):
         return resample(wav, rate, sample_rate)
@@ -264,19 +247,11 @@ def read_audio(path: str, sample_rate: int = 16000, expected_samples: int | None
 
 def clip_features(path: str, spec: FeatureSpec, expected_samples: int | None = None,
                   min_frames: int = 1, allow_silence: bool = False) -> torch.Tensor:
-    """What training does with one file: decode (checked against the manifest's length),
-    resample, features, at least ``min_frames`` frames (one patch). Raises ``AudioError``
-    with the reason; ``mae-ast-validate`` calls this too, so both check the same things."""
+    """What training does with one file: read, check, features; ``AudioError`` names the
+    reason. ``mae-ast-validate`` calls this too, so both check the same things."""
     wav = spec.read(path, expected_samples, allow_silence)
-    frames = spec.frames(len(wav))
-    if frames == 0:
-        raise AudioError(path, f"{len(wav)} samples at {spec.sample_rate} Hz is shorter than one "
-                               f"{spec.window_samples}-sample fbank window")
-    short = short_of_one_patch(frames, min_frames)
-    if short:
-        raise AudioError(path, f"{short}: {spec.samples_for_frames(min_frames)} samples at {spec.sample_rate} Hz "
-                               "make one")
-    try:
+    reason = spec.unusable(len(wav), spec.sample_rate, min_frames)
+    if reason:
+        raise AudioError(path, reason)
+    with named_failure(path, "computing features"):
         return spec.compute(wav)
-    except (ValueError, RuntimeError) as err:
-        raise AudioError(path, f"features could not be computed ({err})") from err

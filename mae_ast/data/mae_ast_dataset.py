@@ -1,16 +1,12 @@
 """The pretraining dataset: manifest -> audio -> Kaldi fbank -> cropped batches.
 
-Batching matches the original: ``num_tokens`` counts audio samples (the manifest length,
-capped at ``max_sample_size``), so ``dataset.max_tokens`` means what it meant there;
-indices are ordered by length, longest first, ties random; the collater crops every
-clip to the shortest in the batch (random crop when ``random_crop``), so pretraining
-batches carry no padding (``padding_mask`` is None then).
+Batching matches the original: ``num_tokens`` counts audio samples (capped at
+``max_sample_size``), indices run longest first (ties random), and the collater crops
+every clip to the batch's shortest, so batches carry no padding.
 
-Bad files are skipped, never fatal: each is named once in the log with its reason,
-and every batch reports how many of its clips were skipped (``n_skipped``), which the
-criterion logs as ``skipped_clips``. A batch whose clips are all bad becomes a
-placeholder (no ``net_input``) that the criterion turns into a zero loss, so its count
-is logged too and fairseq never sees an empty batch.
+Bad files are skipped, never fatal: each is named once in the log, and every batch
+counts its skipped clips (``n_skipped``). A batch of only bad clips becomes a placeholder
+(no ``net_input``) that the criterion turns into a zero loss.
 """
 
 from __future__ import annotations
@@ -58,7 +54,7 @@ class MAE_AST_Dataset(FairseqDataset):
         self.manifest_path = manifest_path
         self.min_keep, self.max_keep = min_keep_sample_size, max_keep_sample_size
         self.cache = None  # an FbankCache (use_cache) replaces decoding and fbank
-        # Packed (see ``manifest``): forked dataloader workers read them without copying.
+        # Packed (see ``manifest``): forked dataloader workers share them without copying.
         self.paths, self.lines, self.entries = manifest.paths, manifest.lines, manifest.entries
         self.root = manifest.root
         self.sizes = manifest.sizes  # samples at each file's own rate; never written into
@@ -71,25 +67,19 @@ class MAE_AST_Dataset(FairseqDataset):
         self.pad_audio = pad_audio
         self.random_crop = random_crop
         self.seed = seed
-        # Clips with fewer frames than one patch cannot make a token; the task passes the
-        # model's kernel time (and updates it if the model is built after the dataset).
-        self.min_frames = min_frames
+        self.min_frames = min_frames  # one patch in time; the task updates it once the model exists
         self.epoch = 1
         self._reported: set[int] = set()
-        # With decode_only (task.features_on_device) items are waveforms at their own
-        # rate and batches carry them; the task computes features on the device.
-        self.decode_only = False
-        # Digitally silent clips are skipped (counted) unless kept: evaluation keeps them.
-        self.keep_silence = False
+        self.decode_only = False  # task.features_on_device: items are waveforms at their own rate
+        self.keep_silence = False  # evaluation keeps silent clips
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     @property
     def can_reuse_epoch_itr_across_epochs(self) -> bool:
-        # Crops depend on the epoch. A reused iterator keeps its persistent dataloader
-        # workers, which never see set_epoch: crops would repeat every epoch, and a
-        # resumed run (fresh workers) would crop differently from an uninterrupted one.
+        # Crops depend on the epoch, which a reused iterator's persistent workers never see:
+        # crops would repeat, and a resumed run (fresh workers) would crop differently.
         return False
 
     def __len__(self) -> int:
@@ -98,15 +88,11 @@ class MAE_AST_Dataset(FairseqDataset):
     def _skip(self, index: int, reason: str) -> dict:
         if index not in self._reported:  # name each bad file once per process
             self._reported.add(index)
-            logger.warning(
-                f"skipping {self.paths[index]} ({self.manifest_path}:{self.lines[index]}): "
-                f"{reason}"
-            )
+            logger.warning(f"skipping {self.paths[index]} ({self.manifest_path}:{self.lines[index]}): {reason}")
         return {"id": index, "source": None}
 
     @property
     def feature_width(self) -> int:
-        """Columns per frame: the mel bins, tripled when deltas are appended."""
         return self.feature_spec.width
 
     def use_cache(self, cache_dir: str, split: str) -> None:
@@ -118,68 +104,45 @@ class MAE_AST_Dataset(FairseqDataset):
     def get_features(self, index: int) -> torch.Tensor:
         if self.cache is not None:
             return self.cache[index]
-        expected = int(self.sizes[index])
-        return clip_features(self.paths[index], self.feature_spec, expected_samples=expected,
+        return clip_features(self.paths[index], self.feature_spec, expected_samples=int(self.sizes[index]),
                              allow_silence=self.keep_silence)
 
     def __getitem__(self, index: int) -> dict:
-        if self.decode_only:
-            return self.get_waveform(index)
+        """The clip's features, or with ``decode_only`` its waveform at the file's rate."""
         try:
-            feat = self.get_features(index)
+            if self.decode_only:
+                wav, rate = decode_audio(self.paths[index], int(self.sizes[index]), self.keep_silence)
+                reason = self.feature_spec.unusable(len(wav), rate, self.min_frames)
+                item = {"source": wav, "rate": rate, "frames": self.feature_spec.frames_at_rate(len(wav), rate)}
+            else:
+                item = {"source": self.get_features(index)}
+                reason = short_of_one_patch(len(item["source"]), self.min_frames)
         except AudioError as err:
-            return self._skip(index, err.reason)
-        short = short_of_one_patch(len(feat), self.min_frames)
-        if short:
-            return self._skip(index, short)
-        return {"id": index, "source": feat}
-
-    def get_waveform(self, index: int) -> dict:
-        """The item of ``decode_only``: the checked waveform at the file's rate, with the
-        same skips (and reasons) as the features path."""
-        expected = int(self.sizes[index])
-        try:
-            wav, rate = decode_audio(self.paths[index], expected, self.keep_silence)
-        except AudioError as err:
-            return self._skip(index, err.reason)
-        frames = self.feature_spec.frames_at_rate(len(wav), rate)
-        if frames == 0:
-            return self._skip(index, f"{len(wav)} samples at {rate} Hz is shorter than one fbank window")
-        short = short_of_one_patch(frames, self.min_frames)
-        if short:
-            return self._skip(index, short)
-        return {"id": index, "source": wav, "rate": rate, "frames": frames}
+            reason = err.reason
+        return self._skip(index, reason) if reason else {"id": index, **item}
 
     def crop_start(self, index: int, length: int, target: int) -> int:
-        """First frame of the crop of ``target`` frames out of ``length``: the one crop rule
-        of pretraining and fine-tuning. The offset depends only on (seed, epoch, clip,
-        target): the same in any dataloader worker and after a resume, new every epoch.
-        (The original drew from the global numpy state, which forked workers share and a
-        restart resets.) Pretraining passes no seed (its task has no seed setting), so its
-        crops stay keyed by (epoch, clip, target), as this code has always cropped them."""
+        """First frame of the crop of ``target`` frames out of ``length``, for pretraining and
+        fine-tuning: keyed by (seed, epoch, clip, target), so the same in any worker and after
+        a resume, new every epoch. Pretraining has no seed setting: keyed without it."""
         diff = length - target
         if diff <= 0 or not self.random_crop:
             return 0
         key = (self.epoch, index, target) if self.seed is None else (self.seed, self.epoch, index, target)
         return int(np.random.default_rng(key).integers(0, diff + 1))
 
-    def crop_to_max_size(self, feat: torch.Tensor, target: int, index: int) -> torch.Tensor:
-        start = self.crop_start(index, len(feat), target)
-        return feat[start : start + target]
-
     @staticmethod
     def usable(samples: list[dict]) -> tuple[list[dict], int, dict | None]:
-        """The samples that hold features, how many were skipped, and the batch to return
-        when none is left: not {}, or fairseq would swap in its dummy batch and drop the
-        count (or fail with "Invalid dummy batch" if it is the first one)."""
+        """The samples that hold features, how many were skipped, and the batch to return when
+        none is left: not {}, or fairseq would swap in its dummy batch and drop the count."""
         n_skipped = sum(s["source"] is None for s in samples)
         samples = [s for s in samples if s["source"] is not None]
-        placeholder = None
-        if not samples:
-            placeholder = {"id": torch.zeros(0, dtype=torch.long), "n_skipped": n_skipped} if n_skipped else {}
-        return samples, n_skipped, placeholder
+        if samples:
+            return samples, n_skipped, None
+        return samples, n_skipped, {"id": torch.zeros(0, dtype=torch.long), "n_skipped": n_skipped} if n_skipped else {}
 
     def target_frames(self, lengths: list[int]) -> int:
+        """Frames every clip of the batch is cropped or padded to."""
         # As in the original, max_sample_size (samples) caps a length in frames: with the
         # seed's 250000 it never binds on 10 s clips (1000 frames).
         return min(max(lengths) if self.pad_audio else min(lengths), self.max_sample_size)
@@ -193,16 +156,8 @@ class MAE_AST_Dataset(FairseqDataset):
         feats = [s["source"] for s in samples]
         lengths = [len(f) for f in feats]
         target = self.target_frames(lengths)
-        source = feats[0].new_zeros(len(feats), target, feats[0].shape[1])
-        padding_mask = torch.zeros(len(feats), target, dtype=torch.bool)
-        for i, (sample, feat) in enumerate(zip(samples, feats)):
-            feat = self.crop_to_max_size(feat, target, sample["id"])
-            source[i, : len(feat)] = feat
-            padding_mask[i, len(feat) :] = True
-        if not any(length < target for length in lengths):
-            # Nothing padded (always so when cropping): the model then needs no mask and
-            # never has to look at one on the device to find that out.
-            padding_mask = None
+        starts = [self.crop_start(s["id"], n, target) for s, n in zip(samples, lengths)]
+        source, padding_mask = crop_batch(feats, lengths, starts, target)
         return {
             "id": torch.LongTensor([s["id"] for s in samples]),
             "net_input": {"source": source, "padding_mask": padding_mask},
@@ -210,10 +165,8 @@ class MAE_AST_Dataset(FairseqDataset):
         }
 
     def collate_waveforms(self, samples: list[dict], n_skipped: int) -> dict:
-        """A batch of ``decode_only`` items: the waveforms zero-padded to the longest,
-        and, planned on the host, everything the device needs to cut the same crops as
-        ``collater`` (``features_from_waveforms`` does it): lengths, rates, each clip's
-        first frame and the batch's frame count."""
+        """A batch of ``decode_only`` items: the waveforms zero-padded to the longest, and
+        the crops ``collater`` would cut, planned on the host for ``features_from_waveforms``."""
         frames = [s["frames"] for s in samples]
         target = self.target_frames(frames)
         wav = torch.nn.utils.rnn.pad_sequence([s["source"] for s in samples], batch_first=True)
@@ -235,8 +188,7 @@ class MAE_AST_Dataset(FairseqDataset):
         return self.size(index)
 
     def num_tokens_vec(self, indices: np.ndarray) -> np.ndarray:
-        """``num_tokens`` of many clips at once: fairseq's batching then makes no Python
-        call per clip."""
+        """``num_tokens`` of many clips at once (no Python call per clip in fairseq's batching)."""
         sizes = self.sizes[np.asarray(indices, dtype=np.int64)]
         return sizes if self.pad_audio else np.minimum(sizes, self.max_sample_size)
 
@@ -245,9 +197,8 @@ class MAE_AST_Dataset(FairseqDataset):
 
     def batch_by_size(self, indices: np.ndarray, max_tokens=None, max_sentences=None,
                       required_batch_size_multiple: int = 1) -> list:
-        """fairseq's batching, plus a count of the clips it leaves out: it drops a last
-        batch smaller than ``required_batch_size_multiple``, and with clips sorted by
-        length those are the same shortest clips every epoch."""
+        """fairseq's batching, plus a count of the clips it leaves out (a last batch under
+        ``required_batch_size_multiple``: the same shortest clips every epoch)."""
         batches = super().batch_by_size(indices, max_tokens, max_sentences, required_batch_size_multiple)
         kept = sum(len(b) for b in batches)
         if not batches:
@@ -257,8 +208,7 @@ class MAE_AST_Dataset(FairseqDataset):
                 "add clips to this split or set dataset.required_batch_size_multiple=1"
             )
         if kept < len(indices):
-            # sorted, distinct clips in no batch (np.setdiff1d's answer; a flag per clip is
-            # linear, where setdiff1d's two np.unique calls took 2.4 s CPU at 500 k clips)
+            # sorted, distinct clips in no batch: np.setdiff1d's answer, linear (it took 2.4 s at 500 k clips)
             batched = np.zeros(len(self), dtype=bool)
             batched[np.concatenate(batches)] = True
             indices = np.asarray(indices, dtype=np.int64)
@@ -271,27 +221,33 @@ class MAE_AST_Dataset(FairseqDataset):
         return batches
 
     def ordered_indices(self) -> np.ndarray:
-        order = [np.random.permutation(len(self)) if self.shuffle else np.arange(len(self))]
-        order.append(self.sizes)
-        return np.lexsort(order)[::-1]
+        ties = np.random.permutation(len(self)) if self.shuffle else np.arange(len(self))
+        return np.lexsort([ties, self.sizes])[::-1]
 
 
-def features_from_waveforms(sample: dict, spec: FeatureSpec, dtype: torch.dtype | None = None) -> dict:
-    """The batch ``collater`` would have built, from a ``collate_waveforms`` batch whose
-    tensors are on the training device: features computed there, cropped as planned.
-    Only host-known integers steer it, so nothing waits for the device."""
-    w = sample["waveforms"]
-    feats = spec.compute_batch(w["wav"].view(torch.float32), w["lengths"], w["rates"])
-    target = w["frames"]
-    source = feats.new_zeros(feats.shape[0], target, feats.shape[2])
+def crop_batch(feats, frames: list[int], starts: list[int], target: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Clip ``i`` (``frames[i]`` long) from ``starts[i]`` into a zero-padded ``(B, target, width)``
+    batch, and its padding mask, None when nothing is padded (attention then takes its
+    unmasked kernels). Only host integers steer it: nothing waits for the device."""
+    source = feats[0].new_zeros(len(feats), target, feats[0].shape[-1])
     padding_mask = None
-    for i, (n, rate, start) in enumerate(zip(w["lengths"], w["rates"], w["starts"])):
-        valid = min(spec.frames_at_rate(n, rate) - start, target)
-        source[i, :valid] = feats[i, start : start + valid]
+    for i, (n, start) in enumerate(zip(frames, starts)):
+        valid = min(n - start, target)
+        source[i, :valid] = feats[i][start : start + valid]
         if valid < target:
             if padding_mask is None:
                 padding_mask = torch.zeros(source.shape[:2], dtype=torch.bool, device=source.device)
             padding_mask[i, valid:] = True
+    return source, padding_mask
+
+
+def features_from_waveforms(sample: dict, spec: FeatureSpec, dtype: torch.dtype | None = None) -> dict:
+    """The batch ``collater`` would have built, from a ``collate_waveforms`` batch on the
+    training device."""
+    w = sample["waveforms"]
+    feats = spec.compute_batch(w["wav"].view(torch.float32), w["lengths"], w["rates"])
+    frames = [spec.frames_at_rate(n, rate) for n, rate in zip(w["lengths"], w["rates"])]
+    source, padding_mask = crop_batch(feats, frames, w["starts"], w["frames"])
     out = {k: v for k, v in sample.items() if k != "waveforms"}
     out["net_input"] = {"source": source if dtype is None else source.to(dtype), "padding_mask": padding_mask}
     return out

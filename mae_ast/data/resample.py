@@ -1,24 +1,13 @@
 """Band-limited resampling with a Hann-windowed sinc, the method (and defaults: 6 zero
 crossings, roll-off 0.99) of ``torchaudio.functional.resample`` that the original used.
 
-Output sample j is ``sum_i x[i] h(i / orig - j / new)``, with both rates divided by their
-gcd. Two ways to evaluate that same sum:
-
-* kernel bank (torchaudio's own way): the filter phases repeat every ``new`` outputs, so
-  all outputs are one strided ``conv1d`` with ``new`` kernels of ``orig + 2 * width``
-  taps. Fast, but the bank grows with the *reduced* rates: from 22051 Hz to 16 kHz the
-  gcd is 1 and the bank has 16000 x 22069 = 353M weights (~14 GB of float64 temporaries
-  to build it, 42 s); at 44101 Hz the process runs out of memory.
-* direct: for each output, compute only the ``2 * width + 1`` weights it uses (the
-  rest of its bank kernel, ``orig - 1`` taps, is zero). Cost and memory are
-  proportional to the output length times the filter width, whatever the gcd.
-
-The bank is used while it is small (``_MAX_KERNEL_ELEMENTS``), the direct sum above that.
-Both evaluate the same filter at the same points, so every rate gets torchaudio's
-features, not only the common ones. We chose this over a library such as soxr (python-
-soxr, VHQ) because soxr's filter differs from torchaudio's (pass band to ~91% of
-Nyquist, steeper), which would make odd-rate clips the only ones whose top mel bins
-differ from the original recipe, and it would add a dependency and a GPU-to-CPU copy.
+Output sample j is ``sum_i x[i] h(i / orig - j / new)`` (rates divided by their gcd),
+evaluated two ways: torchaudio's kernel bank (one strided ``conv1d`` with ``new`` kernels
+of ``orig + 2 * width`` taps), while the bank is small; above that (22051 Hz -> 16 kHz
+needs 353M weights, ~14 GB to build) a direct sum of each output's ``2 * width + 1``
+nonzero weights, whose cost is independent of the gcd. Both evaluate the same filter at
+the same points, so every rate gets torchaudio's features. Not soxr: its filter differs
+(pass band to ~91% of Nyquist), so odd-rate clips' top mel bins would differ.
 """
 
 from __future__ import annotations
@@ -31,16 +20,10 @@ import torch
 ZEROS = 6  # zero crossings of the sinc on each side (torchaudio's lowpass_filter_width)
 ROLLOFF = 0.99  # cutoff as a fraction of the lower Nyquist rate (torchaudio's default)
 
-# Largest kernel bank, new * (orig + 2 * width) weights after dividing by the gcd, built
-# for the conv1d path. Every rate seen in practice is far below: to 16 kHz, 11.025 kHz
-# needs 291k (the largest), 22.05 kHz 147k, 44.1 kHz 76k, 88.2 kHz 41k, 8/32/48/96 kHz
-# under 200; between 44.1 and 48 kHz, 26k. Rates with a tiny gcd need hundreds of
-# millions (22051 Hz: 353M). 2**21 (~2.1M) keeps 7x headroom over 11.025 kHz while
-# capping the bank's float64 build (about six temporaries) near 100 MB and the cached
-# bank at 16 MB.
+# Largest kernel bank (weights) built for the conv1d path: 7x the largest common rate's
+# (11.025 kHz -> 16 kHz: 291k), while its float64 build stays near 100 MB.
 _MAX_KERNEL_ELEMENTS = 2**21
-# Elements per chunk on the direct path (rows x outputs x taps): its float64 weights and
-# gathered samples stay near 100 MB whatever the clip length or batch.
+# Elements per chunk on the direct path (rows x outputs x taps): ~100 MB of float64 temporaries.
 _DIRECT_CHUNK_ELEMENTS = 2**20
 
 
@@ -72,14 +55,9 @@ def _sinc_kernels(orig: int, new: int) -> tuple[torch.Tensor, int]:
     return _windowed_sinc(t, cutoff, orig), width
 
 
-# Fewest kernels the conv1d path runs with. With one or two phases (48 or 32 kHz to
-# 16 kHz) the convolution has a single output channel, which oneDNN runs at a fraction
-# of its speed; writing the same sum for `k` times the reduced rates gives k * new
-# kernels, each the old one shifted by whole input steps (the same weights at the same
-# points, zeros elsewhere): float32 output bitwise unchanged on the rates checked,
-# float64 within 4e-15 (the weights' float64 arguments round once differently). 16
-# kernels measured fastest on a CPU: 48 kHz -> 16 kHz 2.3 -> 0.95 ms per 10 s clip,
-# 8 kHz 0.97 -> 0.47 ms.
+# Fewest kernels the conv1d path runs with: oneDNN runs a single output channel (48 kHz ->
+# 16 kHz) slowly, so the sum is written for k times the reduced rates (the same weights
+# shifted by whole input steps; float32 output bitwise unchanged). 16 measured fastest.
 _MIN_PHASES = 16
 
 
@@ -92,7 +70,7 @@ def _phases(orig: int, new: int) -> int:
 
 
 def _resample_bank(x: torch.Tensor, orig: int, new: int, target: int) -> torch.Tensor:
-    """``x``: (batch, samples). torchaudio's strided conv1d with one kernel per phase."""
+    """``x``: (batch, samples). torchaudio's strided conv1d, one kernel per phase."""
     k = _phases(orig, new)
     orig, new = k * orig, k * new
     kernels, width = _sinc_kernels(orig, new)
@@ -123,8 +101,7 @@ def _resample_direct(x: torch.Tensor, orig: int, new: int, target: int) -> torch
 
 
 def resampled_length(num_samples: int, orig_freq: int, new_freq: int) -> int:
-    """Samples ``resample`` returns for ``num_samples``: known on the host before any
-    audio is resampled (the batch collater plans crops with it)."""
+    """Samples ``resample`` returns for ``num_samples`` (known on the host, before resampling)."""
     if orig_freq == new_freq:
         return num_samples
     gcd = math.gcd(int(orig_freq), int(new_freq))
@@ -132,11 +109,8 @@ def resampled_length(num_samples: int, orig_freq: int, new_freq: int) -> int:
 
 
 def resample(waveform: torch.Tensor, orig_freq: int, new_freq: int) -> torch.Tensor:
-    """Resample the last axis of ``waveform`` from ``orig_freq`` to ``new_freq`` Hz.
-
-    Output length is ``ceil(N * new / orig)``, as torchaudio's; float64 input stays
-    float64, anything else comes back float32, on the input's device.
-    """
+    """The last axis of ``waveform`` resampled to ``new_freq`` Hz, ``ceil(N * new / orig)``
+    long (as torchaudio's), float64 if given float64, else float32, on its device."""
     if orig_freq == new_freq:
         return waveform
     if int(orig_freq) != orig_freq or int(new_freq) != new_freq or min(orig_freq, new_freq) <= 0:
