@@ -10,7 +10,8 @@ import torch
 
 import mae_ast
 from conftest import make_batch, task_cfg, tiny_model
-from mae_ast.data.features import FeatureSpec, compute_deltas
+from mae_ast.data.fbank import compute_deltas
+from mae_ast.data.features import FeatureSpec
 from mae_ast.data.fbank import fbank
 
 

@@ -126,3 +126,9 @@ def compute_deltas(feat: torch.Tensor, n: int = 2) -> torch.Tensor:
     kernel = torch.arange(-n, n + 1, dtype=feat.dtype, device=feat.device).repeat(feat.shape[1], 1, 1)
     denom = n * (n + 1) * (2 * n + 1) / 3
     return (F.conv1d(padded, kernel, groups=feat.shape[1]) / denom).squeeze(0).T
+
+
+def with_deltas(feat: torch.Tensor) -> torch.Tensor:
+    """``(frames, mel)`` -> ``(frames, 3 * mel)``: features, deltas, delta-deltas."""
+    d1 = compute_deltas(feat)
+    return torch.cat([feat, d1, compute_deltas(d1)], dim=1)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .audio_io import AudioError, decode_audio, named_failure
-from .fbank import compute_deltas, fbank
+from .fbank import fbank, with_deltas
 from .resample import resample, resampled_length
 
 logger = logging.getLogger(__name__)
@@ -30,12 +30,6 @@ MAX_ABS_AMPLITUDE = 32.0
 MAX_CHANNELS = 8
 # Frames of fbank computed at once (40 s at a 10 ms shift; ~40 MB of FFT intermediates).
 FBANK_CHUNK_FRAMES = 4000
-
-
-def _with_deltas(feat: torch.Tensor) -> torch.Tensor:
-    """``(frames, mel)`` -> ``(frames, 3 * mel)``: features, deltas, delta-deltas."""
-    d1 = compute_deltas(feat)
-    return torch.cat([feat, d1, compute_deltas(d1)], dim=1)
 
 
 def _cfg_get(cfg: Any, key: str, default: Any) -> Any:
@@ -100,7 +94,7 @@ class FeatureSpec:
                 end = min(start + FBANK_CHUNK_FRAMES, frames)
                 chunk = waveform[..., start * self.shift_samples: self.samples_for_frames(end)]
                 feat[..., start:end, :] = self._fbank(chunk)
-        return _with_deltas(feat) if self.deltas else feat
+        return with_deltas(feat) if self.deltas else feat
 
     def _fbank(self, waveform: torch.Tensor) -> torch.Tensor:
         return fbank(waveform, num_mel_bins=self.num_mel_bins, sample_rate=self.sample_rate,
@@ -164,7 +158,7 @@ class FeatureSpec:
         if self.deltas:  # deltas replicate each clip's own last frame: per clip
             out = feat.new_zeros(*feat.shape[:2], self.width)
             for i, n in enumerate(new_lengths):
-                out[i, : self.frames(n)] = _with_deltas(feat[i, : self.frames(n)])
+                out[i, : self.frames(n)] = with_deltas(feat[i, : self.frames(n)])
             feat = out
         return feat
 

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from transformers import BatchFeature, SequenceFeatureExtractor
 from transformers.utils import logging
 
-from ..data.fbank import compute_deltas, fbank
+from ..data.fbank import fbank, with_deltas
 
 logger = logging.get_logger(__name__)
 
@@ -54,8 +54,7 @@ class MAEASTFeatureExtractor(SequenceFeatureExtractor):
             waveform = F.pad(waveform, (0, window - len(waveform)))
         feat = fbank(waveform, num_mel_bins=self.num_mel_bins, sample_rate=self.sampling_rate)
         if self.deltas:
-            d1 = compute_deltas(feat)
-            feat = torch.cat([feat, d1, compute_deltas(d1)], dim=1)
+            feat = with_deltas(feat)
         if len(feat) < self.min_frames:
             feat = torch.cat([feat, feat.new_full((self.min_frames - len(feat), feat.shape[1]), self.padding_value)])
         return feat
