@@ -9,8 +9,8 @@ from typing import Any
 
 import torch
 
-from .data.augment import pad_or_crop
 from .data.features import FeatureSpec, as_waveform, short_of_one_patch
+from .data.mae_ast_dataset import crop_batch
 from .checkpoints import CLASSIFIER
 from .loading import Checkpoint, open_checkpoint
 from .models.class_scores import probabilities
@@ -132,10 +132,8 @@ class Classifier:
         if short:
             raise ValueError(short)
         starts = window_starts(len(feat), self.target_length, hop_frames or self.default_hop)
-        if len(feat) <= self.target_length:
-            source, valid = pad_or_crop(feat, self.target_length)
-            mask = torch.arange(self.target_length, device=self.device)[None] >= valid
-            return self._probabilities(source[None], mask)
+        if len(feat) <= self.target_length:  # one window, padded as validation's batches are
+            return self._probabilities(*crop_batch([feat], [len(feat)], [0], self.target_length))
         out = []
         for i in range(0, len(starts), batch_size):  # only this batch's windows are ever copied
             windows = torch.stack([feat[s : s + self.target_length] for s in starts[i : i + batch_size]])
