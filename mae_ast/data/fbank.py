@@ -20,6 +20,9 @@ import torch
 import torch.nn.functional as F
 
 FLOAT_EPS = torch.finfo(torch.float32).eps
+# The input contract: a float waveform peaking above this is not on the [-1, 1] scale (int16
+# range, usually). Loose on purpose: s3prl probes upstreams with torch.randn (peaks near 5).
+MAX_ABS_AMPLITUDE = 32.0
 
 
 def mel_scale(freq: torch.Tensor | float) -> torch.Tensor | float:
