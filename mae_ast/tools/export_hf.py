@@ -90,15 +90,12 @@ def export(checkpoint: str, out_dir: str, evaluations: list[str] | None = None) 
 def training_record(state: dict) -> dict:
     """What the checkpoint says it was trained on, for the model card."""
     task, summary = config_section(state, "task"), provenance.describe(state)
-    updates = summary["updates"]
-    extra = state.get("extra_state") or {}
-    if updates is None and isinstance(extra.get("train_iterator"), dict):
-        updates = extra["train_iterator"].get("iterations_in_epoch")
+    iterator = (state.get("extra_state") or {}).get("train_iterator") or {}
+    updates = summary["updates"] if summary["updates"] is not None else iterator.get("iterations_in_epoch")
     model, dataset = config_section(state, "model"), config_section(state, "dataset")
     splits = [dataset.get(k) for k in ("train_subset", "valid_subset") if dataset.get(k)]
     return {"data": task.get("data"), "task": task.get("_name"), "updates": updates,
-            "manifests": [f"{s}.tsv" for s in splits] or None,
-            "epoch": (extra.get("train_iterator") or {}).get("epoch") if isinstance(extra, dict) else None,
+            "manifests": [f"{s}.tsv" for s in splits] or None, "epoch": iterator.get("epoch"),
             "pretrained_checkpoint": model.get("pretrained_checkpoint"),
             "provenance": summary}
 
