@@ -7,8 +7,8 @@ kaldi-native-fbank (refuses 128 bins at 16 kHz), batched on any device. Defaults
 povey window, 10 ms shift, ``snip_edges`` framing, no dither, per-frame DC removal,
 pre-emphasis 0.97, FFT size rounded up to a power of two, power spectrum, triangular mel
 bins between 20 Hz and Nyquist, natural log floored at float32 epsilon (so mel bins that
-cover no FFT bin sit at -15.94, as in torchaudio). Torch only: exported Hugging Face
-folders ship this file as it is (``mae_ast/hf/remote_code.py``).
+cover no FFT bin sit at -15.94, as in torchaudio). Torch only: shipped into exported
+folders (``mae_ast/hf/remote_code.py``).
 """
 
 from __future__ import annotations
@@ -20,6 +20,9 @@ import torch
 import torch.nn.functional as F
 
 FLOAT_EPS = torch.finfo(torch.float32).eps
+# The input contract: a float waveform peaking above this is not on the [-1, 1] scale (int16
+# range, usually). Loose on purpose: s3prl probes upstreams with torch.randn (peaks near 5).
+MAX_ABS_AMPLITUDE = 32.0
 
 
 def mel_scale(freq: torch.Tensor | float) -> torch.Tensor | float:
@@ -99,12 +102,9 @@ def fbank(
 def _power_spectrum(frames: torch.Tensor, fft_size: int, preemphasis: float) -> torch.Tensor:
     """``(B, F, W)`` frames (a strided view) -> ``(B, F, fft_size // 2 + 1)`` power.
 
-    torchaudio's arithmetic in fewer passes over memory: each step writes into the
-    zero-padded FFT buffer in place instead of allocating a new frame tensor (DC
-    removal, pre-emphasis by concatenation, window, padding: five copies there). The
-    frames are bitwise torchaudio's; the power is re^2 + im^2 where torchaudio squares
-    ``abs()`` (a square root per bin, then its square: 2x slower here), which moves it
-    by at most ~2.5e-7 relative, far below the features' 1e-3 test tolerance."""
+    torchaudio's arithmetic written in place into the zero-padded FFT buffer (torchaudio
+    makes five copies of the frames). The frames are bitwise torchaudio's; the power is
+    re^2 + im^2 where torchaudio squares ``abs()`` (2x slower here), ~2.5e-7 relative apart."""
     window_size = frames.shape[-1]
     buf = frames.new_zeros(*frames.shape[:-1], fft_size)
     y = buf[..., :window_size]

@@ -18,14 +18,11 @@ import torch
 import torch.nn.functional as F
 
 from .audio_io import AudioError, decode_audio, named_failure
-from .fbank import fbank, with_deltas
+from .fbank import MAX_ABS_AMPLITUDE, fbank, with_deltas
 from .resample import resample, resampled_length
 
 logger = logging.getLogger(__name__)
 
-# A peak above this is not on the [-1, 1] scale (int16 range, usually). Loose on purpose:
-# s3prl probes upstreams with torch.randn (peaks near 5).
-MAX_ABS_AMPLITUDE = 32.0
 # Axes this short are taken for audio channels, not time (stereo, 5.1, 7.1).
 MAX_CHANNELS = 8
 # Frames of fbank computed at once (40 s at a 10 ms shift; ~40 MB of FFT intermediates).

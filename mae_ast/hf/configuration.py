@@ -10,8 +10,8 @@ from typing import Any
 
 from transformers import PretrainedConfig
 
-# The MAE_AST_Config fields the encoder reads, with the package's defaults. The decoder and
-# masking fields are pretraining-only: an exported folder has no decoder.
+# The MAE_AST_Config fields the encoder reads, with the package's defaults (a test pins them);
+# decoder and masking fields are pretraining-only. A literal: folder.py reads its keys from this text.
 ENCODER_DEFAULTS: dict[str, Any] = {
     "ast_kernel_size_chan": 16, "ast_kernel_size_time": 16, "ast_kernel_stride_chan": 16,
     "ast_kernel_stride_time": 16, "encoder_layers": 12, "encoder_embed_dim": 768, "encoder_ffn_embed_dim": 3072,
@@ -32,14 +32,12 @@ class MAEASTConfig(PretrainedConfig):
                  head_dropout: float = 0.0, head_norm: str = "layernorm", **kwargs: Any) -> None:
         for name, default in ENCODER_DEFAULTS.items():
             setattr(self, name, kwargs.pop(name, default))
-        # The input: the feature spec (Kaldi fbank, deltas tripling the columns).
         self.sampling_rate = int(sampling_rate)
         self.num_mel_bins = int(num_mel_bins)
         self.deltas = bool(deltas)
         # Patch models: average the channel blocks of each time step (extract_layers' default).
         self.time_aligned = bool(time_aligned)
-        # Classifiers: sigmoid or softmax scores, the frames each clip is cropped or padded to,
-        # and the head (the classifier's model.head_dropout and model.head_norm).
+        # Classifiers: sigmoid or softmax scores, frames per clip, the head (model.head_*).
         self.multi_label = bool(multi_label)
         self.target_length = target_length
         self.head_dropout = float(head_dropout)

@@ -1,17 +1,10 @@
-"""MAE-AST feature extractor: 16 kHz waveforms -> the checkpoint's own features.
-
-The package's Kaldi log-mel fbank (``mae_ast/data/fbank.py``, shipped beside this file;
-deltas and delta-deltas if the checkpoint was trained with them), so ``input_values``
-equal what ``mae_ast.load(ckpt).extract_layers`` computes. transformers'
+"""MAE-AST feature extractor: waveforms -> the package's Kaldi fbank (``data/fbank.py``, shipped
+beside this file), so ``input_values`` equal ``extract_layers``'. transformers'
 ``ASTFeatureExtractor`` is not used: its fbank differs from Kaldi's by up to 4.5 per bin.
 
-Padding: each clip is padded to the longest (an encoder) or cropped from its start and
-padded to ``target_length`` frames (a classifier, as ``load_classifier(...).scores``
-does), with ``padding_value``: the model's input mean, which its BatchNorm maps to 0
-(a loud value would be 0.0 in log-mel space), and ``attention_mask`` marks the padding.
-A clip shorter than one patch (``min_frames``) is padded to one, as ``mae_ast.hear``
-does: shorter than a 25 ms window with zeros, then with the input mean, and those
-frames count as the clip's own."""
+Padding uses ``padding_value``, the model's input mean, which its BatchNorm maps to 0 (a
+loud value would be 0.0 in log-mel space). A clip shorter than one patch (``min_frames``)
+is padded to one, as ``mae_ast.hear`` does, and those frames count as the clip's own."""
 
 from __future__ import annotations
 
@@ -23,14 +16,12 @@ import torch.nn.functional as F
 from transformers import BatchFeature, SequenceFeatureExtractor
 from transformers.utils import logging
 
-from ..data.fbank import fbank, with_deltas
+from ..data.fbank import MAX_ABS_AMPLITUDE, fbank, with_deltas
 
 logger = logging.get_logger(__name__)
 
-# A float waveform whose peak exceeds this is not on the [-1, 1] scale (int16 range is the
-# usual cause): the package's MAX_ABS_AMPLITUDE.
-MAX_ABS_AMPLITUDE = 32.0
 PADDING = ("longest", "max_length", "do_not_pad")
+
 
 class MAEASTFeatureExtractor(SequenceFeatureExtractor):
     model_input_names = ["input_values", "attention_mask"]
@@ -49,7 +40,7 @@ class MAEASTFeatureExtractor(SequenceFeatureExtractor):
 
     def features(self, waveform: torch.Tensor) -> torch.Tensor:
         """``(frames, columns)`` features of one mono waveform, at least ``min_frames``."""
-        window = int(self.sampling_rate * 0.025)  # samples per 25 ms frame (one every 10 ms)
+        window = int(self.sampling_rate * 0.025)  # one 25 ms frame
         if len(waveform) < window:
             waveform = F.pad(waveform, (0, window - len(waveform)))
         feat = fbank(waveform, num_mel_bins=self.num_mel_bins, sample_rate=self.sampling_rate)
@@ -63,13 +54,10 @@ class MAEASTFeatureExtractor(SequenceFeatureExtractor):
                  max_length: int | None = None, truncation: bool | None = None,
                  pad_to_multiple_of: int | None = None, return_attention_mask: bool | None = None,
                  return_tensors: str | None = None) -> BatchFeature:
-        """One clip (a 1-D array, tensor or list of floats) or a batch (a list of them, or
-        a 2-D ``(B, samples)`` array), mono in [-1, 1] at ``sampling_rate`` -> ``input_values``
-        ``(B, frames, columns)`` and ``attention_mask`` (1 = the clip's frames).
-
-        ``padding``: ``"longest"`` (``True``), ``"max_length"`` or ``"do_not_pad"``
-        (``False``); the default is ``"max_length"`` with ``max_length=target_length`` and
-        ``truncation=True`` for a classifier, ``"longest"`` otherwise."""
+        """One clip (1-D array, tensor or list of floats) or a batch (a list of them, or a
+        ``(B, samples)`` array), mono in [-1, 1] -> ``input_values`` ``(B, frames, columns)`` and
+        ``attention_mask`` (1 = the clip's frames). Default padding: a classifier's clips are
+        cropped from their start or padded to ``target_length``, an encoder's to the longest."""
         if sampling_rate is None:
             logger.warning(f"It is strongly recommended to pass the `sampling_rate` argument to "
                            f"`{type(self).__name__}()` ({self.sampling_rate} Hz). Failing to do so can result in "
@@ -106,7 +94,7 @@ class MAEASTFeatureExtractor(SequenceFeatureExtractor):
 
     def padding_strategy(self, padding: bool | str | None, max_length: int | None,
                          truncation: bool | None) -> tuple[str, int | None, bool]:
-        """(padding, max_length, truncation) with the defaults filled in, or a ValueError."""
+        """(padding, max_length, truncation) with the defaults filled in."""
         if max_length is None:
             max_length = self.target_length
         if padding is None:
@@ -121,8 +109,7 @@ class MAEASTFeatureExtractor(SequenceFeatureExtractor):
         return padding, max_length, bool(truncation)
 
     def waveforms(self, raw_speech: Any) -> list[torch.Tensor]:
-        """The clips of a call, each as a float32 tensor (a copy: arrays read from files are
-        often read-only, which torch warns about)."""
+        """The clips of a call, each as a float32 tensor."""
         if isinstance(raw_speech, (np.ndarray, torch.Tensor)):
             if raw_speech.ndim not in (1, 2):
                 raise ValueError(f"expected one clip (samples,) or a batch (clips, samples), got shape "
@@ -140,7 +127,7 @@ class MAEASTFeatureExtractor(SequenceFeatureExtractor):
     def waveform(clip: Any, index: int) -> torch.Tensor:
         if isinstance(clip, torch.Tensor):
             clip = clip.detach().cpu().numpy()
-        wav = np.array(clip, dtype=np.float32)  # copied
+        wav = np.array(clip, dtype=np.float32)  # a copy: arrays read from files are often read-only
         if wav.ndim != 1 or wav.size == 0:
             raise ValueError(f"waveform {index}: expected a non-empty 1-D mono waveform, got shape {wav.shape}")
         if not np.isfinite(wav).all():

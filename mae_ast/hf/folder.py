@@ -1,20 +1,17 @@
-"""Reading an exported folder (``mae-ast-export-hf``) as a checkpoint (its kind, its
-settings, its weights: ``mae_ast.loading`` builds the model), and the one mapping between
-the package's state dicts and the folder's.
+"""Reading an exported folder (``mae-ast-export-hf``) as a checkpoint (``mae_ast.loading``
+builds the model), and the one mapping between the package's state dicts and the folder's.
 
-``config.json`` carries the encoder's ``MAE_AST_Config`` fields (``EXPORTED_FIELDS``)
-and the feature spec at its top level, as ``MAEASTConfig`` reads them (and, for a
-classifier, its class names, ``multi_label``, ``target_length`` and head settings);
-``model.safetensors`` the weights under the package's names: the encoder's at the top
+``model.safetensors`` holds the weights under the package's names: the encoder's at the top
 (``MAEASTModel``), a classifier's encoder under ``mae_ast.`` (transformers'
-``base_model_prefix``, so either folder loads into either class) beside its ``fc_norm``
-and ``head``. The sine table is left out (a formula, recomputed at load). Needs
-safetensors, not transformers."""
+``base_model_prefix``, so either folder loads into either class). The sine table is left
+out (a formula, recomputed at load). Needs safetensors, not transformers."""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
+from pathlib import Path
 
 import torch
 
@@ -24,13 +21,16 @@ CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
 BASE_PREFIX = "mae_ast."  # MAEASTPreTrainedModel.base_model_prefix
 BACKBONE_PREFIX = "backbone."  # MAE_AST_Classifier's encoder
-# The MAE_AST_Config fields an exported encoder reads (configuration.py's ENCODER_DEFAULTS;
-# a test keeps the two equal); the decoder and masking fields are pretraining-only.
-EXPORTED_FIELDS = ("ast_kernel_size_chan", "ast_kernel_size_time", "ast_kernel_stride_chan", "ast_kernel_stride_time",
-                   "encoder_layers", "encoder_embed_dim", "encoder_ffn_embed_dim", "encoder_attention_heads",
-                   "activation_fn", "layer_norm_first", "dropout", "attention_dropout", "activation_dropout",
-                   "encoder_layerdrop", "conv_pos", "conv_pos_groups", "max_token_length", "enc_sine_pos",
-                   "enc_conv_pos")
+
+
+def _encoder_fields() -> tuple[str, ...]:
+    """configuration.py's ``ENCODER_DEFAULTS`` keys, read from its text: importing it needs transformers."""
+    tree = ast.parse(Path(__file__).with_name("configuration.py").read_text())
+    node = next(n for n in tree.body if isinstance(n, ast.AnnAssign) and n.target.id == "ENCODER_DEFAULTS")
+    return tuple(ast.literal_eval(node.value))
+
+
+EXPORTED_FIELDS = _encoder_fields()  # the MAE_AST_Config fields config.json carries
 
 # torch's old weight norm (the package's, the original's keys) -> its parametrization (transformers').
 WEIGHT_NORM = {".weight_g": ".parametrizations.weight.original0", ".weight_v": ".parametrizations.weight.original1"}
@@ -58,8 +58,7 @@ def to_folder(state: dict[str, torch.Tensor], classifier: bool) -> dict[str, tor
 
 def from_folder(weights: dict[str, torch.Tensor], model: torch.nn.Module, classifier: bool
                 ) -> dict[str, torch.Tensor]:
-    """The folder's keys -> ``model``'s state dict (``to_folder``'s inverse), the recomputed
-    buffers taken from ``model`` as built."""
+    """``to_folder``'s inverse, the recomputed buffers taken from ``model`` as built."""
     own = model.state_dict()
     prefix = (BASE_PREFIX, BACKBONE_PREFIX) if classifier else None
     suffixes = [(new, old) for old, new in WEIGHT_NORM.items()]
@@ -91,8 +90,7 @@ def kind(config: dict) -> str:
 
 
 def settings(config: dict) -> dict:
-    """config.json as a classifier checkpoint's ``cfg.model`` (``encoder``, ``features`` and
-    a classifier's head fields); no decoder is built: one of the encoder's width, no layers."""
+    """config.json as a classifier checkpoint's ``cfg.model``; the decoder: the encoder's width, no layers."""
     encoder = {k: config[k] for k in EXPORTED_FIELDS if k in config}
     encoder.update(decoder_embed_dim=encoder.get("encoder_embed_dim", 768), decoder_layers=0)
     out = {"encoder": encoder, "features": {"sample_rate": config["sampling_rate"],

@@ -1,15 +1,9 @@
-"""MAE-AST for transformers: ``MAEASTModel`` (the encoder) and ``MAEASTForAudioClassification``
-(the encoder, mean over its valid tokens, a norm, dropout and a Linear head).
+"""MAE-AST for transformers: ``MAEASTModel`` (the encoder) and ``MAEASTForAudioClassification``.
 
-Read top to bottom: positions, the transformer (``MAEASTAttention``, ``MAEASTLayer``,
-``MAEASTEncoder``), then the models. Parameter names are the package's (``MAE_AST``'s
-encoder at the top of ``MAEASTModel``, under ``mae_ast.`` in the classifier, whose head
-is ``MAE_AST_Classifier``'s), so ``model.safetensors`` holds the checkpoint's tensors.
-
-``hidden_states`` are the outputs of encoder layers 1..L, as ``extract_layers`` and the
-s3prl upstream give them (no input embedding first, unlike most transformers models).
-Input: ``input_values`` ``(B, frames, columns)`` from ``MAEASTFeatureExtractor`` and its
-``attention_mask`` (1 = a real frame)."""
+Parameter names are the package's (``MAE_AST``'s encoder at the top of ``MAEASTModel``,
+under ``mae_ast.`` in the classifier), so ``model.safetensors`` holds the checkpoint's
+tensors. ``hidden_states`` are the outputs of encoder layers 1..L, as ``extract_layers``
+gives them (no input embedding first, unlike most transformers models)."""
 
 from __future__ import annotations
 
@@ -47,8 +41,7 @@ class MAEASTModelOutput(BaseModelOutput):
 class SinusoidalPositionalEncoding(nn.Module):
     def __init__(self, dim: int, max_len: int) -> None:
         super().__init__()
-        # Non-persistent: 48000 x 768 floats (147 MB) that are a formula. The package's .pt
-        # checkpoints keep the key (the original's loaders are strict); this folder need not.
+        # Non-persistent: 147 MB of a formula (the package's .pt checkpoints keep it for strict loaders).
         self.register_buffer("pe", sinusoid_table(dim, max_len), persistent=False)
 
     def forward(self, length: int, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -59,9 +52,8 @@ class SinusoidalPositionalEncoding(nn.Module):
 
 
 class ConvPosEmbed(nn.Module):
-    """wav2vec 2.0 convolutional positions (weight-normed grouped conv, GELU), the
-    package's ``ConvPosEmbed`` with torch's current weight norm (its ``weight_g`` and
-    ``weight_v`` are ``parametrizations.weight.original0`` and ``original1`` here)."""
+    """The package's ``ConvPosEmbed`` (wav2vec 2.0's) with torch's current weight norm
+    (key mapping: ``folder.WEIGHT_NORM``)."""
 
     def __init__(self, config: MAEASTConfig, dim: int) -> None:
         super().__init__()
@@ -92,8 +84,7 @@ def eager_attention_forward(module: nn.Module, query: torch.Tensor, key: torch.T
 
 
 class MAEASTAttention(nn.Module):
-    """Self-attention with fairseq's ``q_proj/k_proj/v_proj/out_proj`` names (the
-    checkpoints'), through transformers' attention functions (``sdpa`` by default)."""
+    """Self-attention under fairseq's (the checkpoints') names, through transformers' attention functions."""
 
     def __init__(self, config: MAEASTConfig) -> None:
         super().__init__()
@@ -151,9 +142,7 @@ class MAEASTLayer(GradientCheckpointingLayer):
 
 
 class MAEASTEncoder(nn.Module):
-    """wav2vec 2.0's stack without its convolutional positions: input LayerNorm (post-LN)
-    and dropout, the layers (each skipped with probability ``encoder_layerdrop`` in
-    training, as fairseq does), a final LayerNorm (pre-LN)."""
+    """wav2vec 2.0's stack without its convolutional positions, with fairseq's layerdrop."""
 
     def __init__(self, config: MAEASTConfig) -> None:
         super().__init__()
@@ -162,7 +151,7 @@ class MAEASTEncoder(nn.Module):
         self.layer_norm = nn.LayerNorm(config.encoder_embed_dim)
 
     def forward(self, x: torch.Tensor, padding: torch.Tensor | None) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Output and each layer's output (input excluded)."""
+        """Output and each layer's output."""
         mask = None
         if padding is not None:  # additive: 0 where a key is attended, the dtype's min at padding
             mask = torch.zeros(padding.shape, dtype=x.dtype, device=x.device)
@@ -194,12 +183,8 @@ class MAEASTPreTrainedModel(PreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
-        """The package's own initialisation, module by module (transformers calls this on
-        the modules holding tensors the folder did not fill; ``init`` skips loaded ones):
-        the patch projection as torch's Linear default, the head truncated N(0, 0.02), the
-        transformer's Linears N(0, 0.02) with zero biases (fairseq's init_bert_params),
-        convolutional positions N(0, sqrt(4 / (kernel * dim))) weight-normed, norms at
-        identity, and the sine table recomputed (it is never in the folder)."""
+        """The package's initialisation (fairseq's init_bert_params for the transformer), for the
+        tensors the folder did not fill (``init`` skips loaded ones)."""
         if isinstance(module, nn.Linear):
             if module is self.base_model.post_extract_proj:
                 bound = 1 / math.sqrt(module.in_features)
@@ -230,8 +215,7 @@ class MAEASTPreTrainedModel(PreTrainedModel):
 
     def frame_padding(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor | None:
         """transformers' mask (1 = real) -> the package's (True = padding); without a mask,
-        warn once when the batch looks padded (a row ending in the input mean, the value
-        the extractor pads with)."""
+        warn once when a row ends in the input mean (the extractor's padding value)."""
         if attention_mask is not None:
             return attention_mask.to(input_values.device) == 0
         if len(input_values) > 1:
@@ -243,9 +227,8 @@ class MAEASTPreTrainedModel(PreTrainedModel):
 
 
 class MAEASTModel(MAEASTPreTrainedModel):
-    """The encoder. Its input path: the model's BatchNorm (x0.5: mean 0, std 0.5, as AST),
-    patches ordered time-block major, channel-block minor (``nn.Unfold``'s), a Linear and
-    the positions; its modules sit at the top, under the package's names."""
+    """The encoder: BatchNorm (x0.5, as AST), patches time-block major (``nn.Unfold``'s order),
+    a Linear, the positions and the transformer."""
 
     def __init__(self, config: MAEASTConfig) -> None:
         super().__init__(config)
@@ -280,9 +263,8 @@ class MAEASTModel(MAEASTPreTrainedModel):
         return x.permute(0, 1, 3, 2, 4).reshape(B, nt * nc, kt * kc)
 
     def token_padding(self, frame_padding: torch.Tensor, num_tokens: int) -> torch.Tensor:
-        """Frame padding ``(B, frames)`` -> token padding ``(B, tokens)``: a token is valid
-        only when every frame it reads is, so a clip padded in a batch gives the tokens it
-        gives alone (``PatchGrid.token_padding_mask(..., whole_tokens=True)``)."""
+        """Frame padding ``(B, frames)`` -> token padding ``(B, tokens)``: a token is valid only
+        when every frame it reads is (``PatchGrid.token_padding_mask(..., whole_tokens=True)``)."""
         valid = (~frame_padding).sum(dim=-1)
         steps = num_tokens // self.chan_blocks
         reach = torch.arange(steps, device=valid.device) * self.stride[0] + self.kernel[0]
@@ -303,8 +285,7 @@ class MAEASTModel(MAEASTPreTrainedModel):
 
     def encode(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None
                ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
-        """(output tokens, each layer's tokens, token padding (True = padding)): the
-        package's ``MAE_AST.forward_features``."""
+        """(output, each layer's tokens, token padding (True = padding)): ``MAE_AST.forward_features``."""
         source = input_values.to(self.dtype)  # a bf16 model takes the extractor's float32
         x, pad = self.embed(source, self.frame_padding(source, attention_mask))
         x, hidden_states = self.encoder(x, pad)
@@ -315,9 +296,8 @@ class MAEASTModel(MAEASTPreTrainedModel):
     def forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 output_hidden_states: bool | None = None, return_dict: bool | None = None,
                 **kwargs: Any) -> MAEASTModelOutput | tuple:
-        """``extract_layers``: ``last_hidden_state`` is the last layer's output and, with
-        ``config.time_aligned``, the channel blocks of each time step are averaged (one row
-        per ``ast_kernel_stride_time`` frames); ``attention_mask`` marks each clip's rows."""
+        """``extract_layers``: the last layer's output, with ``config.time_aligned`` the channel
+        blocks of each time step averaged; ``attention_mask`` marks each clip's rows."""
         _, states, pad = self.encode(input_values, attention_mask)
         if self.config.time_aligned:
             nc = self.chan_blocks
@@ -331,9 +311,8 @@ class MAEASTModel(MAEASTPreTrainedModel):
 
 
 class MAEASTForAudioClassification(MAEASTPreTrainedModel):
-    """``MAE_AST_Classifier`` at evaluation: mean over each clip's valid tokens, ``fc_norm``
-    (``config.head_norm``), dropout, Linear. (Fine-tuning's SpecAugment, noise and roll
-    live in the package's trainer, not here.)"""
+    """``MAE_AST_Classifier`` at evaluation: mean over each clip's valid tokens, ``fc_norm``,
+    dropout, Linear (no SpecAugment, noise or roll: those are the package's trainer's)."""
 
     def __init__(self, config: MAEASTConfig) -> None:
         super().__init__(config)
@@ -346,8 +325,8 @@ class MAEASTForAudioClassification(MAEASTPreTrainedModel):
     def forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, output_hidden_states: bool | None = None,
                 return_dict: bool | None = None, **kwargs: Any) -> SequenceClassifierOutput | tuple:
-        """Logits; ``softmax`` (single-label) or ``sigmoid`` (``config.multi_label``) of them
-        are ``load_classifier(...).scores``. With ``labels``: cross-entropy or BCE."""
+        """Logits (their softmax or, ``config.multi_label``, sigmoid: ``load_classifier(...).scores``);
+        with ``labels``, cross-entropy or BCE."""
         x, states, pad = self.mae_ast.encode(input_values, attention_mask)
         valid = (~pad).unsqueeze(-1).to(x.dtype)
         pooled = (x * valid).sum(dim=1) / valid.sum(dim=1).clamp(min=1.0)

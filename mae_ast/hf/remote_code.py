@@ -1,18 +1,14 @@
 """The remote-code files of an exported folder: package modules shipped verbatim.
 
-An exported folder must load with only torch, transformers and safetensors installed, so
-it carries ``mae_ast/hf``'s three transformers files and the torch-only package modules
-they import (the fbank, the classifier's head norm, the position table), renamed transformers' way
-(``modeling_mae_ast.py``, ...) and their relative imports rewritten to the folder's flat
-``from .x_mae_ast import`` (the form transformers' dynamic-module loader follows). Every
-shipped file may import only ``ALLOWED_IMPORTS`` and the other shipped files; the export
-refuses otherwise, naming the file and line.
+An exported folder must load with only torch, transformers and safetensors installed, so it
+carries ``mae_ast/hf``'s transformers files and the torch-only package modules they import,
+renamed transformers' way (``modeling_mae_ast.py``, ...), their relative imports rewritten to
+the flat ``from .x_mae_ast import`` transformers' loader follows. Any other import refuses the
+export, naming the file and line.
 
-Why the transformers files are written apart from the package's encoder: that lives inside
-the pretraining class (``MAE_AST``: decoder, masking, fairseq registration); the files
-here are what a transformers reader expects, and ``tests/test_hf_export.py`` checks
-their numbers against ``extract_layers`` and ``load_classifier(...).scores``.
-"""
+The transformers files are apart from the package's encoder because that lives inside the
+pretraining class (decoder, masking, fairseq registration); ``tests/test_hf_export.py``
+checks their numbers against ``extract_layers`` and ``load_classifier(...).scores``."""
 
 from __future__ import annotations
 
@@ -39,8 +35,7 @@ class ExportError(RuntimeError):
 
 
 def generate(filename: str) -> str:
-    """The text of one exported file (a key of ``FILES``): the package module, its relative
-    imports pointed at the exported names. Refuses an import an exported folder could not satisfy."""
+    """The text of one exported file (a key of ``FILES``), or an ExportError."""
     own = FILES[filename]
     path = PACKAGE_DIR / own
     text = path.read_text()

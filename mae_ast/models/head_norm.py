@@ -1,6 +1,5 @@
 """The classifier's ``fc_norm`` (``model.head_norm``; why two kinds: ``mae_ast_classifier``'s
-docstring). Torch only: exported Hugging Face folders ship this file as it is
-(``mae_ast/hf/remote_code.py``)."""
+docstring). Torch only: shipped into exported folders (``mae_ast/hf/remote_code.py``)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The sin/cos position table. Torch only: exported Hugging Face folders ship this file as
-it is (``mae_ast/hf/remote_code.py``)."""
+"""The sin/cos position table. Torch only: shipped into exported folders (``mae_ast/hf/remote_code.py``)."""
 
 from __future__ import annotations
 

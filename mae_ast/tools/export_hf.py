@@ -1,11 +1,9 @@
 """mae-ast-export-hf CHECKPOINT OUT_DIR [--eval RESULT.json ...]: a folder transformers
 loads with ``trust_remote_code=True`` (and ``mae_ast.load`` / ``load_classifier`` load back).
 
-Writes config.json (with ``auto_map``), preprocessor_config.json, model.safetensors, the
-remote code (``mae_ast/hf/remote_code.py``) and a model card (README.md). A pretraining
-checkpoint exports its encoder (``AutoModel``; no decoder or pretraining heads), a
-fine-tuned classifier ``AutoModelForAudioClassification`` with its class names as
-``id2label``. Loading and fine-tuning from a folder: README, "HEAR and Hugging Face".
+A pretraining checkpoint exports its encoder (``AutoModel``), a fine-tuned classifier
+``AutoModelForAudioClassification``; beside the configs and weights go the remote code
+(``mae_ast/hf/remote_code.py``) and a model card. Usage: README, "HEAR and Hugging Face".
 """
 
 from __future__ import annotations
@@ -37,8 +35,8 @@ CARD = "README.md"
 
 
 def export(checkpoint: str, out_dir: str, evaluations: list[str] | None = None) -> dict:
-    """Export ``checkpoint`` into ``out_dir`` (created); returns config.json's content.
-    ``evaluations``: ``mae-ast-evaluate --json`` files whose numbers go into the card."""
+    """Export ``checkpoint`` into ``out_dir``; returns config.json's content. ``evaluations``:
+    ``mae-ast-evaluate --json`` files whose numbers go into the card."""
     from safetensors.torch import save_file
 
     from .. import __version__
@@ -90,25 +88,20 @@ def export(checkpoint: str, out_dir: str, evaluations: list[str] | None = None) 
 # ---- the model card -----------------------------------------------------------------------
 
 def training_record(state: dict) -> dict:
-    """What the checkpoint says it was trained on: the task's data folder, its recorded
-    provenance (manifests, clip counts) if the trainer stored one, and the updates run."""
+    """What the checkpoint says it was trained on, for the model card."""
     task, summary = config_section(state, "task"), provenance.describe(state)
-    updates = summary["updates"]  # read from optimizer_history by the provenance summary
-    extra = state.get("extra_state") or {}
-    if updates is None and isinstance(extra.get("train_iterator"), dict):
-        updates = extra["train_iterator"].get("iterations_in_epoch")
+    iterator = (state.get("extra_state") or {}).get("train_iterator") or {}
+    updates = summary["updates"] if summary["updates"] is not None else iterator.get("iterations_in_epoch")
     model, dataset = config_section(state, "model"), config_section(state, "dataset")
     splits = [dataset.get(k) for k in ("train_subset", "valid_subset") if dataset.get(k)]
     return {"data": task.get("data"), "task": task.get("_name"), "updates": updates,
-            "manifests": [f"{s}.tsv" for s in splits] or None,
-            "epoch": (extra.get("train_iterator") or {}).get("epoch") if isinstance(extra, dict) else None,
+            "manifests": [f"{s}.tsv" for s in splits] or None, "epoch": iterator.get("epoch"),
             "pretrained_checkpoint": model.get("pretrained_checkpoint"),
             "provenance": summary}
 
 
 def provenance_lines(summary: dict) -> list[str]:
-    """The card's lines for ``provenance.describe``'s summary: each split the run read (its
-    manifest and clip count) and the pretraining run's, or that none was recorded."""
+    """The card's lines for ``provenance.describe``'s summary."""
     if summary.get("status") != "recorded":
         return ["", f"No provenance record: {summary.get('reason', 'none stored')}."]
 
