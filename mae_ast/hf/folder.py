@@ -8,14 +8,13 @@ out (a formula, recomputed at load). Needs safetensors, not transformers."""
 
 from __future__ import annotations
 
-import ast
 import json
 import os
-from pathlib import Path
 
 import torch
 
 from ..checkpoints import CLASSIFIER, ENCODER, CheckpointError
+from .encoder_fields import ENCODER_DEFAULTS
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
@@ -23,14 +22,7 @@ BASE_PREFIX = "mae_ast."  # MAEASTPreTrainedModel.base_model_prefix
 BACKBONE_PREFIX = "backbone."  # MAE_AST_Classifier's encoder
 
 
-def _encoder_fields() -> tuple[str, ...]:
-    """configuration.py's ``ENCODER_DEFAULTS`` keys, read from its text: importing it needs transformers."""
-    tree = ast.parse(Path(__file__).with_name("configuration.py").read_text())
-    node = next(n for n in tree.body if isinstance(n, ast.AnnAssign) and n.target.id == "ENCODER_DEFAULTS")
-    return tuple(ast.literal_eval(node.value))
-
-
-EXPORTED_FIELDS = _encoder_fields()  # the MAE_AST_Config fields config.json carries
+EXPORTED_FIELDS = tuple(ENCODER_DEFAULTS)  # the MAE_AST_Config fields config.json carries
 
 # torch's old weight norm (the package's, the original's keys) -> its parametrization (transformers').
 WEIGHT_NORM = {".weight_g": ".parametrizations.weight.original0", ".weight_v": ".parametrizations.weight.original1"}

@@ -20,6 +20,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent.parent
 # Exported file -> the package module it is (a path under mae_ast/).
 FILES = {
     "configuration_mae_ast.py": "hf/configuration.py",
+    "encoder_fields_mae_ast.py": "hf/encoder_fields.py",
     "feature_extraction_mae_ast.py": "hf/feature_extraction.py",
     "modeling_mae_ast.py": "hf/modeling.py",
     "fbank_mae_ast.py": "data/fbank.py",
