@@ -1,12 +1,8 @@
-"""Token masking for MAE-AST pretraining, vectorised over the batch, with the original
-code's semantics. Each type builds a ``(B, T)`` bool mask with the same masked count per
-row, which ``MaskPlan`` turns into the index tensors encoder, decoder and loss share.
-
-- ``random_mask``: ``num_retained`` random tokens per clip; ``random_mask_batched``: one
-  such choice for the batch.
-- ``chunk_mask`` (SSAST): one mask for the batch, a union of s x s blocks (s in 3..5).
-- ``retain_spans`` (wav2vec 2.0): the spans of ``compute_mask_indices`` are RETAINED, so
-  ``random_mask_prob=1.45`` masks only ~24% (the original README says ~75%).
+"""Token masking for MAE-AST pretraining (the types: ``task.mask_type``'s help), vectorised
+over the batch, with the original code's semantics. Each type builds a ``(B, T)`` bool mask
+with the same masked count per row, which ``MaskPlan`` turns into the index tensors encoder,
+decoder and loss share. ``retain_spans`` keeps the spans it draws, so ``random_mask_prob=1.45``
+masks ~24%, not the ~75% the original README says.
 """
 
 from __future__ import annotations

@@ -92,14 +92,6 @@ class TransformerEncoder(nn.Module):
         self.layer_norm = nn.LayerNorm(dim)
         self.apply(init_bert_params)
 
-    def layerdrop_draws(self, device: torch.device, compiling: bool) -> torch.Tensor | None:
-        """One uniform draw per layer (it runs when the draw exceeds ``layerdrop``), or None.
-        Eager: on the CPU generator (same layers on any device, no device sync). Compiled:
-        on the activations' device (no host-to-device copy in the graph)."""
-        if not (self.training and self.layerdrop > 0):
-            return None
-        return torch.rand(len(self.layers), device=device if compiling else None)
-
     def forward(
         self, x: torch.Tensor, padding_mask: torch.Tensor | None = None, layer: int | None = None
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -110,7 +102,11 @@ class TransformerEncoder(nn.Module):
         x = F.dropout(x, p=self.dropout, training=self.training)
         hidden_states = []
         compiling = torch.compiler.is_compiling()
-        drops = self.layerdrop_draws(x.device, compiling)
+        drops = None  # one uniform draw per layer; a layer runs when its draw exceeds layerdrop
+        if self.training and self.layerdrop > 0:
+            # Eager: on the CPU generator (same layers on any device, no device sync). Compiled:
+            # on the activations' device (no host-to-device copy in the graph).
+            drops = torch.rand(len(self.layers), device=x.device if compiling else None)
         for i, block in enumerate(self.layers):
             if compiling and drops is not None:
                 # A branch on a drawn value would break the graph: run the block, keep its

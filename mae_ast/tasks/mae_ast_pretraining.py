@@ -25,7 +25,6 @@ MASK_TYPE_CHOICES = ChoiceEnum(list(MASK_TYPES))
 class MAE_AST_Pretraining_Config(FairseqDataclass):
     data: str = field(default=MISSING, metadata={"help": "folder holding {train,valid,test}.tsv manifests"})
     sample_rate: int = field(default=16_000, metadata={"help": "audio is resampled to this rate"})
-    # normalize, enable_padding and mask_spans: unused, as in the original; its configs carry them.
     normalize: bool = field(default=False, metadata={"help": "unused (the original ignored it for fbank)"})
     enable_padding: bool = field(default=False, metadata={"help": "unused (as in the original)"})
     max_keep_size: Optional[int] = field(default=None, metadata={"help": "skip clips longer than this (samples)"})
