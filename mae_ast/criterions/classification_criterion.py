@@ -68,9 +68,6 @@ class Classification_Criterion(FairseqCriterion):
         # Mean over classes per clip, as torch's BCEWithLogitsLoss (SSAST) averages.
         return F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(dim=-1).sum()
 
-    def scores(self, logits: torch.Tensor) -> torch.Tensor:
-        return probabilities(logits, self.multi_label)
-
     def forward(self, model, sample: dict, reduce: bool = True):
         if "net_input" not in sample:
             loss, size, log = skipped_batch_loss(model, sample)
@@ -82,7 +79,7 @@ class Classification_Criterion(FairseqCriterion):
         log = {"loss": loss.detach(), "nsentences": n, "sample_size": n,
                "skipped_clips": sample.get("n_skipped", 0)}
         if not model.training:  # the whole split's metric needs every clip's scores
-            log["scores"] = self.scores(logits).detach().cpu()
+            log["scores"] = probabilities(logits, self.multi_label).detach().cpu()
             log["targets"] = sample["target"].cpu()
             log["multi_label"] = self.multi_label
         return loss, n, log

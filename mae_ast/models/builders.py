@@ -40,22 +40,11 @@ def task_namespace(**fields) -> SimpleNamespace:
     return SimpleNamespace(**{**TASK_DEFAULTS, **fields})
 
 
-def check_encoder_fields(encoder: dict) -> None:
+def build_backbone(encoder: dict, features: dict) -> MAE_AST:
+    """A decoder-free MAE_AST of this architecture and input (random weights)."""
     unknown = set(encoder) - ENCODER_FIELDS
     if unknown:
         raise ValueError(f"model.encoder: unknown MAE_AST_Config fields {sorted(unknown)}")
-
-
-def random_init_encoder(overrides: dict) -> dict:
-    """``PRETRAINING_ARCHITECTURE`` with ``overrides`` on top, every field spelled out (the
-    checkpoint rebuilds the same model whatever the defaults become)."""
-    check_encoder_fields(overrides)
-    return {**PRETRAINING_ARCHITECTURE, **overrides}
-
-
-def build_backbone(encoder: dict, features: dict) -> MAE_AST:
-    """A decoder-free MAE_AST of this architecture and input (random weights)."""
-    check_encoder_fields(encoder)
     # The decoder is deleted at once, so its settings must not refuse an encoder (a 64-d
     # encoder under a 768-d decoder would): build it empty, at the encoder's width.
     width = encoder.get("encoder_embed_dim", MAE_AST_Config.encoder_embed_dim)

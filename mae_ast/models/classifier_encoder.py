@@ -10,7 +10,7 @@ import logging
 from typing import Any
 
 from ..checkpoints import read_checkpoint
-from .builders import build_backbone, encoder_from_state, features_of, random_init_encoder
+from .builders import PRETRAINING_ARCHITECTURE, build_backbone, encoder_from_state, features_of
 from .classifier_config import DROPOUT_FIELDS
 from .mae_ast import MAE_AST
 
@@ -30,10 +30,12 @@ def classifier_encoder(cfg: Any, task: Any) -> tuple[MAE_AST, dict]:
         backbone, encoder, _ = encoder_from_state(read_checkpoint(cfg.pretrained_checkpoint))
         logger.info(f"encoder initialised from {cfg.pretrained_checkpoint}")
         return with_dropouts(backbone, encoder, dropouts)
-    encoder = random_init_encoder(asked)
+    # Every field spelled out: the checkpoint rebuilds the same model whatever the defaults become.
+    encoder = {**PRETRAINING_ARCHITECTURE, **asked}
+    backbone = build_backbone(encoder, task.explicit_features())  # refuses unknown fields first
     logger.info(f"model.pretrained_checkpoint=null: encoder randomly initialised, architecture of "
                 f"config/pretrain/mae_ast.yaml{f' with {asked}' if asked else ''}: {describe_encoder(encoder)}")
-    return build_backbone(encoder, task.explicit_features()), encoder
+    return backbone, encoder
 
 
 def with_dropouts(backbone: MAE_AST, encoder: dict, dropouts: dict) -> tuple[MAE_AST, dict]:

@@ -211,12 +211,6 @@ class MAE_AST(BaseFairseqModel):
         x = self.normalize(source)
         return self.grid.patchify(x if augment is None else augment(x))
 
-    def forward_padding_mask(self, padding_mask: torch.Tensor, num_tokens: int,
-                             whole_tokens: bool = False) -> torch.Tensor:
-        """Frame padding -> token padding (see ``PatchGrid.token_padding_mask``)."""
-        valid = (~padding_mask).sum(dim=-1)
-        return self.grid.token_padding_mask(valid, num_tokens, whole_tokens)
-
     def forward_mask(self, B: int, T: int, padding_mask: torch.Tensor | None, device) -> MaskPlan:
         return compute_mask(self.mask_type, B, T, device=device, chan_blocks=self.chan_blocks,
                             padding_mask=padding_mask, **self.mask_args)
@@ -271,7 +265,7 @@ class MAE_AST(BaseFairseqModel):
         # without padding pass None, which keeps attention on its unmasked fast path.
         token_pad = None
         if padding_mask is not None and not is_input_prepatched:
-            token_pad = self.forward_padding_mask(padding_mask, T)
+            token_pad = self.grid.token_padding_mask((~padding_mask).sum(dim=-1), T)
 
         features = self.post_extract_proj(patches)
         if mask:
@@ -318,7 +312,8 @@ class MAE_AST(BaseFairseqModel):
         patches = self.patchify(source, augment)
         token_pad = None
         if padding_mask is not None:  # as in forward: no host check of its contents
-            token_pad = self.forward_padding_mask(padding_mask, patches.shape[1], whole_tokens=not first_frame_rule)
+            token_pad = self.grid.token_padding_mask((~padding_mask).sum(dim=-1), patches.shape[1],
+                                                     whole_tokens=not first_frame_rule)
         features = self.post_extract_proj(patches)
         x = self.add_positions(features, token_pad, "enc")
         x, _, hidden_states = self.forward_encoder(x, None, token_pad, output_layer)

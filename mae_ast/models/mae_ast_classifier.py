@@ -32,8 +32,7 @@ def evaluation_settings(saved: dict) -> MAE_AST_Classifier_Config:
 
 
 def resolve_head_norm(cfg: Any) -> str:
-    """``cfg.head_norm``, or for null: batchnorm for the probe (module docstring); layernorm in
-    full fine-tuning (where batchnorm gained nothing on the keyword set)."""
+    """``cfg.head_norm``, null resolved as its help says (why: module docstring)."""
     chosen = getattr(cfg, "head_norm", None)
     if chosen is not None:
         return str(getattr(chosen, "value", chosen))

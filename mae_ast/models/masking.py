@@ -1,12 +1,8 @@
-"""Token masking for MAE-AST pretraining, vectorised over the batch, with the original
-code's semantics. Each type builds a ``(B, T)`` bool mask with the same masked count per
-row, which ``MaskPlan`` turns into the index tensors encoder, decoder and loss share.
-
-- ``random_mask``: ``num_retained`` random tokens per clip; ``random_mask_batched``: one
-  such choice for the batch.
-- ``chunk_mask`` (SSAST): one mask for the batch, a union of s x s blocks (s in 3..5).
-- ``retain_spans`` (wav2vec 2.0): the spans of ``compute_mask_indices`` are RETAINED, so
-  ``random_mask_prob=1.45`` masks only ~24% (the original README says ~75%).
+"""Token masking for MAE-AST pretraining (the types: ``task.mask_type``'s help), vectorised
+over the batch, with the original code's semantics. Each type builds a ``(B, T)`` bool mask
+with the same masked count per row, which ``MaskPlan`` turns into the index tensors encoder,
+decoder and loss share. ``retain_spans`` keeps the spans it draws, so ``random_mask_prob=1.45``
+masks ~24%, not the ~75% the original README says.
 """
 
 from __future__ import annotations
@@ -93,7 +89,7 @@ def retain_spans_mask(
     B: int,
     T: int,
     mask_prob: float,
-    mask_length: int,
+    mask_length: int = 10,
     padding_mask: torch.Tensor | None = None,
     selection: str = "static",
     other: float = 0.0,
@@ -153,21 +149,16 @@ def compute_mask(
     device: torch.device,
     chan_blocks: int = 1,
     padding_mask: torch.Tensor | None = None,
-    mask_length: int = 10,
-    selection: str = "static",
-    other: float = 0.0,
-    no_overlap: bool = False,
-    min_space: int = 0,
+    **span_args,
 ) -> MaskPlan:
-    """Draw a mask of ``mask_type`` for ``B`` clips of ``T`` tokens."""
+    """Draw a mask of ``mask_type`` for ``B`` clips of ``T`` tokens; ``span_args`` are
+    ``retain_spans_mask``'s (other types ignore them)."""
     if mask_type in ("random_mask", "random_mask_batched"):
         mask = random_mask(B, T, mask_prob, device, batched=mask_type == "random_mask_batched")
     elif mask_type == "chunk_mask":
         mask = chunk_mask(B, T, mask_prob, chan_blocks, device)
     elif mask_type == "retain_spans":
-        mask = retain_spans_mask(
-            B, T, mask_prob, mask_length, padding_mask, selection, other, no_overlap, min_space
-        ).to(device)
+        mask = retain_spans_mask(B, T, mask_prob, padding_mask=padding_mask, **span_args).to(device)
         return MaskPlan.from_mask(mask, T - int(mask[0].sum()))
     else:
         raise ValueError(f"unknown mask_type {mask_type!r}; choose from {MASK_TYPES}")

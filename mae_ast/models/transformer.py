@@ -6,7 +6,6 @@ matmul and ``F.scaled_dot_product_attention``, batch-first.
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -42,30 +41,22 @@ class MultiheadSelfAttention(nn.Module):
 
 
 class TransformerSentenceEncoderLayer(nn.Module):
-    def __init__(
-        self,
-        dim: int,
-        ffn_dim: int,
-        heads: int,
-        dropout: float,
-        attention_dropout: float,
-        activation_dropout: float,
-        activation_fn: str = "gelu",
-        layer_norm_first: bool = False,
-    ) -> None:
+    """One block of width ``dim``; its other settings are ``cfg``'s (``MAE_AST_Config`` fields)."""
+
+    def __init__(self, dim: int, cfg) -> None:
         super().__init__()
-        if activation_fn not in ("gelu", "relu"):
-            raise ValueError(f"activation_fn {activation_fn!r} is not supported (gelu, relu)")
-        self.activation = F.gelu if activation_fn == "gelu" else F.relu
-        self.layer_norm_first = layer_norm_first
-        self.self_attn = MultiheadSelfAttention(dim, heads, attention_dropout)
+        if cfg.activation_fn not in ("gelu", "relu"):
+            raise ValueError(f"activation_fn {cfg.activation_fn!r} is not supported (gelu, relu)")
+        self.activation = F.gelu if cfg.activation_fn == "gelu" else F.relu
+        self.layer_norm_first = cfg.layer_norm_first
+        self.self_attn = MultiheadSelfAttention(dim, cfg.encoder_attention_heads, cfg.attention_dropout)
         self.self_attn_layer_norm = nn.LayerNorm(dim)
-        self.fc1 = nn.Linear(dim, ffn_dim)
-        self.fc2 = nn.Linear(ffn_dim, dim)
+        self.fc1 = nn.Linear(dim, cfg.encoder_ffn_embed_dim)
+        self.fc2 = nn.Linear(cfg.encoder_ffn_embed_dim, dim)
         self.final_layer_norm = nn.LayerNorm(dim)
-        self.dropout1 = nn.Dropout(dropout)
-        self.dropout2 = nn.Dropout(activation_dropout)
-        self.dropout3 = nn.Dropout(dropout)
+        self.dropout1 = nn.Dropout(cfg.dropout)
+        self.dropout2 = nn.Dropout(cfg.activation_dropout)
+        self.dropout3 = nn.Dropout(cfg.dropout)
 
     def _ffn(self, x: torch.Tensor) -> torch.Tensor:
         return self.dropout3(self.fc2(self.dropout2(self.activation(self.fc1(x)))))
@@ -97,29 +88,9 @@ class TransformerEncoder(nn.Module):
         self.layerdrop = cfg.decoder_layerdrop if decoder else cfg.encoder_layerdrop
         self.dropout = cfg.dropout
         self.layer_norm_first = cfg.layer_norm_first
-        self.layers = nn.ModuleList(
-            TransformerSentenceEncoderLayer(
-                dim,
-                cfg.encoder_ffn_embed_dim,
-                cfg.encoder_attention_heads,
-                cfg.dropout,
-                cfg.attention_dropout,
-                cfg.activation_dropout,
-                cfg.activation_fn,
-                cfg.layer_norm_first,
-            )
-            for _ in range(depth)
-        )
+        self.layers = nn.ModuleList(TransformerSentenceEncoderLayer(dim, cfg) for _ in range(depth))
         self.layer_norm = nn.LayerNorm(dim)
         self.apply(init_bert_params)
-
-    def layerdrop_draws(self, device: torch.device, compiling: bool) -> torch.Tensor | None:
-        """One uniform draw per layer (it runs when the draw exceeds ``layerdrop``), or None.
-        Eager: on the CPU generator (same layers on any device, no device sync). Compiled:
-        on the activations' device (no host-to-device copy in the graph)."""
-        if not (self.training and self.layerdrop > 0):
-            return None
-        return torch.rand(len(self.layers), device=device if compiling else None)
 
     def forward(
         self, x: torch.Tensor, padding_mask: torch.Tensor | None = None, layer: int | None = None
@@ -131,7 +102,11 @@ class TransformerEncoder(nn.Module):
         x = F.dropout(x, p=self.dropout, training=self.training)
         hidden_states = []
         compiling = torch.compiler.is_compiling()
-        drops = self.layerdrop_draws(x.device, compiling)
+        drops = None  # one uniform draw per layer; a layer runs when its draw exceeds layerdrop
+        if self.training and self.layerdrop > 0:
+            # Eager: on the CPU generator (same layers on any device, no device sync). Compiled:
+            # on the activations' device (no host-to-device copy in the graph).
+            drops = torch.rand(len(self.layers), device=x.device if compiling else None)
         for i, block in enumerate(self.layers):
             if compiling and drops is not None:
                 # A branch on a drawn value would break the graph: run the block, keep its

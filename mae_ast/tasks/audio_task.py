@@ -51,8 +51,17 @@ class MAE_AST_Audio_Task(FairseqTask):
 
     def build_model(self, cfg, from_checkpoint: bool = False):
         model = super().build_model(cfg, from_checkpoint)
-        self.adopt_patch_length(getattr(model, "backbone", model).grid.min_frames)
+        # The model's patch length; datasets loaded before the model get it too.
+        self.min_frames = getattr(model, "backbone", model).grid.min_frames
+        for dataset in self.datasets.values():
+            dataset.min_frames = self.min_frames
+        if not from_checkpoint:  # a new or resumed training run, not a checkpoint reload
+            self.check_run(model, root_config(self.cfg))
         return model
+
+    def check_run(self, model, root) -> None:
+        """The run's checks before any data is read (``run_checks``); ``root`` is fairseq's
+        whole config, None for a task config on its own."""
 
     def split_files(self, split: str) -> tuple[str, str | None]:
         """The manifest (and label file) a split is read from."""
@@ -103,12 +112,6 @@ class MAE_AST_Audio_Task(FairseqTask):
     def filter_indices_by_size(self, indices: np.ndarray, *args, **kwargs) -> np.ndarray:
         return indices  # the datasets skip (and name) clips shorter than one patch instead
 
-    def adopt_patch_length(self, min_frames: int) -> None:
-        """The built model's patch length; datasets loaded before the model get it too."""
-        self.min_frames = min_frames
-        for dataset in self.datasets.values():
-            dataset.min_frames = min_frames
-
     def attach_cache(self, dataset, split: str) -> None:
         if getattr(self.cfg, "fbank_cache", None):
             dataset.use_cache(self.cfg.fbank_cache, split)
@@ -118,16 +121,12 @@ class MAE_AST_Audio_Task(FairseqTask):
             sample, model, criterion, optimizer, update_num, ignore_grad
         )
         # This host sync costs little: fairseq's grad-norm check waits for backward anyway.
-        # fairseq handles the step; we add which clips were in it.
-        if "net_input" in sample and not bool(torch.isfinite(loss)):
-            self.report_nonfinite(sample, update_num)
+        if "net_input" in sample and not bool(torch.isfinite(loss)):  # fairseq skips the step; name its clips
+            ids = sample["id"].tolist()
+            dataset = self.datasets.get("train")
+            files = [dataset.paths[i] for i in ids] if dataset is not None else "(no 'train' split loaded)"
+            self.logger.error(f"non-finite loss at update {update_num}: sample ids {ids}, files {files}")
         return loss, sample_size, logging_output
-
-    def report_nonfinite(self, sample: dict, update_num: int) -> None:
-        ids = sample["id"].tolist()
-        dataset = self.datasets.get("train")
-        files = [dataset.paths[i] for i in ids] if dataset is not None else "(no 'train' split loaded)"
-        self.logger.error(f"non-finite loss at update {update_num}: sample ids {ids}, files {files}")
 
     def begin_valid_epoch(self, epoch: int, model) -> None:
         """Log the spread across data-parallel ranks of their parameter sums (0 when in sync)."""

@@ -21,7 +21,7 @@ from ..data.features import FeatureSpec
 from ..data.labels import LabelError, LabelSet, read_label_descriptors
 from .audio_task import MAE_AST_Audio_Task
 from .. import provenance
-from .run_checks import check_metric, check_resume, check_settings, launch_path, root_config
+from .run_checks import check_metric, check_resume, check_settings, launch_path
 from .validation_notes import log_validation_notes
 
 logger = logging.getLogger(__name__)
@@ -98,8 +98,6 @@ class MAE_AST_Classification_Task(MAE_AST_Audio_Task):
             with open_dict(cfg):
                 cfg.pretrained_checkpoint = launch_path(cfg.pretrained_checkpoint)
         model = super().build_model(cfg, from_checkpoint)
-        if not from_checkpoint:  # a new or resumed training run, not a checkpoint reload
-            self.check_run(model)
         if model.needs_param_groups:
             logger.info("layer_decay/head_lr_scale: parameters carry optim_overrides lr scales "
                         "(honoured by optimizer._name=composite with dynamic_groups=true)")
@@ -111,11 +109,10 @@ class MAE_AST_Classification_Task(MAE_AST_Audio_Task):
                 cfg[key] = plain(value)
         return model
 
-    def check_run(self, model) -> None:
-        """``run_checks``' checks before any data is read, the run's lock and provenance
-        record, and what the validation numbers are (``validation_notes``)."""
+    def check_run(self, model, root) -> None:
+        """``run_checks``' checks, the run's lock and provenance record, and what the validation
+        numbers are (``validation_notes``)."""
         check_settings(self.cfg, self.feature_spec, self.min_frames)
-        root = root_config(self.cfg)
         if root is not None:
             log_validation_notes(root, self.cfg.data, self.feature_spec)
             check_metric(root, self.cfg.multi_label)
@@ -124,8 +121,7 @@ class MAE_AST_Classification_Task(MAE_AST_Audio_Task):
             check_resume(root, list(self.class_names), self.cfg.multi_label, model.head_norm, model, record)
 
     def split_files(self, split: str) -> tuple[str, str | None]:
-        manifest, labels, _ = label_paths(self.cfg.data, split)
-        return manifest, labels
+        return label_paths(self.cfg.data, split)[:2]
 
     def load_dataset(self, split: str, **kwargs) -> None:
         if self.feature_spec is None:  # fairseq builds the model first; other callers get this

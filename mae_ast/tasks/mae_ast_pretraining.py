@@ -14,7 +14,7 @@ from ..data.features import FeatureSpec
 from ..data.mae_ast_dataset import features_from_waveforms
 from ..models.masking import MASK_TYPES
 from .audio_task import MAE_AST_Audio_Task
-from .run_checks import check_pretraining_resume, root_config
+from .run_checks import check_pretraining_resume
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +25,6 @@ MASK_TYPE_CHOICES = ChoiceEnum(list(MASK_TYPES))
 class MAE_AST_Pretraining_Config(FairseqDataclass):
     data: str = field(default=MISSING, metadata={"help": "folder holding {train,valid,test}.tsv manifests"})
     sample_rate: int = field(default=16_000, metadata={"help": "audio is resampled to this rate"})
-    # normalize, enable_padding and mask_spans: unused, as in the original; its configs carry them.
     normalize: bool = field(default=False, metadata={"help": "unused (the original ignored it for fbank)"})
     enable_padding: bool = field(default=False, metadata={"help": "unused (as in the original)"})
     max_keep_size: Optional[int] = field(default=None, metadata={"help": "skip clips longer than this (samples)"})
@@ -92,12 +91,9 @@ class MAE_AST_Pretraining_Task(MAE_AST_Audio_Task):
         dataset.decode_only = bool(getattr(self.cfg, "features_on_device", False))
         self.datasets[split] = dataset
 
-    def build_model(self, cfg, from_checkpoint: bool = False):
-        model = super().build_model(cfg, from_checkpoint)
-        root = root_config(self.cfg)
-        if root is not None and not from_checkpoint:  # a training run, not a checkpoint reload
+    def check_run(self, model, root) -> None:
+        if root is not None:
             check_pretraining_resume(root, model, self.record_provenance(root, "pretraining"))
-        return model
 
     def device_features(self, sample: dict, model) -> dict:
         """A ``features_on_device`` batch (waveforms) becomes the usual one, features computed

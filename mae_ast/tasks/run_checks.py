@@ -165,10 +165,8 @@ def check_pretraining_resume(root: Any, model: Any, record: dict) -> None:
 
 # Config fields that set parameter shapes, named in the message when they differ.
 SHAPE_FIELDS = ("encoder_layers", "encoder_embed_dim", "encoder_ffn_embed_dim", "encoder_attention_heads",
-                "decoder_layers", "decoder_embed_dim", "decoder_ffn_embed_dim", "decoder_attention_heads",
-                "ast_kernel_size_time", "ast_kernel_size_chan", "ast_kernel_stride_time",
-                "ast_kernel_stride_chan", "num_mel_bins", "deltas", "enc_sine_pos", "dec_sine_pos",
-                "max_token_length")
+                "decoder_layers", "decoder_embed_dim", "ast_kernel_size_time", "ast_kernel_size_chan",
+                "ast_kernel_stride_time", "ast_kernel_stride_chan", "enc_sine_pos", "dec_sine_pos", "max_token_length")
 
 
 def check_shape(path: str, state: dict, model: Any, ours: dict, theirs: dict, prefix: str) -> None:
