@@ -12,6 +12,8 @@ import torch
 
 from .checkpoints import (CLASSIFIER, ENCODER, PRETRAINING, CheckpointError, checkpoint_kind, config_section,
                           read_checkpoint)
+from .data.audio_io import AudioError
+from .data.features import short_of_one_patch
 from .hf import folder
 from .models.builders import build_backbone, build_pretraining
 from .models.mae_ast import MAE_AST
@@ -82,3 +84,13 @@ def ready(model: MAE_AST, device: str | torch.device | None = None) -> MAE_AST:
     model.encoder.layerdrop = 0.0
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return model.to(device).eval()
+
+
+def read_clip(model: MAE_AST, path: str, max_samples: int | None = None) -> torch.Tensor:
+    """``path``'s waveform at the model's rate (its first ``max_samples``); ``AudioError`` when
+    unreadable or shorter than one patch."""
+    wav = model.feature_spec.read(path)[:max_samples]
+    short = short_of_one_patch(model.feature_spec.frames(len(wav)), model.grid.min_frames)
+    if short:
+        raise AudioError(path, short)
+    return wav

@@ -19,13 +19,12 @@ import numpy as np
 import torch
 
 from .data.audio_io import AudioError
-from .data.features import short_of_one_patch
 from .data.classification_dataset import label_paths
 from .data.datadir import SPLITS
 from .data import identity
 from .data.labels import LabelSet, read_label_descriptors, read_labels
 from .data.manifest import Manifest, read_manifest
-from .loading import Checkpoint, open_checkpoint, ready
+from .loading import Checkpoint, open_checkpoint, read_clip, ready
 from .metrics import classification_metrics
 from .provenance import overlap_counts, overlap_report
 
@@ -125,20 +124,14 @@ def pool_states(states: list[torch.Tensor], pad: torch.Tensor, pool: str) -> tor
 
 def extract_split(model, split: Split, pool: str, batch_size: int) -> None:
     """Fill ``split.features`` / ``kept`` / ``skipped``; clips batched by length, so little is padded."""
-    spec, grid = model.feature_spec, model.grid
     device = next(model.parameters()).device
     order = np.argsort(np.asarray(split.manifest.sizes), kind="stable")
     rows: dict[int, np.ndarray] = {}
     for start in range(0, len(order), batch_size):
         batch = []
         for i in order[start : start + batch_size]:
-            path = split.manifest.paths[i]
             try:
-                wav = spec.read(path)
-                short = short_of_one_patch(spec.frames(len(wav)), grid.min_frames)
-                if short:
-                    raise AudioError(path, short)
-                batch.append((int(i), wav.to(device)))
+                batch.append((int(i), read_clip(model, split.manifest.paths[i]).to(device)))
             except AudioError as err:
                 split.skipped.append(str(err))
         if not batch:

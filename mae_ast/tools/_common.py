@@ -166,6 +166,13 @@ def json_safe(value: object) -> object:
     return value
 
 
+def metric_text(value: object) -> str:
+    """A metric as printed: 4 decimals, ``n/a`` for nan (a class or split it cannot score)."""
+    if isinstance(value, float):
+        return "n/a" if math.isnan(value) else f"{value:.4f}"
+    return str(value)
+
+
 def open_classifier(prog: str, checkpoint: str, device: str | None, hop_s: float | None):
     """(classifier, hop in frames) for the scoring tools, or None after a one-line message
     on stderr (the caller exits 2): a checkpoint that cannot be used or a hop it refuses."""

@@ -1,11 +1,7 @@
-"""``mae-ast-extract``: write one ``.npy`` of encoder features per audio file.
-
-    mae-ast-extract CKPT AUDIO_OR_FOLDER_OR_MANIFEST --out DIR [--layer N] [--batch-size 8]
-
-Features of the checkpoint's own feature spec, float32, (time, dim): one row per
-``ast_kernel_stride_time`` x 10 ms. Outputs mirror the inputs' relative paths, extension
-kept (``a.flac`` -> ``a.flac.npy``); inputs that would share an output are refused before
-anything is written. Exit code 1 if any file was unreadable (skipped), 2 if unusable input.
+"""``mae-ast-extract``: write one ``.npy`` of encoder features per audio file (float32, time x dim,
+one row per ``ast_kernel_stride_time`` x 10 ms), named after the input's relative path with its
+extension (``a.flac.npy``); inputs that would share an output are refused before anything is
+written. Exit code 1 if any file was unreadable (skipped), 2 if unusable input.
 """
 
 from __future__ import annotations
@@ -18,10 +14,9 @@ import torch
 from tqdm import tqdm
 
 from ..data.audio_io import AudioError
-from ..data.features import short_of_one_patch
 from ..data.manifest import ManifestError
 from ..checkpoints import CheckpointError
-from ..loading import load
+from ..loading import load, read_clip
 from ._common import add_batch_and_device, check_output, list_inputs, tool_parser
 
 
@@ -61,7 +56,6 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= layer <= depth:
         parser.error(f"--layer must be in 1..{depth}")
 
-    spec, grid = model.feature_spec, model.grid
     bad: list[AudioError] = []
     progress = tqdm(total=len(items), desc="extracting", unit="file")
     for start in range(0, len(items), args.batch_size):
@@ -69,11 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         batch = []
         for path, stem in chunk:
             try:
-                wav = spec.read(path)
-                short = short_of_one_patch(spec.frames(len(wav)), grid.min_frames)
-                if short:
-                    raise AudioError(path, short)
-                batch.append((stem, wav.to(device)))
+                batch.append((stem, read_clip(model, path).to(device)))
             except AudioError as err:
                 bad.append(err)
         if batch:
