@@ -53,8 +53,7 @@ def checkpoint_kind(state: dict) -> str | None:
 
 def read_checkpoint(path: str, weights_only: bool = True, kinds: tuple[str, ...] = (PRETRAINING, CLASSIFIER),
                     mmap: bool = False) -> dict:
-    """The dict of a MAE-AST checkpoint of one of ``kinds``; ``CheckpointError`` naming the file
-    and what it is otherwise."""
+    """The dict of a MAE-AST checkpoint of one of ``kinds``; else ``CheckpointError`` saying what it is."""
     state = _load(path, weights_only, mmap)
     kind = checkpoint_kind(state)
     if kind in kinds:

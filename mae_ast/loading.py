@@ -43,8 +43,7 @@ class Checkpoint:
 
 
 def build_model(kind: str, settings: dict, task: dict) -> torch.nn.Module:
-    """The model (random weights) that ``settings`` (``cfg.model``) and ``task``
-    (``cfg.task``, read by a pretraining model only) describe."""
+    """The random-weight model of ``settings`` (``cfg.model``) and ``task`` (``cfg.task``, pretraining only)."""
     if kind == PRETRAINING:
         return build_pretraining(settings, task)
     encoder = dict(settings["encoder"])
@@ -74,8 +73,7 @@ def open_checkpoint(path: str, weights_only: bool = True, kinds: tuple[str, ...]
 
 
 def load(path: str, device: str | torch.device | None = None, weights_only: bool = True) -> MAE_AST:
-    """The ``ready`` MAE-AST of any checkpoint ``open_checkpoint`` takes (a classifier's: its
-    fine-tuned encoder)."""
+    """The ``ready`` encoder of any checkpoint ``open_checkpoint`` takes (a classifier's fine-tuned one)."""
     return ready(open_checkpoint(path, weights_only).encoder, device)
 
 
@@ -87,8 +85,7 @@ def ready(model: MAE_AST, device: str | torch.device | None = None) -> MAE_AST:
 
 
 def read_clip(model: MAE_AST, path: str, max_samples: int | None = None) -> torch.Tensor:
-    """``path``'s waveform at the model's rate (its first ``max_samples``); ``AudioError`` when
-    unreadable or shorter than one patch."""
+    """``path``'s waveform (its first ``max_samples``); ``AudioError`` if unreadable or under one patch."""
     wav = model.feature_spec.read(path)[:max_samples]
     short = short_of_one_patch(model.feature_spec.frames(len(wav)), model.grid.min_frames)
     if short:

@@ -2,8 +2,6 @@
 over each clip's time steps, and a standardised L2 logistic regression fitted on train, its C
 (and layer) chosen on valid, scored on test with ``mae_ast.metrics``. What it runs and reports:
 README, "Linear probe: the standard number".
-
-    result = run_probe("checkpoint_last.pt", "data/esc50/fold1", ProbeConfig(layer="all"))
 """
 
 from __future__ import annotations
