@@ -6,7 +6,9 @@ checkpoints here. Usage: README, "Features, tools, SUPERB".
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -91,3 +93,21 @@ def read_clip(model: MAE_AST, path: str, max_samples: int | None = None) -> torc
     if short:
         raise AudioError(path, short)
     return wav
+
+
+def encode_clips(model: MAE_AST, items: Sequence[tuple[Any, str]], batch_size: int, output_layer: int | None = None
+                 ) -> Iterator[tuple[list, dict | None, list[AudioError]]]:
+    """Per ``batch_size`` (key, path) ``items``: the readable clips' keys, their ``extract_layers``
+    output (None if none) and the ``AudioError`` of each other clip."""
+    device = next(model.parameters()).device
+    for start in range(0, len(items), batch_size):
+        keys, wavs, bad = [], [], []
+        for key, path in items[start : start + batch_size]:
+            try:
+                wavs.append(read_clip(model, path).to(device))
+                keys.append(key)
+            except AudioError as err:
+                bad.append(err)
+        with torch.inference_mode():
+            out = model.extract_layers(wavs, output_layer=output_layer) if wavs else None
+        yield keys, out, bad

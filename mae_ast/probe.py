@@ -16,13 +16,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .data.audio_io import AudioError
 from .data.classification_dataset import label_paths
 from .data.datadir import SPLITS
 from .data import identity
 from .data.labels import LabelSet, read_label_descriptors, read_labels
 from .data.manifest import Manifest, read_manifest
-from .loading import Checkpoint, open_checkpoint, read_clip, ready
+from .loading import Checkpoint, encode_clips, open_checkpoint, ready
 from .metrics import classification_metrics
 from .provenance import overlap_counts, overlap_report
 
@@ -122,23 +121,13 @@ def pool_states(states: list[torch.Tensor], pad: torch.Tensor, pool: str) -> tor
 
 def extract_split(model, split: Split, pool: str, batch_size: int) -> None:
     """Fill ``split.features`` / ``kept`` / ``skipped``; clips batched by length, so little is padded."""
-    device = next(model.parameters()).device
     order = np.argsort(np.asarray(split.manifest.sizes), kind="stable")
     rows: dict[int, np.ndarray] = {}
-    for start in range(0, len(order), batch_size):
-        batch = []
-        for i in order[start : start + batch_size]:
-            try:
-                batch.append((int(i), read_clip(model, split.manifest.paths[i]).to(device)))
-            except AudioError as err:
-                split.skipped.append(str(err))
-        if not batch:
-            continue
-        with torch.inference_mode():
-            out = model.extract_layers([w for _, w in batch])
+    for kept, out, bad in encode_clips(model, [(int(i), split.manifest.paths[i]) for i in order], batch_size):
+        split.skipped += [str(err) for err in bad]
+        if out is not None:
             pooled = pool_states(out["hidden_states"], out["padding_mask"], pool).float().cpu().numpy()
-        for j, (i, _) in enumerate(batch):
-            rows[i] = pooled[:, j]
+            rows.update({i: pooled[:, j] for j, i in enumerate(kept)})
     if not rows:
         raise ProbeError(f"{split.manifest.root}: no readable clip in {split.name} ({len(split.skipped)} skipped: "
                          f"{split.skipped[0] if split.skipped else ''})")
@@ -227,8 +216,7 @@ def _rank(valid_metric: float, valid_log_loss: float) -> tuple[float, float]:
 
 def fit_layer(x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray, y_valid: np.ndarray,
               num_classes: int, multi_label: bool, cfg: ProbeConfig) -> Fit:
-    """Fit every C of the grid on train (L2 logistic regression, lbfgs, multinomial;
-    one-vs-rest multi-label) on standardised features; the ``_rank`` on valid picks one."""
+    """The fit of ``cfg.grid``'s C on train that ``_rank`` picks on valid (the protocol: README)."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.multiclass import OneVsRestClassifier

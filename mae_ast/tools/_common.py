@@ -91,10 +91,9 @@ def device_arg(text: str) -> str:
         if device.index is not None and device.index >= count:
             raise argparse.ArgumentTypeError(f"{text}: this machine has {count} CUDA device(s), "
                                              f"cuda:0..cuda:{count - 1}")
-    elif device.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise argparse.ArgumentTypeError(f"{text}: MPS is not available on this machine; use --device cpu")
-    elif device.type != "cpu":
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise argparse.ArgumentTypeError(f"{text}: MPS is not available on this machine; use --device cpu")
+    elif device.type not in ("cpu", "mps"):
         raise argparse.ArgumentTypeError(f"{text}: unsupported device type {device.type!r}; use cpu or cuda")
     return text
 

@@ -10,13 +10,12 @@ import os
 import sys
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from ..data.audio_io import AudioError
 from ..data.manifest import ManifestError
 from ..checkpoints import CheckpointError
-from ..loading import load, read_clip
+from ..loading import encode_clips, load
 from ._common import add_batch_and_device, check_output, list_inputs, tool_parser
 
 
@@ -50,7 +49,6 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, ManifestError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    device = next(model.parameters()).device
     depth = len(model.encoder.layers)
     layer = depth if args.layer is None else args.layer
     if not 1 <= layer <= depth:
@@ -58,23 +56,13 @@ def main(argv: list[str] | None = None) -> int:
 
     bad: list[AudioError] = []
     progress = tqdm(total=len(items), desc="extracting", unit="file")
-    for start in range(0, len(items), args.batch_size):
-        chunk = items[start : start + args.batch_size]
-        batch = []
-        for path, stem in chunk:
-            try:
-                batch.append((stem, read_clip(model, path).to(device)))
-            except AudioError as err:
-                bad.append(err)
-        if batch:
-            with torch.inference_mode():
-                out = model.extract_layers([w for _, w in batch], output_layer=layer)
-            feats, pad = out["hidden_states"][layer - 1], out["padding_mask"]
-            for i, (stem, _) in enumerate(batch):
-                dest = os.path.join(args.out, stem + ".npy")
-                os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
-                np.save(dest, feats[i][~pad[i]].float().cpu().numpy())
-        progress.update(len(chunk))
+    for stems, out, errors in encode_clips(model, [(stem, path) for path, stem in items], args.batch_size, layer):
+        bad += errors
+        for i, stem in enumerate(stems):
+            dest = os.path.join(args.out, stem + ".npy")
+            os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
+            np.save(dest, out["hidden_states"][layer - 1][i][~out["padding_mask"][i]].float().cpu().numpy())
+        progress.update(len(stems) + len(errors))
     progress.close()
     for err in bad:
         print(f"skipped: {err}", file=sys.stderr)
