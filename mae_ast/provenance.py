@@ -280,14 +280,11 @@ def overlap_report(state: dict, checkpoint_path: str, paths: Sequence[str],
     trained_on = {kind: _summary(record)}
     pre = record.get("pretraining")
     if pre is not None:
-        head = _head(pre)
+        overlap["pretraining"] = _head(pre)
+        trained_on["pretraining"] = {**_head(pre), **(_summary(pre["record"]) if pre.get("record") else {})}
         if pre.get("record"):
-            pre_masks, pre_counts = _overlaps(pre["record"], pk, ck)
-            overlap["pretraining"] = {**head, "splits": pre_counts}
+            pre_masks, overlap["pretraining"]["splits"] = _overlaps(pre["record"], pk, ck)
             trained |= pre_masks.get(pre["record"]["train_subset"], trained)
-            trained_on["pretraining"] = {**head, **_summary(pre["record"])}
-        else:
-            overlap["pretraining"] = trained_on["pretraining"] = head
     report.update(status="recorded", trained_on=trained_on, overlap_with_training=overlap,
                   training=int(trained.sum()), selection=int(selected.sum()),
                   trained_clips=[int(i) for i in np.flatnonzero(trained)[:10]],
