@@ -10,6 +10,7 @@ import pickle
 from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 
 # Keys every MAE-AST pretraining state dict has, whatever its depth and options.
 PRETRAINING_KEYS = ("post_extract_proj.weight", "batch_norm.running_mean", "encoder.layer_norm.weight",
@@ -29,13 +30,8 @@ def as_dict(cfg: Any) -> dict:
         return {}
     if isinstance(cfg, dict):
         return dict(cfg)
-    try:
-        from omegaconf import OmegaConf
-
-        if OmegaConf.is_config(cfg):
-            return OmegaConf.to_container(cfg, resolve=True)
-    except ImportError:
-        pass
+    if OmegaConf.is_config(cfg):
+        return OmegaConf.to_container(cfg, resolve=True)
     return dict(vars(cfg))
 
 
@@ -57,8 +53,7 @@ def checkpoint_kind(state: dict) -> str | None:
 
 def read_checkpoint(path: str, weights_only: bool = True, kinds: tuple[str, ...] = (PRETRAINING, CLASSIFIER),
                     mmap: bool = False) -> dict:
-    """The dict of a MAE-AST checkpoint of one of ``kinds``; ``CheckpointError`` naming the file
-    and what it is otherwise."""
+    """The dict of a MAE-AST checkpoint of one of ``kinds``; else ``CheckpointError`` saying what it is."""
     state = _load(path, weights_only, mmap)
     kind = checkpoint_kind(state)
     if kind in kinds:

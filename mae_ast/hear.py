@@ -141,10 +141,8 @@ def hop_in_frames(hop_ms: float | None, stride_frames: int, frame_ms: float) -> 
 
 
 def load_model(model_file_path: str = "", **options: Any) -> HearModel:
-    """HEAR's ``load_model`` of any MAE-AST checkpoint (a classifier's: its fine-tuned encoder).
-    Options: ``layer`` (default -1; a list or "all" averages layers), ``hop_ms`` (default: the
-    largest exact hop <= 50 ms), ``window_s`` (default: the training length; 0 = whole clips),
-    ``device``. Long clips run in windows of whole grid steps: same timeline, bounded attention."""
+    """HEAR's ``load_model`` of any MAE-AST checkpoint (a classifier's: its fine-tuned encoder); the
+    options ``layer``, ``hop_ms``, ``window_s``, ``device`` and their defaults: README, "HEAR"."""
     if not model_file_path:
         raise ValueError("load_model needs a MAE-AST checkpoint path")
     unknown = set(options) - {"layer", "hop_ms", "window_s", "device"}
@@ -168,6 +166,5 @@ def get_timestamp_embeddings(audio: torch.Tensor, model: HearModel) -> tuple[tor
 
 
 def get_scene_embeddings(audio: torch.Tensor, model: HearModel) -> torch.Tensor:
-    """``(n_sounds, n_samples)`` audio -> ``(n_sounds, dim)`` float32: the mean over time of the clip's own
-    tokens (one pass, no edge padding unless it is shorter than a patch), as fine-tuning pools."""
+    """``(n_sounds, n_samples)`` audio -> ``(n_sounds, dim)`` float32, the mean of the clip's own tokens."""
     return model.scene_embeddings(audio)

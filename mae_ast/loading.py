@@ -6,12 +6,16 @@ checkpoints here. Usage: README, "Features, tools, SUPERB".
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from .checkpoints import (CLASSIFIER, ENCODER, PRETRAINING, CheckpointError, checkpoint_kind, config_section,
                           read_checkpoint)
+from .data.audio_io import AudioError
+from .data.features import short_of_one_patch
 from .hf import folder
 from .models.builders import build_backbone, build_pretraining
 from .models.mae_ast import MAE_AST
@@ -41,8 +45,7 @@ class Checkpoint:
 
 
 def build_model(kind: str, settings: dict, task: dict) -> torch.nn.Module:
-    """The model (random weights) that ``settings`` (``cfg.model``) and ``task``
-    (``cfg.task``, read by a pretraining model only) describe."""
+    """The random-weight model of ``settings`` (``cfg.model``) and ``task`` (``cfg.task``, pretraining only)."""
     if kind == PRETRAINING:
         return build_pretraining(settings, task)
     encoder = dict(settings["encoder"])
@@ -72,8 +75,7 @@ def open_checkpoint(path: str, weights_only: bool = True, kinds: tuple[str, ...]
 
 
 def load(path: str, device: str | torch.device | None = None, weights_only: bool = True) -> MAE_AST:
-    """The ``ready`` MAE-AST of any checkpoint ``open_checkpoint`` takes (a classifier's: its
-    fine-tuned encoder)."""
+    """The ``ready`` encoder of any checkpoint ``open_checkpoint`` takes (a classifier's fine-tuned one)."""
     return ready(open_checkpoint(path, weights_only).encoder, device)
 
 
@@ -82,3 +84,30 @@ def ready(model: MAE_AST, device: str | torch.device | None = None) -> MAE_AST:
     model.encoder.layerdrop = 0.0
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return model.to(device).eval()
+
+
+def read_clip(model: MAE_AST, path: str, max_samples: int | None = None) -> torch.Tensor:
+    """``path``'s waveform (its first ``max_samples``); ``AudioError`` if unreadable or under one patch."""
+    wav = model.feature_spec.read(path)[:max_samples]
+    short = short_of_one_patch(model.feature_spec.frames(len(wav)), model.grid.min_frames)
+    if short:
+        raise AudioError(path, short)
+    return wav
+
+
+def encode_clips(model: MAE_AST, items: Sequence[tuple[Any, str]], batch_size: int, output_layer: int | None = None
+                 ) -> Iterator[tuple[list, dict | None, list[AudioError]]]:
+    """Per ``batch_size`` (key, path) ``items``: the readable clips' keys, their ``extract_layers``
+    output (None if none) and the ``AudioError`` of each other clip."""
+    device = next(model.parameters()).device
+    for start in range(0, len(items), batch_size):
+        keys, wavs, bad = [], [], []
+        for key, path in items[start : start + batch_size]:
+            try:
+                wavs.append(read_clip(model, path).to(device))
+                keys.append(key)
+            except AudioError as err:
+                bad.append(err)
+        with torch.inference_mode():
+            out = model.extract_layers(wavs, output_layer=output_layer) if wavs else None
+        yield keys, out, bad

@@ -70,14 +70,12 @@ def _roc_auc_1d(scores: np.ndarray, positive: np.ndarray) -> float:
 
 def binary_average_precision(scores: np.ndarray, targets: np.ndarray) -> float:
     """Average precision of one class. scores, targets: (N,). nan when no target is positive."""
-    s, t = _check_binary(scores, targets, ndim=1)
-    return _average_precision_1d(s, t)
+    return _average_precision_1d(*_check_binary(scores, targets, ndim=1))
 
 
 def binary_roc_auc(scores: np.ndarray, targets: np.ndarray) -> float:
     """ROC AUC of one class, ties counted half. scores, targets: (N,). nan unless both 0 and 1 occur."""
-    s, t = _check_binary(scores, targets, ndim=1)
-    return _roc_auc_1d(s, t)
+    return _roc_auc_1d(*_check_binary(scores, targets, ndim=1))
 
 
 def average_precision(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -107,9 +105,6 @@ def mean_auc(scores: np.ndarray, targets: np.ndarray) -> float:
     return _nanmean(roc_auc(scores, targets))
 
 
-_STANDARD_NORMAL = NormalDist()
-
-
 def d_prime(auc: float) -> float:
     """d' = sqrt(2) * Phi^-1(auc): auc 0.5 -> 0, 1 -> +inf, 0 -> -inf (as scipy's norm.ppf), nan -> nan."""
     auc = float(auc)
@@ -119,7 +114,7 @@ def d_prime(auc: float) -> float:
         raise ValueError(f"auc must lie in [0, 1], got {auc}")
     if auc in (0.0, 1.0):
         return math.copysign(math.inf, auc - 0.5)
-    return math.sqrt(2.0) * _STANDARD_NORMAL.inv_cdf(auc)
+    return math.sqrt(2.0) * NormalDist().inv_cdf(auc)
 
 
 def _as_class_indices(targets: np.ndarray, num_classes: int) -> np.ndarray:

@@ -2,8 +2,6 @@
 over each clip's time steps, and a standardised L2 logistic regression fitted on train, its C
 (and layer) chosen on valid, scored on test with ``mae_ast.metrics``. What it runs and reports:
 README, "Linear probe: the standard number".
-
-    result = run_probe("checkpoint_last.pt", "data/esc50/fold1", ProbeConfig(layer="all"))
 """
 
 from __future__ import annotations
@@ -18,14 +16,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .data.audio_io import AudioError
-from .data.features import short_of_one_patch
 from .data.classification_dataset import label_paths
 from .data.datadir import SPLITS
 from .data import identity
 from .data.labels import LabelSet, read_label_descriptors, read_labels
 from .data.manifest import Manifest, read_manifest
-from .loading import Checkpoint, open_checkpoint, ready
+from .loading import Checkpoint, encode_clips, open_checkpoint, ready
 from .metrics import classification_metrics
 from .provenance import overlap_counts, overlap_report
 
@@ -125,29 +121,13 @@ def pool_states(states: list[torch.Tensor], pad: torch.Tensor, pool: str) -> tor
 
 def extract_split(model, split: Split, pool: str, batch_size: int) -> None:
     """Fill ``split.features`` / ``kept`` / ``skipped``; clips batched by length, so little is padded."""
-    spec, grid = model.feature_spec, model.grid
-    device = next(model.parameters()).device
     order = np.argsort(np.asarray(split.manifest.sizes), kind="stable")
     rows: dict[int, np.ndarray] = {}
-    for start in range(0, len(order), batch_size):
-        batch = []
-        for i in order[start : start + batch_size]:
-            path = split.manifest.paths[i]
-            try:
-                wav = spec.read(path)
-                short = short_of_one_patch(spec.frames(len(wav)), grid.min_frames)
-                if short:
-                    raise AudioError(path, short)
-                batch.append((int(i), wav.to(device)))
-            except AudioError as err:
-                split.skipped.append(str(err))
-        if not batch:
-            continue
-        with torch.inference_mode():
-            out = model.extract_layers([w for _, w in batch])
+    for kept, out, bad in encode_clips(model, [(int(i), split.manifest.paths[i]) for i in order], batch_size):
+        split.skipped += [str(err) for err in bad]
+        if out is not None:
             pooled = pool_states(out["hidden_states"], out["padding_mask"], pool).float().cpu().numpy()
-        for j, (i, _) in enumerate(batch):
-            rows[i] = pooled[:, j]
+            rows.update({i: pooled[:, j] for j, i in enumerate(kept)})
     if not rows:
         raise ProbeError(f"{split.manifest.root}: no readable clip in {split.name} ({len(split.skipped)} skipped: "
                          f"{split.skipped[0] if split.skipped else ''})")
@@ -236,8 +216,7 @@ def _rank(valid_metric: float, valid_log_loss: float) -> tuple[float, float]:
 
 def fit_layer(x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray, y_valid: np.ndarray,
               num_classes: int, multi_label: bool, cfg: ProbeConfig) -> Fit:
-    """Fit every C of the grid on train (L2 logistic regression, lbfgs, multinomial;
-    one-vs-rest multi-label) on standardised features; the ``_rank`` on valid picks one."""
+    """The fit of ``cfg.grid``'s C on train that ``_rank`` picks on valid (the protocol: README)."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.multiclass import OneVsRestClassifier

@@ -1,19 +1,13 @@
-"""A checkpoint's provenance record: which clips it was trained (and selected) on, so a
-tool can show that a number is clean.
-
-Per split a run reads (``train_subset`` and each ``valid_subset``): the real manifest and
-``.lbl`` paths, their text fingerprints (``identity.text_key``), the clip count and the
-sorted unique 64-bit path and content keys of ``mae_ast.data.identity`` (from the
-``{split}.keys.npz`` sidecar when current). A classifier's record also carries its
-encoder's pretraining record (``"unknown"`` when that checkpoint predates records, as the
+"""A checkpoint's provenance record: which clips it was trained (and selected) on, per split read
+(``split_record``), so a tool can show that a number is clean. A classifier's record also carries
+its encoder's pretraining record (``"unknown"`` when that checkpoint predates records, as the
 released ones do; ``"none"`` for a random-init encoder).
 
-It lives in ``task_state`` (fairseq saves ``FairseqTask.state_dict()`` in every checkpoint
-it writes). Up to ``INLINE_MAX_CLIPS`` clips the keys stay inline (int64 tensors, for
-``weights_only``), so a copied checkpoint is self-contained; above, they go to one
-content-addressed ``<save_dir>/provenance/<digest>.npz`` that the record names and
-fingerprints, as 32 MB at AudioSet scale (2 M clips x 2 keys x 8 bytes) would otherwise be
-repeated in every checkpoint (last, best, each epoch's).
+It lives in ``task_state`` (fairseq saves ``FairseqTask.state_dict()`` in every checkpoint).
+Up to ``INLINE_MAX_CLIPS`` clips the keys stay inline (int64 tensors, for ``weights_only``), so a
+copied checkpoint is self-contained; above, they go to one content-addressed, fingerprinted
+``<save_dir>/provenance/<digest>.npz``, as 32 MB at AudioSet scale (2 M clips x 2 keys x 8 bytes)
+would otherwise be repeated in every checkpoint (last, best, each epoch's).
 """
 
 from __future__ import annotations
@@ -59,7 +53,8 @@ def checkpoint_hash(path: str) -> str:
 
 
 def split_record(manifest_path: str, label_path: str | None = None) -> dict:
-    """One split's record (numpy key arrays) from its manifest (and label file)."""
+    """One split's record from its manifest (and label file): real paths, their text fingerprints,
+    the clip count and the sorted unique ``identity`` path and content keys (numpy)."""
     from .data.manifest import read_manifest
 
     manifest_path = identity.real_path(manifest_path)
@@ -124,8 +119,8 @@ def _arrays(record: dict) -> dict[str, np.ndarray]:
 
 
 def to_state(record: dict, save_dir: str | None = None) -> dict:
-    """The record as plain types for ``task_state``: keys inline (int64 tensors) when
-    small or when there is no ``save_dir``, else in ``<save_dir>/provenance/<digest>.npz``."""
+    """The record as plain types for ``task_state``, its keys inline or, when large and there is a
+    ``save_dir``, in a keys file (the module docstring)."""
     arrays = _arrays(record)
     total = sum(len(a) for a in arrays.values()) // 2
     digest = _digest([arrays[k] for k in sorted(arrays)])
@@ -172,8 +167,7 @@ def _strip(record: dict) -> dict:
 
 
 def _find_keys_file(named: str, checkpoint_path: str | None) -> str | None:
-    """The keys file where the record names it, else in ``provenance/`` beside the
-    checkpoint (a run folder moved or copied whole)."""
+    """The keys file where the record names it, else in ``provenance/`` beside the checkpoint (a moved run)."""
     candidates = [named]
     if checkpoint_path:
         candidates.append(os.path.join(os.path.dirname(os.path.abspath(checkpoint_path)), "provenance",
@@ -190,8 +184,7 @@ def _record_state(state: dict) -> dict | None:
 
 
 def load(state: dict, checkpoint_path: str | None = None) -> dict | None:
-    """The record of a checkpoint dict with its key arrays (numpy uint64) restored; None
-    when the checkpoint has no record (released or older ones)."""
+    """The record of a checkpoint dict, key arrays (numpy uint64) restored; None when it has none."""
     stored = _record_state(state)
     if stored is None:
         return None
@@ -287,14 +280,11 @@ def overlap_report(state: dict, checkpoint_path: str, paths: Sequence[str],
     trained_on = {kind: _summary(record)}
     pre = record.get("pretraining")
     if pre is not None:
-        head = _head(pre)
+        overlap["pretraining"] = _head(pre)
+        trained_on["pretraining"] = {**_head(pre), **(_summary(pre["record"]) if pre.get("record") else {})}
         if pre.get("record"):
-            pre_masks, pre_counts = _overlaps(pre["record"], pk, ck)
-            overlap["pretraining"] = {**head, "splits": pre_counts}
+            pre_masks, overlap["pretraining"]["splits"] = _overlaps(pre["record"], pk, ck)
             trained |= pre_masks.get(pre["record"]["train_subset"], trained)
-            trained_on["pretraining"] = {**head, **_summary(pre["record"])}
-        else:
-            overlap["pretraining"] = trained_on["pretraining"] = head
     report.update(status="recorded", trained_on=trained_on, overlap_with_training=overlap,
                   training=int(trained.sum()), selection=int(selected.sum()),
                   trained_clips=[int(i) for i in np.flatnonzero(trained)[:10]],

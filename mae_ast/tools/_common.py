@@ -1,9 +1,6 @@
-"""What the command-line tools share: argument checks that refuse a bad value in one line
-when the command is parsed (exit 2), before a checkpoint is loaded or any audio is read,
-and the reports and exit codes of the scoring tools.
-
-Output paths are checked when parsed but their missing folders are made only when the
-output is written, so a command refused later leaves no empty folder behind.
+"""What the command-line tools share: argument checks that refuse a bad value when parsed (exit 2),
+before a checkpoint or any audio is read; the scoring tools' reports and exit codes. Output folders
+are made only when the output is written, so a command refused later leaves no empty folder behind.
 """
 
 from __future__ import annotations
@@ -27,7 +24,6 @@ def tool_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
 
 
 def add_batch_and_device(p: argparse.ArgumentParser, batch_size: int, what: str) -> None:
-    """``--batch-size`` (``what`` per forward pass) and ``--device``."""
     p.add_argument("--batch-size", type=positive_int, default=batch_size,
                    help=f"{what} per forward pass (default: {batch_size})")
     p.add_argument("--device", type=device_arg, default=None,
@@ -46,7 +42,6 @@ def add_window_args(p: argparse.ArgumentParser, crop: str) -> None:
 
 
 def check_scoring_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """``--hop`` only with ``--crop windows``, and a ``--json`` that can be written."""
     if args.hop is not None and args.crop != "windows":
         p.error("--hop applies to --crop windows only")
     check_output(p, args.json, "--json")
@@ -96,10 +91,9 @@ def device_arg(text: str) -> str:
         if device.index is not None and device.index >= count:
             raise argparse.ArgumentTypeError(f"{text}: this machine has {count} CUDA device(s), "
                                              f"cuda:0..cuda:{count - 1}")
-    elif device.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise argparse.ArgumentTypeError(f"{text}: MPS is not available on this machine; use --device cpu")
-    elif device.type != "cpu":
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise argparse.ArgumentTypeError(f"{text}: MPS is not available on this machine; use --device cpu")
+    elif device.type not in ("cpu", "mps"):
         raise argparse.ArgumentTypeError(f"{text}: unsupported device type {device.type!r}; use cpu or cuda")
     return text
 
@@ -164,6 +158,13 @@ def json_safe(value: object) -> object:
     if isinstance(value, (list, tuple)):
         return [json_safe(v) for v in value]
     return value
+
+
+def metric_text(value: object) -> str:
+    """A metric as printed: 4 decimals, ``n/a`` for nan (a class or split it cannot score)."""
+    if isinstance(value, float):
+        return "n/a" if math.isnan(value) else f"{value:.4f}"
+    return str(value)
 
 
 def open_classifier(prog: str, checkpoint: str, device: str | None, hop_s: float | None):

@@ -1,11 +1,7 @@
-"""``mae-ast-cache``: precompute the fbank of every clip into a memory-mapped cache.
-
-    mae-ast-cache DATA_DIR --out CACHE_DIR [--splits train,valid] [--workers 16]
-                  [--min-sample-size N] [--max-keep-size N] [--dtype float32]
-
-Then train with ``task.fbank_cache=CACHE_DIR`` (README, 'Features, tools, SUPERB').
-``--min-sample-size``/``--max-keep-size`` make a smaller cache that only a task with the
-same or stricter length filters can use.
+"""``mae-ast-cache``: precompute the fbank of every clip into a memory-mapped cache; train with
+``task.fbank_cache=CACHE_DIR`` (README, 'Features, tools, SUPERB'). ``--min-sample-size`` /
+``--max-keep-size`` make a smaller cache that only a task with the same or stricter length
+filters can use.
 """
 
 from __future__ import annotations

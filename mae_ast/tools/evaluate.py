@@ -1,7 +1,5 @@
 """``mae-ast-evaluate``: metrics of a fine-tuned classifier on one split of a data folder.
 
-    mae-ast-evaluate OUT/checkpoints/checkpoint_last.pt DATA --split test [--crop start|windows] --json test.json
-
 Exit code: 0, 1 when unreadable clips were left out of the score, 2 when the arguments,
 checkpoint or data cannot be used, 3 when clips were in the checkpoint's training data.
 Crops, provenance and metrics: README, 'Fine-tuning and evaluation'.
@@ -11,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import sys
 
 import numpy as np
@@ -24,8 +21,8 @@ from ..data.labels import LabelError, read_label_descriptors
 from ..data.manifest import ManifestError
 from ..metrics import classification_metrics
 from ._common import (
-    add_batch_and_device, add_window_args, check_scoring_args, exit_code, json_safe, open_classifier, print_provenance,
-    tool_parser, write_json,
+    add_batch_and_device, add_window_args, check_scoring_args, exit_code, json_safe, metric_text, open_classifier,
+    print_provenance, tool_parser, write_json,
 )
 
 
@@ -87,13 +84,8 @@ def score_split(clf: Classifier, dataset: ClassificationDataset, batch_size: int
 
 
 def table(result: dict) -> str:
-    def show(v: object) -> str:
-        if isinstance(v, float):
-            return "n/a" if math.isnan(v) else f"{v:.4f}"
-        return str(v)
-
     width = max(len(k) for k in result)
-    return "\n".join(f"{k:<{width}}  {show(v)}" for k, v in result.items())
+    return "\n".join(f"{k:<{width}}  {metric_text(v)}" for k, v in result.items())
 
 
 def notes(result: dict, clf: Classifier, crop: str) -> list[str]:

@@ -1,11 +1,7 @@
-"""``mae-ast-extract``: write one ``.npy`` of encoder features per audio file.
-
-    mae-ast-extract CKPT AUDIO_OR_FOLDER_OR_MANIFEST --out DIR [--layer N] [--batch-size 8]
-
-Features of the checkpoint's own feature spec, float32, (time, dim): one row per
-``ast_kernel_stride_time`` x 10 ms. Outputs mirror the inputs' relative paths, extension
-kept (``a.flac`` -> ``a.flac.npy``); inputs that would share an output are refused before
-anything is written. Exit code 1 if any file was unreadable (skipped), 2 if unusable input.
+"""``mae-ast-extract``: write one ``.npy`` of encoder features per audio file (float32, time x dim,
+one row per ``ast_kernel_stride_time`` x 10 ms), named after the input's relative path with its
+extension (``a.flac.npy``); inputs that would share an output are refused before anything is
+written. Exit code 1 if any file was unreadable (skipped), 2 if unusable input.
 """
 
 from __future__ import annotations
@@ -14,14 +10,12 @@ import os
 import sys
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from ..data.audio_io import AudioError
-from ..data.features import short_of_one_patch
 from ..data.manifest import ManifestError
 from ..checkpoints import CheckpointError
-from ..loading import load
+from ..loading import encode_clips, load
 from ._common import add_batch_and_device, check_output, list_inputs, tool_parser
 
 
@@ -55,36 +49,20 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, ManifestError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    device = next(model.parameters()).device
     depth = len(model.encoder.layers)
     layer = depth if args.layer is None else args.layer
     if not 1 <= layer <= depth:
         parser.error(f"--layer must be in 1..{depth}")
 
-    spec, grid = model.feature_spec, model.grid
     bad: list[AudioError] = []
     progress = tqdm(total=len(items), desc="extracting", unit="file")
-    for start in range(0, len(items), args.batch_size):
-        chunk = items[start : start + args.batch_size]
-        batch = []
-        for path, stem in chunk:
-            try:
-                wav = spec.read(path)
-                short = short_of_one_patch(spec.frames(len(wav)), grid.min_frames)
-                if short:
-                    raise AudioError(path, short)
-                batch.append((stem, wav.to(device)))
-            except AudioError as err:
-                bad.append(err)
-        if batch:
-            with torch.inference_mode():
-                out = model.extract_layers([w for _, w in batch], output_layer=layer)
-            feats, pad = out["hidden_states"][layer - 1], out["padding_mask"]
-            for i, (stem, _) in enumerate(batch):
-                dest = os.path.join(args.out, stem + ".npy")
-                os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
-                np.save(dest, feats[i][~pad[i]].float().cpu().numpy())
-        progress.update(len(chunk))
+    for stems, out, errors in encode_clips(model, [(stem, path) for path, stem in items], args.batch_size, layer):
+        bad += errors
+        for i, stem in enumerate(stems):
+            dest = os.path.join(args.out, stem + ".npy")
+            os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
+            np.save(dest, out["hidden_states"][layer - 1][i][~out["padding_mask"][i]].float().cpu().numpy())
+        progress.update(len(stems) + len(errors))
     progress.close()
     for err in bad:
         print(f"skipped: {err}", file=sys.stderr)

@@ -1,8 +1,4 @@
 """``mae-ast-manifest``: write train/valid/test.tsv manifests for a folder of audio.
-
-    mae-ast-manifest /data/audio --out /data/manifests --ext flac,wav,mkv \\
-        --valid-percent 0.01 --test-percent 0.01 --seed 0
-
 Format and exit code: README, 'Your own data'.
 """
 

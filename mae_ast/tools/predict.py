@@ -1,8 +1,5 @@
 """``mae-ast-predict``: label audio files with a fine-tuned MAE-AST classifier.
 
-    mae-ast-predict OUT/checkpoint_best.pt clip.wav recordings/ test.tsv [--top-k 5] [--hop 0.5]
-        [--crop windows|start] [--windows] [--aggregate auto|mean|max] [--json predictions.json]
-
 Exit code: 0 when every file was scored, 1 when any could not be, 2 when the arguments or
 the checkpoint cannot be used, 3 when files were in the checkpoint's training data.
 Windows and aggregation: README, 'Fine-tuning and evaluation' (mae-ast-predict).

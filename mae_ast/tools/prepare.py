@@ -1,15 +1,10 @@
 """``mae-ast-prepare``: write fine-tuning data folders (``{split}.tsv``, ``{split}.lbl``,
-``label_descriptors.csv``) from the layouts datasets are downloaded in.
-
-    mae-ast-prepare esc50 ESC-50-master --out data/esc50 [--folds 1,2,3,4,5]
-    mae-ast-prepare speechcommands speech_commands_v0.02 --out data/sc [--variant ks1 [--test-set DIR]]
-    mae-ast-prepare audioset AUDIOSET_DIR --out data/as [--csv-dir D] [--audio-dir D] [--splits ...]
-    mae-ast-prepare folders CLASS_FOLDERS --out data/x [--valid-percent 0.1 --test-percent 0.1 --seed 0]
-    mae-ast-prepare csv clips.csv --out data/x [--valid-percent ... --test-percent ... --seed 0]
+``label_descriptors.csv``) from the layouts datasets are downloaded in (each layout's command:
+README, 'Fine-tuning and evaluation').
 
 Exit code: 0 when the folders were written (missing AudioSet clips are counted, not
 fatal), 1 when the source does not look like the layout, 2 for bad options. Unreadable
-files are listed on stderr and left out; the layouts: README, 'Fine-tuning and evaluation'.
+files are listed on stderr and left out.
 """
 
 from __future__ import annotations
@@ -28,9 +23,8 @@ AUDIOSET_DEFAULT = ",".join(f"{k}={v}" for k, v in AUDIOSET_SPLITS.items())
 
 def print_summary(rows: list[tuple], missing: int, unreadable: int) -> None:
     header = ("split", "clips", "classes", "missing", "unreadable")
-    width = max([len(header[0])] + [len(r[0]) for r in rows])
-    print(f"{header[0]:<{width}}  " + "  ".join(f"{h:>10}" for h in header[1:]))
-    for row in rows:
+    width = max(len(r[0]) for r in [header, *rows])
+    for row in [header, *rows]:
         print(f"{row[0]:<{width}}  " + "  ".join(f"{v:>10}" for v in row[1:]))
     if missing:
         print(f"{missing} clip(s) named in the split CSVs have no audio file: see missing_{{split}}.txt")

@@ -1,7 +1,4 @@
 """``mae-ast-probe``: the standard linear-probe number of a checkpoint on a labelled data folder.
-
-    mae-ast-probe CKPT DATA [--layer N|all] [--pool mean|max] [--json F] [--cache DIR]
-
 The library is ``mae_ast.probe``; the protocol, output and exit codes: README,
 'Fine-tuning and evaluation' (Linear probe).
 """
@@ -10,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import sys
 
 from ..checkpoints import CheckpointError
@@ -19,7 +15,8 @@ from ..data.labels import LabelError
 from ..data.manifest import ManifestError
 from ..probe import C_GRID, POOLS, ProbeConfig, ProbeError, run_probe
 from ._common import (
-    add_batch_and_device, check_output, exit_code, json_safe, print_provenance, tool_parser, write_json,
+    add_batch_and_device, check_output, exit_code, json_safe, metric_text, print_provenance, tool_parser,
+    write_json,
 )
 
 
@@ -63,21 +60,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def report(result: dict) -> str:
     metric = result["metric"]
-
-    def show(v: object) -> str:
-        return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
-
     lines = []
     if len(result["layers"]) > 1:
-        lines += [f"layer {row['layer']:>2}  C={row['C']:<8.3g} valid {metric} {show(row['valid_' + metric])}"
+        lines += [f"layer {row['layer']:>2}  C={row['C']:<8.3g} valid {metric} {metric_text(row['valid_' + metric])}"
                   for row in result["layers"]]
     n = result["n_clips"]
     lines += [
         f"layer      {result['layer']} ({result['layer_choice']})",
         f"C          {result['C']:g} (best valid {metric} over {len(result['C_grid'])} values "
         f"{min(result['C_grid']):g}..{max(result['C_grid']):g})",
-        f"valid {metric:<8} {show(result['valid'][metric])}  ({n['valid']} clips)",
-        f"test {metric:<9} {show(result['test'][metric])}  ({n['test']} clips; {n['train']} train clips, "
+        f"valid {metric:<8} {metric_text(result['valid'][metric])}  ({n['valid']} clips)",
+        f"test {metric:<9} {metric_text(result['test'][metric])}  ({n['test']} clips; {n['train']} train clips, "
         f"dim {result['dim']}, {result['pool']} pooling)",
     ]
     return "\n".join(lines)

@@ -1,9 +1,6 @@
-"""``mae-ast-show``: picture what a checkpoint reconstructs.
-
-    mae-ast-show CKPT AUDIO --out fig.png [--seconds 6] [--seed 0]
-
-One PNG, four rows: the normalised input fbank, the mask, the reconstruction and the
-squared error on masked tokens, with the checkpoint's own mask type.
+"""``mae-ast-show``: one PNG of what a checkpoint reconstructs, four rows: the normalised input
+fbank, the mask (the checkpoint's own mask type), the reconstruction and the squared error on
+masked tokens.
 """
 
 from __future__ import annotations
@@ -15,9 +12,8 @@ import numpy as np
 import torch
 
 from ..data.audio_io import AudioError
-from ..data.features import short_of_one_patch
 from ..checkpoints import PRETRAINING, CheckpointError
-from ..loading import open_checkpoint
+from ..loading import open_checkpoint, read_clip
 from ._common import check_output, output_folder, positive_float, tool_parser
 
 
@@ -85,10 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         # The reconstruction needs the decoder: a classifier's encoder alone cannot draw it.
         model = open_checkpoint(args.checkpoint, kinds=(PRETRAINING,)).model
         spec = model.feature_spec
-        wav = spec.read(args.audio)[: int(args.seconds * spec.sample_rate)]
-        short = short_of_one_patch(spec.frames(len(wav)), model.grid.min_frames)
-        if short:
-            raise AudioError(args.audio, short)
+        wav = read_clip(model, args.audio, int(args.seconds * spec.sample_rate))
     except (CheckpointError, AudioError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

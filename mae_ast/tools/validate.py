@@ -1,11 +1,6 @@
-"""``mae-ast-validate``: check a data folder's manifests before a long run.
-
-    mae-ast-validate DATA_DIR [--splits train,valid,test] [--workers 8] [--patch-frames 16]
-                     [--recipe config/finetune/base.yaml [--set optimization.max_update=800 ...]]
-
-Every file goes through training's own ``clip_features`` (the checks: README, 'Your own
-data'); exit code 1 if anything is wrong, so it can gate a job script. ``--recipe`` advice
-(``recipe_advice``) does not change the exit code.
+"""``mae-ast-validate``: check a data folder's manifests before a long run. Every file goes
+through training's own ``clip_features`` (the checks: README, 'Your own data'); exit code 1 if
+anything is wrong, so it can gate a job script. ``--recipe`` advice does not change it.
 """
 
 from __future__ import annotations
