@@ -1,7 +1,8 @@
 """Checkpoint to model, one funnel: ``open_checkpoint`` takes any MAE-AST checkpoint
 (pretraining, released, fine-tuned classifier, or a mae-ast-export-hf folder), builds the
 model its saved config describes and loads its weights strictly; every loader opens
-checkpoints here. Usage: README, "Features, tools, SUPERB".
+checkpoints here. Beside it, the files-to-features loop of the tools that encode audio files
+with a loaded model (``read_clip``, ``encode_clips``). Usage: README, "Features, tools, SUPERB".
 """
 
 from __future__ import annotations
