@@ -1,16 +1,12 @@
-"""Fine-tuning augmentations on log-mel filterbanks, after SSAST's recipe.
+"""Fine-tuning augmentations on log-mel filterbanks, after SSAST's recipe (its ``dataloader.py``).
 
-A clip is ``(frames, bins)``, a batch ``(B, frames, bins)``; functions take either and
-draw per clip, from ``generator`` if given (a CPU ``torch.Generator``), else torch's
-global RNG. Inputs are never modified in place.
-
-SSAST's order (its ``dataloader.py``): pad/crop and SpecAugment the *raw* log-mel (masks
-filled with 0), normalise ``(x - mean) / (2 * std)``, then add noise and roll in time. A
-raw 0 is far above the typical level (AudioSet mean -4.27, std 4.57), so its masked cells
-land near +0.47, not at the mean. Here masks follow normalisation (the classifier's own
-BatchNorm, whose statistics the dataset does not know) and are filled with 0, the mean.
-
-Unlike SSAST, mixup (``draw_mixup``, ``apply_mixup``) mixes fbanks within a batch, not waveforms.
+A clip is ``(frames, bins)``, a batch ``(B, frames, bins)``; functions take either, draw per
+clip from ``generator`` (a CPU ``torch.Generator``) or torch's global RNG, and never write
+into their input. Order: normalise, mask, add noise, roll in time. SSAST masks the *raw*
+log-mel with 0 before normalising ``(x - mean) / (2 * std)``, so its masked cells land near
++0.47 (AudioSet mean -4.27, std 4.57); here masks follow normalisation (the classifier's own
+BatchNorm, whose statistics the dataset does not know) with 0, the mean. Mixup mixes fbanks
+within a batch, not waveforms as SSAST.
 """
 
 from __future__ import annotations

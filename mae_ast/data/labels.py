@@ -57,9 +57,6 @@ class LabelSet:
     def num_classes(self) -> int:
         return len(self.names)
 
-    def __contains__(self, label: str) -> bool:
-        return label in self._by_key
-
     def lookup(self, label: str) -> int:
         """Class index of an integer index, mid or display name; ``LookupError`` otherwise."""
         if _INT.fullmatch(label):
@@ -133,18 +130,17 @@ def read_label_descriptors(path: str) -> LabelSet:
     if not os.path.isfile(path):
         raise LabelError(f"{path}: label descriptors not found; write it with mae-ast-prepare or by hand "
                          f"(one row index,mid,display_name per class)")
-    with io.StringIO(read_text(path), newline="") as f:
-        reader = csv.reader(f)
-        first = next(reader, [])
-        headerless = bool(first) and _INT.fullmatch(first[0].strip()) is not None
-        if not headerless and [h.strip() for h in first] != HEADER:
-            raise LabelError(f"{path}:1: header must be '{','.join(HEADER)}' (or none: data2vec's first row "
-                             f"'0,mid,name'), got {','.join(first)!r}")
-        by_index: dict[int, tuple[str, str, int]] = {}
-        rows = [(1, first)] if headerless else []
-        for lineno, cells in rows + [(reader.line_num, row) for row in reader]:
-            if any(cell.strip() for cell in cells):
-                _descriptor_row(path, lineno, cells, by_index, headerless)
+    reader = csv.reader(io.StringIO(read_text(path), newline=""))
+    first = next(reader, [])
+    headerless = bool(first) and _INT.fullmatch(first[0].strip()) is not None
+    if not headerless and [h.strip() for h in first] != HEADER:
+        raise LabelError(f"{path}:1: header must be '{','.join(HEADER)}' (or none: data2vec's first row "
+                         f"'0,mid,name'), got {','.join(first)!r}")
+    by_index: dict[int, tuple[str, str, int]] = {}
+    rows = [(1, first)] if headerless else []
+    for lineno, cells in rows + [(reader.line_num, row) for row in reader]:
+        if any(cell.strip() for cell in cells):
+            _descriptor_row(path, lineno, cells, by_index, headerless)
     return _label_set(path, by_index)
 
 
@@ -471,9 +467,8 @@ def _stems(files: list[str]) -> list[str]:
 
 
 def _youtube_ids(files: list[str]) -> list[str | None]:
-    """The YouTube id (11 characters) in each file name's stem, as AudioSet clips are saved:
-    {YTID}_{start}.ext or Y{YTID}[_...].ext. The rule reads the stem's first 13 characters,
-    the file name's own when its extension starts after them (most names: no split needed)."""
+    """The YouTube id in each file name's stem (``index_clips``' rule, from the stem's first 13
+    characters: the name's own when its extension starts later, the usual case), or None."""
     stems = (f if f.rfind(".") >= 13 else _stems([f])[0] for f in files)
     return [s[1:12] if s[:1] == "Y" and s[12:13] in ("", "_") else s[:11] if s[11:12] == "_" else None
             for s in stems]
@@ -536,8 +531,7 @@ def clip_names(lines: list[str], entries: Sequence[str]) -> list[str | None]:
     numeric = [n for n, (i, line) in enumerate(zip(ids, lines)) if i is None and line.count("\t") == 1]
     if numeric:
         known = {key for e in entries for key in clip_keys(e).values()}
-        firsts = {n: _norm(lines[n].split("\t")[0].strip()) for n in numeric}
-        if any(name in known for name in firsts.values()):
+        if any(_norm(lines[n].split("\t")[0].strip()) in known for n in numeric):
             for n in numeric:
                 ids[n] = lines[n].split("\t")[0].strip()
     return ids
@@ -547,9 +541,7 @@ def clip_keys(entry: str) -> dict[str, str]:
     """The names a label line may use for a manifest entry, by kind, most specific first."""
     folder, slash, name = _norm(entry).rpartition("/")
     keys = {kind: next(iter(key([folder + slash], [name]))) for kind, key in _KINDS.items()}
-    if keys["youtube id"] is None:
-        del keys["youtube id"]
-    return keys
+    return {kind: k for kind, k in keys.items() if k is not None}  # a name without a YouTube id
 
 
 def align(path: str, ids: list[str | None], entries: list[str], manifest: str) -> list[int]:

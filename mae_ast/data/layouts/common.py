@@ -114,11 +114,12 @@ def find_audio(folder: str) -> list[str]:
     return [os.path.abspath(os.path.join(folder, rel)) for rel in find_relative_audio(folder)]
 
 
-def split_by_class(clips: list[Clip], valid: float, test: float, seed: int, root: str) -> dict[str, list[Clip]]:
+def split_by_class(clips: list[Clip], opts: PrepareOptions, root: str) -> dict[str, list[Clip]]:
     """``split_indices`` on paths relative to ``root``, with classes from each clip's first label."""
     keys = [os.path.relpath(c.path, root).replace(os.sep, "/") for c in clips]
+    valid, test = (0.1 if p is None else p for p in (opts.valid_percent, opts.test_percent))
     try:
-        parts = split_indices(keys, valid, test, seed, [c.labels[0] for c in clips])
+        parts = split_indices(keys, valid, test, opts.seed, [c.labels[0] for c in clips])
     except SplitError as err:
         raise LayoutError(str(err)) from None
     return {split: [clips[i] for i in idx] for split, idx in parts.items()}

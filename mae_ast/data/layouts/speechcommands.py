@@ -12,13 +12,12 @@ import numpy as np
 
 from ..audio_io import AudioError
 from ..features import read_audio
-from ..datadir import inside
+from ..datadir import SPLITS, inside
 from ..labels import class_order, read_text
 from .common import Clip, DataDir, LayoutError, PrepareOptions, find_audio, require
 
 KS1_WORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
 KS1_CLASSES = KS1_WORDS + ["_unknown_", "_silence_"]  # SUPERB's order
-SILENCE_ORDER = ("train", "valid", "test")  # the order of each noise file's stretches
 
 
 def prepare_speechcommands(opts: PrepareOptions) -> list[DataDir]:
@@ -105,7 +104,7 @@ def _silence(noise: list[str], out: str, counts: dict[str, int], seed: int, labe
     total = sum(counts.values())
     if total and not waves:
         raise LayoutError(f"{os.path.dirname(noise[0])}: no noise file lasts 1 s or more")
-    order = [s for s in SILENCE_ORDER if counts.get(s)]
+    order = [s for s in SPLITS if counts.get(s)]  # each noise file's stretches, in this order
     stretches: dict[str, list[np.ndarray]] = {s: [] for s in order}
     for wave in waves:
         start = 0
