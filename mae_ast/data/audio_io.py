@@ -62,12 +62,10 @@ def _read_soundfile(path: str) -> tuple[np.ndarray, int]:
 
     with named_failure(path, "decode it", "soundfile"), sf.SoundFile(path) as f:
         # int16 / 32768 is exact in float32: a float read's waveform, without its conversion pass
-        if f.subtype == "PCM_16":
-            raw, scale = f.read(dtype="int16", always_2d=True), 1 / 32768
-        else:
-            raw, scale = f.read(dtype="float32", always_2d=True), 1.0
+        int16 = f.subtype == "PCM_16"
+        raw = f.read(dtype="int16" if int16 else "float32", always_2d=True)
         rate = f.samplerate
-    return mix_to_mono(raw.T, scale), rate
+    return mix_to_mono(raw.T, 1 / 32768 if int16 else 1.0), rate
 
 
 # PyAV sample formats read without a resampler (dtype, scale to [-1, 1]): libswresample's own conversions.

@@ -6,7 +6,6 @@ output folder (split files an earlier run left there are removed and named).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -68,14 +67,12 @@ def split_name(text: str) -> str:
 
 def hash_fraction(key: str, seed: int) -> float:
     """Where ``key`` falls in [0, 1), from a hash of the seed and the clip's name alone."""
-    digest = hashlib.blake2b(f"{seed}/{key}".encode("utf-8", "surrogateescape"), digest_size=8).digest()
-    return int.from_bytes(digest, "little") / 2.0**64
+    return identity._digest64(f"{seed}/{key}".encode("utf-8", "surrogateescape")) / 2.0**64
 
 
 def split_indices(keys: Sequence[str], valid: float, test: float, seed: int,
                   groups: Sequence[int] | None = None) -> dict[str, list[int]]:
     """Indices of ``keys`` (unique paths relative to the data's root) for train / valid / test.
-
     Clip ``k`` goes to valid when ``hash_fraction(k, seed) < valid``, to test below ``valid +
     test``, else to train (Speech Commands' rule): adding clips moves no earlier clip, so an
     earlier checkpoint is never scored on clips it trained on; fractions hold on average.

@@ -85,7 +85,7 @@ def write_cache(dataset, split: str, cache_dir: str, workers: int = 1, dtype: st
     os.replace(tmp, bin_path)  # only a complete cache gets the final name
     np.save(idx_path, index)
     np.save(files_path, np.stack(identity._stats(dataset.paths), axis=1))
-    meta = {"dtype": dtype, "width": dataset.feature_spec.width, "sample_rate": dataset.sample_rate,
+    meta = {"dtype": dtype, "width": dataset.feature_spec.width, "sample_rate": dataset.feature_spec.sample_rate,
             "feature_spec": dataclasses.asdict(dataset.feature_spec),
             "manifest": os.path.abspath(dataset.manifest_path), "manifest_sha1": manifest_digest(dataset.manifest_path),
             "root": identity.real_path(dataset.root),

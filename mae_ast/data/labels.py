@@ -13,6 +13,7 @@ import io
 import logging
 import os
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -42,15 +43,10 @@ class LabelSet:
     _max_commas: int = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._by_key, self._ambiguous = {}, set()
-        for i, name in enumerate(self.names):
-            if name in self._by_key:
-                self._ambiguous.add(name)
-            self._by_key.setdefault(name, i)
-        for i, mid in enumerate(self.mids):
-            if mid:  # mids win over display names: they are what EAT/data2vec files hold
-                self._by_key[mid] = i
-                self._ambiguous.discard(mid)
+        self._by_key = {name: i for i, name in reversed(list(enumerate(self.names)))}  # a name's first class
+        # mids win over display names: they are what EAT/data2vec files hold
+        self._by_key.update({mid: i for i, mid in enumerate(self.mids) if mid})
+        self._ambiguous = {n for n, k in Counter(self.names).items() if k > 1} - set(filter(None, self.mids))
         self._max_commas = max((k.count(",") for k in self._by_key), default=0)
 
     @property
@@ -523,10 +519,9 @@ def _norm(name: str) -> str:
 
 
 def clip_names(lines: list[str], entries: Sequence[str]) -> list[str | None]:
-    """``clip_name`` of each line, except that a two-field line's numeric first field is a
-    name when such a field names a clip of ``entries`` (clips ``1.wav .. 12.wav``): then
-    every two-field line's first field is a name, so a number naming no clip is reported
-    rather than the whole file read unchecked in manifest order."""
+    """``clip_name`` of each line, except that if a two-field line's numeric first field names a
+    clip of ``entries`` (clips ``1.wav .. 12.wav``), every two-field line's first field is a name:
+    a number naming no clip is then reported, not the whole file read unchecked in manifest order."""
     ids = [clip_name(line) for line in lines]
     numeric = [n for n, (i, line) in enumerate(zip(ids, lines)) if i is None and line.count("\t") == 1]
     if numeric:
@@ -545,10 +540,8 @@ def clip_keys(entry: str) -> dict[str, str]:
 
 
 def align(path: str, ids: list[str | None], entries: list[str], manifest: str) -> list[int]:
-    """For each manifest entry, the index of the label line that names it. The first kind
-    of name (path with or without extension, file name, stem, YouTube id) that every line
-    uses and no two entries share is used; otherwise the first line that names no clip is
-    reported."""
+    """For each manifest entry, the index of the label line that names it, by the first of
+    ``_KINDS`` that every line uses and no two entries share; else the first line naming no clip is reported."""
     missing = next((n for n, i in enumerate(ids, start=1) if not i), None)
     if missing is not None:
         raise LabelError(f"{path}:{missing}: no clip name before the labels (or a number), though other lines "

@@ -59,7 +59,6 @@ class MAE_AST_Dataset(FairseqDataset):
         if feature_spec is not None and sample_rate not in (None, feature_spec.sample_rate):
             raise ValueError(f"sample_rate={sample_rate} contradicts the feature spec ({feature_spec.describe()})")
         self.feature_spec = feature_spec or FeatureSpec(sample_rate=sample_rate or 16000)
-        self.sample_rate = self.feature_spec.sample_rate
         self.max_sample_size = max_sample_size if max_sample_size is not None else sys.maxsize
         self.shuffle = shuffle
         self.pad_audio = pad_audio

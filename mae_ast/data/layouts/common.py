@@ -114,6 +114,11 @@ def find_audio(folder: str) -> list[str]:
     return [os.path.abspath(os.path.join(folder, rel)) for rel in find_relative_audio(folder)]
 
 
+def subfolders(folder: str) -> list[str]:
+    """Names of the folders in ``folder``, sorted; hidden ones (a leading '.') are left out."""
+    return [n for n in sorted(os.listdir(folder)) if not n.startswith(".") and os.path.isdir(os.path.join(folder, n))]
+
+
 def split_by_class(clips: list[Clip], opts: PrepareOptions, root: str) -> dict[str, list[Clip]]:
     """``split_indices`` on paths relative to ``root``, with classes from each clip's first label."""
     keys = [os.path.relpath(c.path, root).replace(os.sep, "/") for c in clips]

@@ -9,7 +9,7 @@ import os
 
 from ..datadir import SplitError, split_name
 from ..labels import class_order, read_text
-from .common import Clip, DataDir, LayoutError, PrepareOptions, find_audio, require, split_by_class
+from .common import Clip, DataDir, LayoutError, PrepareOptions, find_audio, require, split_by_class, subfolders
 
 
 def prepare_folders(opts: PrepareOptions) -> list[DataDir]:
@@ -17,10 +17,8 @@ def prepare_folders(opts: PrepareOptions) -> list[DataDir]:
     without a readable audio file is no class, and is named in ``opts.notes``."""
     src = os.path.abspath(opts.src)
     found: dict[str, list[str]] = {}
-    for entry in sorted(os.listdir(src)):
+    for entry in subfolders(src):
         folder = os.path.join(src, entry)
-        if entry.startswith(".") or not os.path.isdir(folder):
-            continue
         files = find_audio(folder)
         readable = [p for p in files if opts.lengths.get(p) is not None]
         if readable:

@@ -14,7 +14,7 @@ from ..audio_io import AudioError
 from ..features import read_audio
 from ..datadir import SPLITS, inside
 from ..labels import class_order, read_text
-from .common import Clip, DataDir, LayoutError, PrepareOptions, find_audio, require
+from .common import Clip, DataDir, LayoutError, PrepareOptions, find_audio, require, subfolders
 
 KS1_WORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
 KS1_CLASSES = KS1_WORDS + ["_unknown_", "_silence_"]  # SUPERB's order
@@ -50,12 +50,8 @@ def _read_list(path: str) -> set[str]:
 def _word_files(src: str, out: str) -> list[str]:
     """'word/file.wav' of every clip in a word folder; folders starting with '_' (noise) are not
     words, nor is one holding OUT (its _silence_ crops)."""
-    files = []
-    for word in sorted(os.listdir(src)):
-        folder = os.path.join(src, word)
-        if not word.startswith(("_", ".")) and os.path.isdir(folder) and not inside(out, folder):
-            files += [os.path.relpath(p, src).replace(os.sep, "/") for p in find_audio(os.path.join(src, word))]
-    return files
+    words = [w for w in subfolders(src) if not w.startswith("_") and not inside(out, os.path.join(src, w))]
+    return [os.path.relpath(p, src).replace(os.sep, "/") for w in words for p in find_audio(os.path.join(src, w))]
 
 
 def _ks1(opts: PrepareOptions, src: str, splits: dict[str, list[str]]) -> DataDir:
@@ -81,9 +77,7 @@ def _test_set(folder: str, index: dict[str, int]) -> list[Clip]:
     """SUPERB's KS1 test set: v0.01's ``speech_commands_test_set_v0.01``, one folder per class."""
     folder = os.path.abspath(require(folder, "expected speech_commands_test_set_v0.01 (one folder per class)"))
     clips = []
-    for name in sorted(os.listdir(folder)):
-        if name.startswith(".") or not os.path.isdir(os.path.join(folder, name)):
-            continue
+    for name in subfolders(folder):
         if name not in index:
             raise LayoutError(f"{os.path.join(folder, name)}: not a KS1 class ({', '.join(KS1_CLASSES)}); "
                               "--test-set takes v0.01's speech_commands_test_set folder")
