@@ -26,16 +26,15 @@ class SplitError(ValueError):
     """A split that cannot be written as asked; the message says what to change."""
 
 
-def find_audio(root: str, extensions: Iterable[str] = AUDIO_EXTENSIONS) -> list[str]:
-    """Relative paths of the files under ``root`` whose extension (".flac" or "flac") is in
-    ``extensions``, sorted; hidden folders are not entered."""
+def find_audio(root: str, extensions: Iterable[str] = AUDIO_EXTENSIONS, absolute: bool = False) -> list[str]:
+    """Paths relative to ``root`` (or absolute) of the files under it whose extension (".flac" or
+    "flac") is in ``extensions``, sorted; hidden folders are not entered."""
     wanted = {"." + e.lower().lstrip(".") for e in extensions}
     found = []
     for folder, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
-        found += [os.path.relpath(os.path.join(folder, name), root) for name in files
-                  if os.path.splitext(name)[1].lower() in wanted]
-    return sorted(found)
+        found += [os.path.join(folder, name) for name in files if os.path.splitext(name)[1].lower() in wanted]
+    return sorted(os.path.abspath(p) if absolute else os.path.relpath(p, root) for p in found)
 
 
 def audio_length(path: str) -> int:
@@ -95,23 +94,18 @@ def split_indices(keys: Sequence[str], valid: float, test: float, seed: int,
         parts["valid" if moved in parts["valid"] else "test"].remove(moved)
         parts["train"].append(moved)
     for split, fraction in (("valid", valid), ("test", test)):
-        if fraction > 0 and not parts[split]:
-            _spare_one(parts, split, groups, where)
+        if fraction > 0 and not parts[split]:  # the train clip of lowest hash whose class keeps another
+            counts = Counter(groups[i] for i in parts["train"])
+            spare = [i for i in parts["train"] if counts[groups[i]] > 1]
+            if spare:
+                moved = min(spare, key=lambda i: where[i])
+                parts["train"].remove(moved)
+                parts[split].append(moved)
     if not parts["train"]:
         raise SplitError(f"no clip left for train out of {len(keys)} (valid {valid}, test {test}); "
                          "lower --valid-percent/--test-percent or add clips")
     kept = {"train": True, "valid": valid > 0, "test": test > 0}
     return {s: sorted(parts[s], key=lambda i: keys[i]) for s in SPLITS if kept[s]}
-
-
-def _spare_one(parts: dict[str, list[int]], split: str, groups: list[int], where: list[float]) -> None:
-    """Move the train clip of lowest hash whose class keeps another train clip."""
-    counts = Counter(groups[i] for i in parts["train"])
-    spare = [i for i in parts["train"] if counts[groups[i]] > 1]
-    if spare:
-        moved = min(spare, key=lambda i: where[i])
-        parts["train"].remove(moved)
-        parts[split].append(moved)
 
 
 def check_disjoint(splits: dict[str, Sequence[str]], source: str) -> None:

@@ -8,7 +8,8 @@ import io
 import os
 
 from ..labels import LabelError, LabelSet, read_label_descriptors, read_text
-from .common import Clip, DataDir, LayoutError, PrepareOptions, find_audio, require
+from ..datadir import find_audio
+from .common import Clip, DataDir, LayoutError, PrepareOptions, require
 
 
 def prepare_audioset(opts: PrepareOptions) -> list[DataDir]:
@@ -52,7 +53,7 @@ def index_clips(folder: str) -> dict[str, str]:
     11 characters); an exact stem match wins, else the first file in sorted order."""
     exact: dict[str, str] = {}
     derived: dict[str, str] = {}
-    for path in find_audio(folder):
+    for path in find_audio(folder, absolute=True):
         stem = os.path.splitext(os.path.basename(path))[0]
         exact.setdefault(stem, path)
         if stem[11:12] == "_":

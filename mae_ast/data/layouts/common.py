@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 
 from ..audio_io import AudioError
 from ..datadir import SplitError, audio_length, check_disjoint, remove_stale, split_indices, write_split
-from ..datadir import find_audio as find_relative_audio
 from ..labels import LabelSet, default_mids, write_label_descriptors
 
 AUDIOSET_SPLITS = {"train": "balanced_train_segments.csv", "valid": "eval_segments.csv", "test": "eval_segments.csv"}
@@ -107,11 +106,6 @@ def write_data_dir(data: DataDir, lengths: Lengths, notes: list[str] | None = No
             notes.append(f"note: {data.row_name(split)} has clips of {len(absent)} class(es) with no train clip "
                          f"({shown}): a model cannot learn them, so they only lower the score")
     return rows, removed
-
-
-def find_audio(folder: str) -> list[str]:
-    """Absolute paths of the audio files under ``folder``, sorted."""
-    return [os.path.abspath(os.path.join(folder, rel)) for rel in find_relative_audio(folder)]
 
 
 def subfolders(folder: str) -> list[str]:

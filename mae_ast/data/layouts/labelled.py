@@ -7,9 +7,9 @@ import csv
 import io
 import os
 
-from ..datadir import SplitError, split_name
+from ..datadir import SplitError, find_audio, split_name
 from ..labels import class_order, read_text
-from .common import Clip, DataDir, LayoutError, PrepareOptions, find_audio, require, split_by_class, subfolders
+from .common import Clip, DataDir, LayoutError, PrepareOptions, require, split_by_class, subfolders
 
 
 def prepare_folders(opts: PrepareOptions) -> list[DataDir]:
@@ -19,7 +19,7 @@ def prepare_folders(opts: PrepareOptions) -> list[DataDir]:
     found: dict[str, list[str]] = {}
     for entry in subfolders(src):
         folder = os.path.join(src, entry)
-        files = find_audio(folder)
+        files = find_audio(folder, absolute=True)
         readable = [p for p in files if opts.lengths.get(p) is not None]
         if readable:
             found[entry] = readable

@@ -12,9 +12,9 @@ import numpy as np
 
 from ..audio_io import AudioError
 from ..features import read_audio
-from ..datadir import SPLITS, inside
+from ..datadir import SPLITS, find_audio, inside
 from ..labels import class_order, read_text
-from .common import Clip, DataDir, LayoutError, PrepareOptions, find_audio, require, subfolders
+from .common import Clip, DataDir, LayoutError, PrepareOptions, require, subfolders
 
 KS1_WORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
 KS1_CLASSES = KS1_WORDS + ["_unknown_", "_silence_"]  # SUPERB's order
@@ -51,7 +51,7 @@ def _word_files(src: str, out: str) -> list[str]:
     """'word/file.wav' of every clip in a word folder; folders starting with '_' (noise) are not
     words, nor is one holding OUT (its _silence_ crops)."""
     words = [w for w in subfolders(src) if not w.startswith("_") and not inside(out, os.path.join(src, w))]
-    return [os.path.relpath(p, src).replace(os.sep, "/") for w in words for p in find_audio(os.path.join(src, w))]
+    return [f"{w}/{rel}".replace(os.sep, "/") for w in words for rel in find_audio(os.path.join(src, w))]
 
 
 def _ks1(opts: PrepareOptions, src: str, splits: dict[str, list[str]]) -> DataDir:
@@ -59,7 +59,7 @@ def _ks1(opts: PrepareOptions, src: str, splits: dict[str, list[str]]) -> DataDi
     ``_silence_`` crops there move with the folder; word clips are named by absolute path."""
     index = {name: i for i, name in enumerate(KS1_CLASSES)}
     unknown = index["_unknown_"]
-    noise = find_audio(os.path.join(src, "_background_noise_"))
+    noise = find_audio(os.path.join(src, "_background_noise_"), absolute=True)
     if not noise:
         raise LayoutError(f"{src}/_background_noise_: no audio to cut _silence_ clips from")
     words = {split: [Clip(os.path.join(src, r), [index.get(r.split("/")[0], unknown)]) for r in rels]
@@ -81,7 +81,7 @@ def _test_set(folder: str, index: dict[str, int]) -> list[Clip]:
         if name not in index:
             raise LayoutError(f"{os.path.join(folder, name)}: not a KS1 class ({', '.join(KS1_CLASSES)}); "
                               "--test-set takes v0.01's speech_commands_test_set folder")
-        clips += [Clip(p, [index[name]]) for p in find_audio(os.path.join(folder, name))]
+        clips += [Clip(p, [index[name]]) for p in find_audio(os.path.join(folder, name), absolute=True)]
     if not clips:
         raise LayoutError(f"{folder}: no audio in class folders; --test-set takes v0.01's speech_commands_test_set")
     return clips
