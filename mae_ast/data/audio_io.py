@@ -4,6 +4,7 @@ failure is an ``AudioError`` naming the file, so a training run skips it by name
 ``.wav`` or ``.mkv`` decodes short without error, so the length is checked against the
 manifest's, up to ``max(2%, 0.2 s)`` short: a header can overstate it (AAC Matroska by 2.7%).
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -463,8 +463,8 @@ def _stems(files: list[str]) -> list[str]:
 
 
 def _youtube_ids(files: list[str]) -> list[str | None]:
-    """The YouTube id in each file name's stem (``index_clips``' rule, from the stem's first 13
-    characters: the name's own when its extension starts later, the usual case), or None."""
+    """The YouTube id in each stem ({YTID}_{start} or Y{YTID}[_...], AudioSet's file names), or None;
+    from the stem's first 13 characters: the file name's own when its extension starts later (usual)."""
     stems = (f if f.rfind(".") >= 13 else _stems([f])[0] for f in files)
     return [s[1:12] if s[:1] == "Y" and s[12:13] in ("", "_") else s[:11] if s[11:12] == "_" else None
             for s in stems]
@@ -536,7 +536,7 @@ def clip_keys(entry: str) -> dict[str, str]:
     """The names a label line may use for a manifest entry, by kind, most specific first."""
     folder, slash, name = _norm(entry).rpartition("/")
     keys = {kind: next(iter(key([folder + slash], [name]))) for kind, key in _KINDS.items()}
-    return {kind: k for kind, k in keys.items() if k is not None}  # a name without a YouTube id
+    return {kind: k for kind, k in keys.items() if k is not None}  # None: no YouTube id in the name
 
 
 def align(path: str, ids: list[str | None], entries: list[str], manifest: str) -> list[int]:

@@ -114,7 +114,8 @@ def subfolders(folder: str) -> list[str]:
 
 
 def split_by_class(clips: list[Clip], opts: PrepareOptions, root: str) -> dict[str, list[Clip]]:
-    """``split_indices`` on paths relative to ``root``, with classes from each clip's first label."""
+    """``split_indices`` (fractions from ``opts``, 0.1 by default) on paths relative to ``root``, with
+    classes from each clip's first label."""
     keys = [os.path.relpath(c.path, root).replace(os.sep, "/") for c in clips]
     valid, test = (0.1 if p is None else p for p in (opts.valid_percent, opts.test_percent))
     try:
