@@ -1,12 +1,8 @@
 """Decoding audio files into mono float32 waveforms at their own rate: soundfile for what
-it knows, PyAV (first audio stream) for the rest, channels averaged. Unlike the original,
-PyAV frames become float per channel first (as libswresample does), so packed int16
-streams are de-interleaved rather than averaged as one channel. Every failure is an
-``AudioError`` naming the file, so a training run skips it by name.
-
-Truncation: a cut ``.wav`` or ``.mkv`` decodes short without error, so the decoded length
-is checked against the manifest's: up to ``max(2%, 0.2 s)`` short is accepted, since a
-container header can overstate the audio (an AAC Matroska DURATION tag by 2.7%).
+it knows, PyAV (first audio stream) for the rest (README, "Faithfulness notes"). Every
+failure is an ``AudioError`` naming the file, so a training run skips it by name. A cut
+``.wav`` or ``.mkv`` decodes short without error, so the length is checked against the
+manifest's, up to ``max(2%, 0.2 s)`` short: a header can overstate it (AAC Matroska by 2.7%).
 """
 
 from __future__ import annotations
@@ -51,35 +47,31 @@ def mix_to_mono(samples: np.ndarray, scale: float = 1.0) -> np.ndarray:
 
 @contextlib.contextmanager
 def named_failure(path: str, doing: str, decoder: str | None = None) -> Iterator[None]:
-    """Turn any exception from the body into an ``AudioError`` naming ``path`` (and ``decoder``)."""
+    """Turn any exception from the body into an ``AudioError`` naming ``path``: "``decoder``
+    could not ``doing``", else "``doing`` failed"."""
     try:
         yield
     except AudioError:
         raise
     except Exception as err:  # decoder bugs, RuntimeError/MemoryError from torch, ...
-        reason = (f"{decoder} could not decode it ({err})" if decoder
-                  else f"{doing} failed ({type(err).__name__}: {err})")
+        reason = f"{decoder} could not {doing} ({err})" if decoder else f"{doing} failed ({type(err).__name__}: {err})"
         raise AudioError(path, reason) from err
 
 
 def _read_soundfile(path: str) -> tuple[np.ndarray, int]:
     import soundfile as sf
 
-    with named_failure(path, "decoding", "soundfile"), sf.SoundFile(path) as f:
+    with named_failure(path, "decode it", "soundfile"), sf.SoundFile(path) as f:
         # int16 / 32768 is exact in float32: a float read's waveform, without its conversion pass
-        if f.subtype == "PCM_16":
-            raw, scale = f.read(dtype="int16", always_2d=True), 1 / 32768
-        else:
-            raw, scale = f.read(dtype="float32", always_2d=True), 1.0
+        int16 = f.subtype == "PCM_16"
+        raw = f.read(dtype="int16" if int16 else "float32", always_2d=True)
         rate = f.samplerate
-    return mix_to_mono(raw.T, scale), rate
+    return mix_to_mono(raw.T, 1 / 32768 if int16 else 1.0), rate
 
 
 # PyAV sample formats read without a resampler (dtype, scale to [-1, 1]): libswresample's own conversions.
 _DIRECT_FORMATS = {"flt": (np.float32, 1.0), "dbl": (np.float64, 1.0), "s16": (np.int16, 1 / 32768),
                    "s32": (np.int32, 1 / 2**31)}
-
-
 # Most seconds the first PyAV buffer is sized for: a header claiming hours must not reserve gigabytes.
 _PREALLOCATE_MAX_S = 600
 
@@ -165,14 +157,20 @@ def _stated_samples(container, stream) -> int:
     return 0
 
 
-def _read_pyav(path: str, expected_samples: int | None = None) -> tuple[np.ndarray, int]:
-    """Mono waveform and rate; ``expected_samples`` only sizes the first buffer."""
+@contextlib.contextmanager
+def pyav_stream(path: str, doing: str) -> Iterator[tuple]:
+    """``(container, first audio stream)`` of ``path``; failures as ``named_failure(path, doing, "PyAV")``."""
     import av
 
-    with named_failure(path, "decoding", "PyAV"), av.open(path, metadata_errors="ignore") as container:
+    with named_failure(path, doing, "PyAV"), av.open(path, metadata_errors="ignore") as container:
         if not container.streams.audio:
             raise AudioError(path, "container has no audio stream")
-        stream = container.streams.audio[0]
+        yield container, container.streams.audio[0]
+
+
+def _read_pyav(path: str, expected_samples: int | None = None) -> tuple[np.ndarray, int]:
+    """Mono waveform and rate; ``expected_samples`` only sizes the first buffer."""
+    with pyav_stream(path, "decode it") as (container, stream):
         runs, rate = _FrameRuns(expected_samples or _stated_samples(container, stream)), None
         for frame in container.decode(stream):
             rate = rate or frame.sample_rate
@@ -185,12 +183,11 @@ def _read_pyav(path: str, expected_samples: int | None = None) -> tuple[np.ndarr
     return (mono[0] if len(mono) == 1 else np.concatenate(mono)), rate
 
 
-# Truncation tolerance (module docstring): relative, and absolute in seconds.
-TRUNCATION_TOLERANCE = 0.02
+TRUNCATION_TOLERANCE = 0.02  # relative, and in seconds (module docstring)
 TRUNCATION_TOLERANCE_S = 0.2
 
 
-def _check_path(path: str) -> None:
+def check_path(path: str) -> None:
     if os.path.isdir(path):
         raise AudioError(path, "is a directory, not an audio file")
     if not os.path.exists(path):
@@ -201,36 +198,24 @@ def _check_path(path: str) -> None:
         raise AudioError(path, "file is empty (0 bytes)")
 
 
-def _check_length(path: str, decoded: int, expected: int, rate: int) -> None:
-    allowed = max(TRUNCATION_TOLERANCE * expected, TRUNCATION_TOLERANCE_S * rate)
-    if expected - decoded > allowed:
-        raise AudioError(
-            path,
-            f"truncated: decoded {decoded} samples, the manifest says {expected} "
-            f"({decoded / rate:.2f} s of {expected / rate:.2f} s at {rate} Hz)",
-        )
-
-
-def _check_samples(path: str, wav: np.ndarray, allow_silence: bool = False) -> None:
-    if wav.size == 0:
-        raise AudioError(path, "file holds no samples")
-    if not np.isfinite(wav).all():
-        raise AudioError(path, "samples contain NaN or inf")
-    if not allow_silence and not np.any(wav):
-        # Nothing to learn, and almost always a failed download; evaluation scores silent clips.
-        raise AudioError(path, "digital silence (all samples are zero)")
-
-
 def decode_audio(path: str, expected_samples: int | None = None,
                  allow_silence: bool = False) -> tuple[torch.Tensor, int]:
     """Mono float32 waveform of ``path`` in [-1, 1] at the file's own rate, and that rate.
     ``expected_samples``: the manifest's length at that rate; a clip shorter beyond the
     tolerance raises ``AudioError("truncated: ...")``."""
-    _check_path(path)
+    check_path(path)
     ext = os.path.splitext(path)[1].lower()
     with named_failure(path, "decoding"):
         wav, rate = _read_soundfile(path) if ext in SOUNDFILE_EXTENSIONS else _read_pyav(path, expected_samples)
-        _check_samples(path, wav, allow_silence)
-        if expected_samples is not None:
-            _check_length(path, wav.size, int(expected_samples), int(rate))
+        if wav.size == 0:
+            raise AudioError(path, "file holds no samples")
+        if not np.isfinite(wav).all():
+            raise AudioError(path, "samples contain NaN or inf")
+        if not allow_silence and not np.any(wav):
+            # Nothing to learn, and almost always a failed download; evaluation scores silent clips.
+            raise AudioError(path, "digital silence (all samples are zero)")
+        expected = wav.size if expected_samples is None else int(expected_samples)
+        if expected - wav.size > max(TRUNCATION_TOLERANCE * expected, TRUNCATION_TOLERANCE_S * rate):
+            raise AudioError(path, f"truncated: decoded {wav.size} samples, the manifest says {expected} "
+                                   f"({wav.size / rate:.2f} s of {expected / rate:.2f} s at {rate} Hz)")
         return torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32)), int(rate)

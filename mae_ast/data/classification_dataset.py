@@ -1,7 +1,6 @@
-"""The fine-tuning dataset: manifest + labels -> fixed-length fbank clips with targets.
-
-The pretraining dataset (a subclass, since the task and tools read its audio state) with:
-every clip cropped (``crop_start``, random in training only, as SSAST) or padded to
+"""The fine-tuning dataset (manifest + labels -> fixed-length fbank clips with targets): the
+pretraining dataset (a subclass, since the task and tools read its audio state) with every
+clip cropped (``crop_start``, random in training only, as SSAST) or padded to
 ``target_length`` frames, which ``num_tokens`` counts; ``(B, C)`` float multi-hot targets
 (the form mixup needs); and an order drawn anew every epoch, deterministic in (seed,
 epoch): class-balanced with replacement under ``weighted_sampling`` (SSAST's AudioSet-2M

@@ -6,7 +6,6 @@ output folder (split files an earlier run left there are removed and named).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -14,7 +13,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from . import identity
-from .audio_io import AUDIO_EXTENSIONS, SOUNDFILE_EXTENSIONS, AudioError, _stated_samples
+from .audio_io import (AUDIO_EXTENSIONS, SOUNDFILE_EXTENSIONS, AudioError, _stated_samples, check_path, named_failure,
+                       pyav_stream)
 from .labels import LabelSet, write_labels
 
 SPLITS = ("train", "valid", "test")
@@ -26,58 +26,33 @@ class SplitError(ValueError):
     """A split that cannot be written as asked; the message says what to change."""
 
 
-def find_audio(root: str, extensions: Iterable[str] = AUDIO_EXTENSIONS) -> list[str]:
-    """Relative paths of the files under ``root`` whose extension (".flac" or "flac") is in
-    ``extensions``, sorted; hidden folders are not entered."""
+def find_audio(root: str, extensions: Iterable[str] = AUDIO_EXTENSIONS, absolute: bool = False) -> list[str]:
+    """Paths relative to ``root`` (or absolute) of the files under it whose extension (".flac" or
+    "flac") is in ``extensions``, sorted; hidden folders are not entered."""
     wanted = {"." + e.lower().lstrip(".") for e in extensions}
     found = []
     for folder, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
-        found += [os.path.relpath(os.path.join(folder, name), root) for name in files
-                  if os.path.splitext(name)[1].lower() in wanted]
-    return sorted(found)
+        found += [os.path.join(folder, name) for name in files if os.path.splitext(name)[1].lower() in wanted]
+    return sorted(os.path.abspath(p) if absolute else os.path.relpath(p, root) for p in found)
 
 
 def audio_length(path: str) -> int:
     """Length in samples at the file's own rate, from its header; ``AudioError`` if unreadable."""
-    if not os.path.isfile(path):
-        raise AudioError(path, "is a directory" if os.path.isdir(path) else "file not found")
     if "\t" in path or "\n" in path:
         raise AudioError(path, "its name holds a tab or newline, which a manifest line cannot")
-    if os.path.getsize(path) == 0:
-        raise AudioError(path, "file is empty (0 bytes)")
+    check_path(path)
     if os.path.splitext(path)[1].lower() in SOUNDFILE_EXTENSIONS:
         import soundfile as sf
 
-        try:
+        with named_failure(path, "read the header", "soundfile"):
             return int(sf.info(path).frames)
-        except Exception as err:
-            raise AudioError(path, f"soundfile could not read the header ({err})") from err
-    return _container_length(path)
-
-
-def _container_length(path: str) -> int:
-    """The stream's stated length, else (Matroska states none per stream) the segment's
-    duration; only a file that states neither is decoded whole. A stated length may exceed
-    the decoded one (10 s of Opus: 480384 vs 480000, the encoder's padding) and is kept: the
-    dataset crops to the decoded frames and the truncation check allows max(2 %, 0.2 s)."""
-    import av
-
-    try:
-        with av.open(path, metadata_errors="ignore") as container:
-            if not container.streams.audio:
-                raise AudioError(path, "container has no audio stream")
-            stream = container.streams.audio[0]
-            if stream.duration and stream.time_base:
-                return int(round(stream.duration * stream.time_base * stream.rate))
-            segment = _stated_samples(container, stream)
-            if segment:
-                return segment
-            return sum(frame.samples for frame in container.decode(stream))
-    except AudioError:
-        raise
-    except Exception as err:
-        raise AudioError(path, f"PyAV could not read it ({err})") from err
+    # The stream's stated length, else the segment's (Matroska states none per stream), else decoded.
+    # It may exceed the decoded one (Opus padding: 480384 vs 480000 for 10 s): the truncation check allows it.
+    with pyav_stream(path, "read it") as (container, stream):
+        if stream.duration and stream.time_base:
+            return int(round(stream.duration * stream.time_base * stream.rate))
+        return _stated_samples(container, stream) or sum(frame.samples for frame in container.decode(stream))
 
 
 def split_name(text: str) -> str:
@@ -91,14 +66,12 @@ def split_name(text: str) -> str:
 
 def hash_fraction(key: str, seed: int) -> float:
     """Where ``key`` falls in [0, 1), from a hash of the seed and the clip's name alone."""
-    digest = hashlib.blake2b(f"{seed}/{key}".encode("utf-8", "surrogateescape"), digest_size=8).digest()
-    return int.from_bytes(digest, "little") / 2.0**64
+    return identity._digest64(f"{seed}/{key}".encode("utf-8", "surrogateescape")) / 2.0**64
 
 
 def split_indices(keys: Sequence[str], valid: float, test: float, seed: int,
                   groups: Sequence[int] | None = None) -> dict[str, list[int]]:
     """Indices of ``keys`` (unique paths relative to the data's root) for train / valid / test.
-
     Clip ``k`` goes to valid when ``hash_fraction(k, seed) < valid``, to test below ``valid +
     test``, else to train (Speech Commands' rule): adding clips moves no earlier clip, so an
     earlier checkpoint is never scored on clips it trained on; fractions hold on average.
@@ -121,23 +94,18 @@ def split_indices(keys: Sequence[str], valid: float, test: float, seed: int,
         parts["valid" if moved in parts["valid"] else "test"].remove(moved)
         parts["train"].append(moved)
     for split, fraction in (("valid", valid), ("test", test)):
-        if fraction > 0 and not parts[split]:
-            _spare_one(parts, split, groups, where)
+        if fraction > 0 and not parts[split]:  # the train clip of lowest hash whose class keeps another
+            counts = Counter(groups[i] for i in parts["train"])
+            spare = [i for i in parts["train"] if counts[groups[i]] > 1]
+            if spare:
+                moved = min(spare, key=lambda i: where[i])
+                parts["train"].remove(moved)
+                parts[split].append(moved)
     if not parts["train"]:
         raise SplitError(f"no clip left for train out of {len(keys)} (valid {valid}, test {test}); "
                          "lower --valid-percent/--test-percent or add clips")
     kept = {"train": True, "valid": valid > 0, "test": test > 0}
     return {s: sorted(parts[s], key=lambda i: keys[i]) for s in SPLITS if kept[s]}
-
-
-def _spare_one(parts: dict[str, list[int]], split: str, groups: list[int], where: list[float]) -> None:
-    """Move the train clip of lowest hash whose class keeps another train clip."""
-    counts = Counter(groups[i] for i in parts["train"])
-    spare = [i for i in parts["train"] if counts[groups[i]] > 1]
-    if spare:
-        moved = min(spare, key=lambda i: where[i])
-        parts["train"].remove(moved)
-        parts[split].append(moved)
 
 
 def check_disjoint(splits: dict[str, Sequence[str]], source: str) -> None:
@@ -197,15 +165,10 @@ def inside(path: str, folder: str) -> bool:
 
 
 def relative_entry(path: str, root: str) -> str:
-    """How a manifest writes ``path``: relative to ``root`` when inside it, else absolute."""
+    """How a manifest writes ``path`` (a clip, or its root as the first line): relative to
+    ``root`` when inside it (a folder holding its clips, KS1's ``_silence_``, can move), else absolute."""
     path = os.path.abspath(path)
     return os.path.relpath(path, root).replace(os.sep, "/") if inside(path, root) else path
-
-
-def root_line(root: str, out: str) -> str:
-    """The manifest's first line: relative to its folder ``out`` when ``root`` is inside it (a
-    folder holding its clips, KS1's ``_silence_``, can move), else absolute."""
-    return os.path.relpath(root, out).replace(os.sep, "/") if inside(root, out) else os.path.abspath(root)
 
 
 def write_split(out: str, split: str, root: str, paths: Sequence[str], sizes: Sequence[int],
@@ -215,7 +178,7 @@ def write_split(out: str, split: str, root: str, paths: Sequence[str], sizes: Se
     entries = [relative_entry(p, root) for p in paths]
     manifest = os.path.join(out, f"{split}.tsv")
     with open(manifest, "w", encoding="utf-8") as f:
-        f.write(root_line(root, out) + "\n")
+        f.write(relative_entry(root, out) + "\n")
         f.writelines(f"{e}\t{int(n)}\n" for e, n in zip(entries, sizes))
     identity.write_sidecar(manifest, [os.path.abspath(p) for p in paths])
     if labels is not None:

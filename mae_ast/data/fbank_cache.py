@@ -1,14 +1,12 @@
-"""A precomputed-fbank cache: every clip's features in one memory-mapped file per split,
-so decoding (~35 ms per 10 s Opus clip per core) does not fall behind a GPU step.
-
-Per split: ``{split}.fbank.bin`` (float32/float16 frames of ``width`` columns, clips back to
-back); ``.idx.npy`` (int64 manifest line, first frame, frame count; count -1: unusable);
+"""A precomputed-fbank cache: every clip's features in one memory-mapped file per split, so
+decoding (~35 ms per 10 s Opus clip per core) does not fall behind a GPU step. Per split:
+``{split}.fbank.bin`` (float32/float16 frames of ``width`` columns, clips back to back);
+``.idx.npy`` (int64 manifest line, first frame, frame count; count -1: unusable);
 ``.files.npy`` (int64 size and mtime ns of each clip when cached, -1 unreadable);
 ``.json`` (dtype, width, feature spec, manifest SHA-1, clips' resolved root, skip reasons).
-
-A cache is refused when its manifest, its clips' folder or any clip's size or mtime
-changed: its features would silently be another audio's. Entries are found by manifest
-line, so one cache serves readers with different length filters.
+A cache whose manifest, clips' folder or any clip's size or mtime changed is refused (its
+features would silently be another audio's). Entries are found by manifest line, so one
+cache serves readers with different length filters.
 """
 
 from __future__ import annotations
@@ -40,12 +38,6 @@ def manifest_digest(manifest_path: str) -> str:
 def _paths(cache_dir: str, split: str) -> tuple[str, str, str, str]:
     base = os.path.join(cache_dir, f"{split}.fbank")
     return base + ".bin", base + ".idx.npy", base + ".json", base + ".files.npy"
-
-
-def _file_stats(paths: list[str]) -> np.ndarray:
-    """``(n, 2)`` size and mtime (ns) of each file, -1 where it cannot be read."""
-    sizes, mtimes = identity._stats(paths)
-    return np.stack([sizes, mtimes], axis=1)
 
 
 _DATASET = None  # per worker process: the dataset whose get_features we call
@@ -92,8 +84,8 @@ def write_cache(dataset, split: str, cache_dir: str, workers: int = 1, dtype: st
         pool.join()
     os.replace(tmp, bin_path)  # only a complete cache gets the final name
     np.save(idx_path, index)
-    np.save(files_path, _file_stats(dataset.paths))
-    meta = {"dtype": dtype, "width": dataset.feature_width, "sample_rate": dataset.sample_rate,
+    np.save(files_path, np.stack(identity._stats(dataset.paths), axis=1))
+    meta = {"dtype": dtype, "width": dataset.feature_spec.width, "sample_rate": dataset.feature_spec.sample_rate,
             "feature_spec": dataclasses.asdict(dataset.feature_spec),
             "manifest": os.path.abspath(dataset.manifest_path), "manifest_sha1": manifest_digest(dataset.manifest_path),
             "root": identity.real_path(dataset.root),
@@ -155,7 +147,7 @@ class FbankCache:
             raise CacheError(f"{meta_path}: computed from the audio under {self.meta['root']}, but "
                              f"{dataset.manifest_path}'s clips are under {root} (an identical manifest in another "
                              "folder): rewrite the cache for this folder with mae-ast-cache")
-        now = _file_stats(dataset.paths)
+        now = np.stack(identity._stats(dataset.paths), axis=1)
         changed = np.flatnonzero((then != now).any(axis=1))
         if len(changed):
             i = int(changed[0])

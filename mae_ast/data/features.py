@@ -1,10 +1,8 @@
-"""The one definition of how audio becomes model input.
-
-``FeatureSpec`` (sample rate, mel bins, deltas, window and shift) is the one way in, from
-a file (``read``), user waveforms (``batch``) or a device batch (``compute_batch``), and
-answers every question about those facts (width, frames for n samples). Every reader
-builds it from the checkpoint's or task's config, so deltas go wherever they were trained.
-``as_waveforms`` is the input contract for users' raw audio: mono float in [-1, 1].
+"""The one definition of how audio becomes model input: ``FeatureSpec`` (sample rate, mel
+bins, deltas, window and shift), which every reader builds from the checkpoint's or task's
+config (so deltas go wherever they were trained), from a file (``read``), user waveforms
+(``batch``) or a device batch (``compute_batch``). ``as_waveforms`` is the input contract
+for users' raw audio: mono float in [-1, 1].
 """
 
 from __future__ import annotations
@@ -30,8 +28,6 @@ FBANK_CHUNK_FRAMES = 4000
 
 
 def _cfg_get(cfg: Any, key: str, default: Any) -> Any:
-    if cfg is None:
-        return default
     value = cfg.get(key, default) if isinstance(cfg, dict) else getattr(cfg, key, default)
     return default if value is None else value
 

@@ -78,8 +78,7 @@ def overlap(keys: np.ndarray, other_sorted: np.ndarray) -> np.ndarray:
 # hash of its text, so a run reads 2 M clips' keys in under a second instead of rehashing.
 
 def sidecar_path(manifest_path: str) -> str:
-    base = manifest_path[:-4] if manifest_path.endswith(".tsv") else manifest_path
-    return base + ".keys.npz"
+    return manifest_path.removesuffix(".tsv") + ".keys.npz"
 
 
 def text_key(path: str) -> int:

@@ -13,6 +13,7 @@ import io
 import logging
 import os
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -42,23 +43,15 @@ class LabelSet:
     _max_commas: int = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._by_key, self._ambiguous = {}, set()
-        for i, name in enumerate(self.names):
-            if name in self._by_key:
-                self._ambiguous.add(name)
-            self._by_key.setdefault(name, i)
-        for i, mid in enumerate(self.mids):
-            if mid:  # mids win over display names: they are what EAT/data2vec files hold
-                self._by_key[mid] = i
-                self._ambiguous.discard(mid)
+        self._by_key = {name: i for i, name in reversed(list(enumerate(self.names)))}  # a name's first class
+        # mids win over display names: they are what EAT/data2vec files hold
+        self._by_key.update({mid: i for i, mid in enumerate(self.mids) if mid})
+        self._ambiguous = {n for n, k in Counter(self.names).items() if k > 1} - set(filter(None, self.mids))
         self._max_commas = max((k.count(",") for k in self._by_key), default=0)
 
     @property
     def num_classes(self) -> int:
         return len(self.names)
-
-    def __contains__(self, label: str) -> bool:
-        return label in self._by_key
 
     def lookup(self, label: str) -> int:
         """Class index of an integer index, mid or display name; ``LookupError`` otherwise."""
@@ -133,18 +126,17 @@ def read_label_descriptors(path: str) -> LabelSet:
     if not os.path.isfile(path):
         raise LabelError(f"{path}: label descriptors not found; write it with mae-ast-prepare or by hand "
                          f"(one row index,mid,display_name per class)")
-    with io.StringIO(read_text(path), newline="") as f:
-        reader = csv.reader(f)
-        first = next(reader, [])
-        headerless = bool(first) and _INT.fullmatch(first[0].strip()) is not None
-        if not headerless and [h.strip() for h in first] != HEADER:
-            raise LabelError(f"{path}:1: header must be '{','.join(HEADER)}' (or none: data2vec's first row "
-                             f"'0,mid,name'), got {','.join(first)!r}")
-        by_index: dict[int, tuple[str, str, int]] = {}
-        rows = [(1, first)] if headerless else []
-        for lineno, cells in rows + [(reader.line_num, row) for row in reader]:
-            if any(cell.strip() for cell in cells):
-                _descriptor_row(path, lineno, cells, by_index, headerless)
+    reader = csv.reader(io.StringIO(read_text(path), newline=""))
+    first = next(reader, [])
+    headerless = bool(first) and _INT.fullmatch(first[0].strip()) is not None
+    if not headerless and [h.strip() for h in first] != HEADER:
+        raise LabelError(f"{path}:1: header must be '{','.join(HEADER)}' (or none: data2vec's first row "
+                         f"'0,mid,name'), got {','.join(first)!r}")
+    by_index: dict[int, tuple[str, str, int]] = {}
+    rows = [(1, first)] if headerless else []
+    for lineno, cells in rows + [(reader.line_num, row) for row in reader]:
+        if any(cell.strip() for cell in cells):
+            _descriptor_row(path, lineno, cells, by_index, headerless)
     return _label_set(path, by_index)
 
 
@@ -471,9 +463,8 @@ def _stems(files: list[str]) -> list[str]:
 
 
 def _youtube_ids(files: list[str]) -> list[str | None]:
-    """The YouTube id (11 characters) in each file name's stem, as AudioSet clips are saved:
-    {YTID}_{start}.ext or Y{YTID}[_...].ext. The rule reads the stem's first 13 characters,
-    the file name's own when its extension starts after them (most names: no split needed)."""
+    """The YouTube id in each stem ({YTID}_{start} or Y{YTID}[_...], AudioSet's file names), or None;
+    from the stem's first 13 characters: the file name's own when its extension starts later (usual)."""
     stems = (f if f.rfind(".") >= 13 else _stems([f])[0] for f in files)
     return [s[1:12] if s[:1] == "Y" and s[12:13] in ("", "_") else s[:11] if s[11:12] == "_" else None
             for s in stems]
@@ -528,16 +519,14 @@ def _norm(name: str) -> str:
 
 
 def clip_names(lines: list[str], entries: Sequence[str]) -> list[str | None]:
-    """``clip_name`` of each line, except that a two-field line's numeric first field is a
-    name when such a field names a clip of ``entries`` (clips ``1.wav .. 12.wav``): then
-    every two-field line's first field is a name, so a number naming no clip is reported
-    rather than the whole file read unchecked in manifest order."""
+    """``clip_name`` of each line, except that if a two-field line's numeric first field names a
+    clip of ``entries`` (clips ``1.wav .. 12.wav``), every two-field line's first field is a name:
+    a number naming no clip is then reported, not the whole file read unchecked in manifest order."""
     ids = [clip_name(line) for line in lines]
     numeric = [n for n, (i, line) in enumerate(zip(ids, lines)) if i is None and line.count("\t") == 1]
     if numeric:
         known = {key for e in entries for key in clip_keys(e).values()}
-        firsts = {n: _norm(lines[n].split("\t")[0].strip()) for n in numeric}
-        if any(name in known for name in firsts.values()):
+        if any(_norm(lines[n].split("\t")[0].strip()) in known for n in numeric):
             for n in numeric:
                 ids[n] = lines[n].split("\t")[0].strip()
     return ids
@@ -547,16 +536,12 @@ def clip_keys(entry: str) -> dict[str, str]:
     """The names a label line may use for a manifest entry, by kind, most specific first."""
     folder, slash, name = _norm(entry).rpartition("/")
     keys = {kind: next(iter(key([folder + slash], [name]))) for kind, key in _KINDS.items()}
-    if keys["youtube id"] is None:
-        del keys["youtube id"]
-    return keys
+    return {kind: k for kind, k in keys.items() if k is not None}  # None: no YouTube id in the name
 
 
 def align(path: str, ids: list[str | None], entries: list[str], manifest: str) -> list[int]:
-    """For each manifest entry, the index of the label line that names it. The first kind
-    of name (path with or without extension, file name, stem, YouTube id) that every line
-    uses and no two entries share is used; otherwise the first line that names no clip is
-    reported."""
+    """For each manifest entry, the index of the label line that names it, by the first of
+    ``_KINDS`` that every line uses and no two entries share; else the first line naming no clip is reported."""
     missing = next((n for n, i in enumerate(ids, start=1) if not i), None)
     if missing is not None:
         raise LabelError(f"{path}:{missing}: no clip name before the labels (or a number), though other lines "

@@ -2,11 +2,9 @@
 
 Batching matches the original: ``num_tokens`` counts audio samples (capped at
 ``max_sample_size``), indices run longest first (ties random), and the collater crops
-every clip to the batch's shortest, so batches carry no padding.
-
-Bad files are skipped, never fatal: each is named once in the log, and every batch
-counts its skipped clips (``n_skipped``). A batch of only bad clips becomes a placeholder
-(no ``net_input``) that the criterion turns into a zero loss.
+every clip to the batch's shortest, so batches carry no padding. Bad files are skipped
+(README, "Bad input policy"), counted per batch (``n_skipped``); a batch of only bad clips
+is a placeholder (no ``net_input``) that the criterion turns into a zero loss.
 """
 
 from __future__ import annotations
@@ -61,7 +59,6 @@ class MAE_AST_Dataset(FairseqDataset):
         if feature_spec is not None and sample_rate not in (None, feature_spec.sample_rate):
             raise ValueError(f"sample_rate={sample_rate} contradicts the feature spec ({feature_spec.describe()})")
         self.feature_spec = feature_spec or FeatureSpec(sample_rate=sample_rate or 16000)
-        self.sample_rate = self.feature_spec.sample_rate
         self.max_sample_size = max_sample_size if max_sample_size is not None else sys.maxsize
         self.shuffle = shuffle
         self.pad_audio = pad_audio
@@ -90,10 +87,6 @@ class MAE_AST_Dataset(FairseqDataset):
             self._reported.add(index)
             logger.warning(f"skipping {self.paths[index]} ({self.manifest_path}:{self.lines[index]}): {reason}")
         return {"id": index, "source": None}
-
-    @property
-    def feature_width(self) -> int:
-        return self.feature_spec.width
 
     def use_cache(self, cache_dir: str, split: str) -> None:
         from .fbank_cache import FbankCache

@@ -9,7 +9,7 @@ from __future__ import annotations
 import array
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,16 +34,11 @@ class PackedEntries(Sequence[str]):
     def __getitem__(self, i):
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
-        i = int(i)
-        if i < 0:
-            i += len(self)
-        if not 0 <= i < len(self):
+        if not -len(self) <= i < len(self):
             raise IndexError(f"entry {i} out of range ({len(self)} entries)")
+        i = int(i) % len(self)
         name = self.names[self.offsets[i] : self.offsets[i + 1]].tobytes().decode("utf-8")
         return self.folders[self.folder_of[i]] + name
-
-    def __iter__(self) -> Iterator[str]:
-        return (self[i] for i in range(len(self)))
 
     @property
     def nbytes(self) -> int:
@@ -64,9 +59,6 @@ class JoinedPaths(Sequence[str]):
         if isinstance(i, slice):
             return [os.path.join(self.root, e) for e in self.entries[i]]
         return os.path.join(self.root, self.entries[i])
-
-    def __iter__(self) -> Iterator[str]:
-        return (os.path.join(self.root, e) for e in self.entries)
 
 
 class _Packer:

@@ -1,6 +1,5 @@
 """Band-limited resampling with a Hann-windowed sinc, the method (and defaults: 6 zero
 crossings, roll-off 0.99) of ``torchaudio.functional.resample`` that the original used.
-
 Output sample j is ``sum_i x[i] h(i / orig - j / new)`` (rates divided by their gcd),
 evaluated two ways: torchaudio's kernel bank (one strided ``conv1d`` with ``new`` kernels
 of ``orig + 2 * width`` taps), while the bank is small; above that (22051 Hz -> 16 kHz

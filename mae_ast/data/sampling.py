@@ -3,8 +3,7 @@
 A clip's weight is the sum over its distinct labels (a label repeated in a clip counts once,
 as in SSAST's multi-hot vectors) of ``1000 / (count(label) + 0.01)``, so clips of rare
 classes are drawn more often. Drawing is with replacement, a fresh draw each epoch,
-deterministic in (seed, epoch) so that every distributed worker and a resumed run see the
-same order; a fairseq task can return :func:`weighted_indices` from ``ordered_indices()``.
+deterministic in (seed, epoch) so that every distributed worker and a resumed run see the same order.
 """
 
 from __future__ import annotations
@@ -49,12 +48,8 @@ def sample_weights(label_rows: LabelRows | Sequence[Sequence[int]], num_classes:
 def weighted_indices(weights: np.ndarray, num_samples: int, seed: int, epoch: int) -> np.ndarray:
     """(num_samples,) int64 indices into ``weights``, drawn with replacement with P(i) = w_i / sum(w).
     Seed and epoch make one SeedSequence, not a sum: (seed, epoch) and (seed + 1, epoch - 1) differ."""
-    weights = np.asarray(weights, dtype=np.float64)
-    if weights.ndim != 1 or weights.size == 0:
-        raise ValueError(f"weights must be a non-empty 1-D array, got shape {weights.shape}")
-    if not np.all(np.isfinite(weights)) or np.any(weights < 0) or weights.sum() <= 0:
-        raise ValueError("weights must be finite, non-negative and not all zero")
-    if num_samples < 0 or seed < 0 or epoch < 0:
-        raise ValueError(f"num_samples, seed and epoch must be >= 0, got {num_samples}, {seed}, {epoch}")
+    weights = np.asarray(weights, dtype=np.float64)  # a negative seed, epoch or count: numpy's ValueError
+    if weights.ndim != 1 or not np.all(np.isfinite(weights)) or np.any(weights < 0) or not weights.sum() > 0:
+        raise ValueError(f"weights must be 1-D, finite, non-negative and not all zero, got shape {weights.shape}")
     rng = np.random.default_rng([seed, epoch])
     return rng.choice(weights.size, size=num_samples, replace=True, p=weights / weights.sum()).astype(np.int64)

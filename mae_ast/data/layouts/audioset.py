@@ -8,7 +8,8 @@ import io
 import os
 
 from ..labels import LabelError, LabelSet, read_label_descriptors, read_text
-from .common import Clip, DataDir, LayoutError, PrepareOptions, find_audio, require
+from ..datadir import find_audio
+from .common import Clip, DataDir, LayoutError, PrepareOptions, require
 
 
 def prepare_audioset(opts: PrepareOptions) -> list[DataDir]:
@@ -34,17 +35,16 @@ def prepare_audioset(opts: PrepareOptions) -> list[DataDir]:
 def read_segments(path: str, labels: LabelSet) -> list[tuple[str, list[int]]]:
     """(YTID, class indices) of each row ``YTID, start, end, "mid1,mid2"`` after the # comments."""
     rows = []
-    with io.StringIO(read_text(path), newline="") as f:
-        reader = csv.reader(f, skipinitialspace=True)  # rows use ', ' separators
-        for row in reader:
-            if not row or row[0].startswith("#"):
-                continue
-            if len(row) != 4:
-                raise LayoutError(f"{path}:{reader.line_num}: expected 'YTID, start, end, \"mids\"', got {row}")
-            try:
-                rows.append((row[0], [labels.lookup(m.strip()) for m in row[3].split(",")]))
-            except LookupError as err:
-                raise LayoutError(f"{path}:{reader.line_num}: {err.args[0]}") from None
+    reader = csv.reader(io.StringIO(read_text(path), newline=""), skipinitialspace=True)  # ', ' separators
+    for row in reader:
+        if not row or row[0].startswith("#"):
+            continue
+        if len(row) != 4:
+            raise LayoutError(f"{path}:{reader.line_num}: expected 'YTID, start, end, \"mids\"', got {row}")
+        try:
+            rows.append((row[0], [labels.lookup(m.strip()) for m in row[3].split(",")]))
+        except LookupError as err:
+            raise LayoutError(f"{path}:{reader.line_num}: {err.args[0]}") from None
     return rows
 
 
@@ -53,7 +53,7 @@ def index_clips(folder: str) -> dict[str, str]:
     11 characters); an exact stem match wins, else the first file in sorted order."""
     exact: dict[str, str] = {}
     derived: dict[str, str] = {}
-    for path in find_audio(folder):
+    for path in find_audio(folder, absolute=True):
         stem = os.path.splitext(os.path.basename(path))[0]
         exact.setdefault(stem, path)
         if stem[11:12] == "_":

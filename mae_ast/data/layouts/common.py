@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 
 from ..audio_io import AudioError
 from ..datadir import SplitError, audio_length, check_disjoint, remove_stale, split_indices, write_split
-from ..datadir import find_audio as find_relative_audio
 from ..labels import LabelSet, default_mids, write_label_descriptors
 
 AUDIOSET_SPLITS = {"train": "balanced_train_segments.csv", "valid": "eval_segments.csv", "test": "eval_segments.csv"}
@@ -109,16 +108,18 @@ def write_data_dir(data: DataDir, lengths: Lengths, notes: list[str] | None = No
     return rows, removed
 
 
-def find_audio(folder: str) -> list[str]:
-    """Absolute paths of the audio files under ``folder``, sorted."""
-    return [os.path.abspath(os.path.join(folder, rel)) for rel in find_relative_audio(folder)]
+def subfolders(folder: str) -> list[str]:
+    """Names of the folders in ``folder``, sorted; hidden ones (a leading '.') are left out."""
+    return [n for n in sorted(os.listdir(folder)) if not n.startswith(".") and os.path.isdir(os.path.join(folder, n))]
 
 
-def split_by_class(clips: list[Clip], valid: float, test: float, seed: int, root: str) -> dict[str, list[Clip]]:
-    """``split_indices`` on paths relative to ``root``, with classes from each clip's first label."""
+def split_by_class(clips: list[Clip], opts: PrepareOptions, root: str) -> dict[str, list[Clip]]:
+    """``split_indices`` (fractions from ``opts``, 0.1 by default) on paths relative to ``root``, with
+    classes from each clip's first label."""
     keys = [os.path.relpath(c.path, root).replace(os.sep, "/") for c in clips]
+    valid, test = (0.1 if p is None else p for p in (opts.valid_percent, opts.test_percent))
     try:
-        parts = split_indices(keys, valid, test, seed, [c.labels[0] for c in clips])
+        parts = split_indices(keys, valid, test, opts.seed, [c.labels[0] for c in clips])
     except SplitError as err:
         raise LayoutError(str(err)) from None
     return {split: [clips[i] for i in idx] for split, idx in parts.items()}

@@ -32,17 +32,16 @@ def prepare_esc50(opts: PrepareOptions) -> list[DataDir]:
 
 def _esc50_rows(meta: str) -> list[tuple[str, int, int, str]]:
     """(filename, fold, target, category) of each row of meta/esc50.csv."""
-    with io.StringIO(read_text(meta), newline="") as f:
-        reader = csv.DictReader(f)
-        need = {"filename", "fold", "target", "category"}
-        if not need <= set(reader.fieldnames or []):
-            raise LayoutError(f"{meta}:1: expected columns {sorted(need)}, got {reader.fieldnames}")
-        rows = []
-        for row in reader:
-            fold, target = row["fold"].strip(), row["target"].strip()
-            if not (fold.isdigit() and target.isdigit()):
-                raise LayoutError(f"{meta}:{reader.line_num}: fold {fold!r} and target {target!r} must be integers")
-            rows.append((row["filename"].strip(), int(fold), int(target), row["category"].strip()))
+    reader = csv.DictReader(io.StringIO(read_text(meta), newline=""))
+    need = {"filename", "fold", "target", "category"}
+    if not need <= set(reader.fieldnames or []):
+        raise LayoutError(f"{meta}:1: expected columns {sorted(need)}, got {reader.fieldnames}")
+    rows = []
+    for row in reader:
+        fold, target = row["fold"].strip(), row["target"].strip()
+        if not (fold.isdigit() and target.isdigit()):
+            raise LayoutError(f"{meta}:{reader.line_num}: fold {fold!r} and target {target!r} must be integers")
+        rows.append((row["filename"].strip(), int(fold), int(target), row["category"].strip()))
     if not rows:
         raise LayoutError(f"{meta}: no clips listed")
     return rows

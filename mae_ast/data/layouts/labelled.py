@@ -7,9 +7,9 @@ import csv
 import io
 import os
 
-from ..datadir import SplitError, split_name
+from ..datadir import SplitError, find_audio, split_name
 from ..labels import class_order, read_text
-from .common import Clip, DataDir, LayoutError, PrepareOptions, find_audio, require, split_by_class
+from .common import Clip, DataDir, LayoutError, PrepareOptions, require, split_by_class, subfolders
 
 
 def prepare_folders(opts: PrepareOptions) -> list[DataDir]:
@@ -17,11 +17,9 @@ def prepare_folders(opts: PrepareOptions) -> list[DataDir]:
     without a readable audio file is no class, and is named in ``opts.notes``."""
     src = os.path.abspath(opts.src)
     found: dict[str, list[str]] = {}
-    for entry in sorted(os.listdir(src)):
+    for entry in subfolders(src):
         folder = os.path.join(src, entry)
-        if entry.startswith(".") or not os.path.isdir(folder):
-            continue
-        files = find_audio(folder)
+        files = find_audio(folder, absolute=True)
         readable = [p for p in files if opts.lengths.get(p) is not None]
         if readable:
             found[entry] = readable
@@ -32,8 +30,7 @@ def prepare_folders(opts: PrepareOptions) -> list[DataDir]:
         raise LayoutError(f"{src}: no subfolder holds readable audio; expected one subfolder per class")
     names = class_order(found)
     clips = [Clip(p, [i]) for i, n in enumerate(names) for p in found[n]]
-    valid, test = _percents(opts)
-    return [DataDir(opts.out, src, names, split_by_class(clips, valid, test, opts.seed, src))]
+    return [DataDir(opts.out, src, names, split_by_class(clips, opts, src))]
 
 
 def prepare_csv(opts: PrepareOptions) -> list[DataDir]:
@@ -49,8 +46,7 @@ def prepare_csv(opts: PrepareOptions) -> list[DataDir]:
     index = {name: i for i, name in enumerate(names)}
     clips = [(Clip(os.path.join(root, p), [index[x] for x in labels]), split) for _, p, labels, split in rows]
     if not has_split:
-        valid, test = _percents(opts)
-        return [DataDir(opts.out, root, names, split_by_class([c for c, _ in clips], valid, test, opts.seed, root))]
+        return [DataDir(opts.out, root, names, split_by_class([c for c, _ in clips], opts, root))]
     if opts.valid_percent is not None or opts.test_percent is not None:
         raise LayoutError(f"{table} has a split column: drop --valid-percent/--test-percent or the column")
     splits: dict[str, list[Clip]] = {}
@@ -73,13 +69,12 @@ def _refuse_repeats(table: str, root: str, rows: list[tuple[int, str, list[str],
 
 
 def _csv_rows(table: str) -> tuple[list[tuple[int, str, list[str], str]], bool]:
-    with io.StringIO(read_text(table), newline="") as f:
-        reader = csv.DictReader(f)
-        fields = [h.strip() for h in reader.fieldnames or []]
-        if not {"path", "labels"} <= set(fields):
-            raise LayoutError(f"{table}:1: header must name columns path,labels (and optionally split), got {fields}")
-        reader.fieldnames = fields
-        rows = [(reader.line_num, *_csv_row(table, reader.line_num, row, "split" in fields)) for row in reader]
+    reader = csv.DictReader(io.StringIO(read_text(table), newline=""))
+    fields = [h.strip() for h in reader.fieldnames or []]
+    if not {"path", "labels"} <= set(fields):
+        raise LayoutError(f"{table}:1: header must name columns path,labels (and optionally split), got {fields}")
+    reader.fieldnames = fields
+    rows = [(reader.line_num, *_csv_row(table, reader.line_num, row, "split" in fields)) for row in reader]
     if not rows:
         raise LayoutError(f"{table}: no clips listed")
     return rows, "split" in fields
@@ -99,8 +94,3 @@ def _csv_row(table: str, lineno: int, row: dict, has_split: bool) -> tuple[str, 
             raise LayoutError(f"{table}:{lineno}: {err}") from None
     return path, labels, split
 
-
-def _percents(opts: PrepareOptions) -> tuple[float, float]:
-    valid = 0.1 if opts.valid_percent is None else opts.valid_percent
-    test = 0.1 if opts.test_percent is None else opts.test_percent
-    return valid, test

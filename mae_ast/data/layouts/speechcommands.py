@@ -12,13 +12,12 @@ import numpy as np
 
 from ..audio_io import AudioError
 from ..features import read_audio
-from ..datadir import inside
+from ..datadir import SPLITS, find_audio, inside
 from ..labels import class_order, read_text
-from .common import Clip, DataDir, LayoutError, PrepareOptions, find_audio, require
+from .common import Clip, DataDir, LayoutError, PrepareOptions, require, subfolders
 
 KS1_WORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
 KS1_CLASSES = KS1_WORDS + ["_unknown_", "_silence_"]  # SUPERB's order
-SILENCE_ORDER = ("train", "valid", "test")  # the order of each noise file's stretches
 
 
 def prepare_speechcommands(opts: PrepareOptions) -> list[DataDir]:
@@ -51,12 +50,8 @@ def _read_list(path: str) -> set[str]:
 def _word_files(src: str, out: str) -> list[str]:
     """'word/file.wav' of every clip in a word folder; folders starting with '_' (noise) are not
     words, nor is one holding OUT (its _silence_ crops)."""
-    files = []
-    for word in sorted(os.listdir(src)):
-        folder = os.path.join(src, word)
-        if not word.startswith(("_", ".")) and os.path.isdir(folder) and not inside(out, folder):
-            files += [os.path.relpath(p, src).replace(os.sep, "/") for p in find_audio(os.path.join(src, word))]
-    return files
+    words = [w for w in subfolders(src) if not w.startswith("_") and not inside(out, os.path.join(src, w))]
+    return [f"{w}/{rel}".replace(os.sep, "/") for w in words for rel in find_audio(os.path.join(src, w))]
 
 
 def _ks1(opts: PrepareOptions, src: str, splits: dict[str, list[str]]) -> DataDir:
@@ -64,7 +59,7 @@ def _ks1(opts: PrepareOptions, src: str, splits: dict[str, list[str]]) -> DataDi
     ``_silence_`` crops there move with the folder; word clips are named by absolute path."""
     index = {name: i for i, name in enumerate(KS1_CLASSES)}
     unknown = index["_unknown_"]
-    noise = find_audio(os.path.join(src, "_background_noise_"))
+    noise = find_audio(os.path.join(src, "_background_noise_"), absolute=True)
     if not noise:
         raise LayoutError(f"{src}/_background_noise_: no audio to cut _silence_ clips from")
     words = {split: [Clip(os.path.join(src, r), [index.get(r.split("/")[0], unknown)]) for r in rels]
@@ -82,13 +77,11 @@ def _test_set(folder: str, index: dict[str, int]) -> list[Clip]:
     """SUPERB's KS1 test set: v0.01's ``speech_commands_test_set_v0.01``, one folder per class."""
     folder = os.path.abspath(require(folder, "expected speech_commands_test_set_v0.01 (one folder per class)"))
     clips = []
-    for name in sorted(os.listdir(folder)):
-        if name.startswith(".") or not os.path.isdir(os.path.join(folder, name)):
-            continue
+    for name in subfolders(folder):
         if name not in index:
             raise LayoutError(f"{os.path.join(folder, name)}: not a KS1 class ({', '.join(KS1_CLASSES)}); "
                               "--test-set takes v0.01's speech_commands_test_set folder")
-        clips += [Clip(p, [index[name]]) for p in find_audio(os.path.join(folder, name))]
+        clips += [Clip(p, [index[name]]) for p in find_audio(os.path.join(folder, name), absolute=True)]
     if not clips:
         raise LayoutError(f"{folder}: no audio in class folders; --test-set takes v0.01's speech_commands_test_set")
     return clips
@@ -105,7 +98,7 @@ def _silence(noise: list[str], out: str, counts: dict[str, int], seed: int, labe
     total = sum(counts.values())
     if total and not waves:
         raise LayoutError(f"{os.path.dirname(noise[0])}: no noise file lasts 1 s or more")
-    order = [s for s in SILENCE_ORDER if counts.get(s)]
+    order = [s for s in SPLITS if counts.get(s)]  # each noise file's stretches, in this order
     stretches: dict[str, list[np.ndarray]] = {s: [] for s in order}
     for wave in waves:
         start = 0
