@@ -9,7 +9,7 @@ from __future__ import annotations
 import array
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,6 +40,9 @@ class PackedEntries(Sequence[str]):
         name = self.names[self.offsets[i] : self.offsets[i + 1]].tobytes().decode("utf-8")
         return self.folders[self.folder_of[i]] + name
 
+    def __iter__(self) -> Iterator[str]:  # ~25% faster than Sequence's (IndexError-probing) loop
+        return (self[i] for i in range(len(self)))
+
     @property
     def nbytes(self) -> int:
         return self.folder_of.nbytes + self.names.nbytes + self.offsets.nbytes + sum(len(f) for f in self.folders)
@@ -59,6 +62,9 @@ class JoinedPaths(Sequence[str]):
         if isinstance(i, slice):
             return [os.path.join(self.root, e) for e in self.entries[i]]
         return os.path.join(self.root, self.entries[i])
+
+    def __iter__(self) -> Iterator[str]:
+        return (os.path.join(self.root, e) for e in self.entries)
 
 
 class _Packer:
