@@ -34,13 +34,15 @@ class PackedEntries(Sequence[str]):
     def __getitem__(self, i):
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
-        if not -len(self) <= i < len(self):
+        i = int(i)
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
             raise IndexError(f"entry {i} out of range ({len(self)} entries)")
-        i = int(i) % len(self)
         name = self.names[self.offsets[i] : self.offsets[i + 1]].tobytes().decode("utf-8")
         return self.folders[self.folder_of[i]] + name
 
-    def __iter__(self) -> Iterator[str]:  # ~25% faster than Sequence's (IndexError-probing) loop
+    def __iter__(self) -> Iterator[str]:  # its own loop: Sequence's is slower over 2 M paths
         return (self[i] for i in range(len(self)))
 
     @property
