@@ -23,7 +23,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import logging
 
 from ..models.head_norm import build_head_norm
-from ..models.positions import sinusoid_table
+from ..models.positions import ConvPosEmbed, sinusoid_table
 from .configuration import MAEASTConfig
 
 logger = logging.get_logger(__name__)
@@ -49,25 +49,6 @@ class SinusoidalPositionalEncoding(nn.Module):
             raise ValueError(f"{length} tokens exceed max_token_length={self.pe.shape[1]}: crop the input")
         pe = self.pe[:, :length]
         return pe if padding_mask is None else pe.masked_fill(padding_mask.unsqueeze(-1), 0.0)
-
-
-class ConvPosEmbed(nn.Module):
-    """The package's ``ConvPosEmbed`` (wav2vec 2.0's) with torch's current weight norm
-    (key mapping: ``folder.WEIGHT_NORM``)."""
-
-    def __init__(self, config: MAEASTConfig, dim: int) -> None:
-        super().__init__()
-        conv = nn.Conv1d(dim, dim, config.conv_pos, padding=config.conv_pos // 2, groups=config.conv_pos_groups)
-        self.even = config.conv_pos % 2 == 0
-        self.pos_conv = nn.Sequential(nn.utils.parametrizations.weight_norm(conv, name="weight", dim=2))
-
-    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
-        if padding_mask is not None:
-            x = x.masked_fill(padding_mask.unsqueeze(-1), 0.0)
-        y = self.pos_conv(x.transpose(1, 2))
-        if self.even:  # SamePad: an even kernel yields one extra frame
-            y = y[..., :-1]
-        return F.gelu(y).transpose(1, 2)
 
 
 # ---- the transformer ----------------------------------------------------------------------
@@ -237,7 +218,8 @@ class MAEASTModel(MAEASTPreTrainedModel):
         self.chan_blocks = (config.feature_width - self.kernel[1]) // self.stride[1] + 1
         self.batch_norm = nn.BatchNorm2d(num_features=1, affine=False)
         self.post_extract_proj = nn.Linear(self.kernel[0] * self.kernel[1], config.encoder_embed_dim)
-        self.enc_conv_pos_embed = ConvPosEmbed(config, config.encoder_embed_dim) if config.enc_conv_pos else None
+        self.enc_conv_pos_embed = (ConvPosEmbed(config, config.encoder_embed_dim, nn.utils.parametrizations.weight_norm)
+                                   if config.enc_conv_pos else None)
         self.enc_sine_pos_embed = (SinusoidalPositionalEncoding(config.encoder_embed_dim, config.max_token_length)
                                    if config.enc_sine_pos else None)
         self.encoder = MAEASTEncoder(config)

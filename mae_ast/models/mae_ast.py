@@ -4,14 +4,12 @@ names equal the original's, so released checkpoints and s3prl load both ways, st
 """
 
 import logging
-import math
 from dataclasses import dataclass, field
 from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from .._fairseq import (
     BaseFairseqModel,
     ChoiceEnum,
@@ -22,6 +20,7 @@ from .._fairseq import (
 from ..data.features import FeatureSpec, short_of_one_patch
 from .masking import MASK_TYPES, MaskPlan, compute_mask
 from .patch_grid import PatchGrid
+from .positions import ConvPosEmbed
 from .transformer import SinusoidalPositionalEncoding, TransformerEncoder
 
 logger = logging.getLogger(__name__)
@@ -106,26 +105,6 @@ def check_masking_cfg(cfg: Any, mask_type: str) -> None:
     elif not 0 < p < 1:
         raise ValueError(f"model.random_mask_prob={p}: {mask_type} masks that fraction of tokens; "
                          "it must lie in (0, 1), e.g. 0.75")
-
-
-class ConvPosEmbed(nn.Module):
-    """wav2vec 2.0 convolutional positions (weight-normed grouped conv, GELU)."""
-
-    def __init__(self, cfg: Any, dim: int) -> None:
-        super().__init__()
-        conv = nn.Conv1d(dim, dim, cfg.conv_pos, padding=cfg.conv_pos // 2, groups=cfg.conv_pos_groups)
-        nn.init.normal_(conv.weight, mean=0, std=math.sqrt(4 / (cfg.conv_pos * dim)))
-        nn.init.constant_(conv.bias, 0)
-        self.even = cfg.conv_pos % 2 == 0
-        self.pos_conv = nn.Sequential(nn.utils.weight_norm(conv, name="weight", dim=2))
-
-    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
-        if padding_mask is not None:
-            x = x.masked_fill(padding_mask.unsqueeze(-1), 0.0)
-        y = self.pos_conv(x.transpose(1, 2))
-        if self.even:  # SamePad: an even kernel yields one extra frame
-            y = y[..., :-1]
-        return F.gelu(y).transpose(1, 2)
 
 
 @register_model("mae_ast", dataclass=MAE_AST_Config)
