@@ -10,10 +10,10 @@ from mae_ast.data.augment import (
     add_noise,
     apply_mixup,
     draw_mixup,
-    pad_or_crop,
     spec_augment,
     time_roll,
 )
+from mae_ast.data.mae_ast_dataset import crop_batch
 from mae_ast.data.sampling import label_counts, sample_weights, weighted_indices
 
 
@@ -171,15 +171,16 @@ def test_time_roll_shifts_in_range():
     assert torch.equal(time_roll(x[0], 3, generator=gen(2)), time_roll(x[0], 3, generator=gen(2)))
 
 
-def test_pad_or_crop():
+def test_crop_batch_pads_or_crops_and_masks_only_padding():
+    """The one crop-and-pad of the collaters and the classifier's single window."""
     x = _positive_batch(1, 30, 5)[0]
-    padded, valid = pad_or_crop(x, 50)
-    assert padded.shape == (50, 5) and valid == 30
-    assert torch.equal(padded[:30], x) and (padded[30:] == 0).all()
-    cropped, valid = pad_or_crop(x, 12)
-    assert valid == 12 and torch.equal(cropped, x[:12])
-    same, valid = pad_or_crop(x, 30)
-    assert valid == 30 and torch.equal(same, x)
+    padded, mask = crop_batch([x], [30], [0], 50)
+    assert padded.shape == (1, 50, 5) and mask.tolist() == [[False] * 30 + [True] * 20]
+    assert torch.equal(padded[0, :30], x) and (padded[0, 30:] == 0).all()
+    cropped, mask = crop_batch([x], [30], [4], 12)
+    assert mask is None and torch.equal(cropped[0], x[4:16])
+    same, mask = crop_batch([x], [30], [0], 30)
+    assert mask is None and torch.equal(same[0], x)
 
 
 def test_one_crop_rule_draws_every_offset_per_seed_epoch_and_clip():

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 __all__ = ["spec_augment", "MixupDraw", "draw_mixup", "apply_mixup", "add_noise", "time_roll",
-           "augment_normalised", "pad_or_crop"]
+           "augment_normalised"]
 # SSAST's time roll: up to 10 frames either way (its np.random.randint(-10, 10)).
 MAX_ROLL = 10
 
@@ -130,16 +130,3 @@ def augment_normalised(x: torch.Tensor, padding_mask: torch.Tensor | None, freqm
         valid = [x.shape[1]] * len(x) if padding_mask is None else (~padding_mask).sum(1).tolist()
         x = torch.stack([torch.cat([time_roll(c[:n], MAX_ROLL), c[n:]]) for c, n in zip(x, valid)])
     return x
-
-
-def pad_or_crop(fbank: torch.Tensor, target_length: int, pad_value: float = 0.0) -> tuple[torch.Tensor, int]:
-    """One ``(frames, bins)`` clip padded at the end with ``pad_value`` or cut to its first
-    ``target_length`` frames, and how many of those hold audio (for a padding mask)."""
-    if fbank.dim() != 2:
-        raise ValueError(f"expected one clip (frames, bins), got shape {tuple(fbank.shape)}")
-    frames = fbank.shape[0]
-    if frames < target_length:
-        padded = fbank.new_full((target_length, fbank.shape[1]), pad_value)
-        padded[:frames] = fbank
-        return padded, frames
-    return fbank[:target_length].clone(), target_length
