@@ -23,6 +23,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import logging
 
 from ..models.head_norm import build_head_norm
+from ..models.patch_grid import PatchGrid
 from ..models.positions import ConvPosEmbed, sinusoid_table
 from .configuration import MAEASTConfig
 
@@ -213,11 +214,9 @@ class MAEASTModel(MAEASTPreTrainedModel):
 
     def __init__(self, config: MAEASTConfig) -> None:
         super().__init__(config)
-        self.kernel = (config.ast_kernel_size_time, config.ast_kernel_size_chan)
-        self.stride = (config.ast_kernel_stride_time, config.ast_kernel_stride_chan)
-        self.chan_blocks = (config.feature_width - self.kernel[1]) // self.stride[1] + 1
+        self.grid = PatchGrid.from_model_cfg(config, config.feature_width)
         self.batch_norm = nn.BatchNorm2d(num_features=1, affine=False)
-        self.post_extract_proj = nn.Linear(self.kernel[0] * self.kernel[1], config.encoder_embed_dim)
+        self.post_extract_proj = nn.Linear(self.grid.patch_dim, config.encoder_embed_dim)
         self.enc_conv_pos_embed = (ConvPosEmbed(config, config.encoder_embed_dim, nn.utils.parametrizations.weight_norm)
                                    if config.enc_conv_pos else None)
         self.enc_sine_pos_embed = (SinusoidalPositionalEncoding(config.encoder_embed_dim, config.max_token_length)
@@ -230,34 +229,17 @@ class MAEASTModel(MAEASTPreTrainedModel):
         if source.dim() != 3 or source.shape[-1] != width:
             raise ValueError(f"expected input_values of shape (batch, frames, {width}) from this model's "
                              f"feature extractor, got {tuple(source.shape)}")
-        if source.shape[1] < self.kernel[0]:
-            raise ValueError(f"input of {source.shape[1]} frames is shorter than one patch ({self.kernel[0]} "
+        if source.shape[1] < self.grid.min_frames:
+            raise ValueError(f"input of {source.shape[1]} frames is shorter than one patch ({self.grid.min_frames} "
                              "frames); the feature extractor pads short clips")
-
-    def patchify(self, image: torch.Tensor) -> torch.Tensor:
-        """``(B, frames, width)`` -> ``(B, tokens, kernel_time * kernel_chan)``; frames and
-        columns that do not fill a patch are dropped, as ``nn.Unfold`` does."""
-        (kt, kc), (st, sc) = self.kernel, self.stride
-        if (kt, kc) != (st, sc):
-            return F.unfold(image.unsqueeze(1), (kt, kc), stride=(st, sc)).transpose(1, 2)
-        B, nt, nc = image.shape[0], image.shape[1] // kt, image.shape[2] // kc
-        x = image[:, : nt * kt, : nc * kc].reshape(B, nt, kt, nc, kc)
-        return x.permute(0, 1, 3, 2, 4).reshape(B, nt * nc, kt * kc)
-
-    def token_padding(self, frame_padding: torch.Tensor, num_tokens: int) -> torch.Tensor:
-        """Frame padding ``(B, frames)`` -> token padding ``(B, tokens)``: a token is valid only
-        when every frame it reads is (``PatchGrid.token_padding_mask(..., whole_tokens=True)``)."""
-        valid = (~frame_padding).sum(dim=-1)
-        steps = num_tokens // self.chan_blocks
-        reach = torch.arange(steps, device=valid.device) * self.stride[0] + self.kernel[0]
-        return (reach.unsqueeze(0) > valid.view(-1, 1)).repeat_interleave(self.chan_blocks, dim=1)
 
     def embed(self, source: torch.Tensor, frame_padding: torch.Tensor | None
               ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(B, frames, columns)`` -> ``(B, tokens, dim)`` and token padding (True = padding)."""
         self.check_input(source)
-        patches = self.patchify(self.batch_norm(source.unsqueeze(1)).squeeze(1) * 0.5)
-        pad = None if frame_padding is None else self.token_padding(frame_padding, patches.shape[1])
+        patches = self.grid.patchify(self.batch_norm(source.unsqueeze(1)).squeeze(1) * 0.5)
+        pad = (None if frame_padding is None  # a token is valid when every frame it reads is
+               else self.grid.token_padding_mask((~frame_padding).sum(-1), patches.shape[1], whole_tokens=True))
         x = self.post_extract_proj(patches)
         if self.enc_conv_pos_embed is not None:
             x = x + self.enc_conv_pos_embed(x, pad)
@@ -282,7 +264,7 @@ class MAEASTModel(MAEASTPreTrainedModel):
         blocks of each time step averaged; ``attention_mask`` marks each clip's rows."""
         _, states, pad = self.encode(input_values, attention_mask)
         if self.config.time_aligned:
-            nc = self.chan_blocks
+            nc = self.grid.chan_blocks
             states = [h.reshape(h.shape[0], -1, nc, h.shape[-1]).mean(dim=2) for h in states]
             pad = pad[:, ::nc]
         if output_hidden_states is None:

@@ -25,6 +25,7 @@ FILES = {
     "modeling_mae_ast.py": "hf/modeling.py",
     "fbank_mae_ast.py": "data/fbank.py",
     "head_norm_mae_ast.py": "models/head_norm.py",
+    "patch_grid_mae_ast.py": "models/patch_grid.py",
     "positions_mae_ast.py": "models/positions.py",
 }
 # What a shipped file may import besides the others: the standard library and the three packages.
