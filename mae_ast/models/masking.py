@@ -149,16 +149,21 @@ def compute_mask(
     device: torch.device,
     chan_blocks: int = 1,
     padding_mask: torch.Tensor | None = None,
-    **span_args,
+    mask_length: int = 10,
+    selection: str = "static",
+    other: float = 0.0,
+    no_overlap: bool = False,
+    min_space: int = 0,
 ) -> MaskPlan:
-    """Draw a mask of ``mask_type`` for ``B`` clips of ``T`` tokens; ``span_args`` are
+    """Draw a mask of ``mask_type`` for ``B`` clips of ``T`` tokens; the span settings are
     ``retain_spans_mask``'s (other types ignore them)."""
     if mask_type in ("random_mask", "random_mask_batched"):
         mask = random_mask(B, T, mask_prob, device, batched=mask_type == "random_mask_batched")
     elif mask_type == "chunk_mask":
         mask = chunk_mask(B, T, mask_prob, chan_blocks, device)
     elif mask_type == "retain_spans":
-        mask = retain_spans_mask(B, T, mask_prob, padding_mask=padding_mask, **span_args).to(device)
+        mask = retain_spans_mask(B, T, mask_prob, mask_length, padding_mask, selection, other, no_overlap,
+                                 min_space).to(device)
         return MaskPlan.from_mask(mask, T - int(mask[0].sum()))
     else:
         raise ValueError(f"unknown mask_type {mask_type!r}; choose from {MASK_TYPES}")
