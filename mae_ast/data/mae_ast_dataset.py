@@ -105,8 +105,11 @@ class MAE_AST_Dataset(FairseqDataset):
         try:
             if self.decode_only:
                 wav, rate = decode_audio(self.paths[index], int(self.sizes[index]), self.keep_silence)
-                reason = self.feature_spec.unusable(len(wav), rate, self.min_frames)
-                item = {"source": wav, "rate": rate, "frames": self.feature_spec.frames_at_rate(len(wav), rate)}
+                frames = self.feature_spec.frames_at_rate(len(wav), rate)
+                item = {"source": wav, "rate": rate, "frames": frames}
+                # The features path's reasons: below one fbank window, else short of one patch.
+                reason = (self.feature_spec.unusable(len(wav), rate, 1) if frames == 0
+                          else short_of_one_patch(frames, self.min_frames))
             else:
                 item = {"source": self.get_features(index)}
                 reason = short_of_one_patch(len(item["source"]), self.min_frames)
