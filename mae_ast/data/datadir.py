@@ -66,7 +66,7 @@ def split_name(text: str) -> str:
 
 def hash_fraction(key: str, seed: int) -> float:
     """Where ``key`` falls in [0, 1), from a hash of the seed and the clip's name alone."""
-    return identity._digest64(f"{seed}/{key}".encode("utf-8", "surrogateescape")) / 2.0**64
+    return identity.digest64(f"{seed}/{key}".encode("utf-8", "surrogateescape")) / 2.0**64
 
 
 def split_indices(keys: Sequence[str], valid: float, test: float, seed: int,

@@ -84,7 +84,7 @@ def write_cache(dataset, split: str, cache_dir: str, workers: int = 1, dtype: st
         pool.join()
     os.replace(tmp, bin_path)  # only a complete cache gets the final name
     np.save(idx_path, index)
-    np.save(files_path, np.stack(identity._stats(dataset.paths), axis=1))
+    np.save(files_path, np.stack(identity.file_stats(dataset.paths), axis=1))
     meta = {"dtype": dtype, "width": dataset.feature_spec.width, "sample_rate": dataset.feature_spec.sample_rate,
             "feature_spec": dataclasses.asdict(dataset.feature_spec),
             "manifest": os.path.abspath(dataset.manifest_path), "manifest_sha1": manifest_digest(dataset.manifest_path),
@@ -147,7 +147,7 @@ class FbankCache:
             raise CacheError(f"{meta_path}: computed from the audio under {self.meta['root']}, but "
                              f"{dataset.manifest_path}'s clips are under {root} (an identical manifest in another "
                              "folder): rewrite the cache for this folder with mae-ast-cache")
-        now = np.stack(identity._stats(dataset.paths), axis=1)
+        now = np.stack(identity.file_stats(dataset.paths), axis=1)
         changed = np.flatnonzero((then != now).any(axis=1))
         if len(changed):
             i = int(changed[0])

@@ -18,7 +18,7 @@ import numpy as np
 SAMPLE_BYTES = 64 * 1024
 
 
-def _digest64(data: bytes) -> int:
+def digest64(data: bytes) -> int:
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
 
 
@@ -29,7 +29,7 @@ def real_path(path: str) -> str:
 
 def path_key(path: str) -> int:
     """64-bit hash of ``real_path(path)``."""
-    return _digest64(real_path(path).encode("utf-8", "surrogateescape"))
+    return digest64(real_path(path).encode("utf-8", "surrogateescape"))
 
 
 def content_key(path: str) -> int:
@@ -84,10 +84,10 @@ def sidecar_path(manifest_path: str) -> str:
 def text_key(path: str) -> int:
     """64-bit hash of a text file's bytes (a manifest or label file's fingerprint)."""
     with open(path, "rb") as f:
-        return _digest64(f.read())
+        return digest64(f.read())
 
 
-def _stats(paths: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+def file_stats(paths: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     sizes, mtimes = np.zeros(len(paths), np.int64), np.zeros(len(paths), np.int64)
     for i, p in enumerate(paths):
         try:
@@ -101,7 +101,7 @@ def _stats(paths: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
 def write_sidecar(manifest_path: str, paths: Sequence[str], workers: int = 8) -> str:
     """Hash ``paths`` (the manifest's clips, in its order) and write the sidecar; its path."""
     pk, ck = clip_keys(paths, workers)
-    sizes, mtimes = _stats(paths)
+    sizes, mtimes = file_stats(paths)
     out = sidecar_path(manifest_path)
     tmp = out + ".tmp.npz"
     np.savez(tmp, path_keys=pk, content_keys=ck, sizes=sizes, mtimes=mtimes,
@@ -118,7 +118,7 @@ def manifest_keys(manifest_path: str, paths: Sequence[str], workers: int = 8) ->
         try:
             with np.load(side) as z:
                 if int(z["manifest_key"]) == text_key(manifest_path) and len(z["path_keys"]) == len(paths):
-                    sizes, mtimes = _stats(paths)
+                    sizes, mtimes = file_stats(paths)
                     if np.array_equal(sizes, z["sizes"]) and np.array_equal(mtimes, z["mtimes"]):
                         return z["path_keys"].copy(), z["content_keys"].copy()
         except (OSError, KeyError, ValueError):
