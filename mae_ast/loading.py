@@ -7,7 +7,8 @@ with a loaded model (``read_clip``, ``encode_clips``). Usage: README, "Features,
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import itertools
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,14 +97,16 @@ def read_clip(model: MAE_AST, path: str, max_samples: int | None = None) -> torc
     return wav
 
 
-def encode_clips(model: MAE_AST, items: Sequence[tuple[Any, str]], batch_size: int, output_layer: int | None = None
+def encode_clips(model: MAE_AST, items: Iterable[tuple[Any, str]], batch_size: int, output_layer: int | None = None
                  ) -> Iterator[tuple[list, dict | None, list[AudioError]]]:
     """Per ``batch_size`` (key, path) ``items``: the readable clips' keys, their ``extract_layers``
-    output (None if none) and the ``AudioError`` of each other clip."""
+    output (None if none) and the ``AudioError`` of each other clip. ``items`` is read a batch at
+    a time, so a generator over a 2 M-clip manifest builds no list of its paths."""
     device = next(model.parameters()).device
-    for start in range(0, len(items), batch_size):
+    items = iter(items)
+    while batch := list(itertools.islice(items, batch_size)):
         keys, wavs, bad = [], [], []
-        for key, path in items[start : start + batch_size]:
+        for key, path in batch:
             try:
                 wavs.append(read_clip(model, path).to(device))
                 keys.append(key)

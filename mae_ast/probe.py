@@ -123,7 +123,7 @@ def extract_split(model, split: Split, pool: str, batch_size: int) -> None:
     """Fill ``split.features`` / ``kept`` / ``skipped``; clips batched by length, so little is padded."""
     order = np.argsort(np.asarray(split.manifest.sizes), kind="stable")
     rows: dict[int, np.ndarray] = {}
-    for kept, out, bad in encode_clips(model, [(int(i), split.manifest.paths[i]) for i in order], batch_size):
+    for kept, out, bad in encode_clips(model, ((int(i), split.manifest.paths[i]) for i in order), batch_size):
         split.skipped += [str(err) for err in bad]
         if out is not None:
             pooled = pool_states(out["hidden_states"], out["padding_mask"], pool).float().cpu().numpy()

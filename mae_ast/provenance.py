@@ -154,6 +154,11 @@ def _head(pre: dict) -> dict:
     return {k: v for k, v in pre.items() if k != "record"}
 
 
+def _pretraining_summary(pre: dict) -> dict:
+    """A pretraining entry without its record, with the record's summary when there is one."""
+    return {**_head(pre), **(_summary(pre["record"]) if pre.get("record") else {})}
+
+
 def _strip(record: dict) -> dict:
     """A deep copy of the record's small part (no key arrays)."""
     out = {k: v for k, v in record.items() if k not in ("splits", "pretraining")}
@@ -228,7 +233,7 @@ def describe(state: dict) -> dict:
            "keys_digest": stored.get("keys_digest"), "keys_file": stored.get("keys_file"), "updates": updates}
     pre = stored.get("pretraining")
     if pre is not None:
-        out["pretraining"] = {**_head(pre), **(_summary(pre["record"]) if pre.get("record") else {})}
+        out["pretraining"] = _pretraining_summary(pre)
     return out
 
 
@@ -281,7 +286,7 @@ def overlap_report(state: dict, checkpoint_path: str, paths: Sequence[str],
     pre = record.get("pretraining")
     if pre is not None:
         overlap["pretraining"] = _head(pre)
-        trained_on["pretraining"] = {**_head(pre), **(_summary(pre["record"]) if pre.get("record") else {})}
+        trained_on["pretraining"] = _pretraining_summary(pre)
         if pre.get("record"):
             pre_masks, overlap["pretraining"]["splits"] = _overlaps(pre["record"], pk, ck)
             trained |= pre_masks.get(pre["record"]["train_subset"], trained)
