@@ -49,6 +49,8 @@ def spec_augment(
     """One frequency band (width in [0, freqm) bins) and one time band (in [0, timem)
     frames) per clip set to ``fill`` (SpecAugment without time warping); 0 disables one.
     SSAST exactly: before normalising with ``fill=0``, or after with ``-mean / (2 * std)``."""
+    if freqm < 0 or timem < 0:
+        raise ValueError(f"mask widths must be >= 0, got freqm={freqm}, timem={timem}")
     batch, single = _as_batch(fbank)
     b, frames, bins = batch.shape
     freq_band = _draw_bands(b, bins, freqm, generator).to(fbank.device)  # (B, bins)
@@ -73,6 +75,10 @@ def draw_mixup(
     """Each clip is mixed with probability ``prob``, with a partner uniform over the
     *other* clips (a batch of one is never mixed), lam ~ Beta(alpha, alpha) drawn by numpy
     from a seed taken from ``generator`` (torch's Beta sampler accepts no generator)."""
+    if not 0.0 <= prob <= 1.0:
+        raise ValueError(f"prob must lie in [0, 1], got {prob}")
+    if alpha <= 0:
+        raise ValueError(f"alpha must be > 0, got {alpha}")
     # Draw everything unconditionally so the generator advances the same way whatever prob is.
     coin = torch.rand(batch_size, generator=generator)
     offset = torch.randint(1, max(batch_size, 2), (batch_size,), generator=generator)
@@ -89,6 +95,8 @@ def draw_mixup(
 def apply_mixup(x: torch.Tensor, y: torch.Tensor, draw: MixupDraw) -> tuple[torch.Tensor, torch.Tensor]:
     """Mix features ``(B, ...)`` and float targets ``(B, C)`` as ``draw`` says; unmixed
     rows come back bit-for-bit unchanged."""
+    if x.shape[0] != y.shape[0] or x.shape[0] != draw.lam.shape[0]:
+        raise ValueError(f"batch sizes differ: x {x.shape[0]}, y {y.shape[0]}, draw {draw.lam.shape[0]}")
     device = x.device
     mixed, partner = draw.mixed.to(device), draw.partner.to(device)
 
@@ -112,6 +120,8 @@ def add_noise(fbank: torch.Tensor, generator: torch.Generator | None = None) -> 
 def time_roll(fbank: torch.Tensor, max_shift: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """Roll each clip in time (circular, as SSAST's ``torch.roll``) by an integer uniform
     in [-max_shift, max_shift] (SSAST's [-10, 9] is numpy's exclusive high)."""
+    if max_shift < 0:
+        raise ValueError(f"max_shift must be >= 0, got {max_shift}")
     batch, single = _as_batch(fbank)
     shifts = torch.randint(-max_shift, max_shift + 1, (batch.shape[0],), generator=generator)
     out = torch.stack([torch.roll(clip, int(s), dims=0) for clip, s in zip(batch, shifts)])
