@@ -17,7 +17,8 @@ pytest.importorskip("safetensors", reason="the hf extra is not installed (pip in
 
 def test_exported_code_is_small_self_contained_files():
     texts = {name: remote_code.generate(name) for name in remote_code.FILES}
-    assert sorted(texts) == ["configuration_mae_ast.py", "encoder_fields_mae_ast.py", "fbank_mae_ast.py",
+    assert sorted(texts) == ["configuration_mae_ast.py", "encoder_fields_mae_ast.py", "encoder_layer_mae_ast.py",
+                             "fbank_mae_ast.py",
                              "feature_extraction_mae_ast.py",
                              "head_norm_mae_ast.py", "modeling_mae_ast.py", "patch_grid_mae_ast.py",
                              "positions_mae_ast.py"]
@@ -34,7 +35,8 @@ def test_exported_code_is_small_self_contained_files():
                 assert top in remote_code.ALLOWED_IMPORTS and top != "mae_ast", (name, top)
     # Nothing of pretraining or the data pipeline comes along.
     assert {"MAEASTConfig", "MAEASTModel", "MAEASTForAudioClassification", "MAEASTFeatureExtractor",
-            "fbank", "with_deltas", "build_head_norm", "sinusoid_table", "PatchGrid"} <= defined
+            "fbank", "with_deltas", "build_head_norm", "sinusoid_table", "PatchGrid",
+            "TransformerSentenceEncoderLayer"} <= defined
     for absent in ("MAE_AST", "compute_mask", "spec_augment", "resample", "TransformerEncoder", "decoder"):
         assert absent not in defined
     assert "decoder" not in texts["modeling_mae_ast.py"]

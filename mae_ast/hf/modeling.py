@@ -22,6 +22,7 @@ from transformers.modeling_outputs import BaseModelOutput, SequenceClassifierOut
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import logging
 
+from ..models.encoder_layer import MultiheadSelfAttention, TransformerSentenceEncoderLayer
 from ..models.head_norm import build_head_norm
 from ..models.patch_grid import PatchGrid
 from ..models.positions import ConvPosEmbed, sinusoid_table
@@ -65,62 +66,32 @@ def eager_attention_forward(module: nn.Module, query: torch.Tensor, key: torch.T
     return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
 
 
-class MAEASTAttention(nn.Module):
-    """Self-attention under fairseq's (the checkpoints') names, through transformers' attention functions."""
+class MAEASTAttention(MultiheadSelfAttention):
+    """The package's attention, its product run by transformers' attention function for
+    ``config._attn_implementation`` (``eager`` below, ``sdpa``, ...)."""
 
     def __init__(self, config: MAEASTConfig) -> None:
-        super().__init__()
-        dim, self.heads = config.encoder_embed_dim, config.encoder_attention_heads
-        if dim % self.heads:
-            raise ValueError(f"embedding dim {dim} is not divisible by {self.heads} heads")
+        super().__init__(config.encoder_embed_dim, config.encoder_attention_heads, config.attention_dropout)
         self.config = config
-        self.head_dim = dim // self.heads
-        self.scaling = self.head_dim ** -0.5
-        self.dropout = config.attention_dropout
+        self.scaling = (config.encoder_embed_dim // self.heads) ** -0.5
         self.is_causal = False
-        self.q_proj = nn.Linear(dim, dim)
-        self.k_proj = nn.Linear(dim, dim)
-        self.v_proj = nn.Linear(dim, dim)
-        self.out_proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        B, T, C = x.shape
-        q, k, v = (proj(x).view(B, T, self.heads, self.head_dim).transpose(1, 2)
-                   for proj in (self.q_proj, self.k_proj, self.v_proj))
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """``mask``: additive, ``(B, 1, 1, T)`` (``MAEASTEncoder`` makes it)."""
         attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
-        out, _ = attention(self, q, k, v, attention_mask, scaling=self.scaling,
-                           dropout=self.dropout if self.training else 0.0)
-        return self.out_proj(out.reshape(B, T, C))
+        out, _ = attention(self, q, k, v, mask, scaling=self.scaling, dropout=self.dropout if self.training else 0.0)
+        return out
 
 
-class MAEASTLayer(GradientCheckpointingLayer):
-    """fairseq's ``TransformerSentenceEncoderLayer``: post-LN unless ``layer_norm_first``."""
+class MAEASTLayer(GradientCheckpointingLayer, TransformerSentenceEncoderLayer):
+    """The package's block (fairseq's ``TransformerSentenceEncoderLayer``), checkpointable by
+    transformers, with transformers' attention functions."""
 
     def __init__(self, config: MAEASTConfig) -> None:
-        super().__init__()
-        if config.activation_fn not in ("gelu", "relu"):
-            raise ValueError(f"activation_fn {config.activation_fn!r} is not supported (gelu, relu)")
-        dim = config.encoder_embed_dim
-        self.activation = F.gelu if config.activation_fn == "gelu" else F.relu
-        self.layer_norm_first = config.layer_norm_first
-        self.self_attn = MAEASTAttention(config)
-        self.self_attn_layer_norm = nn.LayerNorm(dim)
-        self.fc1 = nn.Linear(dim, config.encoder_ffn_embed_dim)
-        self.fc2 = nn.Linear(config.encoder_ffn_embed_dim, dim)
-        self.final_layer_norm = nn.LayerNorm(dim)
-        self.dropout1 = nn.Dropout(config.dropout)
-        self.dropout2 = nn.Dropout(config.activation_dropout)
-        self.dropout3 = nn.Dropout(config.dropout)
+        super().__init__(config.encoder_embed_dim, config)
 
-    def _ffn(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout3(self.fc2(self.dropout2(self.activation(self.fc1(x)))))
-
-    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        if self.layer_norm_first:
-            x = x + self.dropout1(self.self_attn(self.self_attn_layer_norm(x), attention_mask))
-            return x + self._ffn(self.final_layer_norm(x))
-        x = self.self_attn_layer_norm(x + self.dropout1(self.self_attn(x, attention_mask)))
-        return self.final_layer_norm(x + self._ffn(x))
+    def build_attention(self, dim: int, cfg: MAEASTConfig) -> MAEASTAttention:
+        return MAEASTAttention(cfg)
 
 
 class MAEASTEncoder(nn.Module):

@@ -6,9 +6,10 @@ renamed transformers' way (``modeling_mae_ast.py``, ...), their relative imports
 the flat ``from .x_mae_ast import`` transformers' loader follows. Any other import refuses the
 export, naming the file and line.
 
-The transformers files are apart from the package's encoder because that lives inside the
-pretraining class (decoder, masking, fairseq registration); ``tests/test_hf_export.py``
-checks their numbers against ``extract_layers`` and ``load_classifier(...).scores``."""
+The transformer block is the package's own (``models/encoder_layer.py``); the stack and the
+models around it are transformers' files because the package's live inside the pretraining
+class (decoder, masking, fairseq registration). ``tests/test_hf_export.py`` checks their
+numbers against ``extract_layers`` and ``load_classifier(...).scores``."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ FILES = {
     "encoder_fields_mae_ast.py": "hf/encoder_fields.py",
     "feature_extraction_mae_ast.py": "hf/feature_extraction.py",
     "modeling_mae_ast.py": "hf/modeling.py",
+    "encoder_layer_mae_ast.py": "models/encoder_layer.py",
     "fbank_mae_ast.py": "data/fbank.py",
     "head_norm_mae_ast.py": "models/head_norm.py",
     "patch_grid_mae_ast.py": "models/patch_grid.py",

@@ -1,7 +1,5 @@
-"""fairseq's ``TransformerSentenceEncoderLayer`` and wav2vec 2.0's ``TransformerEncoder``
-(without conv positions), with the original's parameter names and numerics. Attention
-keeps ``q_proj/k_proj/v_proj/out_proj`` (checkpoints load strictly) but runs one fused
-matmul and ``F.scaled_dot_product_attention``, batch-first.
+"""wav2vec 2.0's ``TransformerEncoder`` (without conv positions) over the package's blocks
+(``encoder_layer.py``), with the original's parameter names and numerics, batch-first.
 """
 
 from __future__ import annotations
@@ -10,63 +8,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .encoder_layer import TransformerSentenceEncoderLayer
 from .positions import sinusoid_table
-
-
-class MultiheadSelfAttention(nn.Module):
-    def __init__(self, dim: int, heads: int, dropout: float = 0.0) -> None:
-        super().__init__()
-        if dim % heads:
-            raise ValueError(f"embedding dim {dim} is not divisible by {heads} heads")
-        self.heads = heads
-        self.dropout = dropout
-        self.q_proj = nn.Linear(dim, dim)
-        self.k_proj = nn.Linear(dim, dim)
-        self.v_proj = nn.Linear(dim, dim)
-        self.out_proj = nn.Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
-        B, T, C = x.shape
-        weight = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
-        bias = torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias])
-        qkv = F.linear(x, weight, bias).view(B, T, 3, self.heads, C // self.heads)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, T, head_dim)
-        attn_mask = None
-        if key_padding_mask is not None:  # True marks padding; SDPA wants True = attend
-            attn_mask = ~key_padding_mask[:, None, None, :]
-        x = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
-        )
-        return self.out_proj(x.transpose(1, 2).reshape(B, T, C))
-
-
-class TransformerSentenceEncoderLayer(nn.Module):
-    """One block of width ``dim``; its other settings are ``cfg``'s (``MAE_AST_Config`` fields)."""
-
-    def __init__(self, dim: int, cfg) -> None:
-        super().__init__()
-        if cfg.activation_fn not in ("gelu", "relu"):
-            raise ValueError(f"activation_fn {cfg.activation_fn!r} is not supported (gelu, relu)")
-        self.activation = F.gelu if cfg.activation_fn == "gelu" else F.relu
-        self.layer_norm_first = cfg.layer_norm_first
-        self.self_attn = MultiheadSelfAttention(dim, cfg.encoder_attention_heads, cfg.attention_dropout)
-        self.self_attn_layer_norm = nn.LayerNorm(dim)
-        self.fc1 = nn.Linear(dim, cfg.encoder_ffn_embed_dim)
-        self.fc2 = nn.Linear(cfg.encoder_ffn_embed_dim, dim)
-        self.final_layer_norm = nn.LayerNorm(dim)
-        self.dropout1 = nn.Dropout(cfg.dropout)
-        self.dropout2 = nn.Dropout(cfg.activation_dropout)
-        self.dropout3 = nn.Dropout(cfg.dropout)
-
-    def _ffn(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout3(self.fc2(self.dropout2(self.activation(self.fc1(x)))))
-
-    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
-        if self.layer_norm_first:
-            x = x + self.dropout1(self.self_attn(self.self_attn_layer_norm(x), padding_mask))
-            return x + self._ffn(self.final_layer_norm(x))
-        x = self.self_attn_layer_norm(x + self.dropout1(self.self_attn(x, padding_mask)))
-        return self.final_layer_norm(x + self._ffn(x))
 
 
 def init_bert_params(module: nn.Module) -> None:
