@@ -99,20 +99,38 @@ def test_stereo_waveform_is_averaged_to_mono(layout, caplog):
     assert any("averaged to mono" in r.message for r in caplog.records)
 
 
-@pytest.mark.parametrize("bad,message", [
+BAD_CLIPS = [
     (lambda w: (w * 32767).round(), "not on the \\[-1, 1\\] scale"),
     (lambda w: (w * 32767).to(torch.int16), "dtype torch.int16 is not float"),
     (lambda w: torch.where(torch.arange(len(w)) == 5, torch.tensor(float("nan")), w), "NaN or inf"),
     (lambda w: w[:0], "empty waveform"),
     (lambda w: w[:1000], "shorter than one patch"),
     (lambda w: torch.stack([w, w, w]).reshape(3, 4, -1), "expected a 1-D mono waveform"),
-])
+]
+
+
+@pytest.mark.parametrize("bad,message", BAD_CLIPS)
 def test_bad_waveforms_are_refused_with_a_message(bad, message):
     """Item 7 and 17: wrong scale, int16, NaN, empty, too short, wrong rank."""
     model = tiny_model().eval()
     wav = speechlike(1.0)
     with pytest.raises(ValueError, match=message):
         model.extract_layers([wav, bad(wav)])
+
+
+@pytest.mark.parametrize("bad,message", BAD_CLIPS[:4] + [
+    (lambda w: (w * 3).round().numpy().astype(np.int16), "int16 is not float"),
+    (lambda w: (w * 30 / w.abs().max()).round(), "peak amplitude 30 is not on the"),
+])
+def test_the_exported_feature_extractor_refuses_the_same_clips(bad, message):
+    """The HF extractor keeps the package's contract (one check, ``fbank.check_clip``): a quiet
+    int16 clip and integer samples stored as float are refused, not read as loud audio."""
+    pytest.importorskip("transformers")
+    from mae_ast.hf.feature_extraction import MAEASTFeatureExtractor
+    extractor, wav = MAEASTFeatureExtractor(), speechlike(1.0)
+    assert extractor([wav.numpy(), wav.tolist()], sampling_rate=16000)["input_values"].shape[0] == 2
+    with pytest.raises(ValueError, match="waveform 1: .*" + message):
+        extractor([wav, bad(wav)], sampling_rate=16000)
 
 
 @pytest.mark.parametrize("inputs,message", [

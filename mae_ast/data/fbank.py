@@ -25,6 +25,26 @@ FLOAT_EPS = torch.finfo(torch.float32).eps
 MAX_ABS_AMPLITUDE = 32.0
 
 
+def check_clip(x: torch.Tensor, name: str) -> torch.Tensor:
+    """The input contract for one clip: a non-empty 1-D float tensor of finite samples on the
+    [-1, 1] scale, returned as float32; else a ``ValueError`` naming ``name`` and the fix."""
+    if not x.is_floating_point():
+        raise ValueError(f"{name}: dtype {x.dtype} is not float; convert to float in [-1, 1] "
+                         f"(for int16 audio: x.float() / 32768)")
+    if x.dim() != 1:
+        raise ValueError(f"{name}: expected a 1-D mono waveform, got shape {tuple(x.shape)}")
+    if x.numel() == 0:
+        raise ValueError(f"{name}: empty waveform")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name}: contains NaN or inf samples")
+    peak = float(x.abs().max())
+    # Whole numbers above 1 are integer samples stored as float, however quiet.
+    if peak > MAX_ABS_AMPLITUDE or (peak > 1.0 and bool((x == x.round()).all())):
+        raise ValueError(f"{name}: peak amplitude {peak:.4g} is not on the [-1, 1] scale "
+                         f"(int16 range? divide by 32768)")
+    return x.float()
+
+
 def mel_scale(freq: torch.Tensor | float) -> torch.Tensor | float:
     """Kaldi's mel scale: 1127 ln(1 + f / 700)."""
     if isinstance(freq, torch.Tensor):

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .audio_io import AudioError, decode_audio, named_failure
-from .fbank import MAX_ABS_AMPLITUDE, fbank, with_deltas
+from .fbank import check_clip, fbank, with_deltas
 from .resample import resample, resampled_length
 
 logger = logging.getLogger(__name__)
@@ -173,23 +173,9 @@ def as_waveform(x: Any, index: int = 0) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(x))
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"{name}: expected a torch tensor or numpy array, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise ValueError(f"{name}: dtype {x.dtype} is not float; convert to float in [-1, 1] "
-                         f"(for int16 audio: x.float() / 32768)")
-    if x.dim() == 2:
+    if x.dim() == 2 and x.is_floating_point():
         x = _to_mono(x, name)
-    if x.dim() != 1:
-        raise ValueError(f"{name}: expected a 1-D mono waveform, got shape {tuple(x.shape)}")
-    if x.numel() == 0:
-        raise ValueError(f"{name}: empty waveform")
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name}: contains NaN or inf samples")
-    peak = float(x.abs().max())
-    # Whole numbers above 1 are integer samples stored as float, however quiet.
-    if peak > MAX_ABS_AMPLITUDE or (peak > 1.0 and bool((x == x.round()).all())):
-        raise ValueError(f"{name}: peak amplitude {peak:.4g} is not on the [-1, 1] scale "
-                         f"(int16 range? divide by 32768)")
-    return x.float()
+    return check_clip(x, name)
 
 
 def _to_mono(x: torch.Tensor, name: str) -> torch.Tensor:

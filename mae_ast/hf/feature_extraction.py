@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from transformers import BatchFeature, SequenceFeatureExtractor
 from transformers.utils import logging
 
-from ..data.fbank import MAX_ABS_AMPLITUDE, fbank, with_deltas
+from ..data.fbank import check_clip, fbank, with_deltas
 
 logger = logging.get_logger(__name__)
 
@@ -125,15 +125,9 @@ class MAEASTFeatureExtractor(SequenceFeatureExtractor):
 
     @staticmethod
     def waveform(clip: Any, index: int) -> torch.Tensor:
-        if isinstance(clip, torch.Tensor):
-            clip = clip.detach().cpu().numpy()
-        wav = np.array(clip, dtype=np.float32)  # a copy: arrays read from files are often read-only
-        if wav.ndim != 1 or wav.size == 0:
-            raise ValueError(f"waveform {index}: expected a non-empty 1-D mono waveform, got shape {wav.shape}")
-        if not np.isfinite(wav).all():
-            raise ValueError(f"waveform {index}: contains NaN or inf samples")
-        peak = float(np.abs(wav).max())
-        if peak > MAX_ABS_AMPLITUDE:
-            raise ValueError(f"waveform {index}: peak amplitude {peak:.4g} is not on the [-1, 1] scale "
-                             "(int16 range? divide by 32768)")
-        return torch.from_numpy(wav)
+        """One clip under the package's input contract (``check_clip``), as float32."""
+        if isinstance(clip, np.ndarray):
+            clip = torch.from_numpy(np.array(clip))  # a copy: arrays read from files are often read-only
+        elif not isinstance(clip, torch.Tensor):
+            clip = torch.from_numpy(np.asarray(clip, dtype=np.float32))  # a list of numbers has no dtype
+        return check_clip(clip.detach().cpu(), f"waveform {index}")
