@@ -31,7 +31,10 @@ logger = logging.getLogger(__name__)
 # (1e-3: close to the class prior) to weak (1e2: close to unregularised on these sizes).
 C_GRID: tuple[float, ...] = tuple(float(c) for c in np.logspace(-3, 2, 11))
 POOLS = ("mean", "max")
-CACHE_VERSION = 1
+# Of train, held out to choose C and layer when the valid split shares clips with test (ESC-50's
+# folders: valid = test = the held-out fold), so that no choice is made on the scored clips.
+HOLDOUT_FRACTION = 0.2
+CACHE_VERSION = 2  # 2: clip file stats saved beside the features
 
 
 class ProbeError(ValueError):
@@ -137,7 +140,8 @@ def extract_split(model, split: Split, pool: str, batch_size: int) -> None:
 
 def fingerprint(checkpoint: str, split: Split, pool: str) -> str:
     """What a cached split's features depend on: the checkpoint file (size, sampled bytes,
-    mtime), the manifest's text and the pooling. Labels are not in it: they are read fresh."""
+    mtime), the manifest's text and the pooling. Labels are not in it: they are read fresh;
+    nor are the clips' files, whose sizes and mtimes ``load_cached`` checks one by one."""
     stat = os.stat(checkpoint)
     entries = "\n".join(f"{p}\t{s}" for p, s in zip(split.manifest.paths, split.manifest.sizes))
     return json.dumps({"version": CACHE_VERSION, "checkpoint": os.path.realpath(checkpoint),
@@ -147,7 +151,9 @@ def fingerprint(checkpoint: str, split: Split, pool: str) -> str:
 
 
 def load_cached(path: str, key: str, split: Split) -> bool:
-    """Fill ``split`` from the cache file when it was written for ``key``; False otherwise."""
+    """Fill ``split`` from the cache file when it was written for ``key`` and no clip file has
+    changed size or mtime since (a clip whose file is gone keeps its cached features); False
+    otherwise."""
     if not os.path.isfile(path):
         return False
     try:
@@ -155,6 +161,15 @@ def load_cached(path: str, key: str, split: Split) -> bool:
             if str(f["key"]) != key:
                 logger.info(f"{path}: written for another checkpoint, clip list or pooling; recomputing")
                 return False
+            saved, now = f["stats"], np.stack(identity.file_stats(split.manifest.paths), axis=1)
+            changed = np.flatnonzero((now[:, 0] >= 0) & (now != saved).any(axis=1))
+            if len(changed):
+                logger.warning(f"{path}: {len(changed)} clip(s) changed since the features were cached (size or "
+                               f"mtime), first {split.manifest.paths[changed[0]]}; recomputing")
+                return False
+            gone = int((now[:, 0] < 0).sum())
+            if gone:
+                logger.info(f"{path}: {gone} clip file(s) gone since caching; their cached features are used")
             split.features, split.kept, split.skipped = f["features"], f["kept"], list(f["skipped"])
     except (OSError, KeyError, ValueError) as err:
         logger.warning(f"{path}: unreadable feature cache ({err}); recomputing")
@@ -162,11 +177,11 @@ def load_cached(path: str, key: str, split: Split) -> bool:
     return True
 
 
-def save_cached(path: str, key: str, split: Split) -> None:
+def save_cached(path: str, key: str, split: Split, stats: np.ndarray) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = path + ".tmp.npz"  # written whole, then renamed: an interrupted run leaves no half file
     np.savez(tmp, key=np.array(key), features=split.features, kept=split.kept,
-             skipped=np.array(split.skipped, dtype=str))
+             skipped=np.array(split.skipped, dtype=str), stats=stats)
     os.replace(tmp, path)
 
 
@@ -176,9 +191,11 @@ def features(model, checkpoint: str, split: Split, cfg: ProbeConfig) -> None:
     key = fingerprint(checkpoint, split, cfg.pool) if path else ""
     if path and load_cached(path, key, split):
         return
+    # Stats taken before reading: a file rewritten while it is read makes the next run recompute.
+    stats = np.stack(identity.file_stats(split.manifest.paths), axis=1) if path else None
     extract_split(model, split, cfg.pool, cfg.batch_size)
     if path:
-        save_cached(path, key, split)
+        save_cached(path, key, split, stats)
 
 
 def class_scores(clf, x: np.ndarray, num_classes: int, multi_label: bool) -> np.ndarray:
@@ -214,12 +231,48 @@ def _rank(valid_metric: float, valid_log_loss: float) -> tuple[float, float]:
     return np.nan_to_num(valid_metric, nan=-1.0), -valid_log_loss
 
 
-def fit_layer(x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray, y_valid: np.ndarray,
-              num_classes: int, multi_label: bool, cfg: ProbeConfig) -> Fit:
-    """The fit of ``cfg.grid``'s C on train that ``_rank`` picks on valid (the protocol: README)."""
+def fit_head(x: np.ndarray, y: np.ndarray, C: float, multi_label: bool, max_iter: int):
+    """The L2 logistic regression at ``C`` on standardised features ``x``."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.multiclass import OneVsRestClassifier
+
+    # A cold start per C: warm starts stop elsewhere at weak regularisation (near-separable
+    # data), which moved valid accuracy by 0.01 and so the chosen C.
+    head = LogisticRegression(C=C, max_iter=max_iter)
+    head = OneVsRestClassifier(head) if multi_label else head
+    with warnings.catch_warnings():
+        # Slow convergence at weak regularisation: the valid score says whether it mattered.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.filterwarnings("ignore", message="Label not .* is present in all training examples")
+        return head.fit(x, y)
+
+
+def refit(x_train: np.ndarray, y_train: np.ndarray, fit: Fit, multi_label: bool, cfg: ProbeConfig) -> Fit:
+    """``fit``'s C refitted on all of ``x_train`` (the selection saw part of it)."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(x_train)
+    head = fit_head(scaler.transform(x_train), y_train, fit.C, multi_label, cfg.max_iter)
+    return Fit(fit.C, fit.valid, fit.valid_log_loss, fit.by_C, make_pipeline(scaler, head))
+
+
+def holdout(y: np.ndarray, multi_label: bool, fraction: float = HOLDOUT_FRACTION, seed: int = 0) -> np.ndarray:
+    """A seeded mask of ``fraction`` of the train rows, drawn per class when single-label (a
+    class with one clip keeps it for fitting): the probe's valid when valid holds test clips."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros(len(y), dtype=bool)
+    groups = [np.arange(len(y))] if multi_label else [np.flatnonzero(y == c) for c in np.unique(y)]
+    for rows in groups:
+        if len(rows) > 1:
+            out[rng.choice(rows, max(1, round(fraction * len(rows))), replace=False)] = True
+    return out
+
+
+def fit_layer(x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray, y_valid: np.ndarray,
+              num_classes: int, multi_label: bool, cfg: ProbeConfig) -> Fit:
+    """The fit of ``cfg.grid``'s C on train that ``_rank`` picks on valid (the protocol: README)."""
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -228,16 +281,7 @@ def fit_layer(x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray, y_v
     x_train = scaler.transform(x_train)
     best, by_C = None, []
     for C in sorted(cfg.grid):
-        # A cold start per C: warm starts stop elsewhere at weak regularisation (near-separable
-        # data), which moved valid accuracy by 0.01 and so the chosen C.
-        head = LogisticRegression(C=C, max_iter=cfg.max_iter)
-        head = OneVsRestClassifier(head) if multi_label else head
-        with warnings.catch_warnings():
-            # Slow convergence at weak regularisation: the valid score says whether it mattered.
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            warnings.filterwarnings("ignore", message="Label not .* is present in all training examples")
-            head.fit(x_train, y_train)
-        clf = make_pipeline(scaler, head)
+        clf = make_pipeline(scaler, fit_head(x_train, y_train, C, multi_label, cfg.max_iter))
         scores = class_scores(clf, x_valid, num_classes, multi_label)
         valid = classification_metrics(scores, y_valid, multi_label)
         loss = log_loss(scores, y_valid, multi_label)
@@ -247,16 +291,22 @@ def fit_layer(x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray, y_v
     return best[1]
 
 
-def provenance(checkpoint: Checkpoint, data: str, splits: dict[str, Split]) -> dict:
+def split_keys(data: str, split: Split) -> tuple[np.ndarray, np.ndarray]:
+    """``(path_keys, content_keys)`` of the split's kept clips (``identity``)."""
+    pk, ck = identity.manifest_keys(label_paths(data, split.name)[0], split.manifest.paths)
+    return pk[split.kept], ck[split.kept]
+
+
+def shared_clips(keys: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.ndarray]) -> dict:
+    """``overlap_counts`` of clips ``keys`` among clips ``other``, by real path or content."""
+    return overlap_counts(*keys, np.sort(other[0]), np.sort(other[1]))[1]
+
+
+def provenance(checkpoint: Checkpoint, keys: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict:
     """``provenance.overlap_report`` of the test split (as mae-ast-evaluate writes it), plus
     ``probe_train_overlap``: test clips that are also clips of the probe's own train split."""
-    keys = {}
-    for name in ("train", "test"):  # of the kept clips, which ``features`` always sets
-        pk, ck = identity.manifest_keys(label_paths(data, name)[0], splits[name].manifest.paths)
-        keys[name] = pk[splits[name].kept], ck[splits[name].kept]
     report = overlap_report(checkpoint.state, checkpoint.path, [], keys["test"])
-    train_pk, train_ck = keys["train"]
-    report["probe_train_overlap"] = overlap_counts(*keys["test"], np.sort(train_pk), np.sort(train_ck))[1]
+    report["probe_train_overlap"] = shared_clips(keys["test"], keys["train"])
     return report
 
 
@@ -284,20 +334,39 @@ def run_probe(checkpoint: str, data: str, cfg: ProbeConfig | None = None) -> dic
         if split.skipped:
             logger.warning(f"{split.name}: {len(split.skipped)} clip(s) left out, first: {split.skipped[0]}")
     train, valid, test = (splits[s] for s in SPLITS)
+    keys = {name: split_keys(data, split) for name, split in splits.items()}
     C = label_set.num_classes
     y = {s.name: s.targets(C, multi_label) for s in splits.values()}
     if not multi_label and len(set(y["train"].tolist())) < 2:
         raise ProbeError(f"{label_paths(data, 'train')[1]}: the readable train clips hold one class only; "
                          "a classifier needs at least two")
+    metric = "mAP" if multi_label else "accuracy"
+    valid_in_test = shared_clips(keys["valid"], keys["test"])["either"]
+    held = None  # train rows C and the layer are chosen on, when valid cannot be (None: valid)
+    if valid_in_test:
+        held = holdout(y["train"], multi_label)
+        if not held.any():
+            raise ProbeError(f"{label_paths(data, 'valid')[0]}: {valid_in_test} valid clips are test clips, and "
+                             "train is too small to hold out clips for choosing C; give valid its own clips")
+        logger.warning(f"valid shares {valid_in_test} clips with test: C and the layer are chosen on "
+                       f"{held.sum()} train clips held out instead, then refitted on all of train")
+    y_select = y["valid"] if held is None else y["train"][held]
     fits = {}
     for layer in layers:
-        fits[layer] = fit_layer(train.features[layer - 1], y["train"], valid.features[layer - 1], y["valid"],
-                                C, multi_label, cfg)
+        x = train.features[layer - 1]
+        if held is None:
+            fits[layer] = fit_layer(x, y["train"], valid.features[layer - 1], y_select, C, multi_label, cfg)
+        else:
+            fits[layer] = fit_layer(x[~held], y["train"][~held], x[held], y_select, C, multi_label, cfg)
         logger.info(f"layer {layer}: C={fits[layer].C:g}, valid {fits[layer].valid}")
-    metric = "mAP" if multi_label else "accuracy"
     chosen = max(layers, key=lambda n: (*_rank(fits[n].valid[metric], fits[n].valid_log_loss), -n))  # ties: lower layer
     fit = fits[chosen]
+    if held is not None:
+        fit = refit(train.features[chosen - 1], y["train"], fit, multi_label, cfg)
     test_scores = class_scores(fit.clf, test.features[chosen - 1], C, multi_label)
+    on = (f"valid {metric}" if held is None else
+          f"{metric} on a seeded {HOLDOUT_FRACTION:.0%} of train held out (valid shares {valid_in_test} clips "
+          "with test), refitted on all of train")
     return {
         "checkpoint": checkpoint,
         "data": data,
@@ -306,18 +375,19 @@ def run_probe(checkpoint: str, data: str, cfg: ProbeConfig | None = None) -> dic
         "pool": cfg.pool,
         "layer": chosen,
         "layer_choice": ("the last (default)" if cfg.layer is None else "given") if len(layers) == 1
-        else f"best valid {metric} of layers 1..{len(layers)}",
+        else f"best {'valid' if held is None else 'held-out train'} {metric} of layers 1..{len(layers)}",
         "C": fit.C,
         "C_grid": list(cfg.grid),
-        "selection": f"C (and layer) with the best valid {metric}, ties to the lower valid log-loss",
+        "selection": f"C (and layer) with the best {on}; ties to the lower log-loss",
+        "selection_split": "valid" if held is None else "train holdout",
         "valid": fit.valid,
         "test": classification_metrics(test_scores, y["test"], multi_label),
         "valid_by_C": fit.by_C,
         "layers": [{"layer": n, "C": fits[n].C, f"valid_{metric}": fits[n].valid[metric]} for n in layers],
-        "n_clips": {s.name: int(len(s.kept)) for s in splits.values()},
+        "n_clips": {s.name: int(len(s.kept)) for s in splits.values()} | {"selection": len(y_select)},
         "skipped_clips": {s.name: len(s.skipped) for s in splits.values()},
         "dim": int(train.features.shape[-1]),
-        "provenance": provenance(opened, data, splits),
+        "provenance": provenance(opened, keys),
     }
 
 

@@ -19,6 +19,7 @@ import torch
 
 from mae_ast.data.datadir import write_split
 from mae_ast.data.labels import LabelSet, write_label_descriptors
+from mae_ast.data.manifest import read_manifest
 from mae_ast.probe import C_GRID, ProbeConfig, fit_layer
 from mae_ast.tools import probe as probe_cli
 
@@ -126,7 +127,8 @@ def test_probe_cli_equals_sklearn_on_fresh_audio(frame_checkpoint, data, tmp_pat
     proc = cli(frame_checkpoint, data, "--layer", "all", "--json", out, "--cache", cache, "--device", "cpu")
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
-    assert result["n_clips"] == {s: n * len(CLASSES) for s, n in PER_CLASS.items()}
+    assert result["n_clips"] == {s: n * len(CLASSES) for s, n in PER_CLASS.items()} | {"selection": 20}
+    assert result["selection_split"] == "valid"
     assert result["C_grid"] == list(C_GRID)
     prov = result["provenance"]  # the pretraining run recorded its data: none of these clips
     assert prov["status"] == "recorded" and prov["training"] == 0, prov
@@ -177,6 +179,40 @@ def test_probe_cli_equals_sklearn_on_fresh_audio(frame_checkpoint, data, tmp_pat
     assert json.loads(again.read_text())["provenance"]["probe_train_overlap"] == {"by_path": 0, "by_content": 1,
                                                                                   "either": 1}
     assert probe_cli.main(args + ["--allow-overlap"]) == 0
+
+
+def test_probe_never_chooses_on_test_clips_and_recomputes_changed_clips(frame_checkpoint, data, tmp_path,
+                                                                         one_thread):
+    """valid = test (ESC-50's folders): C and the layer are chosen on a seeded part of train,
+    so test labels cannot move the choice; a cached clip whose file changed is extracted again."""
+    folder, cache = tmp_path / "data", tmp_path / "cache"
+    shutil.copytree(data, folder)
+    for ext in ("tsv", "lbl"):
+        shutil.copy(folder / f"test.{ext}", folder / f"valid.{ext}")
+    args = [str(frame_checkpoint), str(folder), "--layer", "all", "--cache", str(cache), "--device", "cpu"]
+    assert probe_cli.main(args + ["--json", str(tmp_path / "a.json")]) == 0
+    first = json.loads((tmp_path / "a.json").read_text())
+    assert first["selection_split"] == "train holdout" and first["n_clips"]["selection"] == 8  # 2 of 10 per class
+    assert "held out" in first["selection"]
+    # Other test (= valid) labels: the choice stays (features from the cache, labels read fresh).
+    for split in ("valid", "test"):
+        lines = (folder / f"{split}.lbl").read_text().splitlines()
+        rotated = [f"{clip}\t{(int(label) + 1) % len(CLASSES)}" for clip, label in (ln.split("\t") for ln in lines)]
+        (folder / f"{split}.lbl").write_text("\n".join(rotated) + "\n")
+    assert probe_cli.main(args + ["--json", str(tmp_path / "b.json")]) == 0
+    second = json.loads((tmp_path / "b.json").read_text())
+    assert (second["layer"], second["C"], second["valid_by_C"]) == (first["layer"], first["C"], first["valid_by_C"])
+
+    # A test clip rewritten under the same name: its features are computed again, not served stale.
+    with np.load(cache / "test.mean.npz") as f:
+        before = f["features"].copy()
+    sf.write(folder / "audio" / "test" / "tone_0.flac", sound("clicks", np.random.default_rng(7)), RATE)
+    assert probe_cli.main(args + ["--json", str(tmp_path / "c.json")]) == 0
+    with np.load(cache / "test.mean.npz") as f:
+        after = f["features"]
+    row = [Path(p).name for p in read_manifest(str(folder / "test.tsv")).paths].index("tone_0.flac")  # all kept
+    assert not np.allclose(after[:, row], before[:, row])
+    assert np.array_equal(np.delete(after, row, axis=1), np.delete(before, row, axis=1))
 
 
 # ---- the fit on features alone (fast) ---------------------------------------------------

@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         dataset = open_split(clf, args.data, args.split)
         keys = identity.manifest_keys(dataset.manifest_path, dataset.paths)
         report = provenance.overlap_report(clf.checkpoint.state, args.checkpoint, dataset.paths, keys)
+        leaked = print_provenance("mae-ast-evaluate", report, args.split)  # said before any number
         scores, targets, skipped, n_long = score_split(clf, dataset, args.batch_size, args.crop, hop)
     except (LabelError, ManifestError) as err:
         print(f"mae-ast-evaluate: {err}", file=sys.stderr)
@@ -132,7 +133,6 @@ def main(argv: list[str] | None = None) -> int:
     print(table(result))
     for note in notes(result, clf, args.crop):
         print(f"mae-ast-evaluate: {note}", file=sys.stderr)
-    leaked = print_provenance("mae-ast-evaluate", report, args.split)
     if skipped:
         print(f"mae-ast-evaluate: {skipped} of {len(dataset)} clips of split {args.split} could not be read and are "
               f"not in the score (named above){'' if args.allow_skipped else '; --allow-skipped accepts that'}",

@@ -65,11 +65,12 @@ def report(result: dict) -> str:
         lines += [f"layer {row['layer']:>2}  C={row['C']:<8.3g} valid {metric} {metric_text(row['valid_' + metric])}"
                   for row in result["layers"]]
     n = result["n_clips"]
+    on = "valid" if result["selection_split"] == "valid" else "held-out train"
     lines += [
         f"layer      {result['layer']} ({result['layer_choice']})",
-        f"C          {result['C']:g} (best valid {metric} over {len(result['C_grid'])} values "
+        f"C          {result['C']:g} (best {on} {metric} over {len(result['C_grid'])} values "
         f"{min(result['C_grid']):g}..{max(result['C_grid']):g})",
-        f"valid {metric:<8} {metric_text(result['valid'][metric])}  ({n['valid']} clips)",
+        f"{on} {metric:<8} {metric_text(result['valid'][metric])}  ({n['selection']} clips)",
         f"test {metric:<9} {metric_text(result['test'][metric])}  ({n['test']} clips; {n['train']} train clips, "
         f"dim {result['dim']}, {result['pool']} pooling)",
     ]
@@ -86,15 +87,16 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, ProbeError, LabelError, ManifestError, AudioError) as err:
         print(f"mae-ast-probe: {err}", file=sys.stderr)
         return 2
-    print(report(result))
-    skipped = {k: v for k, v in result["skipped_clips"].items() if v}
-    if skipped:
-        print(f"mae-ast-probe: unreadable clips left out: {skipped}", file=sys.stderr)
     probe_leak = result["provenance"]["probe_train_overlap"]["either"]
     leaks = [f"{probe_leak} test clips are also clips of the probe's train split (by real path or content): the "
              "probe is fitted on clips it is scored on; fix the split (mae-ast-prepare), or pass --allow-overlap to "
              "accept it"] if probe_leak else []
-    leaked = print_provenance("mae-ast-probe", result["provenance"], "test", leaks)
+    leaked = print_provenance("mae-ast-probe", result["provenance"], "test", leaks)  # before the number
+    sys.stderr.flush()
+    print(report(result))
+    skipped = {k: v for k, v in result["skipped_clips"].items() if v}
+    if skipped:
+        print(f"mae-ast-probe: unreadable clips left out: {skipped}", file=sys.stderr)
     if args.json:
         write_json(args.json, json_safe(result))
     return exit_code(leaked, args.allow_overlap)
