@@ -205,3 +205,12 @@ def test_unpatchify_inverts_patchify_with_and_without_overlap():
         frames = (grid.time_steps(100) - 1) * grid.stride_time + grid.kernel_time
         assert image.shape == (2, frames, 128)
         assert torch.allclose(image, x[:, :frames], atol=1e-6)
+
+
+@pytest.mark.parametrize("feature_type", ["mfcc", "spectrogram", "wav"])
+def test_a_checkpoint_of_other_features_is_refused_not_fed_fbank(tmp_path, feature_type):
+    """The original's task offered mfcc and spectrogram input; this package computes fbank only,
+    so such a checkpoint is refused by name instead of silently scoring fbank."""
+    path = save_checkpoint(tiny_model(), tmp_path / "other.pt", feature_type=feature_type)
+    with pytest.raises(Exception, match=f"task.feature_type='{feature_type}': this implementation computes Kaldi"):
+        mae_ast.load(path)

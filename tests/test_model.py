@@ -74,6 +74,7 @@ def test_features_match_original_with_padding(kt, kc):
             assert torch.equal(a["padding_mask"], b["padding_mask"])
             valid = ~a["padding_mask"]
             assert (a["x"] - b["x"])[valid].abs().max() < 1e-5
+            assert (a["features"] - b["features"])[valid].abs().max() < 1e-5  # positions added, as the original
             assert len(a["hidden_states"]) == len(b["hidden_states"]) == 2
             for ha, hb in zip(a["hidden_states"], b["hidden_states"]):
                 assert (ha - hb)[valid].abs().max() < 1e-5

@@ -111,8 +111,9 @@ def check_masking_cfg(cfg: Any, mask_type: str) -> None:
 class MAE_AST(BaseFairseqModel):
     def __init__(self, cfg: MAE_AST_Config, task_cfg: Any) -> None:
         super().__init__()
-        if task_cfg.feature_type == "wav":
-            raise ValueError("MAE-AST needs spectrogram input: set task.feature_type=fbank")
+        if getattr(task_cfg, "feature_type", "fbank") != "fbank":  # the only input this package computes
+            raise ValueError(f"task.feature_type={task_cfg.feature_type!r}: this implementation computes Kaldi fbank "
+                             "only (the released checkpoints' input); set task.feature_type=fbank")
         if cfg.checkpoint_activations:
             raise NotImplementedError("model.checkpoint_activations is not implemented (nor was it in the original)")
         if cfg.decoder_embed_dim != cfg.encoder_embed_dim and not cfg.use_post_enc_proj:
@@ -286,16 +287,15 @@ class MAE_AST(BaseFairseqModel):
     ) -> dict[str, Any]:
         """The one unmasked encoder path (every downstream use): ``x`` (B, tokens, dim),
         ``hidden_states`` (each layer run), ``padding_mask`` (B, tokens; True = padding),
-        ``features`` (projected patches). Tokens are whole-frame valid unless
+        ``features`` (projected patches plus positions: the encoder's input). Tokens are whole-frame valid unless
         ``first_frame_rule`` (``PatchGrid.token_padding_mask``), which ``forward`` uses."""
         patches = self.patchify(source, augment)
         token_pad = None
         if padding_mask is not None:  # as in forward: no host check of its contents
             token_pad = self.grid.token_padding_mask((~padding_mask).sum(dim=-1), patches.shape[1],
                                                      whole_tokens=not first_frame_rule)
-        features = self.post_extract_proj(patches)
-        x = self.add_positions(features, token_pad, "enc")
-        x, _, hidden_states = self.forward_encoder(x, None, token_pad, output_layer)
+        features = self.add_positions(self.post_extract_proj(patches), token_pad, "enc")
+        x, _, hidden_states = self.forward_encoder(features, None, token_pad, output_layer)
         if token_pad is None:
             token_pad = torch.zeros(x.shape[:2], dtype=torch.bool, device=x.device)
         return {"x": x, "hidden_states": hidden_states, "padding_mask": token_pad, "features": features}
