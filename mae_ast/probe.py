@@ -89,15 +89,11 @@ def read_splits(data: str, multi_label: bool | None) -> tuple[LabelSet, dict[str
         manifest = read_manifest(manifest_path)
         if not manifest.paths:
             raise ProbeError(f"{manifest_path}: no clips; every split needs at least one")
-        # Read as multi-label first: the mode is decided over all splits below.
-        splits[name] = Split(name, manifest, read_labels(label_path, label_set, manifest.entries, True,
-                                                         manifest=manifest_path))
-    several = next(((s, i) for s in splits.values() for i, r in enumerate(s.labels) if len(r) > 1), None)
-    if multi_label is False and several is not None:
-        split, i = several
-        raise ProbeError(f"{paths[split.name][1]}:{i + 1}: {len(split.labels[i])} labels in a "
-                         "single-label probe; drop --single-label or keep one label per line")
-    mode = several is not None if multi_label is None else multi_label
+        # Unless told, read as multi-label: the mode is decided over all splits below.
+        splits[name] = Split(name, manifest, read_labels(label_path, label_set, manifest.entries,
+                                                         multi_label is not False, manifest=manifest_path))
+    several = any(len(r) > 1 for s in splits.values() for r in s.labels)
+    mode = several if multi_label is None else multi_label
     check_train(splits["train"], label_set, mode, paths["train"][1])
     return label_set, splits, mode
 

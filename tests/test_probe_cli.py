@@ -317,9 +317,9 @@ def test_probe_refuses_a_single_class_train_split(tmp_path, capsys):
 
 def test_probe_refuses_several_labels_with_single_label(tmp_path, capsys):
     data = small_folder(tmp_path / "d")
-    (data / "train.lbl").write_text("train_0.wav\ta,b\ntrain_1.wav\ta\n")
+    (data / "train.lbl").write_text("train_1.wav\ta\ntrain_0.wav\ta,b\n")  # the file's line 2, the manifest's 1
     err = refused([str(tmp_path / "none.pt"), str(data), "--single-label"], capsys)
-    assert f"{data / 'train.lbl'}:1: 2 labels" in err
+    assert f"{data / 'train.lbl'}:2: 2 labels" in err and "without --single-label" in err
 
 
 def test_probe_refuses_a_layer_below_one(tmp_path, capsys):

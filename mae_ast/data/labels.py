@@ -584,7 +584,8 @@ def _parse_line(path: str, lineno: int, line: str, label_set: LabelSet, multi_la
         raise LabelError(f"{path}:{lineno}: {err.args[0]}") from None
     if len(labels) > 1 and not multi_label:
         raise LabelError(f"{path}:{lineno}: {len(labels)} labels ({text}) in a single-label task; "
-                         "set task.multi_label=true or keep one label per line")
+                         "keep one label per line, or label clips multi-label (task.multi_label=true; "
+                         "mae-ast-probe without --single-label)")
     return labels
 
 
