@@ -59,10 +59,11 @@ def generate(filename: str) -> str:
                 raise ExportError(f"{path}:{node.lineno}: write the import as '{head} ...' on one line")
             lines[node.lineno - 1] = line[:at] + f"from .{exported[target]} import" + line[at + len(head):]
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            top = (node.module if isinstance(node, ast.ImportFrom) else node.names[0].name).split(".")[0]
-            if top not in ALLOWED_IMPORTS:
-                raise ExportError(f"{path}:{node.lineno} imports {top}, which an exported folder cannot rely on "
-                                  "(allowed: the standard library, numpy, torch, transformers)")
+            names = [node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+            for top in (name.split(".")[0] for name in names):
+                if top not in ALLOWED_IMPORTS:
+                    raise ExportError(f"{path}:{node.lineno} imports {top}, which an exported folder cannot rely "
+                                      "on (allowed: the standard library, numpy, torch, transformers)")
     return "".join(lines)
 
 
