@@ -86,6 +86,7 @@ def _bad_files(tmp_path):
     nan = tone()
     nan[100] = np.nan
     sf.write(tmp_path / "nan.wav", nan, 16000, subtype="FLOAT")
+    sf.write(tmp_path / "int16_scale.wav", tone() * 32768, 16000, subtype="FLOAT")
     return {
         "missing.flac": "file not found",
         "empty.flac": "file is empty",
@@ -94,6 +95,7 @@ def _bad_files(tmp_path):
         "short.wav": "shorter than one patch",
         "tiny.wav": "shorter than one 400-sample fbank window",
         "nan.wav": "NaN or inf",
+        "int16_scale.wav": "not on the [-1, 1] scale",
     }
 
 
@@ -114,6 +116,44 @@ def test_bad_files_are_skipped_named_once_and_counted(tmp_path, caplog):
         lines = [r.message for r in caplog.records if name in r.message]
         assert len(lines) == 1, name  # named once, with its reason and manifest line
         assert reason in lines[0] and f"train.tsv:{lineno}" in lines[0]
+
+
+@pytest.mark.parametrize("name, samples, detail", [
+    ("int16_scale.wav", tone() * 32768, "peak amplitude 9830 "),  # int16 values written as float
+    ("whole_numbers.wav", np.round(tone() * 20), "peak amplitude 6 "),  # quiet, but integer samples
+])
+def test_float_file_off_the_scale_is_a_named_skip_everywhere(tmp_path, capsys, name, samples, detail):
+    """The input contract (fbank.check_clip) holds for decoded files too: training and
+    validate read a float WAV on the int16 scale without a word (features ~90 dB too hot),
+    extract and probe lost the batch to a bare ValueError."""
+    from conftest import tiny_model
+    from mae_ast.data.features import FeatureSpec, clip_features
+    from mae_ast.loading import encode_clips, ready
+    from mae_ast.tools import validate
+
+    path = tmp_path / name
+    sf.write(path, samples, 16000, subtype="FLOAT")
+    sf.write(tmp_path / "good.wav", tone(), 16000)
+    with pytest.raises(AudioError, match=rf"{name}: {detail}is not on the \[-1, 1\] scale .*re-save the file"):
+        clip_features(str(path), FeatureSpec(), min_frames=16)
+
+    write_manifest(tmp_path, [f"good.wav\t{len(tone())}", f"{name}\t{len(samples)}"])
+    assert validate.main([str(tmp_path), "--workers", "1", "--splits", "train"]) == 1
+    err = capsys.readouterr().err
+    assert f"train.tsv:3: {path}: {detail}is not on the [-1, 1] scale" in err and "good.wav" not in err
+
+    model = ready(tiny_model(), "cpu")
+    (keys, out, bad), = encode_clips(model, [("good", str(path.with_name("good.wav"))), ("bad", str(path))], 4)
+    assert keys == ["good"] and len(out["padding_mask"]) == 1
+    assert [e.path for e in bad] == [str(path)] and "[-1, 1] scale" in bad[0].reason
+
+
+def test_silent_float_file_keeps_its_policy(tmp_path):
+    """The scale check passes digital silence: refused by training, read where allowed."""
+    sf.write(tmp_path / "silent.wav", np.zeros(16000, dtype=np.float32), 16000, subtype="FLOAT")
+    with pytest.raises(AudioError, match="digital silence"):
+        read_audio(str(tmp_path / "silent.wav"))
+    assert not read_audio(str(tmp_path / "silent.wav"), allow_silence=True).any()
 
 
 def test_read_audio_errors_name_the_file(tmp_path):

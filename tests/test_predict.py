@@ -123,17 +123,20 @@ def test_bad_files_reported_and_exit_1(classifier_checkpoint, long_clip, tmp_pat
     (folder / "notes.txt").write_text("not audio, not walked")
     tiny = folder / "tick.flac"  # 10 ms: shorter than one 16-frame patch
     sf.write(tiny, np.zeros(160, dtype=np.float32), 16000)
+    loud = np.sin(np.arange(16000) / 5.0) * 13000  # int16 values stored as float: off the [-1, 1] scale
+    sf.write(folder / "loud.wav", loud.astype(np.float32), 16000, subtype="FLOAT")
     out = tmp_path / "pred.json"
     proc = predict(classifier_checkpoint, long_clip, folder, tmp_path / "missing.flac", "--json", out,
                    "--device", "cpu")
     assert proc.returncode == 1
-    for name in ("broken.wav", "tick.flac", "missing.flac"):
+    for name in ("broken.wav", "tick.flac", "missing.flac", "loud.wav"):
         assert name in proc.stderr
+    assert "fewer than one patch" in proc.stderr and "re-save the file as PCM" in proc.stderr
     assert "notes.txt" not in proc.stderr + proc.stdout
-    assert "3 input(s) could not be scored, 1 scored" in proc.stderr
+    assert "4 input(s) could not be scored, 1 scored" in proc.stderr
     report = json.loads(out.read_text())
     assert [Path(f["path"]).name for f in report["files"]] == [long_clip.name]
-    assert len(report["errors"]) == 3
+    assert len(report["errors"]) == 4
 
 
 def test_bad_checkpoint_exit_2(tmp_path, long_clip):

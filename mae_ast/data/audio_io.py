@@ -14,6 +14,8 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from .fbank import check_clip
+
 
 # Extensions read with soundfile; anything else goes through PyAV (mkv, mp4, webm, m4a...).
 SOUNDFILE_EXTENSIONS = frozenset({".flac", ".wav", ".ogg", ".aiff", ".aif", ".au", ".w64", ".caf"})
@@ -198,19 +200,33 @@ def check_path(path: str) -> None:
         raise AudioError(path, "file is empty (0 bytes)")
 
 
+def check_contract(path: str, wav: torch.Tensor) -> None:
+    """The input contract (``fbank.check_clip``: finite samples on the [-1, 1] scale) for a
+    decoded file, as an ``AudioError`` naming it. A float WAV of int16-scale samples decodes
+    without error, and its features would be ~90 dB too hot: every reader refuses it here."""
+    try:
+        check_clip(wav, path)
+    except ValueError as err:
+        reason = str(err).removeprefix(f"{path}: ")
+        # check_clip's own fix (divide by 32768) is for arrays; a file is fixed where it was written
+        fix = ": re-save the file as PCM or scaled float" if "[-1, 1] scale" in reason else ""
+        raise AudioError(path, reason + fix) from None
+
+
 def decode_audio(path: str, expected_samples: int | None = None,
                  allow_silence: bool = False) -> tuple[torch.Tensor, int]:
-    """Mono float32 waveform of ``path`` in [-1, 1] at the file's own rate, and that rate.
-    ``expected_samples``: the manifest's length at that rate; a clip shorter beyond the
-    tolerance raises ``AudioError("truncated: ...")``."""
+    """Mono float32 waveform of ``path`` in [-1, 1] at the file's own rate, and that rate;
+    samples off the input contract raise ``AudioError`` (``check_contract``). ``expected_samples``:
+    the manifest's length at that rate; a clip shorter beyond the tolerance raises
+    ``AudioError("truncated: ...")``."""
     check_path(path)
     ext = os.path.splitext(path)[1].lower()
     with named_failure(path, "decoding"):
         wav, rate = _read_soundfile(path) if ext in SOUNDFILE_EXTENSIONS else _read_pyav(path, expected_samples)
         if wav.size == 0:
             raise AudioError(path, "file holds no samples")
-        if not np.isfinite(wav).all():
-            raise AudioError(path, "samples contain NaN or inf")
+        waveform = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))  # no copy: float32 already
+        check_contract(path, waveform)
         if not allow_silence and not np.any(wav):
             # Nothing to learn, and almost always a failed download; evaluation scores silent clips.
             raise AudioError(path, "digital silence (all samples are zero)")
@@ -218,4 +234,4 @@ def decode_audio(path: str, expected_samples: int | None = None,
         if expected - wav.size > max(TRUNCATION_TOLERANCE * expected, TRUNCATION_TOLERANCE_S * rate):
             raise AudioError(path, f"truncated: decoded {wav.size} samples, the manifest says {expected} "
                                    f"({wav.size / rate:.2f} s of {expected / rate:.2f} s at {rate} Hz)")
-        return torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32)), int(rate)
+        return waveform, int(rate)

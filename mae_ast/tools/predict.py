@@ -84,15 +84,13 @@ def window_spans(clf: Classifier, num_samples: int, starts: list[int]) -> list[t
 
 def predict_file(clf: Classifier, path: str, hop: int, how: str, crop: str, batch_size: int) -> Prediction:
     """Scores of one file; ``AudioError`` when it cannot be read or is too short for one patch."""
-    wav = clf.feature_spec.read(path, allow_silence=True)
+    wav = clf.feature_spec.read(path, allow_silence=True)  # AudioError also when off the [-1, 1] scale
     seconds = len(wav) / clf.feature_spec.sample_rate
-    try:
-        feat = clf.clip_features(wav)
-    except ValueError as err:  # the input contract refused the waveform (e.g. not on the [-1, 1] scale)
-        raise AudioError(path, str(err)) from err
-    min_frames = clf.model.backbone.grid.min_frames
-    if len(feat) < min_frames:
-        raise AudioError(path, f"{seconds:.3f} s gives {len(feat)} frames, fewer than one patch ({min_frames} frames)")
+    # Counted before computing: fbank raises ValueError below one window
+    frames, min_frames = clf.feature_spec.frames(len(wav)), clf.model.backbone.grid.min_frames
+    if frames < min_frames:
+        raise AudioError(path, f"{seconds:.3f} s gives {frames} frames, fewer than one patch ({min_frames} frames)")
+    feat = clf.clip_features(wav)
     long = len(feat) > clf.target_length
     if crop == "start":
         feat = feat[: clf.target_length]
