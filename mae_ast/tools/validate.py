@@ -50,7 +50,8 @@ def validate_split(manifest: str, workers: int, spec: FeatureSpec | None = None,
 
 def summary_reason(reason: str) -> str:
     """The kind of problem, for the table: numbers and details dropped."""
-    for kind in ("truncated", "shorter than one patch", "shorter than one", "file not found", "is a directory"):
+    for kind in ("truncated", "shorter than one patch", "shorter than one", "file not found", "is a directory",
+                 "not on the [-1, 1] scale"):
         if kind in reason:
             return kind
     return reason.split(" (")[0]
