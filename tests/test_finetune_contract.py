@@ -302,3 +302,48 @@ def test_resume_checks_continue_once_and_the_head_norm(tmp_path):
         check_resume(root, ["a", "b"], False, "batchnorm")
     with pytest.raises(RunConfigError, match="other classes"):
         check_resume(root, ["b", "a"], False, "layernorm")
+
+
+def test_a_save_dir_holding_only_another_runs_checkpoints_is_refused(tmp_path):
+    """No checkpoint_last.pt to resume, but another run's checkpoint_best.pt (or epoch / best-k
+    files): fairseq would start afresh and overwrite them. A resumed run's own files pass."""
+    import torch
+
+    from mae_ast.tasks.run_checks import RunConfigError, check_pretraining_resume, check_resume
+
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    (ck / "run.lock").write_text("host 1\n")  # the lock and keys files are no checkpoints
+    (ck / "provenance").mkdir()
+    config = dict(restore_file="checkpoint_last.pt", checkpoint_suffix="", save_dir=str(ck), continue_once=None,
+                  finetune_from_model=None, no_save=False)
+    root = SimpleNamespace(checkpoint=SimpleNamespace(**config))
+    check_resume(root, ["a", "b"], False, "layernorm")  # an empty folder: a fresh run
+    classifier = {"cfg": {"model": {"encoder": {"encoder_layers": 1}, "class_names": ["a", "b"], "multi_label": False,
+                                    "head_norm": "layernorm"}},
+                  "model": {"backbone.post_extract_proj.weight": torch.zeros(1), "head.weight": torch.zeros(1)}}
+    for name in ("checkpoint_best.pt", "checkpoint3.pt", "checkpoint.best_accuracy_0.9.pt"):
+        torch.save(classifier, ck / name)
+        before = (ck / name).read_bytes()
+        for check in (lambda: check_resume(root, ["a", "b"], False, "layernorm"),
+                      lambda: check_pretraining_resume(root, None, {})):
+            with pytest.raises(RunConfigError, match="would overwrite another run's checkpoints") as err:
+                check()
+            assert name in str(err.value) and "no checkpoint_last.pt to resume" in str(err.value)
+            assert "new checkpoint.save_dir" in str(err.value) and "delete them" in str(err.value)
+        assert (ck / name).read_bytes() == before
+    # a first launch from another file (continue_once / finetune_from_model) into that folder
+    old = tmp_path / "old.pt"
+    torch.save(classifier, old)
+    elsewhere = SimpleNamespace(checkpoint=SimpleNamespace(**{**config, "finetune_from_model": str(old)}))
+    with pytest.raises(RunConfigError, match=re.escape(f"starts from {old}")):
+        check_resume(elsewhere, ["a", "b"], False, "layernorm")
+    # checkpoint.no_save=true writes nothing there
+    check_resume(SimpleNamespace(checkpoint=SimpleNamespace(**{**config, "no_save": True})), ["a", "b"], False,
+                 "layernorm")
+    # the run resumes its checkpoint_last.pt (or an explicit restore_file there): its siblings are its own
+    torch.save(classifier, ck / "checkpoint_last.pt")
+    check_resume(root, ["a", "b"], False, "layernorm")
+    (ck / "checkpoint_last.pt").unlink()
+    explicit = SimpleNamespace(checkpoint=SimpleNamespace(**{**config, "restore_file": str(ck / "checkpoint_best.pt")}))
+    check_resume(explicit, ["a", "b"], False, "layernorm")

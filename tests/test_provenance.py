@@ -129,6 +129,21 @@ def test_resume_into_a_run_folder_trained_on_other_data_is_refused(run, data, pa
 
 
 @pytest.mark.slow
+def test_a_run_folder_holding_only_another_runs_best_checkpoint_is_refused(run, data, patch_checkpoint, tmp_path):
+    """The other run's checkpoint_last.pt removed, its checkpoint_best.pt (and an epoch file)
+    left: the run stops before its first save replaces them, naming them."""
+    (tmp_path / "ck").mkdir()
+    for name in ("checkpoint_best.pt", "checkpoint3.pt"):
+        shutil.copy(run / "ck" / "checkpoint_last.pt", tmp_path / "ck" / name)
+    before = (tmp_path / "ck" / "checkpoint_best.pt").read_bytes()
+    message = fails(tmp_path, other_fold(tmp_path / "fold2", data), patch_checkpoint, *FAST)
+    assert "would overwrite another run's checkpoints (checkpoint3.pt, checkpoint_best.pt)" in message
+    assert "new checkpoint.save_dir" in message and "delete them" in message
+    assert (tmp_path / "ck" / "checkpoint_best.pt").read_bytes() == before
+    assert sorted(p.name for p in (tmp_path / "ck").glob("checkpoint*.pt")) == ["checkpoint3.pt", "checkpoint_best.pt"]
+
+
+@pytest.mark.slow
 def test_a_run_folder_in_use_by_a_live_run_is_refused_and_a_stale_lock_taken_over(data, patch_checkpoint, tmp_path):
     import socket
 

@@ -6,6 +6,7 @@ that prevents no crash is ``mae-ast-validate --recipe``'s (``mae_ast.tools.recip
 from __future__ import annotations
 
 import contextlib
+import glob
 import logging
 import os
 from typing import Any
@@ -118,6 +119,7 @@ def check_resume(root: Any, class_names: list[str], multi_label: bool, head_norm
     head, data (``record``) or shape (``built``): fairseq would carry its head, best score and
     optimizer state onto this run (or fail on mismatched keys)."""
     path = restore_path(root.checkpoint)
+    check_other_checkpoints(root.checkpoint, path)
     if path is None:
         return
     try:  # mmap: the weights stay on disk; only the config is looked at
@@ -153,6 +155,7 @@ def check_resume(root: Any, class_names: list[str], multi_label: bool, head_norm
 def check_pretraining_resume(root: Any, model: Any, record: dict) -> None:
     """``check_resume`` for pretraining: shape and data; an unreadable file is fairseq's to report."""
     path = restore_path(root.checkpoint)
+    check_other_checkpoints(root.checkpoint, path)
     if path is None:
         return
     try:
@@ -161,6 +164,28 @@ def check_pretraining_resume(root: Any, model: Any, record: dict) -> None:
         return
     check_shape(path, state, model, as_dict(root.model), config_section(state, "model"), "model.")
     check_same_data(path, state, record)
+
+
+def check_other_checkpoints(checkpoint_cfg: Any, resumed: str | None) -> None:
+    """Refuse a save dir holding ``checkpoint*.pt`` files when this run resumes none of them
+    (``resumed``, ``restore_path``'s file, is not in it): they are another run's (e.g. its
+    ``checkpoint_best.pt`` left after ``checkpoint_last.pt`` was removed), and fairseq would
+    overwrite them (its first validation replaces ``checkpoint_best.pt`` whatever that scored),
+    leaving a folder of two runs' files. A resumed file's siblings are its run's (its data is
+    ``check_same_data``'s)."""
+    if getattr(checkpoint_cfg, "no_save", False):  # nothing will be written
+        return
+    save_dir = os.path.realpath(str(checkpoint_cfg.save_dir))
+    if resumed is not None and os.path.realpath(os.path.dirname(os.path.abspath(resumed))) == save_dir:
+        return
+    found = sorted(os.path.basename(f) for f in glob.glob(os.path.join(glob.escape(save_dir), "checkpoint*.pt")))
+    if not found:
+        return
+    names = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+    start = f"starts from {resumed}" if resumed else "starts afresh (there is no checkpoint_last.pt to resume)"
+    raise RunConfigError(f"{save_dir}: this run would overwrite another run's checkpoints ({names}): it {start}, "
+                         "resuming none of them, and its saves would replace them (checkpoint_best.pt whatever it "
+                         "scored). Use a new checkpoint.save_dir (and hydra.run.dir) for this run, or delete them")
 
 
 # Config fields that set parameter shapes, named in the message when they differ.
