@@ -119,7 +119,7 @@ class Classifier:
     def clip_features(self, waveform: Any) -> torch.Tensor:
         """``(frames, width)`` features of one whole waveform (mono, [-1, 1], at
         ``feature_spec.sample_rate``; ``ValueError`` otherwise), on the model's device."""
-        return self.feature_spec.compute(as_waveform(waveform).to(self.device))
+        return self.feature_spec.features(as_waveform(waveform).to(self.device))
 
     @torch.no_grad()
     def scores_feature_windows(self, feat: torch.Tensor, hop_frames: int | None = None,

@@ -214,3 +214,11 @@ def test_a_checkpoint_of_other_features_is_refused_not_fed_fbank(tmp_path, featu
     path = save_checkpoint(tiny_model(), tmp_path / "other.pt", feature_type=feature_type)
     with pytest.raises(Exception, match=f"task.feature_type='{feature_type}': this implementation computes Kaldi"):
         mae_ast.load(path)
+
+
+def test_feature_spec_compute_takes_arrays_and_keeps_the_contract():
+    """README's ``model.feature_spec.compute(wav)`` with the arrays ``extract_layers`` takes."""
+    spec, wav = FeatureSpec(), speechlike(1.0)
+    assert torch.equal(spec.compute(wav.numpy()), spec.compute(wav))
+    with pytest.raises(ValueError, match="waveform 0: dtype torch.int16 is not float"):
+        spec.compute((wav * 32767).numpy().astype(np.int16))

@@ -74,9 +74,15 @@ class FeatureSpec:
         extra = " + deltas + delta-deltas" if self.deltas else ""
         return f"{self.width} columns ({self.num_mel_bins} mel bins{extra}) at {self.sample_rate} Hz"
 
-    def compute(self, waveform: torch.Tensor) -> torch.Tensor:
-        """``(frames, width)`` features of a mono ``(N,)`` waveform at ``sample_rate`` in
-        [-1, 1]; raises ``ValueError`` below one window."""
+    def compute(self, waveform: Any) -> torch.Tensor:
+        """``(frames, width)`` features of one clip at ``sample_rate``: a tensor or array under
+        the input contract (``as_waveform``: mono float in [-1, 1]); ``ValueError`` otherwise,
+        and below one window."""
+        return self.features(as_waveform(waveform))
+
+    def features(self, waveform: torch.Tensor) -> torch.Tensor:
+        """``compute`` of a ``(N,)`` waveform already under the contract (decoded or checked):
+        the readers' path, without a second pass over the samples."""
         frames = self.frames(waveform.shape[-1])
         if frames <= FBANK_CHUNK_FRAMES:
             feat = self._fbank(waveform)
@@ -109,7 +115,7 @@ class FeatureSpec:
                 wav = F.pad(wav, (0, self.samples_for_frames(min_frames) - len(wav)))
             elif short:
                 raise ValueError(f"waveform {i} ({len(wav)} samples at {self.sample_rate} Hz): {short}")
-            feat = self.compute(wav.to(device))
+            feat = self.features(wav.to(device))
             feats.append(feat if length is None else feat[:length])
         valid = torch.tensor([len(f) for f in feats], device=feats[0].device)
         source = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
@@ -227,4 +233,4 @@ def clip_features(path: str, spec: FeatureSpec, expected_samples: int | None = N
     if reason:
         raise AudioError(path, reason)
     with named_failure(path, "computing features"):
-        return spec.compute(wav)
+        return spec.features(wav)
