@@ -74,14 +74,14 @@ class Classifier:
     @property
     def input_seconds(self) -> float:
         """The model's ``target_length`` frames in seconds: the longest hop that scores every frame."""
-        return self.target_length * self.feature_spec.frame_shift_ms / 1000.0
+        return self.feature_spec.seconds(self.target_length)
 
     def hop_in_frames(self, seconds: float | None) -> int:
         """``seconds`` between window starts in whole frames (``None``: ``default_hop``);
         ``ValueError`` for a hop longer than one window."""
         if seconds is None:
             return self.default_hop
-        hop = max(1, round(seconds * 1000.0 / self.feature_spec.frame_shift_ms))
+        hop = self.feature_spec.frames_in(seconds)
         if hop > self.target_length:
             raise ValueError(f"a hop of {seconds:g} s is longer than the model's {self.input_seconds:g} s input "
                              f"({self.target_length} frames): the frames between windows would never be "

@@ -37,7 +37,7 @@ class HearModel(nn.Module):
         self.passes = grid.stride_time // self.hop_frames
         self.hop_ms = self.hop_frames * spec.frame_shift_ms
         if window_s is not None:
-            window_frames = 0 if window_s <= 0 else max(1, round(window_s * 1000 / spec.frame_shift_ms))
+            window_frames = 0 if window_s <= 0 else spec.frames_in(window_s)
         # Whole time steps per window (at least one patch); 0 = the whole clip at once.
         self.window_steps = 0 if not window_frames else max(1, grid.time_steps(max(window_frames, grid.kernel_time)))
         # Frames of edge padding before the clip: the first token's centre lands in [0, one frame).

@@ -67,6 +67,14 @@ class FeatureSpec:
             return 0
         return 1 + (num_samples - self.window_samples) // self.shift_samples
 
+    def seconds(self, num_frames: float) -> float:
+        """Frames as seconds at the frame shift (the one conversion: 1024 frames are 10.24 s)."""
+        return num_frames * self.frame_shift_ms / 1000.0
+
+    def frames_in(self, seconds: float) -> int:
+        """Whole frames nearest to ``seconds``, at least one."""
+        return max(1, round(seconds * 1000.0 / self.frame_shift_ms))
+
     def samples_for_frames(self, num_frames: int) -> int:
         return 0 if num_frames <= 0 else self.window_samples + (num_frames - 1) * self.shift_samples
 

@@ -171,8 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         spec = clf.feature_spec
         report = {"checkpoint": args.checkpoint, "class_names": clf.class_names, "multi_label": clf.multi_label,
                   "aggregate": how, "crop": args.crop,
-                  "window_s": spec.samples_for_frames(clf.target_length) / spec.sample_rate,
-                  "hop_s": hop * spec.shift_samples / spec.sample_rate,
+                  "window_s": clf.input_seconds, "hop_s": spec.seconds(hop),
                   "n_windowed": n_long if args.crop == "windows" else 0,
                   "n_cropped": n_long if args.crop == "start" else 0, "files": results,
                   "errors": [{"path": p, "error": r} for p, r in errors],
