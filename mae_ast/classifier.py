@@ -105,8 +105,9 @@ class Classifier:
             source = inputs.to(self.device)
             padding_mask = None if padding_mask is None else padding_mask.to(self.device)
         else:
-            source, padding_mask = self.feature_spec.batch(inputs, self.model.backbone.grid.min_frames, self.device,
-                                                           length=self.target_length)
+            source, pad = self.feature_spec.batch(inputs, self.model.backbone.grid.min_frames, self.device)
+            frames = (~pad).sum(dim=1).tolist()  # validation's crop: from the start, padded to target_length
+            source, padding_mask = crop_batch(source, frames, [0] * len(frames), self.target_length)
         return self._probabilities(source, padding_mask)
 
     @torch.no_grad()

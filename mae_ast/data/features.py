@@ -111,11 +111,11 @@ class FeatureSpec:
         return read_audio(path, self.sample_rate, expected_samples, allow_silence)
 
     def batch(self, waveforms: Any, min_frames: int, device: torch.device | str | None = None,
-              pad_short: bool = False, length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+              pad_short: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Waveforms under the input contract -> ``(B, frames, width)`` features on ``device``,
-        zero-padded to the longest clip (or cut and padded to ``length`` frames), and the
-        padding mask (True = padding). A clip under ``min_frames`` (one patch) raises
-        ``ValueError``, or with ``pad_short`` is zero-padded to ``min_frames`` valid frames."""
+        zero-padded to the longest clip, and the padding mask (True = padding). A clip under
+        ``min_frames`` (one patch) raises ``ValueError``, or with ``pad_short`` is zero-padded
+        to ``min_frames`` valid frames."""
         feats = []
         for i, wav in enumerate(as_waveforms(waveforms)):
             short = short_of_one_patch(self.frames(len(wav)), min_frames)
@@ -123,12 +123,9 @@ class FeatureSpec:
                 wav = F.pad(wav, (0, self.samples_for_frames(min_frames) - len(wav)))
             elif short:
                 raise ValueError(f"waveform {i} ({len(wav)} samples at {self.sample_rate} Hz): {short}")
-            feat = self.features(wav.to(device))
-            feats.append(feat if length is None else feat[:length])
+            feats.append(self.features(wav.to(device)))
         valid = torch.tensor([len(f) for f in feats], device=feats[0].device)
         source = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
-        if length is not None and source.shape[1] < length:
-            source = F.pad(source, (0, 0, 0, length - source.shape[1]))
         return source, torch.arange(source.shape[1], device=source.device)[None] >= valid[:, None]
 
     def frames_at_rate(self, num_samples: int, rate: int) -> int:
