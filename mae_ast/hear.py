@@ -18,7 +18,9 @@ from .models.mae_ast import MAE_AST
 
 # hear-eval-kit's music transcription tasks score onsets with a 50 ms tolerance.
 MAX_HOP_MS = 50.0
-# config/pretrain/mae_ast.yaml's task.max_sample_size: the crop pretraining saw.
+# config/pretrain/mae_ast.yaml's task.max_sample_size, read as samples for the window length
+# (15.6 s): a bound, not what pretraining saw (batches are cropped to their shortest clip,
+# 10 s on AudioSet; the original's cap, in frames, never binds).
 DEFAULT_MAX_SAMPLES = 250000
 
 
@@ -152,7 +154,7 @@ def load_model(model_file_path: str = "", **options: Any) -> HearModel:
     encoder = ready(ck.encoder, options.get("device"))
     if ck.kind == CLASSIFIER:
         trained_frames = int(ck.settings["target_length"])
-    else:  # the pretraining crop
+    else:  # a bound (see DEFAULT_MAX_SAMPLES): pretraining's clip lengths are not recorded
         max_samples = getattr(encoder.task_cfg, "max_sample_size", None) or DEFAULT_MAX_SAMPLES
         trained_frames = encoder.feature_spec.frames(int(max_samples))
     return HearModel(encoder, layer=options.get("layer", -1), hop_ms=options.get("hop_ms"),
