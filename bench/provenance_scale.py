@@ -38,8 +38,9 @@ def write_split(folder: str, split: str, n: int, rng: np.random.Generator) -> tu
         f.writelines(f"{split}/{i:07d}.flac\t160000\n" for i in range(n))
     pk, ck = (rng.integers(1, 2**63, size=n, dtype=np.int64).view(np.uint64) for _ in range(2))
     minus = np.full(n, -1, np.int64)
+    stamp = identity.Stamp.of(manifest, [])  # the manifest's text and root, as write_sidecar stamps them
     np.savez(identity.sidecar_path(manifest), path_keys=pk, content_keys=ck, sizes=minus, mtimes=minus,
-             manifest_key=np.uint64(identity.text_key(manifest)))
+             manifest_key=np.uint64(stamp.manifest_key), root=np.str_(stamp.root))
     return manifest, pk, ck
 
 

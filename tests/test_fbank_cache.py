@@ -78,6 +78,18 @@ def test_stale_or_mismatched_cache_is_refused(tmp_path):
         MAE_AST_Dataset(str(data / "valid.tsv")).use_cache(str(tmp_path / "nowhere"), "valid")
 
 
+def test_cache_of_an_older_mae_ast_cache_is_refused(tmp_path):
+    """Caches fingerprinted their manifest by SHA-1 before ``identity.Stamp``: refused, saying so."""
+    import json
+
+    write_cache(MAE_AST_Dataset(str(DEMO / "valid.tsv")), "valid", str(tmp_path))
+    meta = json.loads((tmp_path / "valid.fbank.json").read_text())
+    meta["manifest_sha1"] = str(meta.pop("manifest_key"))
+    (tmp_path / "valid.fbank.json").write_text(json.dumps(meta))
+    with pytest.raises(CacheError, match="older mae-ast-cache"):
+        MAE_AST_Dataset(str(DEMO / "valid.tsv")).use_cache(str(tmp_path), "valid")
+
+
 @pytest.mark.slow
 def test_training_reads_the_cache(tmp_path):
     cache = tmp_path / "cache"

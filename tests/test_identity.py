@@ -65,3 +65,22 @@ def test_sidecar_is_used_only_while_current(tmp_path):
     # ... but a file rewritten since (new size) makes it stale, so keys are recomputed.
     (tmp_path / "2.bin").write_bytes(b"changed")
     assert manifest_keys(str(tsv), paths)[1][2] == content_key(paths[2])
+
+
+def test_sidecar_of_a_copied_folder_gives_the_copys_path_keys(tmp_path):
+    """``cp -a`` keeps the manifest's text, every size and mtime, and the sidecar; a relative
+    root now names the copy's files, whose path keys the copy's leak counts need."""
+    from mae_ast.data.identity import manifest_keys, write_sidecar
+    from mae_ast.data.manifest import read_manifest
+
+    data = tmp_path / "data"
+    (data / "audio").mkdir(parents=True)
+    for i in range(3):
+        (data / "audio" / f"{i}.bin").write_bytes(bytes([i]) * 100)
+    (data / "train.tsv").write_text("audio\n" + "".join(f"{i}.bin\t100\n" for i in range(3)))
+    write_sidecar(str(data / "train.tsv"), list(read_manifest(str(data / "train.tsv")).paths))
+    shutil.copytree(data, tmp_path / "copy", copy_function=shutil.copy2)
+    paths = list(read_manifest(str(tmp_path / "copy" / "train.tsv")).paths)
+    pk, ck = manifest_keys(str(tmp_path / "copy" / "train.tsv"), paths)
+    assert list(pk) == [path_key(p) for p in paths] and list(ck) == [content_key(p) for p in paths]
+    assert not set(pk) & {path_key(p) for p in read_manifest(str(data / "train.tsv")).paths}

@@ -1,6 +1,7 @@
 """Advice on fine-tuning recipes (mae_ast.tools.recipe_advice), printed by mae-ast-validate --recipe."""
 
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -99,11 +100,28 @@ def test_valid_split_of_test_clips_is_reported(tmp_path):
     write_manifest(tmp_path / "test.tsv", tmp_path / "linked", entries[:5])
     keyword_rows = (ROOT / "data" / "keywords" / "test.tsv").read_text().splitlines()[1:]
     write_manifest(tmp_path / "other.tsv", audio, [tuple(ln.split("\t")) for ln in keyword_rows])
-    valid, test, other = (read_manifest(str(tmp_path / f"{s}.tsv")) for s in ("valid", "test", "other"))
-    warning = selected_on_test(valid, test)
-    assert warning.startswith(f"5 of the {len(entries)} valid clips are test clips")
+    valid, other = (read_manifest(str(tmp_path / f"{s}.tsv")) for s in ("valid", "other"))
+    warning = selected_on_test(str(tmp_path), valid)
+    assert warning.startswith(f"5 of the {len(entries)} valid clips are test clips by real path or content")
     assert "checkpoint_best.pt is selected on the clips it will be scored on" in warning
-    assert selected_on_test(other, test) is None and selected_on_test(valid, None) is None
+    assert selected_on_test(str(tmp_path), other, ("other", "test")) is None
+    assert selected_on_test(str(tmp_path), valid, ("valid", "absent")) is None
+
+
+def test_valid_clip_that_is_a_byte_copy_of_a_test_clip_is_reported(tmp_path):
+    """Matched as every leak check matches (``provenance.overlap_counts``): a test clip copied
+    under another name into valid is a test clip."""
+    from mae_ast.data.manifest import read_manifest
+    from mae_ast.tasks.validation_notes import selected_on_test
+
+    audio = ROOT / "data" / "keywords" / "audio"
+    rows = [tuple(ln.split("\t")) for ln in (ROOT / "data" / "keywords" / "test.tsv").read_text().splitlines()[1:]]
+    (tmp_path / "audio").mkdir()
+    shutil.copy(audio / rows[0][0], tmp_path / "audio" / "renamed.wav")
+    write_manifest(tmp_path / "test.tsv", audio, rows[:3])
+    write_manifest(tmp_path / "valid.tsv", tmp_path / "audio", [("renamed.wav", rows[0][1])])
+    warning = selected_on_test(str(tmp_path), read_manifest(str(tmp_path / "valid.tsv")))
+    assert warning is not None and warning.startswith("1 of the 1 valid clips are test clips")
 
 
 def test_validation_crop_counts_clips_in_their_own_rate(tmp_path):

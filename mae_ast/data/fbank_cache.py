@@ -3,16 +3,15 @@ decoding (~35 ms per 10 s Opus clip per core) does not fall behind a GPU step. P
 ``{split}.fbank.bin`` (float32/float16 frames of ``width`` columns, clips back to back);
 ``.idx.npy`` (int64 manifest line, first frame, frame count; count -1: unusable);
 ``.files.npy`` (int64 size and mtime ns of each clip when cached, -1 unreadable);
-``.json`` (dtype, width, feature spec, manifest SHA-1, clips' resolved root, skip reasons).
-A cache whose manifest, clips' folder or any clip's size or mtime changed is refused (its
-features would silently be another audio's). Entries are found by manifest line, so one
-cache serves readers with different length filters.
+``.json`` (dtype, width, feature spec, the manifest's text key and real root, skip reasons).
+A cache whose ``identity.Stamp`` is not current (manifest, clips' folder or any clip's size or
+mtime changed) is refused: its features would silently be another audio's. Entries are found
+by manifest line, so one cache serves readers with different length filters.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import multiprocessing
 import os
@@ -28,11 +27,6 @@ from .features import FeatureSpec
 
 class CacheError(ValueError):
     """A cache that does not match its manifest, or is incomplete."""
-
-
-def manifest_digest(manifest_path: str) -> str:
-    with open(manifest_path, "rb") as f:
-        return hashlib.sha1(f.read()).hexdigest()
 
 
 def _paths(cache_dir: str, split: str) -> tuple[str, str, str, str]:
@@ -61,6 +55,7 @@ def write_cache(dataset, split: str, cache_dir: str, workers: int = 1, dtype: st
     """Compute the features of every entry of ``dataset`` (a ``MAE_AST_Dataset``, whose
     manifest filters were applied) with its own ``get_features`` and write the cache."""
     os.makedirs(cache_dir, exist_ok=True)
+    stamp = identity.Stamp.of(dataset.manifest_path, dataset.paths)  # before decoding, as write_sidecar
     bin_path, idx_path, meta_path, files_path = _paths(cache_dir, split)
     index = np.full((len(dataset), 3), -1, dtype=np.int64)
     index[:, 0] = dataset.lines
@@ -84,11 +79,10 @@ def write_cache(dataset, split: str, cache_dir: str, workers: int = 1, dtype: st
         pool.join()
     os.replace(tmp, bin_path)  # only a complete cache gets the final name
     np.save(idx_path, index)
-    np.save(files_path, np.stack(identity.file_stats(dataset.paths), axis=1))
+    np.save(files_path, stamp.stats)
     meta = {"dtype": dtype, "width": dataset.feature_spec.width, "sample_rate": dataset.feature_spec.sample_rate,
             "feature_spec": dataclasses.asdict(dataset.feature_spec),
-            "manifest": os.path.abspath(dataset.manifest_path), "manifest_sha1": manifest_digest(dataset.manifest_path),
-            "root": identity.real_path(dataset.root),
+            "manifest": os.path.abspath(dataset.manifest_path), "manifest_key": stamp.manifest_key, "root": stamp.root,
             "min_keep": dataset.min_keep, "max_keep": dataset.max_keep, "clips": len(dataset),
             "frames": offset, "skipped": skipped}
     with open(meta_path, "w") as f:
@@ -108,12 +102,12 @@ class FbankCache:
         with open(meta_path) as f:
             self.meta = json.load(f)
         # Caches without these predate the feature spec in the metadata and the (n, 3) index too.
-        if "root" not in self.meta or not os.path.isfile(files_path):
-            raise CacheError(f"{meta_path}: written by an older mae-ast-cache that did not record its audio files; "
-                             "rewrite it with mae-ast-cache")
-        if self.meta["manifest_sha1"] != manifest_digest(dataset.manifest_path):
-            raise CacheError(f"{meta_path}: written for another version of {dataset.manifest_path}; "
-                             "rewrite it with mae-ast-cache")
+        if "manifest_key" not in self.meta or not os.path.isfile(files_path):
+            raise CacheError(f"{meta_path}: written by an older mae-ast-cache that did not stamp its manifest and "
+                             "audio files; rewrite it with mae-ast-cache")
+        stamp = identity.Stamp(self.meta["manifest_key"], self.meta["root"], np.load(files_path))
+        if change := stamp.manifest_change(dataset.manifest_path):
+            raise CacheError(f"{meta_path}: {change}; rewrite it with mae-ast-cache")
         spec, written = dataset.feature_spec, FeatureSpec(**self.meta["feature_spec"])
         if written != spec:
             raise CacheError(f"{meta_path}: written with {written.describe()}, the task asks {spec.describe()}; "
@@ -121,7 +115,9 @@ class FbankCache:
         table = np.load(idx_path)
         rows = self._rows_for(table, dataset, idx_path)
         self.index = table[rows, 1:]
-        self._check_files(np.load(files_path)[rows], dataset, meta_path)
+        if change := dataclasses.replace(stamp, stats=stamp.stats[rows]).clips_change(dataset.paths):
+            raise CacheError(f"{meta_path}: {change}: its features would be the old audio's; rewrite it with "
+                             "mae-ast-cache")
         self.dim = self.meta["width"]
         self.bin_path, self.dtype = bin_path, np.dtype(self.meta["dtype"])
         self.paths = dataset.paths
@@ -138,24 +134,6 @@ class FbankCache:
                 f"{self.meta['min_keep']} / --max-keep-size {self.meta['max_keep']}: rewrite it with "
                 "mae-ast-cache without them (the default caches every entry)")
         return np.array([row_of[line] for line in dataset.lines], dtype=np.int64)
-
-    def _check_files(self, then: np.ndarray, dataset, meta_path: str) -> None:
-        """The clips are the files the cache was computed from: same resolved folder, and
-        each file's size and mtime unchanged (a stat per clip: seconds for 2 M clips)."""
-        root = identity.real_path(dataset.root)
-        if self.meta["root"] != root:
-            raise CacheError(f"{meta_path}: computed from the audio under {self.meta['root']}, but "
-                             f"{dataset.manifest_path}'s clips are under {root} (an identical manifest in another "
-                             "folder): rewrite the cache for this folder with mae-ast-cache")
-        now = np.stack(identity.file_stats(dataset.paths), axis=1)
-        changed = np.flatnonzero((then != now).any(axis=1))
-        if len(changed):
-            i = int(changed[0])
-            what = (f"size {then[i, 0]} -> {now[i, 0]} bytes" if then[i, 0] != now[i, 0]
-                    else "same size, modified after the cache was written")
-            raise CacheError(f"{meta_path}: {len(changed)} of {len(dataset)} clips changed since the cache was "
-                             f"written, e.g. {dataset.paths[i]} ({dataset.manifest_path}:{dataset.lines[i]}: {what}): "
-                             "its features would be the old audio's; rewrite the cache with mae-ast-cache")
 
     def __getitem__(self, i: int) -> torch.Tensor:
         start, count = self.index[i]

@@ -9,11 +9,15 @@ samples are needed to collide. A re-encoded copy is another file to any byte has
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
+
+logger = logging.getLogger(__name__)
 
 SAMPLE_BYTES = 64 * 1024
 
@@ -74,8 +78,8 @@ def overlap(keys: np.ndarray, other_sorted: np.ndarray) -> np.ndarray:
     return (other_sorted[at] == keys) & (keys != 0)
 
 
-# ``{split}.keys.npz`` beside ``{split}.tsv``: the keys, sizes and mtimes of its clips and a
-# hash of its text, so a run reads 2 M clips' keys in under a second instead of rehashing.
+# ``{split}.keys.npz`` beside ``{split}.tsv``: its clips' keys and ``Stamp``, so a run reads
+# 2 M clips' keys in under a second instead of rehashing.
 
 def sidecar_path(manifest_path: str) -> str:
     return manifest_path.removesuffix(".tsv") + ".keys.npz"
@@ -98,29 +102,74 @@ def file_stats(paths: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     return sizes, mtimes
 
 
-def write_sidecar(manifest_path: str, paths: Sequence[str], workers: int = 8) -> str:
+@dataclass(frozen=True)
+class Stamp:
+    """What a manifest's per-clip record (keys sidecar, fbank cache) was computed from, the one rule
+    for its being current: the manifest's ``text_key``, its root's real path (``cp -a`` keeps text,
+    sizes and mtimes, but relative entries name other files) and (N, 2) clip sizes and mtimes ns."""
+
+    manifest_key: int
+    root: str
+    stats: np.ndarray
+
+    @classmethod
+    def of(cls, manifest_path: str, paths: Sequence[str]) -> Stamp:
+        """Now. The root is the manifest's first line from its folder, as ``read_manifest`` joins it."""
+        with open(manifest_path, "rb") as f:
+            text = f.read()
+        root = text.split(b"\n", 1)[0].decode("utf-8-sig", "surrogateescape").strip()
+        root = real_path(os.path.join(os.path.dirname(os.path.abspath(manifest_path)), root))
+        return cls(digest64(text), root, np.stack(file_stats(paths), axis=1))
+
+    def manifest_change(self, manifest_path: str) -> str | None:
+        """None while the manifest is the same text in the same place; else what changed."""
+        now = Stamp.of(manifest_path, [])
+        if now.manifest_key != self.manifest_key:
+            return f"written for another version of {manifest_path}"
+        return None if now.root == self.root else (f"computed from the audio under {self.root}, but "
+                                                   f"{manifest_path}'s clips are under {now.root} (an "
+                                                   "identical manifest in another folder)")
+
+    def clips_change(self, paths: Sequence[str]) -> str | None:
+        """None while ``paths`` are the files stamped (a stat each: seconds for 2 M); else what changed."""
+        if len(paths) != len(self.stats):
+            return f"computed for {len(self.stats)} clips, not {len(paths)}"
+        now = np.stack(file_stats(paths), axis=1)
+        changed = np.flatnonzero((self.stats != now).any(axis=1))
+        if not len(changed):
+            return None
+        (was, _), (size, _) = self.stats[changed[0]], now[changed[0]]
+        what = f"size {was} -> {size} bytes" if was != size else "same size, modified since"
+        return f"{len(changed)} of {len(paths)} clips changed since, e.g. {paths[changed[0]]} ({what})"
+
+
+def write_sidecar(manifest_path: str, paths: Sequence[str]) -> str:
     """Hash ``paths`` (the manifest's clips, in its order) and write the sidecar; its path."""
-    pk, ck = clip_keys(paths, workers)
-    sizes, mtimes = file_stats(paths)
+    stamp = Stamp.of(manifest_path, paths)  # before hashing: a clip rewritten meanwhile reads as changed
+    pk, ck = clip_keys(paths)
     out = sidecar_path(manifest_path)
     tmp = out + ".tmp.npz"
-    np.savez(tmp, path_keys=pk, content_keys=ck, sizes=sizes, mtimes=mtimes,
-             manifest_key=np.uint64(text_key(manifest_path)))
+    np.savez(tmp, path_keys=pk, content_keys=ck, sizes=stamp.stats[:, 0], mtimes=stamp.stats[:, 1],
+             manifest_key=np.uint64(stamp.manifest_key), root=np.str_(stamp.root))
     os.replace(tmp, out)
     return out
 
 
-def manifest_keys(manifest_path: str, paths: Sequence[str], workers: int = 8) -> tuple[np.ndarray, np.ndarray]:
-    """``(path_keys, content_keys)`` of a manifest's clips: from its sidecar when current (same
-    manifest text and file count, every size and mtime unchanged), else hashed now."""
+def manifest_keys(manifest_path: str, paths: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``(path_keys, content_keys)`` of a manifest's clips: from its sidecar while its ``Stamp``
+    is current, else hashed now."""
     side = sidecar_path(manifest_path)
-    if os.path.isfile(side):
-        try:
-            with np.load(side) as z:
-                if int(z["manifest_key"]) == text_key(manifest_path) and len(z["path_keys"]) == len(paths):
-                    sizes, mtimes = file_stats(paths)
-                    if np.array_equal(sizes, z["sizes"]) and np.array_equal(mtimes, z["mtimes"]):
-                        return z["path_keys"].copy(), z["content_keys"].copy()
-        except (OSError, KeyError, ValueError):
-            pass  # an unreadable sidecar is as good as none
-    return clip_keys(paths, workers)
+    try:
+        with np.load(side) as z:
+            stamp = Stamp(int(z["manifest_key"]), str(z["root"]), np.stack([z["sizes"], z["mtimes"]], axis=1))
+            stale = stamp.manifest_change(manifest_path) or stamp.clips_change(paths)
+            if not stale:
+                return z["path_keys"].copy(), z["content_keys"].copy()
+    except FileNotFoundError:
+        stale = None
+    except (OSError, KeyError, ValueError) as err:  # unreadable, or from before roots were stamped
+        stale = f"unreadable or older ({type(err).__name__}: {err})"
+    if stale:  # at AudioSet scale hashing reads ~0.4 TB: say why, and how to stop it
+        logger.warning(f"{side}: not used ({stale}); hashing {len(paths)} clips. Rewrite it with "
+                       "mae-ast-manifest or mae-ast-prepare")
+    return clip_keys(paths)

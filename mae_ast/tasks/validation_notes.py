@@ -8,11 +8,14 @@ import logging
 import os
 from typing import Any, Optional
 
+import numpy as np
+
 from ..data.audio_io import SOUNDFILE_EXTENSIONS
 from ..data.classification_dataset import label_paths
 from ..data.features import FeatureSpec
-from ..data.identity import path_key
+from ..data.identity import manifest_keys
 from ..data.manifest import Manifest, ManifestError, read_manifest
+from ..provenance import overlap_counts
 
 logger = logging.getLogger(__name__)
 # Headers read to count the clips validation crops: at ~2 ms each on a cold disk, a few
@@ -26,7 +29,7 @@ def validation_notes(cfg: Any, data: str, spec: Optional[FeatureSpec] = None) ->
     manifest = None if cfg.dataset.get("disable_validation") else read_split(data, valid)
     if manifest is None:
         return []
-    selection = selected_on_test(manifest, read_split(data, "test"), (valid, "test"))
+    selection = selected_on_test(data, manifest, (valid, "test"))
     crop = validation_crop_note(manifest, spec or FeatureSpec(), int(cfg.task.target_length), valid)
     return ([(True, selection)] if selection else []) + [crop]
 
@@ -44,21 +47,23 @@ def read_split(data: str, split: str) -> Optional[Manifest]:
         return None
 
 
-def selected_on_test(valid: Manifest, test: Optional[Manifest], names: tuple[str, str] = ("valid", "test")
-                     ) -> Optional[str]:
-    """The warning when the valid split holds test clips (by real path: copies of the list and
-    symlinks count), else None."""
+def selected_on_test(data: str, valid: Manifest, names: tuple[str, str] = ("valid", "test")) -> Optional[str]:
+    """The warning when the ``names[0]`` split ``valid`` of ``data`` holds clips of its ``names[1]``
+    split, matched as every leak check does (by real path or content: symlinks, copies of the
+    list and byte copies under another name count), else None."""
+    test = read_split(data, names[1])
     if test is None:
         return None
-    test_keys = {path_key(p) for p in test.paths}
-    shared = sum(path_key(p) in test_keys for p in valid.paths)
+    (pk, ck), (test_pk, test_ck) = (manifest_keys(label_paths(data, name)[0], m.paths)
+                                    for name, m in zip(names, (valid, test)))
+    shared = overlap_counts(pk, ck, np.sort(test_pk), np.sort(test_ck))[1]["either"]
     if not shared:
         return None
-    return (f"{shared} of the {len(valid.paths)} {names[0]} clips are {names[1]} clips (valid = test in the "
-            "ESC-50 and AudioSet recipes): checkpoint_best.pt is selected on the clips it will be scored on, so "
-            "its test score is the best test score over epochs, an optimistic number. Report "
-            "checkpoint_last.pt's test score (the README's fold loop does), and label a best-epoch one as "
-            "selected on test")
+    return (f"{shared} of the {len(valid.paths)} {names[0]} clips are {names[1]} clips by real path or "
+            "content (valid = test in the ESC-50 and AudioSet recipes): checkpoint_best.pt is selected on the "
+            "clips it will be scored on, so its test score is the best test score over epochs, an optimistic "
+            "number. Report checkpoint_last.pt's test score (the README's fold loop does), and label a "
+            "best-epoch one as selected on test")
 
 
 def longer_clips(paths: list[str], sizes: list[int], spec: FeatureSpec, target_length: int) -> Optional[int]:
