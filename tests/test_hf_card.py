@@ -78,3 +78,16 @@ def test_the_cards_loading_snippet_runs_offline(patch_checkpoint, tmp_path):
                 "'finite': bool(np.isfinite(out.last_hidden_state.detach().numpy()).all())}))\n")
     report, _ = run_clean(clean_python(), driver, {}, tmp_path)
     assert report["finite"] and report["rows"] == [6]
+
+
+def test_an_unwritable_out_dir_is_refused_before_the_checkpoint_is_read(tmp_path, capsys):
+    """Only a file was refused: an unwritable OUT_DIR was an OSError traceback after the
+    checkpoint was loaded. Now exit 2 first, as the other tools' outputs."""
+    from mae_ast.tools import export_hf
+
+    checkpoint = tmp_path / "checkpoint.pt"
+    checkpoint.write_bytes(b"never read")
+    with pytest.raises(SystemExit) as exit_:
+        export_hf.main([str(checkpoint), str(checkpoint / "hf")])
+    assert exit_.value.code == 2
+    assert f"OUT_DIR {checkpoint / 'hf'}: {checkpoint} is a file, so no folder" in capsys.readouterr().err

@@ -72,7 +72,7 @@ def esc_labels(tmp_path) -> LabelSet:
     ("a\t0\nb\t1\nc\t2\n", 2, False, r"x\.lbl:3: 3 label lines but the manifest has 2 entries"),
     ("a\t0\nb\t3\n", 2, False, r"x\.lbl:2: class index 3 out of range 0\.\.2"),
     ("a\t/m/zz\n", 1, True, r"x\.lbl:1: unknown label '/m/zz'"),
-    ("a\t0\nb\t/m/d,/m/r\n", 2, False, r"x\.lbl:2: 2 labels \(/m/d,/m/r\) .*set task\.multi_label=true"),
+    ("a\t0\nb\t/m/d,/m/r\n", 2, False, r"x\.lbl:2: 2 labels \(/m/d,/m/r\) .*task\.multi_label=true"),
     ("a\t0\nb\t\n", 2, False, r"x\.lbl:2: empty label field"),
 ])
 def test_read_labels_errors_name_file_and_line(tmp_path, esc_labels, content, entries, multi, message):
@@ -254,6 +254,27 @@ def test_audioset_multi_label_and_missing_clips(tmp_path):
         load(out, "train", multi_label=False)
 
 
+def test_a_later_run_removes_the_missing_list_of_a_split_it_writes(tmp_path, capsys):
+    """An AudioSet run's missing_{split}.txt stayed beside a later folders run's (or
+    mae-ast-manifest's) {split}.tsv, listing ids of clips that folder never held."""
+    from mae_ast.tools import manifest
+
+    src, out, classes = audioset(tmp_path / "as"), tmp_path / "out", tmp_path / "classes"
+    for i in range(4):
+        noise_file(classes / "dog" / f"d{i}.wav", 1000 + i)
+        noise_file(classes / "cat" / f"c{i}.wav", 2000 + i)
+    as_args = ["audioset", str(src), "--out", str(out), "--csv-dir", str(src / "csv"),
+               "--audio-dir", str(src / "audio")]
+    assert main(as_args) == 0 and (out / "missing_train.txt").is_file()
+    capsys.readouterr()
+    assert main(["folders", str(classes), "--out", str(out)]) == 0
+    assert list(out.glob("missing_*")) == []
+    assert f"{out / 'missing_train.txt'}" in capsys.readouterr().err  # and named
+    assert main(as_args) == 0 and (out / "train.lbl").is_file()
+    assert manifest.main([str(classes), "--out", str(out), "--valid-percent", "0.2", "--test-percent", "0.2"]) == 0
+    assert list(out.glob("*.lbl")) + list(out.glob("missing_*")) == []
+
+
 # ---------------------------------------------------------------- folders and csv
 
 
@@ -281,6 +302,19 @@ def test_folders_stratified_and_seeded(tmp_path):
         assert main(again + [str(tmp_path / f"s{seed}"), "--seed", str(seed)]) == 0
         others.append((tmp_path / f"s{seed}" / "valid.tsv").read_text())
     assert any(o != (tmp_path / "a" / "valid.tsv").read_text() for o in others)
+
+
+def test_fractions_over_one_with_a_default_are_refused_when_parsed(tmp_path, capsys):
+    """--valid-percent 0.95 with --test-percent's default 0.1 sums to 1.05: the check counted the
+    omitted fraction as 0, so the run read every header, then exited 1. Now exit 2, as any bad
+    option, before anything is read or written."""
+    noise_file(tmp_path / "classes" / "dog" / "d0.wav", 1000)
+    with pytest.raises(SystemExit) as exit_:
+        main(["folders", str(tmp_path / "classes"), "--out", str(tmp_path / "out"), "--valid-percent", "0.95"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert "--valid-percent 0.95 + --test-percent 0.1 (--test-percent 0.1 when omitted)" in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_csv_with_split_column_and_with_percents(tmp_path, capsys):

@@ -263,6 +263,28 @@ def test_validate_flags_clips_shorter_than_one_patch(tmp_path):
     assert frame_model.returncode == 0, frame_model.stderr
 
 
+def test_named_splits_must_exist(tmp_path, capsys):
+    """validate split --splits on ',' alone: "train, valid" looked for " valid.tsv" and skipped it,
+    as it skipped any named split without a manifest. Any fairseq split name is a split
+    (dev_other.tsv), so a missing one lists those the folder has."""
+    from mae_ast.tools import validate
+
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = (DEMO / "valid.tsv").read_text().splitlines()[1:]
+    (data / "train.tsv").write_text(f"{DEMO / 'audio'}\n{rows[0]}\n")
+    name, size = rows[1].split("\t")
+    (data / "dev_other.tsv").write_text(f"{DEMO / 'audio'}\n{name}\t{int(size) * 2}\n")  # a truncated clip
+    assert validate.main([str(data), "--workers", "1", "--splits", "train, dev_other"]) == 1
+    assert "dev_other.tsv:2" in capsys.readouterr().err
+    for args, message in (([str(data), "--splits", "train,test"], "no test.tsv; write it first, or name only the "
+                           "splits the folder has (--splits dev_other,train)"),
+                          ([str(data), "--splits", "train.tsv"], "not file names")):
+        with pytest.raises(SystemExit) as exit_:
+            validate.main(args)
+        assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
 def test_cache_checks_splits_and_output_before_any_work(tmp_path, capsys):
     """Issue 21 item 14: a folder without valid.tsv cached train, then a traceback; an
     unwritable --out gave a traceback."""

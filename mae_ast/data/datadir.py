@@ -6,6 +6,7 @@ output folder (split files an earlier run left there are removed and named).
 
 from __future__ import annotations
 
+import argparse
 import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -20,10 +21,11 @@ from .labels import LabelSet, write_labels
 SPLITS = ("train", "valid", "test")
 # What a writer may leave in its folder for a split: removed together when the split goes.
 SPLIT_FILES = ("{split}.tsv", "{split}.lbl", "missing_{split}.txt", "{split}.keys.npz")
+DEFAULT_FRACTION = 0.1  # of valid, and of test, when an option leaves it out (prepare's folders, csv)
 
 
-class SplitError(ValueError):
-    """A split that cannot be written as asked; the message says what to change."""
+class SplitError(argparse.ArgumentTypeError, ValueError):
+    """A split that cannot be written as asked; the message says what to change (argparse prints it too)."""
 
 
 def find_audio(root: str, extensions: Iterable[str] = AUDIO_EXTENSIONS, absolute: bool = False) -> list[str]:
@@ -56,7 +58,7 @@ def audio_length(path: str) -> int:
 
 
 def split_name(text: str) -> str:
-    """``train``/``valid``/``test`` from a user's split name (any case); others are refused."""
+    """``train``/``valid``/``test`` from a user's split name (any case, spaces around); others are refused."""
     name = text.strip().lower()
     if name not in SPLITS:
         hint = " (valid is fairseq's name for a development split)" if name in ("dev", "val", "validation") else ""
@@ -64,12 +66,24 @@ def split_name(text: str) -> str:
     return name
 
 
+def check_fractions(valid: float | None, test: float | None) -> tuple[float, float]:
+    """(valid, test), an omitted one (None) at ``DEFAULT_FRACTION``; a ``SplitError`` unless
+    both are >= 0 and sum to at most 1 (train gets the rest)."""
+    omitted = (o for o, f in (("--valid-percent", valid), ("--test-percent", test)) if f is None)
+    hint = "".join(f" ({o} {DEFAULT_FRACTION:g} when omitted)" for o in omitted)
+    valid, test = (DEFAULT_FRACTION if f is None else f for f in (valid, test))
+    if not (0 <= valid and 0 <= test and valid + test <= 1):
+        raise SplitError(f"--valid-percent {valid:g} + --test-percent {test:g}{hint}: each must be >= 0 and "
+                         "their sum at most 1 (train gets the rest)")
+    return valid, test
+
+
 def hash_fraction(key: str, seed: int) -> float:
     """Where ``key`` falls in [0, 1), from a hash of the seed and the clip's name alone."""
     return identity.digest64(f"{seed}/{key}".encode("utf-8", "surrogateescape")) / 2.0**64
 
 
-def split_indices(keys: Sequence[str], valid: float, test: float, seed: int,
+def split_indices(keys: Sequence[str], valid: float | None, test: float | None, seed: int,
                   groups: Sequence[int] | None = None) -> dict[str, list[int]]:
     """Indices of ``keys`` (unique paths relative to the data's root) for train / valid / test.
     Clip ``k`` goes to valid when ``hash_fraction(k, seed) < valid``, to test below ``valid +
@@ -78,9 +92,8 @@ def split_indices(keys: Sequence[str], valid: float, test: float, seed: int,
     Two small-data exceptions move the fewest clips, those of hash nearest the other range:
     every class (``groups``) of 2+ clips keeps a train clip, and a split of positive fraction
     gets a clip from a class with another train clip. A fraction of 0 writes no such split;
-    an empty train split is a ``SplitError``."""
-    if not (0 <= valid and 0 <= test and valid + test <= 1):
-        raise SplitError(f"valid {valid} + test {test}: fractions must be >= 0 and sum to at most 1")
+    None is the default (``check_fractions``); an empty train split is a ``SplitError``."""
+    valid, test = check_fractions(valid, test)
     groups = list(groups) if groups is not None else [0] * len(keys)
     where = [hash_fraction(k, seed) for k in keys]
     parts: dict[str, list[int]] = {"valid": [], "test": [], "train": []}
@@ -148,13 +161,17 @@ def _shared(paths_a: list[str], keys_a: np.ndarray, paths_b: list[str], keys_b: 
 
 
 def remove_stale(out: str, writing: Iterable[str]) -> list[str]:
-    """Delete, and return by name, the files in ``out`` of splits this run does not write (an
+    """Delete, and return by path, the files in ``out`` of splits this run does not write (an
     earlier run's test.tsv would otherwise be scored while its clips sit in train)."""
     writing = set(writing)
-    stale = [p.format(split=s) for s in SPLITS if s not in writing for p in SPLIT_FILES]
-    removed = [name for name in stale if os.path.isfile(os.path.join(out, name))]
-    for name in removed:
-        os.remove(os.path.join(out, name))
+    return _remove(out, [p.format(split=s) for s in SPLITS if s not in writing for p in SPLIT_FILES])
+
+
+def _remove(out: str, names: Iterable[str]) -> list[str]:
+    """Delete those of ``names`` that are files in ``out``; their paths."""
+    removed = [path for path in (os.path.join(out, name) for name in names) if os.path.isfile(path)]
+    for path in removed:
+        os.remove(path)
     return removed
 
 
@@ -172,9 +189,13 @@ def relative_entry(path: str, root: str) -> str:
 
 
 def write_split(out: str, split: str, root: str, paths: Sequence[str], sizes: Sequence[int],
-                labels: Sequence[list[int]] | None = None, label_set: LabelSet | None = None) -> None:
-    """``{split}.tsv``, its ``{split}.keys.npz`` (``identity.write_sidecar``) and, with
-    ``labels``, ``{split}.lbl`` whose lines name their clip by the same entry."""
+                labels: Sequence[list[int]] | None = None, label_set: LabelSet | None = None,
+                missing: Sequence[str] | None = None) -> list[str]:
+    """``{split}.tsv``, its ``{split}.keys.npz`` (``identity.write_sidecar``), with ``labels`` ``{split}.lbl``
+    naming clips by the same entries, with ``missing`` (ids without a file) ``missing_{split}.txt``; the
+    split's other ``SPLIT_FILES``, an earlier run's, are deleted (returned by path): they describe other clips."""
+    unwritten = {"{split}.lbl": labels is None, "missing_{split}.txt": missing is None}
+    removed = _remove(out, [p.format(split=split) for p in SPLIT_FILES if unwritten.get(p)])
     entries = [relative_entry(p, root) for p in paths]
     manifest = os.path.join(out, f"{split}.tsv")
     with open(manifest, "w", encoding="utf-8") as f:
@@ -183,3 +204,7 @@ def write_split(out: str, split: str, root: str, paths: Sequence[str], sizes: Se
     identity.write_sidecar(manifest, [os.path.abspath(p) for p in paths])
     if labels is not None:
         write_labels(os.path.join(out, f"{split}.lbl"), list(labels), entries, label_set)
+    if missing is not None:
+        with open(os.path.join(out, f"missing_{split}.txt"), "w", encoding="utf-8") as f:
+            f.writelines(f"{i}\n" for i in missing)
+    return removed

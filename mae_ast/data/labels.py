@@ -462,19 +462,20 @@ def _stems(files: list[str]) -> list[str]:
     return [p[0] if (p := f.rpartition("."))[1] and p[0].strip(".") else f for f in files]
 
 
-def _youtube_ids(files: list[str]) -> list[str | None]:
-    """The YouTube id in each stem ({YTID}_{start} or Y{YTID}[_...], AudioSet's file names), or None;
-    from the stem's first 13 characters: the file name's own when its extension starts later (usual)."""
-    stems = (f if f.rfind(".") >= 13 else _stems([f])[0] for f in files)
+def youtube_ids(stems: Iterable[str]) -> list[str | None]:
+    """The YouTube id in each file stem ({YTID}_{start} or Y{YTID}[_...], AudioSet's file names;
+    ids are 11 characters), or None. A list at a time: label files name 2 M clips this way."""
     return [s[1:12] if s[:1] == "Y" and s[12:13] in ("", "_") else s[:11] if s[11:12] == "_" else None
             for s in stems]
 
 
 # The kinds of name a label line may use for entries, most specific first, from their
-# folders (up to the last '/') and file names, where normpath changes neither.
+# folders (up to the last '/') and file names, where normpath changes neither. A YouTube id
+# is in a stem's first 13 characters: the name's own when its extension starts later (most).
 _KINDS = {"path": lambda d, f: map(str.__add__, d, f),
           "path without extension": lambda d, f: map(str.__add__, d, _stems(f)),
-          "name": lambda d, f: f, "stem": lambda d, f: _stems(f), "youtube id": lambda d, f: _youtube_ids(f)}
+          "name": lambda d, f: f, "stem": lambda d, f: _stems(f),
+          "youtube id": lambda d, f: youtube_ids(n if n.rfind(".") >= 13 else _stems([n])[0] for n in f)}
 
 
 _WARNED: set[str] = set()

@@ -78,6 +78,25 @@ def positive_float(text: str) -> float:
     return value
 
 
+def split_list(text: str) -> list[str]:
+    """Comma-separated split names ("train, valid"; any fairseq split, as ``dataset.valid_subset``
+    names them: dev_other is ``dev_other.tsv``), stripped, once each (argparse ``type``)."""
+    names = [s.strip() for s in text.split(",")]
+    if not all(names) or any("/" in s or s.endswith(".tsv") for s in names):
+        raise argparse.ArgumentTypeError(f"{text!r}: give split names separated by commas (train,valid), "
+                                         "not file names")
+    return list(dict.fromkeys(names))
+
+
+def check_splits(parser: argparse.ArgumentParser, data: str, splits: list[str]) -> None:
+    """``parser.error`` (exit 2) unless ``data`` holds each split's ``{split}.tsv``: one named is never skipped."""
+    missing = [f"{s}.tsv" for s in splits if not os.path.isfile(os.path.join(data, f"{s}.tsv"))]
+    if missing:
+        have = ",".join(sorted(f[:-4] for f in os.listdir(data) if f.endswith(".tsv")))
+        parser.error(f"{data}: no {', '.join(missing)}; write it first, or name only the splits the folder has"
+                     + (f" (--splits {have})" if have else " (none)"))
+
+
 def device_arg(text: str) -> str:
     """A torch device this machine has: ``cpu``, ``cuda``, ``cuda:N``, ``mps`` (argparse ``type``)."""
     try:

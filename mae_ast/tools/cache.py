@@ -14,16 +14,13 @@ import tempfile
 from ..data.features import FeatureSpec
 from ..data.fbank_cache import write_cache
 from ..data.mae_ast_dataset import MAE_AST_Dataset
-from ._common import check_output, tool_parser
+from ._common import check_output, check_splits, split_list, tool_parser
 
 
 def check_inputs_and_output(parser: argparse.ArgumentParser, data: str, splits: list[str], out: str) -> None:
     """Before any clip is read (a refused run must not leave a half-written cache): every
     asked split's manifest exists, and ``out`` is a folder that can be made and written."""
-    missing = [f"{s}.tsv" for s in splits if not os.path.isfile(os.path.join(data, f"{s}.tsv"))]
-    if missing:
-        parser.error(f"{data}: no {', '.join(missing)}; cache the splits it has (--splits "
-                     f"{','.join(s for s in splits if f'{s}.tsv' not in missing) or 'train'}) or write them first")
+    check_splits(parser, data, splits)
     check_output(parser, out, "--out", folder=True)
     try:
         os.makedirs(out, exist_ok=True)
@@ -37,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = tool_parser("mae-ast-cache", __doc__)
     parser.add_argument("data", help="folder holding the {split}.tsv manifests")
     parser.add_argument("--out", required=True, help="cache folder")
-    parser.add_argument("--splits", default="train,valid")
+    parser.add_argument("--splits", type=split_list, default="train,valid",
+                        help="comma-separated, each of which must exist (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--min-sample-size", type=int, default=None,
                         help="leave out entries shorter than this (default: cache every entry)")
@@ -49,11 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", choices=["float32", "float16"], default="float32",
                         help="float16 halves the size (log-mel values keep ~3 significant digits)")
     args = parser.parse_args(argv)
-    splits = [s.strip() for s in args.splits.split(",") if s.strip()]
-    check_inputs_and_output(parser, args.data, splits, args.out)
+    check_inputs_and_output(parser, args.data, args.splits, args.out)
 
     bad = 0
-    for split in splits:
+    for split in args.splits:
         manifest = os.path.join(args.data, f"{split}.tsv")
         spec = FeatureSpec(sample_rate=args.sample_rate, num_mel_bins=args.feature_dim, deltas=args.deltas)
         dataset = MAE_AST_Dataset(manifest, min_keep_sample_size=args.min_sample_size,

@@ -30,7 +30,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = tool_parser("mae-ast-evaluate", __doc__)
     p.add_argument("checkpoint", help="fine-tuned classifier checkpoint (checkpoint_best.pt)")
     p.add_argument("data", help="folder with {split}.tsv, {split}.lbl and label_descriptors.csv")
-    p.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    p.add_argument("--split", type=str.strip, default="test",
+                   help="split to evaluate: {split}.tsv/.lbl of DATA (default: test)")
     add_window_args(p, "start")
     p.add_argument("--json", help="also write the metrics to this JSON file (missing folders are made)")
     add_batch_and_device(p, 16, "clips (or windows of one clip)")

@@ -8,7 +8,6 @@ A pretraining checkpoint exports its encoder (``AutoModel``), a fine-tuned class
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -23,6 +22,7 @@ from ..hf.folder import CONFIG, EXPORTED_FIELDS, WEIGHTS, to_folder
 from .. import provenance
 from ..loading import open_checkpoint
 from ..models.builders import strip_pretraining
+from ._common import check_output, tool_parser
 
 AUTO_MAP = {
     "AutoConfig": "configuration_mae_ast.MAEASTConfig",
@@ -186,15 +186,14 @@ def model_card(config: dict, preprocessor: dict, record: dict, results: list[dic
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mae-ast-export-hf", description=__doc__.split("\n\n")[0])
+    parser = tool_parser("mae-ast-export-hf", __doc__)
     parser.add_argument("checkpoint",
                         help="MAE-AST checkpoint: pretraining (ours or released) or fine-tuned classifier")
     parser.add_argument("out_dir", help="folder to write (created; existing exported files are replaced)")
     parser.add_argument("--eval", action="append", default=[], metavar="RESULT.json",
                         help="a mae-ast-evaluate --json file whose numbers go into the model card (repeatable)")
     args = parser.parse_args(argv)
-    if os.path.isfile(args.out_dir):
-        parser.error(f"{args.out_dir} is a file, not a folder")
+    check_output(parser, args.out_dir, "OUT_DIR", folder=True)  # before the checkpoint is loaded
     try:
         config = export(args.checkpoint, args.out_dir, args.eval)
     except (CheckpointError, remote_code.ExportError) as err:

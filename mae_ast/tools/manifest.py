@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from tqdm import tqdm
 
 from ..data.audio_io import AUDIO_EXTENSIONS, AudioError
-from ..data.datadir import SplitError, audio_length, find_audio, remove_stale, split_indices, write_split
+from ..data.datadir import (SplitError, audio_length, check_fractions, find_audio, remove_stale, split_indices,
+                            write_split)
 from ._common import pool_map, tool_parser
 
 # fairseq drops a last batch smaller than this (its default); small splits can vanish.
@@ -34,8 +35,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not os.path.isdir(args.root):
         parser.error(f"{args.root}: not a folder")
-    if not (args.valid_percent >= 0 and args.test_percent >= 0 and args.valid_percent + args.test_percent <= 1):
-        parser.error("--valid-percent and --test-percent must be >= 0 and sum to at most 1")
+    try:
+        check_fractions(args.valid_percent, args.test_percent)
+    except SplitError as err:
+        parser.error(str(err))
     return args
 
 
@@ -72,13 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mae-ast-manifest: error: {err}", file=sys.stderr)
         return 1
     os.makedirs(args.out, exist_ok=True)
-    removed = [os.path.join(args.out, name) for name in remove_stale(args.out, splits)]
+    removed = remove_stale(args.out, splits)
     for split, idx in splits.items():
-        write_split(args.out, split, root, [os.path.join(root, rows[i][0]) for i in idx], [rows[i][1] for i in idx])
-        stale_labels = os.path.join(args.out, f"{split}.lbl")
-        if os.path.isfile(stale_labels):  # it labelled the manifest this run replaced
-            os.remove(stale_labels)
-            removed.append(stale_labels)
+        removed += write_split(args.out, split, root, [os.path.join(root, rows[i][0]) for i in idx],
+                               [rows[i][1] for i in idx])
     if removed:
         print(f"removed, left by an earlier run: {', '.join(removed)}", file=sys.stderr)
     print(f"{len(files)} files found: " + ", ".join(f"{k} {len(v)}" for k, v in splits.items())

@@ -13,7 +13,7 @@ import argparse
 import os
 import sys
 
-from ..data.datadir import SplitError, split_name
+from ..data.datadir import DEFAULT_FRACTION, SplitError, check_fractions, split_name
 from ..data.labels import LabelError
 from ..data.layouts import AUDIOSET_SPLITS, LAYOUTS, LayoutError, PrepareOptions, write_data_dir
 from ._common import tool_parser
@@ -46,17 +46,7 @@ def _splits(text: str) -> dict[str, str]:
     pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
     if not pairs or any(len(p) != 2 or not p[0].strip() or not p[1].strip() for p in pairs):
         raise argparse.ArgumentTypeError(f"expected split=file.csv,..., got {text!r}")
-    try:
-        return {split_name(k): v.strip() for k, v in pairs}
-    except SplitError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-
-
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a fraction in [0, 1]")
-    return value
+    return {split_name(k): v.strip() for k, v in pairs}  # a SplitError is an ArgumentTypeError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,8 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, src in (("folders", "folder with one subfolder per class"),
                       ("csv", "CSV file with header path,labels[,split]")):
         p = layout(name, src, f"{name}: any labelled clips")
-        p.add_argument("--valid-percent", type=_fraction, help="fraction of each class for valid (default 0.1)")
-        p.add_argument("--test-percent", type=_fraction, help="fraction of each class for test (default 0.1)")
+        p.add_argument("--valid-percent", type=float, help=f"share of each class for valid (default {DEFAULT_FRACTION})")
+        p.add_argument("--test-percent", type=float, help=f"share of each class for test (default {DEFAULT_FRACTION})")
     return parser
 
 
@@ -105,8 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "silence_per_split", None) is not None and args.silence_per_split < 0:
         parser.error("--silence-per-split must be >= 0")
-    if (getattr(args, "valid_percent", None) or 0) + (getattr(args, "test_percent", None) or 0) > 1:
-        parser.error("--valid-percent + --test-percent must not exceed 1")
+    try:  # here, not after every audio header is read
+        check_fractions(getattr(args, "valid_percent", None), getattr(args, "test_percent", None))
+    except SplitError as err:
+        parser.error(str(err))
     opts = options(args)
     try:
         kind, exists = ("file", os.path.isfile) if args.layout == "csv" else ("folder", os.path.isdir)

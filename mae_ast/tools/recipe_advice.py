@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from ..data.features import FeatureSpec
-from ..tasks.validation_notes import validation_notes
+from ..tasks.validation_notes import read_split, validation_notes
 from omegaconf import OmegaConf
 
 # Below this many validation clips, one clip is worth more than 1 point of accuracy.
@@ -28,15 +28,6 @@ class RunPlan:
     updates_per_epoch: int
     total_updates: Optional[int]  # None: neither max_epoch nor max_update stops it
     epoch_limited: bool  # max_epoch stops the run before max_update
-
-
-def manifest_clips(data: str, split: str) -> Optional[int]:
-    """Entries of ``{data}/{split}.tsv`` (the first line is the audio root), or None."""
-    path = os.path.join(data, f"{split}.tsv")
-    if not os.path.isfile(path):
-        return None
-    with open(path) as f:
-        return max(sum(1 for line in f if line.strip()) - 1, 0)
 
 
 def plan_run(clips: int, batch_size: int, update_freq: int, world_size: int, max_epoch: int,
@@ -112,7 +103,8 @@ def recipe_advice(cfg: Any, hydra: Any, data: str, spec: Optional[FeatureSpec] =
     if cfg.task.get("_name") != "mae_ast_classification":
         return []
     valid = cfg.dataset.get("valid_subset", "valid").split(",")[0]
-    out = run_warnings(cfg, manifest_clips(data, "train"), manifest_clips(data, valid))
+    clips = [None if m is None else len(m) for m in (read_split(data, "train"), read_split(data, valid))]
+    out = run_warnings(cfg, *clips)  # entries as training reads them; None: it cannot
     out.append(nested_save_dir(str(cfg.checkpoint.save_dir), OmegaConf.select(hydra, "run.dir")))
     out += [note for _, note in validation_notes(cfg, data, spec)]  # also said when the run starts
     return [line for line in out if line]

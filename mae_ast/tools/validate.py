@@ -15,10 +15,11 @@ from tqdm import tqdm
 from ..data.audio_io import AudioError
 from ..data.features import FeatureSpec, clip_features
 from ..data.classification_dataset import label_paths
+from ..data.datadir import SPLITS
 from ..data.labels import LabelError, read_label_descriptors, read_labels
 from ..data.manifest import ManifestError, read_manifest
 from ..models.mae_ast import MAE_AST_Config
-from ._common import pool_map, tool_parser
+from ._common import check_splits, pool_map, split_list, tool_parser
 from .recipe_advice import load_recipe, recipe_advice
 
 
@@ -74,7 +75,8 @@ def check_labels(data: str, split: str) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     parser = tool_parser("mae-ast-validate", __doc__)
     parser.add_argument("data", help="folder holding the {split}.tsv manifests")
-    parser.add_argument("--splits", default="train,valid,test", help="comma-separated splits (missing ones skipped)")
+    parser.add_argument("--splits", type=split_list, help="comma-separated splits, each of which must exist "
+                        "(default: those of train, valid, test the folder has)")
     parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
     parser.add_argument("--patch-frames", type=int, default=MAE_AST_Config.ast_kernel_size_time,
                         help="frames of one patch (model.ast_kernel_size_time: 16 for patch models, 2 for frame "
@@ -88,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--recipe {args.recipe}: no such file")
     if [s for s in args.set if "=" not in s] or (args.set and not args.recipe):
         parser.error("--set takes KEY=VALUE, and only with --recipe")
+    check_splits(parser, args.data, args.splits or [])
     spec = FeatureSpec(sample_rate=args.sample_rate)
     failed = check_folder(args, spec)
     if args.recipe:
@@ -99,10 +102,9 @@ def main(argv: list[str] | None = None) -> int:
 def check_folder(args: argparse.Namespace, spec: FeatureSpec) -> bool:
     """Check each split's files and labels and print the table; True if anything is wrong."""
     rows, failed = [], False
-    for split in args.splits.split(","):
+    splits = args.splits or [s for s in SPLITS if os.path.exists(os.path.join(args.data, f"{s}.tsv"))]
+    for split in splits:
         manifest = os.path.join(args.data, f"{split}.tsv")
-        if not os.path.exists(manifest):
-            continue
         try:
             total, reasons, problems = validate_split(manifest, args.workers, spec, args.patch_frames)
         except ManifestError as err:
@@ -121,7 +123,7 @@ def check_folder(args: argparse.Namespace, spec: FeatureSpec) -> bool:
         failed |= bad > 0 or label_problem is not None
         rows.append((split, str(total), str(bad), ", ".join(details) or "-"))
     if not rows:
-        print(f"error: no manifests ({args.splits}) in {args.data}", file=sys.stderr)
+        print(f"error: no manifests ({','.join(SPLITS)}) in {args.data}", file=sys.stderr)
         return True
     print(f"\n{'split':<8}{'files':>8}{'bad':>6}  problems")
     for split, total, bad, detail in rows:

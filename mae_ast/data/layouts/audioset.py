@@ -7,7 +7,7 @@ import csv
 import io
 import os
 
-from ..labels import LabelError, LabelSet, read_label_descriptors, read_text
+from ..labels import LabelError, LabelSet, read_label_descriptors, read_text, youtube_ids
 from ..datadir import find_audio
 from .common import Clip, DataDir, LayoutError, PrepareOptions, require
 
@@ -49,15 +49,14 @@ def read_segments(path: str, labels: LabelSet) -> list[tuple[str, list[int]]]:
 
 
 def index_clips(folder: str) -> dict[str, str]:
-    """YTID -> file, for ``{YTID}.ext``, ``{YTID}_{anything}.ext`` and ``Y{YTID}[_...].ext`` (ids are
-    11 characters); an exact stem match wins, else the first file in sorted order."""
+    """YTID -> file, for ``{YTID}.ext`` and the names ``youtube_ids`` reads (label files' rule); an
+    exact stem match wins, else the first file in sorted order."""
+    paths = find_audio(folder, absolute=True)
+    stems = [os.path.splitext(os.path.basename(p))[0] for p in paths]
     exact: dict[str, str] = {}
     derived: dict[str, str] = {}
-    for path in find_audio(folder, absolute=True):
-        stem = os.path.splitext(os.path.basename(path))[0]
+    for path, stem, ytid in zip(paths, stems, youtube_ids(stems)):
         exact.setdefault(stem, path)
-        if stem[11:12] == "_":
-            derived.setdefault(stem[:11], path)
-        if stem.startswith("Y") and stem[12:13] in ("", "_"):
-            derived.setdefault(stem[1:12], path)
+        if ytid is not None:
+            derived.setdefault(ytid, path)
     return {**derived, **exact}

@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass, field
 
 from ..audio_io import AudioError
-from ..datadir import SplitError, audio_length, check_disjoint, remove_stale, split_indices, write_split
+from ..datadir import audio_length, check_disjoint, remove_stale, split_indices, write_split
 from ..labels import LabelSet, default_mids, write_label_descriptors
 
 AUDIOSET_SPLITS = {"train": "balanced_train_segments.csv", "valid": "eval_segments.csv", "test": "eval_segments.csv"}
@@ -64,8 +64,8 @@ class PrepareOptions:
     src: str
     out: str
     seed: int = 0  # random splits and silence crops
-    valid_percent: float | None = None  # folders, csv: default 0.1
-    test_percent: float | None = None  # folders, csv: default 0.1
+    valid_percent: float | None = None  # folders, csv: default datadir.DEFAULT_FRACTION
+    test_percent: float | None = None  # folders, csv: default datadir.DEFAULT_FRACTION
     folds: list[int] | None = None  # esc50: default every fold
     variant: str = "35"  # speechcommands: "35" or "ks1"
     silence_per_split: int | None = None  # speechcommands ks1
@@ -83,7 +83,7 @@ def write_data_dir(data: DataDir, lengths: Lengths, notes: list[str] | None = No
     (a model cannot learn them)."""
     check_disjoint({s: [c.path for c in clips] for s, clips in data.splits.items()}, data.out)
     os.makedirs(data.out, exist_ok=True)
-    removed = [os.path.join(data.out, name) for name in remove_stale(data.out, data.splits)]
+    removed = remove_stale(data.out, data.splits)
     mids = data.mids or default_mids(data.names)
     descriptors = os.path.join(data.out, "label_descriptors.csv")
     write_label_descriptors(descriptors, data.names, mids)
@@ -92,13 +92,10 @@ def write_data_dir(data: DataDir, lengths: Lengths, notes: list[str] | None = No
     for split, clips in data.splits.items():
         kept = [c for c in clips if lengths.get(c.path) is not None]
         present_in[split] = {i for clip in kept for i in clip.labels}
-        write_split(data.out, split, data.root, [c.path for c in kept], [lengths.get(c.path) for c in kept],
-                    [c.labels for c in kept], label_set)
+        removed += write_split(data.out, split, data.root, [c.path for c in kept], [lengths.get(c.path) for c in kept],
+                               [c.labels for c in kept], label_set, data.missing.get(split))
         rows.append((data.row_name(split), len(kept), len(present_in[split]), len(data.missing.get(split, [])),
                      len(clips) - len(kept)))
-    for split, ids in data.missing.items():
-        with open(os.path.join(data.out, f"missing_{split}.txt"), "w", encoding="utf-8") as f:
-            f.writelines(f"{i}\n" for i in ids)
     for split in ("valid", "test") if notes is not None else ():
         absent = sorted(present_in.get(split, set()) - present_in.get("train", set()))
         if absent:
@@ -114,14 +111,10 @@ def subfolders(folder: str) -> list[str]:
 
 
 def split_by_class(clips: list[Clip], opts: PrepareOptions, root: str) -> dict[str, list[Clip]]:
-    """``split_indices`` (fractions from ``opts``, 0.1 by default) on paths relative to ``root``, with
-    classes from each clip's first label."""
+    """``split_indices`` (fractions from ``opts``, omitted ones at their default) on paths relative
+    to ``root``, with classes from each clip's first label; a ``SplitError`` if none is left for train."""
     keys = [os.path.relpath(c.path, root).replace(os.sep, "/") for c in clips]
-    valid, test = (0.1 if p is None else p for p in (opts.valid_percent, opts.test_percent))
-    try:
-        parts = split_indices(keys, valid, test, opts.seed, [c.labels[0] for c in clips])
-    except SplitError as err:
-        raise LayoutError(str(err)) from None
+    parts = split_indices(keys, opts.valid_percent, opts.test_percent, opts.seed, [c.labels[0] for c in clips])
     return {split: [clips[i] for i in idx] for split, idx in parts.items()}
 
 
