@@ -10,7 +10,6 @@ import torch.nn as nn
 try:
     from fairseq.dataclass import ChoiceEnum, FairseqDataclass
     from fairseq.models import BaseFairseqModel, register_model
-    from fairseq.utils import get_available_activation_fns
 
     HAVE_FAIRSEQ = True
 except ImportError:  # pragma: no cover - exercised by a subprocess test
@@ -25,8 +24,5 @@ except ImportError:  # pragma: no cover - exercised by a subprocess test
 
     def register_model(name: str, dataclass: Any = None):
         return lambda cls: cls
-
-    def get_available_activation_fns() -> list[str]:
-        return ["relu", "gelu"]
 
     BaseFairseqModel = nn.Module

@@ -88,6 +88,8 @@ def pretraining_record(checkpoint: str | None) -> dict:
     from .checkpoints import CheckpointError, read_checkpoint
 
     path = identity.real_path(checkpoint)
+    if os.path.isdir(path):  # an mae-ast-export-hf folder: weights and config only
+        return {"status": UNKNOWN, "checkpoint": path, "reason": "an exported folder holds no provenance record"}
     try:  # mmap: only the task state is read; a legacy (non-zip) file cannot be mapped
         state = read_checkpoint(path, mmap=True)
     except CheckpointError:

@@ -290,6 +290,48 @@ def test_exported_folder_loads_back_with_the_package(exported, checkpoints, wavs
         assert torch.equal(hear.get_scene_embeddings(audio, a), hear.get_scene_embeddings(audio, b))
 
 
+def test_fine_tuning_starts_from_an_exported_folder_as_from_its_pt(tmp_path):
+    """model.pretrained_checkpoint=<exported folder> failed ("is a directory, not a checkpoint
+    file"): fine-tuning read checkpoints its own way. Through open_checkpoint, a folder gives
+    the encoder (weights, outputs, settings) its .pt gives, dropout overrides applied to both."""
+    from types import SimpleNamespace
+
+    from mae_ast.models.classifier_config import DROPOUT_FIELDS
+    from mae_ast.models.classifier_encoder import classifier_encoder
+    from mae_ast.tools.export_hf import export as export_folder
+    from mae_ast.tasks.mae_ast_classification import MAE_AST_Classification_Task as Task
+
+    torch.manual_seed(0)
+    pt = save_checkpoint(tiny_model(enc_conv_pos=True, conv_pos=16, conv_pos_groups=4), tmp_path / "pre.pt")
+    export_folder(str(pt), str(tmp_path / "folder"))
+    x = torch.randn(2, 64, 128)
+    for dropouts in ({}, {"dropout": 0.0, "encoder_layerdrop": 0.2}):
+        built = [classifier_encoder(SimpleNamespace(**{**dict.fromkeys(DROPOUT_FIELDS), **dropouts}, features=None,
+                                                    encoder=None, pretrained_checkpoint=str(path)), task=Task)
+                 for path in (pt, tmp_path / "folder")]
+        (a, a_cfg), (b, b_cfg) = built
+        assert b.training and all(p.requires_grad for p in b.parameters())
+        assert b_cfg == {k: a_cfg[k] for k in b_cfg} and b_cfg.items() >= dropouts.items()
+        sa, sb = a.state_dict(), b.state_dict()
+        assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+        with torch.no_grad():
+            assert torch.equal(a.eval().forward_features(x)["x"], b.eval().forward_features(x)["x"])
+
+
+@pytest.mark.slow
+def test_fairseq_fine_tunes_from_an_exported_folder(patch_checkpoint, tmp_path):
+    """The real CLI with model.pretrained_checkpoint=<folder>: it trains, and its provenance
+    says the folder holds no pretraining record (leak checks cannot see that data)."""
+    from conftest import finetune, write_data
+    from mae_ast.tools.export_hf import export as export_folder
+
+    export_folder(str(patch_checkpoint), str(tmp_path / "folder"))
+    ck = finetune(tmp_path / "run", write_data(tmp_path / "data"), tmp_path / "folder", "optimization.max_update=1")
+    opened = mae_ast.loading.open_checkpoint(str(ck / "checkpoint_last.pt"))
+    pre = mae_ast.provenance.describe(opened.state)["pretraining"]
+    assert pre["status"] == "unknown" and "exported folder" in pre["reason"], pre
+
+
 def test_one_funnel_opens_every_kind_and_names_what_a_caller_cannot_use(exported, checkpoints, wavs, tmp_path):
     """open_checkpoint: each kind as itself (a pretraining .pt with its decoder, a folder
     without), the .pt's state without its weights; a folder refused where a .pt is needed;

@@ -153,3 +153,16 @@ def test_compiled_blocks_match_eager_and_keep_checkpoint_keys():
     with torch.no_grad():
         a, b = eager(x, mask=False)["x"], compiled(x, mask=False)["x"]
     assert (a - b).abs().max() < 1e-4
+
+
+def test_activation_fn_offers_only_what_a_block_runs():
+    """MAE_AST_Config offered fairseq's activations (tanh, swish, ...) while blocks run gelu
+    and relu only: model.activation_fn=tanh passed the config and failed in the model."""
+    pytest.importorskip("fairseq")
+    from omegaconf import OmegaConf
+    from omegaconf.errors import ValidationError
+
+    schema = OmegaConf.structured(MAE_AST_Config)
+    assert OmegaConf.merge(schema, {"activation_fn": "relu"}).activation_fn == "relu"
+    with pytest.raises(ValidationError, match="tanh"):
+        OmegaConf.merge(schema, {"activation_fn": "tanh"})

@@ -28,12 +28,12 @@ class Classification_Criterion_Config(FairseqDataclass):
                 "Commands recipe"})
 
 
-def reset_scores(aggregator: str = "valid") -> None:
+def reset_scores() -> None:
     """Forget earlier validation runs' scores: fairseq's persistent "valid" aggregator would
     otherwise grow by a split each run."""
     for key in (SCORES_KEY, TARGETS_KEY):
-        metrics.reset_meter(aggregator, key)
-    meter = metrics.get_meter(aggregator, SCORES_KEY)
+        metrics.reset_meter("valid", key)
+    meter = metrics.get_meter("valid", SCORES_KEY)
     if meter is not None:
         meter.split_metrics = None  # nor the metrics cached from them
 

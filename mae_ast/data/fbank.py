@@ -45,6 +45,12 @@ def check_clip(x: torch.Tensor, name: str) -> torch.Tensor:
     return x.float()
 
 
+def short_of_one_patch(frames: int, min_frames: int) -> str | None:
+    """Why ``frames`` make no token (``min_frames``: one patch in time), or None: the one test
+    and message of the models' input check and every reader of audio."""
+    return f"{frames} frames is shorter than one patch ({min_frames} frames)" if frames < min_frames else None
+
+
 def mel_scale(freq: torch.Tensor | float) -> torch.Tensor | float:
     """Kaldi's mel scale: 1127 ln(1 + f / 700)."""
     if isinstance(freq, torch.Tensor):

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .audio_io import AudioError, decode_audio, named_failure
-from .fbank import check_clip, fbank, with_deltas
+from .fbank import check_clip, fbank, short_of_one_patch, with_deltas
 from .resample import resample, resampled_length
 
 logger = logging.getLogger(__name__)
@@ -213,12 +213,6 @@ def as_waveforms(inputs: Any) -> list[torch.Tensor]:
     if not isinstance(inputs, (list, tuple)) or len(inputs) == 0:
         raise ValueError("expected a non-empty list of 1-D waveforms")
     return [as_waveform(x, i) for i, x in enumerate(inputs)]
-
-
-def short_of_one_patch(frames: int, min_frames: int) -> str | None:
-    """Why ``frames`` make no token (``min_frames``: one patch in time), or None: the one
-    test and message of every reader of audio, each refusing or skipping by its policy."""
-    return f"{frames} frames is shorter than one patch ({min_frames} frames)" if frames < min_frames else None
 
 
 def read_audio(path: str, sample_rate: int = 16000, expected_samples: int | None = None,

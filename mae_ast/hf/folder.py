@@ -82,9 +82,8 @@ def kind(config: dict) -> str:
 
 
 def settings(config: dict) -> dict:
-    """config.json as a classifier checkpoint's ``cfg.model``; the decoder: the encoder's width, no layers."""
+    """config.json as a classifier checkpoint's ``cfg.model`` (``build_backbone`` leaves out the decoder)."""
     encoder = {k: config[k] for k in EXPORTED_FIELDS if k in config}
-    encoder.update(decoder_embed_dim=encoder.get("encoder_embed_dim", 768), decoder_layers=0)
     out = {"encoder": encoder, "features": {"sample_rate": config["sampling_rate"],
                                             "feature_dim": config["num_mel_bins"], "deltas": config["deltas"]}}
     if kind(config) == CLASSIFIER:

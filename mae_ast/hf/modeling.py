@@ -22,10 +22,11 @@ from transformers.modeling_outputs import BaseModelOutput, SequenceClassifierOut
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import logging
 
+from ..models.encoder_input import EncoderInput
 from ..models.encoder_layer import MultiheadSelfAttention, TransformerSentenceEncoderLayer
-from ..models.head_norm import build_head_norm
+from ..models.head_norm import build_head_norm, mean_over_valid
 from ..models.patch_grid import PatchGrid
-from ..models.positions import ConvPosEmbed, sinusoid_table
+from ..models.positions import ConvPosEmbed, SinusoidalPositionalEncoding, sinusoid_table
 from .configuration import MAEASTConfig
 
 logger = logging.get_logger(__name__)
@@ -36,21 +37,6 @@ class MAEASTModelOutput(BaseModelOutput):
     """``BaseModelOutput`` plus which output rows hold a clip (1) and which are padding (0)."""
 
     attention_mask: torch.Tensor | None = None
-
-
-# ---- positions ----------------------------------------------------------------------------
-
-class SinusoidalPositionalEncoding(nn.Module):
-    def __init__(self, dim: int, max_len: int) -> None:
-        super().__init__()
-        # Non-persistent: 147 MB of a formula (the package's .pt checkpoints keep it for strict loaders).
-        self.register_buffer("pe", sinusoid_table(dim, max_len), persistent=False)
-
-    def forward(self, length: int, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
-        if length > self.pe.shape[1]:
-            raise ValueError(f"{length} tokens exceed max_token_length={self.pe.shape[1]}: crop the input")
-        pe = self.pe[:, :length]
-        return pe if padding_mask is None else pe.masked_fill(padding_mask.unsqueeze(-1), 0.0)
 
 
 # ---- the transformer ----------------------------------------------------------------------
@@ -179,9 +165,9 @@ class MAEASTPreTrainedModel(PreTrainedModel):
         return None
 
 
-class MAEASTModel(MAEASTPreTrainedModel):
-    """The encoder: BatchNorm (x0.5, as AST), patches time-block major (``nn.Unfold``'s order),
-    a Linear, the positions and the transformer."""
+class MAEASTModel(EncoderInput, MAEASTPreTrainedModel):
+    """The encoder: its input steps (``EncoderInput``: BatchNorm x0.5, patches, a Linear, the
+    positions) and the transformer."""
 
     def __init__(self, config: MAEASTConfig) -> None:
         super().__init__(config)
@@ -190,8 +176,9 @@ class MAEASTModel(MAEASTPreTrainedModel):
         self.post_extract_proj = nn.Linear(self.grid.patch_dim, config.encoder_embed_dim)
         self.enc_conv_pos_embed = (ConvPosEmbed(config, config.encoder_embed_dim, nn.utils.parametrizations.weight_norm)
                                    if config.enc_conv_pos else None)
-        self.enc_sine_pos_embed = (SinusoidalPositionalEncoding(config.encoder_embed_dim, config.max_token_length)
-                                   if config.enc_sine_pos else None)
+        # Non-persistent: 147 MB of a formula (the package's .pt checkpoints keep it for strict loaders).
+        self.enc_sine_pos_embed = (SinusoidalPositionalEncoding(config.encoder_embed_dim, config.max_token_length,
+                                                                persistent=False) if config.enc_sine_pos else None)
         self.encoder = MAEASTEncoder(config)
         self.post_init()
 
@@ -200,23 +187,6 @@ class MAEASTModel(MAEASTPreTrainedModel):
         if source.dim() != 3 or source.shape[-1] != width:
             raise ValueError(f"expected input_values of shape (batch, frames, {width}) from this model's "
                              f"feature extractor, got {tuple(source.shape)}")
-        if source.shape[1] < self.grid.min_frames:
-            raise ValueError(f"input of {source.shape[1]} frames is shorter than one patch ({self.grid.min_frames} "
-                             "frames); the feature extractor pads short clips")
-
-    def embed(self, source: torch.Tensor, frame_padding: torch.Tensor | None
-              ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``(B, frames, columns)`` -> ``(B, tokens, dim)`` and token padding (True = padding)."""
-        self.check_input(source)
-        patches = self.grid.patchify(self.batch_norm(source.unsqueeze(1)).squeeze(1) * 0.5)
-        pad = (None if frame_padding is None  # a token is valid when every frame it reads is
-               else self.grid.token_padding_mask((~frame_padding).sum(-1), patches.shape[1], whole_tokens=True))
-        x = self.post_extract_proj(patches)
-        if self.enc_conv_pos_embed is not None:
-            x = x + self.enc_conv_pos_embed(x, pad)
-        if self.enc_sine_pos_embed is not None:
-            x = x + self.enc_sine_pos_embed(x.shape[1], pad).to(x.dtype)
-        return x, pad
 
     def encode(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None
                ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
@@ -235,9 +205,7 @@ class MAEASTModel(MAEASTPreTrainedModel):
         blocks of each time step averaged; ``attention_mask`` marks each clip's rows."""
         _, states, pad = self.encode(input_values, attention_mask)
         if self.config.time_aligned:
-            nc = self.grid.chan_blocks
-            states = [h.reshape(h.shape[0], -1, nc, h.shape[-1]).mean(dim=2) for h in states]
-            pad = pad[:, ::nc]
+            states, pad = self.grid.time_align(states, pad)
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
         out = MAEASTModelOutput(last_hidden_state=states[-1], attention_mask=(~pad).long(),
@@ -261,16 +229,15 @@ class MAEASTForAudioClassification(MAEASTPreTrainedModel):
                 labels: torch.Tensor | None = None, output_hidden_states: bool | None = None,
                 return_dict: bool | None = None, **kwargs: Any) -> SequenceClassifierOutput | tuple:
         """Logits (their softmax or, ``config.multi_label``, sigmoid: ``load_classifier(...).scores``);
-        with ``labels``, cross-entropy or BCE."""
+        with ``labels``, the package's criterion.loss=auto in float32: cross-entropy or BCE (config.json
+        does not say a model trained with loss=bce on single labels: here it gets cross-entropy)."""
         x, states, pad = self.mae_ast.encode(input_values, attention_mask)
-        valid = (~pad).unsqueeze(-1).to(x.dtype)
-        pooled = (x * valid).sum(dim=1) / valid.sum(dim=1).clamp(min=1.0)
-        logits = self.head(self.head_drop(self.fc_norm(pooled)))
+        logits = self.head(self.head_drop(self.fc_norm(mean_over_valid(x, pad))))
         loss = None
         if labels is not None:
-            labels = labels.to(logits.device)
-            loss = (F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype)) if self.config.multi_label
-                    else F.cross_entropy(logits, labels))
+            labels, scores = labels.to(logits.device), logits.float()
+            loss = (F.binary_cross_entropy_with_logits(scores, labels.float()) if self.config.multi_label
+                    else F.cross_entropy(scores, labels.float() if labels.is_floating_point() else labels))
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
         out = SequenceClassifierOutput(loss=loss, logits=logits,

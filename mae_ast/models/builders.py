@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 from types import SimpleNamespace
 
-from ..checkpoints import CLASSIFIER, checkpoint_kind, config_section
 from ..data.features import FeatureSpec
 from .mae_ast import MAE_AST, MAE_AST_Config
 
@@ -73,21 +72,6 @@ def features_of(spec: FeatureSpec) -> dict:
 def build_pretraining(model_cfg: dict, task_cfg: dict) -> MAE_AST:
     """The pretraining model (random weights) of a checkpoint's ``cfg.model`` and ``cfg.task``."""
     return MAE_AST(MAE_AST_Config(**encoder_config(model_cfg)), task_namespace(**task_cfg))
-
-
-def encoder_from_state(state: dict) -> tuple[MAE_AST, dict, dict]:
-    """(encoder with the weights, its encoder config, its input features) of a pretraining
-    or classifier checkpoint: where fine-tuning starts."""
-    model_cfg = config_section(state, "model")
-    if checkpoint_kind(state) == CLASSIFIER:
-        encoder, features = dict(model_cfg["encoder"]), dict(model_cfg["features"])
-        backbone = build_backbone(encoder, features)
-        backbone.load_state_dict({k.removeprefix("backbone."): v for k, v in state["model"].items()
-                                  if k.startswith("backbone.")}, strict=True)
-        return backbone, encoder, features
-    model = build_pretraining(model_cfg, config_section(state, "task"))
-    model.load_state_dict(state["model"], strict=True)
-    return strip_pretraining(model), encoder_config(model_cfg), features_of(model.feature_spec)
 
 
 def original_model(model: MAE_AST):

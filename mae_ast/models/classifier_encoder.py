@@ -1,7 +1,9 @@
 """The encoder of a ``mae_ast_classifier``: a saved classifier's (``cfg.features`` set:
 rebuilt from its config alone, never reading the pretraining checkpoint or data again),
-``cfg.pretrained_checkpoint``'s (pretraining or classifier), or random init. ``cfg``'s
-dropout fields override the encoder's in all three.
+``cfg.pretrained_checkpoint``'s (a pretraining or classifier ``.pt`` or an exported folder,
+opened by the task's ``open_pretrained``: ``loading.open_checkpoint``, as every loader), or
+random init. ``cfg``'s dropout
+fields override the encoder's in all three.
 """
 
 from __future__ import annotations
@@ -9,8 +11,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..checkpoints import read_checkpoint
-from .builders import PRETRAINING_ARCHITECTURE, build_backbone, encoder_from_state, features_of
+from ..checkpoints import PRETRAINING
+from .builders import PRETRAINING_ARCHITECTURE, build_backbone, encoder_config, features_of, strip_pretraining
 from .classifier_config import DROPOUT_FIELDS
 from .mae_ast import MAE_AST
 
@@ -27,9 +29,13 @@ def classifier_encoder(cfg: Any, task: Any) -> tuple[MAE_AST, dict]:
         if cfg.encoder is not None:
             raise ValueError("model.encoder is for random init; with model.pretrained_checkpoint the "
                              "architecture is the checkpoint's (set model.dropout etc. to change dropouts)")
-        backbone, encoder, _ = encoder_from_state(read_checkpoint(cfg.pretrained_checkpoint))
+        ck = task.open_pretrained(cfg.pretrained_checkpoint)  # loading.open_checkpoint: models sit below it
+        pretraining = ck.kind == PRETRAINING
+        encoder = encoder_config(ck.settings) if pretraining else dict(ck.settings["encoder"])
+        backbone = strip_pretraining(ck.model) if pretraining else ck.encoder
         logger.info(f"encoder initialised from {cfg.pretrained_checkpoint}")
-        return with_dropouts(backbone, encoder, dropouts)
+        # As built: training mode, every parameter trainable (a linear probe's encoder was frozen).
+        return with_dropouts(backbone.train().requires_grad_(True), encoder, dropouts)
     # Every field spelled out: the checkpoint rebuilds the same model whatever the defaults become.
     encoder = {**PRETRAINING_ARCHITECTURE, **asked}
     backbone = build_backbone(encoder, task.explicit_features())  # refuses unknown fields first

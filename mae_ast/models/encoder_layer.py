@@ -13,6 +13,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+# The FFN activations a block runs (MAE_AST_Config's choices).
+ACTIVATION_FNS = {"gelu": F.gelu, "relu": F.relu}
+
 
 class MultiheadSelfAttention(nn.Module):
     def __init__(self, dim: int, heads: int, dropout: float = 0.0) -> None:
@@ -49,9 +52,9 @@ class TransformerSentenceEncoderLayer(nn.Module):
 
     def __init__(self, dim: int, cfg: Any) -> None:
         super().__init__()
-        if cfg.activation_fn not in ("gelu", "relu"):
-            raise ValueError(f"activation_fn {cfg.activation_fn!r} is not supported (gelu, relu)")
-        self.activation = F.gelu if cfg.activation_fn == "gelu" else F.relu
+        if cfg.activation_fn not in ACTIVATION_FNS:
+            raise ValueError(f"activation_fn {cfg.activation_fn!r} is not supported ({', '.join(ACTIVATION_FNS)})")
+        self.activation = ACTIVATION_FNS[cfg.activation_fn]
         self.layer_norm_first = cfg.layer_norm_first
         self.self_attn = self.build_attention(dim, cfg)
         self.self_attn_layer_norm = nn.LayerNorm(dim)

@@ -1,10 +1,17 @@
-"""The classifier's ``fc_norm`` (``model.head_norm``; why two kinds: ``mae_ast_classifier``'s
-docstring). Torch only: shipped into exported folders (``mae_ast/hf/remote_code.py``)."""
+"""The classifier's head before its Linear: mean pooling and ``fc_norm`` (``model.head_norm``;
+why two kinds: ``mae_ast_classifier``'s docstring). Torch only: shipped into exported folders
+(``mae_ast/hf/remote_code.py``)."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
+
+
+def mean_over_valid(x: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
+    """``(B, tokens, dim)`` -> ``(B, dim)``: each clip's mean over its valid tokens (True = padding)."""
+    valid = (~padding_mask).unsqueeze(-1).to(x.dtype)
+    return (x * valid).sum(dim=1) / valid.sum(dim=1).clamp(min=1.0)
 
 
 class FeatureNorm(nn.BatchNorm1d):

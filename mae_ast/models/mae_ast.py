@@ -10,17 +10,13 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-from .._fairseq import (
-    BaseFairseqModel,
-    ChoiceEnum,
-    FairseqDataclass,
-    get_available_activation_fns,
-    register_model,
-)
-from ..data.features import FeatureSpec, short_of_one_patch
-from .masking import MASK_TYPES, MaskPlan, compute_mask
+from .._fairseq import BaseFairseqModel, ChoiceEnum, FairseqDataclass, register_model
+from ..data.features import FeatureSpec
+from .encoder_input import EncoderInput
+from .encoder_layer import ACTIVATION_FNS
+from .masking import MaskPlan, check_mask_type, compute_mask
 from .patch_grid import PatchGrid
-from .positions import ConvPosEmbed
+from .positions import ConvPosEmbed, add_positions
 from .transformer import SinusoidalPositionalEncoding, TransformerEncoder
 
 logger = logging.getLogger(__name__)
@@ -40,9 +36,7 @@ class MAE_AST_Config(FairseqDataclass):
     encoder_embed_dim: int = field(default=768, metadata={"help": "encoder width"})
     encoder_ffn_embed_dim: int = field(default=3072, metadata={"help": "FFN width (encoder and decoder)"})
     encoder_attention_heads: int = field(default=12, metadata={"help": "attention heads (encoder and decoder)"})
-    activation_fn: ChoiceEnum(get_available_activation_fns()) = field(
-        default="gelu", metadata={"help": "FFN activation (gelu or relu)"}
-    )
+    activation_fn: ChoiceEnum(list(ACTIVATION_FNS)) = field(default="gelu", metadata={"help": "FFN activation"})
     layer_norm_first: bool = field(default=False, metadata={"help": "pre-LN blocks instead of post-LN"})
     feature_grad_mult: float = field(default=1.0, metadata={"help": "gradient scale of the (identity) feature extractor"})
 
@@ -93,8 +87,7 @@ class MAE_AST_Config(FairseqDataclass):
 
 def check_masking_cfg(cfg: Any, mask_type: str) -> None:
     """Refuse a masking setup that cannot train, at build time, with the valid range."""
-    if mask_type not in MASK_TYPES:
-        raise ValueError(f"task.mask_type={mask_type!r} is not one of {MASK_TYPES}")
+    check_mask_type(mask_type)
     p = cfg.random_mask_prob
     if mask_type == "retain_spans":
         if not p > 0:
@@ -108,7 +101,7 @@ def check_masking_cfg(cfg: Any, mask_type: str) -> None:
 
 
 @register_model("mae_ast", dataclass=MAE_AST_Config)
-class MAE_AST(BaseFairseqModel):
+class MAE_AST(EncoderInput, BaseFairseqModel):
     def __init__(self, cfg: MAE_AST_Config, task_cfg: Any) -> None:
         super().__init__()
         if getattr(task_cfg, "feature_type", "fbank") != "fbank":  # the only input this package computes
@@ -176,20 +169,6 @@ class MAE_AST(BaseFairseqModel):
             raise ValueError(f"expected features of shape (B, frames, {self.feature_spec.width}), "
                              f"got shape {tuple(source.shape)}")
         self.feature_spec.check_width(source.shape[-1])
-        short = short_of_one_patch(source.shape[1], self.grid.min_frames)
-        if short:
-            raise ValueError(f"input: {short}")
-
-    def normalize(self, source: torch.Tensor) -> torch.Tensor:
-        """AST-style normalisation of ``(B, frames, columns)``: mean 0, std 0.5."""
-        return self.batch_norm(source.unsqueeze(1)).squeeze(1) * 0.5
-
-    def patchify(self, source: torch.Tensor, augment: Callable[[torch.Tensor], torch.Tensor] | None = None
-                 ) -> torch.Tensor:
-        """``(B, frames, columns)`` -> ``(B, tokens, kt*kc)``, normalised, then ``augment``ed."""
-        self.check_input(source)
-        x = self.normalize(source)
-        return self.grid.patchify(x if augment is None else augment(x))
 
     def forward_mask(self, B: int, T: int, padding_mask: torch.Tensor | None, device) -> MaskPlan:
         return compute_mask(self.mask_type, B, T, device=device, chan_blocks=self.chan_blocks,
@@ -219,13 +198,9 @@ class MAE_AST(BaseFairseqModel):
         return self.decoder(full, padding_mask=padding_mask)
 
     def add_positions(self, x: torch.Tensor, padding_mask: torch.Tensor | None, which: str) -> torch.Tensor:
-        conv, sine = ((self.enc_conv_pos_embed, self.enc_sine_pos_embed) if which == "enc"
-                      else (self.dec_conv_pos_embed, self.dec_sine_pos_embed))
-        if conv is not None:
-            x = x + conv(x, padding_mask)
-        if sine is not None:
-            x = x + sine(x.shape[1], padding_mask).to(x.dtype)
-        return x
+        if which == "enc":
+            return add_positions(x, padding_mask, self.enc_conv_pos_embed, self.enc_sine_pos_embed)
+        return add_positions(x, padding_mask, self.dec_conv_pos_embed, self.dec_sine_pos_embed)
 
     def forward(
         self,
@@ -289,12 +264,7 @@ class MAE_AST(BaseFairseqModel):
         ``hidden_states`` (each layer run), ``padding_mask`` (B, tokens; True = padding),
         ``features`` (projected patches plus positions: the encoder's input). Tokens are whole-frame valid unless
         ``first_frame_rule`` (``PatchGrid.token_padding_mask``), which ``forward`` uses."""
-        patches = self.patchify(source, augment)
-        token_pad = None
-        if padding_mask is not None:  # as in forward: no host check of its contents
-            token_pad = self.grid.token_padding_mask((~padding_mask).sum(dim=-1), patches.shape[1],
-                                                     whole_tokens=not first_frame_rule)
-        features = self.add_positions(self.post_extract_proj(patches), token_pad, "enc")
+        features, token_pad = self.embed(source, padding_mask, augment, whole_tokens=not first_frame_rule)
         x, _, hidden_states = self.forward_encoder(features, None, token_pad, output_layer)
         if token_pad is None:
             token_pad = torch.zeros(x.shape[:2], dtype=torch.bool, device=x.device)
@@ -321,9 +291,7 @@ class MAE_AST(BaseFairseqModel):
         out = self.forward_features(source, padding_mask, output_layer)
         states, pad = out["hidden_states"], out["padding_mask"]
         if time_aligned:
-            nc = self.chan_blocks
-            states = [h.reshape(h.shape[0], -1, nc, h.shape[-1]).mean(dim=2) for h in states]
-            pad = pad[:, ::nc]
+            states, pad = self.grid.time_align(states, pad)
         return {"last_hidden_state": states[-1], "hidden_states": states, "padding_mask": pad}
 
     def extract_features(

@@ -18,7 +18,7 @@ from ..data.augment import augment_normalised
 from .builders import features_of
 from .classifier_config import MAE_AST_Classifier_Config
 from .classifier_encoder import classifier_encoder
-from .head_norm import build_head_norm
+from .head_norm import build_head_norm, mean_over_valid
 from .layer_decay import set_optim_overrides
 from .mae_ast import MAE_AST
 
@@ -64,7 +64,6 @@ class MAE_AST_Classifier(BaseFairseqModel):
     def build_model(cls, cfg: MAE_AST_Classifier_Config, task) -> MAE_AST_Classifier:
         backbone, encoder = classifier_encoder(cfg, task)
         task.use_feature_spec(backbone.feature_spec)
-        cfg.head_norm = resolve_head_norm(cfg)
         augment = {k: getattr(task.cfg, k) for k in ("freqm", "timem", "noise")}
         return cls(cfg, backbone, encoder, len(task.class_names), augment)
 
@@ -88,9 +87,7 @@ class MAE_AST_Classifier(BaseFairseqModel):
     @staticmethod
     def pool(features: dict) -> torch.Tensor:
         """Mean over each clip's valid tokens: ``(B, dim)``."""
-        x, pad = features["x"], features["padding_mask"]
-        valid = (~pad).unsqueeze(-1).to(x.dtype)
-        return (x * valid).sum(dim=1) / valid.sum(dim=1).clamp(min=1.0)
+        return mean_over_valid(features["x"], features["padding_mask"])
 
     def classify(self, pooled: torch.Tensor) -> torch.Tensor:
         return self.head(self.head_drop(self.fc_norm(pooled)))

@@ -141,6 +141,12 @@ def _static_spans(B: int, T: int, mask_prob: float, span: int) -> torch.Tensor:
     return out
 
 
+def check_mask_type(mask_type: str) -> None:
+    """Refuse a mask type ``compute_mask`` cannot draw (``MAE_AST`` checks its task's at build)."""
+    if mask_type not in MASK_TYPES:
+        raise ValueError(f"task.mask_type={mask_type!r} is not one of {MASK_TYPES}")
+
+
 def compute_mask(
     mask_type: str,
     B: int,
@@ -157,15 +163,14 @@ def compute_mask(
 ) -> MaskPlan:
     """Draw a mask of ``mask_type`` for ``B`` clips of ``T`` tokens; the span settings are
     ``retain_spans_mask``'s (other types ignore them)."""
-    if mask_type in ("random_mask", "random_mask_batched"):
-        mask = random_mask(B, T, mask_prob, device, batched=mask_type == "random_mask_batched")
-    elif mask_type == "chunk_mask":
-        mask = chunk_mask(B, T, mask_prob, chan_blocks, device)
-    elif mask_type == "retain_spans":
+    check_mask_type(mask_type)
+    if mask_type == "retain_spans":
         mask = retain_spans_mask(B, T, mask_prob, mask_length, padding_mask, selection, other, no_overlap,
                                  min_space).to(device)
         return MaskPlan.from_mask(mask, T - int(mask[0].sum()))
+    if mask_type == "chunk_mask":
+        mask = chunk_mask(B, T, mask_prob, chan_blocks, device)
     else:
-        raise ValueError(f"unknown mask_type {mask_type!r}; choose from {MASK_TYPES}")
+        mask = random_mask(B, T, mask_prob, device, batched=mask_type == "random_mask_batched")
     return MaskPlan.from_mask(mask, num_retained_tokens(T, mask_prob))
 

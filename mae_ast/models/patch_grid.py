@@ -102,3 +102,10 @@ class PatchGrid:
         reach = start + (self.kernel_time if whole_tokens else 1)
         pad = reach.unsqueeze(0) > valid_frames.view(-1, 1)
         return pad.repeat_interleave(self.chan_blocks, dim=1)
+
+    def time_align(self, states: list[torch.Tensor], padding_mask: torch.Tensor
+                   ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Each time step's tokens averaged over the channel blocks (one vector per
+        ``stride_time`` frames), and the padding of those steps."""
+        nc = self.chan_blocks
+        return [h.reshape(h.shape[0], -1, nc, h.shape[-1]).mean(dim=2) for h in states], padding_mask[:, ::nc]

@@ -22,6 +22,22 @@ def sinusoid_table(dim: int, length: int) -> torch.Tensor:
     return pe
 
 
+class SinusoidalPositionalEncoding(nn.Module):
+    """``sinusoid_table`` as a buffer, in ``state_dict`` if ``persistent``."""
+
+    def __init__(self, dim: int, max_len: int, persistent: bool = True) -> None:
+        super().__init__()
+        self.register_buffer("pe", sinusoid_table(dim, max_len), persistent=persistent)
+
+    def forward(self, length: int, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``(1, length, dim)`` or, with a padding mask, ``(B, length, dim)`` zeroed at pads."""
+        if length > self.pe.shape[1]:
+            raise ValueError(f"{length} tokens exceed max_token_length={self.pe.shape[1]}: crop the input "
+                             "(or train with a larger max_token_length)")
+        pe = self.pe[:, :length]
+        return pe if padding_mask is None else pe.masked_fill(padding_mask.unsqueeze(-1), 0.0)
+
+
 class ConvPosEmbed(nn.Module):
     """wav2vec 2.0 convolutional positions (weight-normed grouped conv, SamePad, GELU);
     ``cfg`` gives ``conv_pos`` and ``conv_pos_groups``. ``weight_norm``: torch's old one, whose
@@ -43,3 +59,13 @@ class ConvPosEmbed(nn.Module):
         if self.even:  # an even kernel yields one extra frame
             y = y[..., :-1]
         return F.gelu(y).transpose(1, 2)
+
+
+def add_positions(x: torch.Tensor, padding_mask: torch.Tensor | None, conv: nn.Module | None,
+                  sine: nn.Module | None) -> torch.Tensor:
+    """``x`` plus its convolutional, then its sinusoidal positions (either None when off)."""
+    if conv is not None:
+        x = x + conv(x, padding_mask)
+    if sine is not None:
+        x = x + sine(x.shape[1], padding_mask).to(x.dtype)
+    return x

@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .encoder_layer import TransformerSentenceEncoderLayer
-from .positions import sinusoid_table
+from .positions import SinusoidalPositionalEncoding as SineTable
 
 
 def init_bert_params(module: nn.Module) -> None:
@@ -66,30 +66,16 @@ class TransformerEncoder(nn.Module):
         return x, hidden_states
 
 
-class SinusoidalPositionalEncoding(nn.Module):
-    """sin/cos table (base 10000), a persistent buffer because the original's strict loaders
-    (s3prl's too) expect ``*_sine_pos_embed.pe``. ``saved=False`` leaves it out of
-    ``state_dict``; a state without it loads this module's own (it depends on dim and
-    max_len alone)."""
+class SinusoidalPositionalEncoding(SineTable):
+    """The sin/cos table, a persistent buffer because the original's strict loaders (s3prl's
+    too) expect ``*_sine_pos_embed.pe``. ``saved=False`` leaves it out of ``state_dict``; a
+    state without it loads this module's own (it depends on dim and max_len alone)."""
 
     def __init__(self, dim: int, max_len: int, saved: bool = True) -> None:
-        super().__init__()
-        self.register_buffer("pe", sinusoid_table(dim, max_len))
+        super().__init__(dim, max_len)
         self.saved = saved
         self.register_state_dict_post_hook(_leave_out_unsaved_table)
         self.register_load_state_dict_pre_hook(_fill_left_out_table)
-
-    def forward(self, length: int, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """``(1, length, dim)`` or, with a padding mask, ``(B, length, dim)`` zeroed at pads."""
-        if length > self.pe.shape[1]:
-            raise ValueError(
-                f"{length} tokens exceed model.max_token_length={self.pe.shape[1]}; "
-                "crop the input or raise max_token_length"
-            )
-        pe = self.pe[:, :length]
-        if padding_mask is not None:
-            pe = pe.masked_fill(padding_mask.unsqueeze(-1), 0.0)
-        return pe
 
 
 def _leave_out_unsaved_table(module: SinusoidalPositionalEncoding, state_dict: dict, prefix: str, _meta) -> None:

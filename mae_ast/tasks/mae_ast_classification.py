@@ -21,6 +21,7 @@ from ..data.features import FeatureSpec
 from ..data.labels import LabelError, LabelSet, read_label_descriptors
 from .audio_task import MAE_AST_Audio_Task
 from .. import provenance
+from ..loading import Checkpoint, open_checkpoint
 from .run_checks import check_metric, check_resume, check_settings, launch_path
 from .validation_notes import log_validation_notes
 
@@ -108,6 +109,12 @@ class MAE_AST_Classification_Task(MAE_AST_Audio_Task):
                                "target_length": int(self.cfg.target_length)}.items():
                 cfg[key] = plain(value)
         return model
+
+    @staticmethod
+    def open_pretrained(path: str) -> Checkpoint:
+        """The checkpoint fine-tuning starts from, for ``classifier_encoder`` (models sit below
+        the one funnel, ``loading.open_checkpoint``): a ``.pt`` of either kind or an exported folder."""
+        return open_checkpoint(path)
 
     def check_run(self, model, root) -> None:
         """``run_checks``' checks, the run's lock and provenance record, and what the validation
