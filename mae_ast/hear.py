@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from .checkpoints import CLASSIFIER
-from .loading import open_checkpoint, ready
+from .loading import open_checkpoint, ready, resolve_layers
 from .models.mae_ast import MAE_AST
 
 # hear-eval-kit's music transcription tasks score onsets with a 50 ms tolerance.
@@ -109,24 +109,6 @@ class HearModel(nn.Module):
         if feats.shape[1] < grid.kernel_time:
             feats = nn.functional.pad(feats, (0, 0, 0, grid.kernel_time - feats.shape[1]), value=self.pad_value())
         return self.run(feats, grid.time_steps(feats.shape[1])).mean(dim=1).float()
-
-
-def resolve_layers(layer: Any, depth: int) -> list[int]:
-    """1-based encoder layers to average: an int (negative counts from the end: -1 is the
-    last), a list of ints, or "all"."""
-    if isinstance(layer, str):
-        if layer != "all":
-            raise ValueError(f"layer={layer!r}: use an int (1..{depth}, -1 = last), a list of ints, or 'all'")
-        return list(range(1, depth + 1))
-    chosen = list(layer) if isinstance(layer, (list, tuple)) else [layer]
-    if not chosen:
-        raise ValueError("layer=[]: name at least one layer")
-    out = []
-    for k in chosen:
-        if isinstance(k, bool) or not isinstance(k, int) or not (1 <= k <= depth or -depth <= k <= -1):
-            raise ValueError(f"layer {k!r} is not an encoder layer: this checkpoint has layers 1..{depth} (-1 = last)")
-        out.append(k if k > 0 else depth + 1 + k)
-    return out
 
 
 def hop_in_frames(hop_ms: float | None, stride_frames: int, frame_ms: float) -> int:

@@ -115,3 +115,21 @@ def encode_clips(model: MAE_AST, items: Iterable[tuple[Any, str]], batch_size: i
         with torch.inference_mode():
             out = model.extract_layers(wavs, output_layer=output_layer) if wavs else None
         yield keys, out, bad
+
+
+def resolve_layers(layer: Any, depth: int) -> list[int]:
+    """The one rule for naming encoder layers (HEAR, the probe, mae-ast-extract): 1-based, an
+    int (negative counts from the end: -1 is the last), a list of ints, or "all"."""
+    if isinstance(layer, str):
+        if layer != "all":
+            raise ValueError(f"layer={layer!r}: use an int (1..{depth}, -1 = last), a list of ints, or 'all'")
+        return list(range(1, depth + 1))
+    chosen = list(layer) if isinstance(layer, (list, tuple)) else [layer]
+    if not chosen:
+        raise ValueError("layer=[]: name at least one layer")
+    out = []
+    for k in chosen:
+        if isinstance(k, bool) or not isinstance(k, int) or not (1 <= k <= depth or -depth <= k <= -1):
+            raise ValueError(f"layer {k!r} is not an encoder layer: this checkpoint has layers 1..{depth} (-1 = last)")
+        out.append(k if k > 0 else depth + 1 + k)
+    return out

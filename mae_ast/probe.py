@@ -21,7 +21,7 @@ from .data.datadir import SPLITS
 from .data import identity
 from .data.labels import LabelSet, read_label_descriptors, read_labels
 from .data.manifest import Manifest, read_manifest
-from .loading import Checkpoint, encode_clips, open_checkpoint, ready
+from .loading import Checkpoint, encode_clips, open_checkpoint, ready, resolve_layers
 from .metrics import classification_metrics
 from .provenance import overlap_counts, overlap_report
 
@@ -43,7 +43,7 @@ class ProbeError(ValueError):
 
 @dataclass
 class ProbeConfig:
-    layer: int | str | None = None  # 1..L, "all", or None for the last layer
+    layer: int | str | list[int] | None = None  # 1..L (-1 = last), a list, "all", or None for the last
     pool: str = "mean"  # how a clip's time steps become one vector
     grid: tuple[float, ...] = C_GRID  # the C values tried on valid
     multi_label: bool | None = None  # None: multi-label when some clip has several labels
@@ -306,14 +306,12 @@ def provenance(checkpoint: Checkpoint, keys: dict[str, tuple[np.ndarray, np.ndar
     return report
 
 
-def layers_to_fit(layer: int | str | None, depth: int) -> list[int]:
-    if layer is None:
-        return [depth]
-    if layer == "all":
-        return list(range(1, depth + 1))
-    if not 1 <= int(layer) <= depth:
-        raise ProbeError(f"--layer {layer}: this encoder has layers 1..{depth}")
-    return [int(layer)]
+def layers_to_fit(layer: int | str | list[int] | None, depth: int) -> list[int]:
+    """Each layer fitted (``loading.resolve_layers``' rule; None: the last)."""
+    try:
+        return resolve_layers(-1 if layer is None else layer, depth)
+    except ValueError as err:
+        raise ProbeError(f"--layer: {err}") from None
 
 
 def run_probe(checkpoint: str, data: str, cfg: ProbeConfig | None = None) -> dict:

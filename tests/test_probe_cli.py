@@ -345,3 +345,12 @@ def test_pooling_counts_only_valid_steps():
     pad = torch.tensor([[False, False, True], [False, False, False]])
     assert pool_states([h], pad, "mean")[0, :, 0].tolist() == [2.0, 4.0]
     assert pool_states([h], pad, "max")[0, :, 0].tolist() == [3.0, 6.0]
+
+
+def test_layers_are_named_by_the_one_rule_of_hear_and_extract():
+    """loading.resolve_layers: -1 is the last layer in the probe as in HEAR and mae-ast-extract."""
+    from mae_ast.probe import ProbeError, layers_to_fit
+
+    assert layers_to_fit(None, 4) == [4] and layers_to_fit(-2, 4) == [3] and layers_to_fit("all", 2) == [1, 2]
+    with pytest.raises(ProbeError, match=r"this checkpoint has layers 1\.\.4 \(-1 = last\)"):
+        layers_to_fit(5, 4)

@@ -15,7 +15,7 @@ from tqdm import tqdm
 from ..data.audio_io import AudioError
 from ..data.manifest import ManifestError
 from ..checkpoints import CheckpointError
-from ..loading import encode_clips, load
+from ..loading import encode_clips, load, resolve_layers
 from ._common import add_batch_and_device, check_output, list_inputs, tool_parser
 
 
@@ -34,13 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("checkpoint")
     parser.add_argument("inputs", help="an audio file, a folder of audio, or a manifest .tsv")
     parser.add_argument("--out", required=True, help="output folder (made when missing)")
-    parser.add_argument("--layer", type=int, default=None, help="encoder layer 1..L (default: last)")
+    parser.add_argument("--layer", type=int, default=-1, help="encoder layer 1..L, -1 = the last (default)")
     add_batch_and_device(parser, 8, "clips")
     args = parser.parse_args(argv)
     if not os.path.exists(args.inputs):
         parser.error(f"{args.inputs}: no such file or folder")
-    if args.layer is not None and args.layer < 1:
-        parser.error(f"--layer counts encoder layers from 1, got {args.layer}")
     check_output(parser, args.out, "--out", folder=True)
     try:
         items = list_inputs(args.inputs)
@@ -50,9 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     depth = len(model.encoder.layers)
-    layer = depth if args.layer is None else args.layer
-    if not 1 <= layer <= depth:
-        parser.error(f"--layer must be in 1..{depth}")
+    try:
+        layer = resolve_layers(args.layer, depth)[0]
+    except ValueError as err:
+        parser.error(f"--layer: {err}")
 
     bad: list[AudioError] = []
     progress = tqdm(total=len(items), desc="extracting", unit="file")

@@ -28,8 +28,8 @@ def layer_arg(text: str) -> int | str:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: give a layer number (1 = first) or 'all'") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"layers count from 1, got {value}")
+    if value == 0:
+        raise argparse.ArgumentTypeError("layers count from 1 (-1 = the last), got 0")
     return value
 
 
@@ -38,8 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("checkpoint", help="pretraining or classifier checkpoint, or an mae-ast-export-hf folder")
     p.add_argument("data", help="folder with {train,valid,test}.tsv, {split}.lbl and label_descriptors.csv")
     p.add_argument("--layer", type=layer_arg, default=None,
-                   help="encoder layer 1..L whose features are probed, or 'all' (each layer fitted, the best "
-                        "on valid kept) (default: the last)")
+                   help="encoder layer 1..L (-1 = the last) whose features are probed, or 'all' (each layer "
+                        "fitted, the best on valid kept) (default: the last)")
     p.add_argument("--pool", choices=POOLS, default="mean", help="pooling over a clip's time steps (default: mean)")
     labels = p.add_mutually_exclusive_group()
     labels.add_argument("--multi-label", dest="multi_label", action="store_const", const=True, default=None,
