@@ -143,6 +143,15 @@ def accuracy(scores: np.ndarray, targets: np.ndarray) -> float:
     return float(np.mean(scores.argmax(axis=1) == labels))
 
 
+# What fine-tuning's validation logs per label mode (the criterion), so what
+# checkpoint.best_checkpoint_metric may name (run_checks); the first is the headline.
+SPLIT_METRICS = {False: ("accuracy",), True: ("mAP", "auc", "d_prime")}
+
+
+def headline_metric(multi_label: bool) -> str:
+    return SPLIT_METRICS[multi_label][0]
+
+
 def classification_metrics(scores: np.ndarray, targets: np.ndarray, multi_label: bool) -> dict:
     """A whole split's metrics: ``accuracy`` single-label; multi-label ``mAP``, ``auc`` and
     ``d_prime`` of the mean AUC (as SSAST/AST report it), with counts of the classes left out

@@ -22,7 +22,7 @@ from .data import identity
 from .data.labels import LabelSet, read_label_descriptors, read_labels
 from .data.manifest import Manifest, read_manifest
 from .loading import Checkpoint, encode_clips, open_checkpoint, ready, resolve_layers
-from .metrics import classification_metrics
+from .metrics import classification_metrics, headline_metric
 from .provenance import overlap_counts, overlap_report
 
 logger = logging.getLogger(__name__)
@@ -272,7 +272,7 @@ def fit_layer(x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray, y_v
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    metric = "mAP" if multi_label else "accuracy"
+    metric = headline_metric(multi_label)
     scaler = StandardScaler().fit(x_train)
     x_train = scaler.transform(x_train)
     best, by_C = None, []
@@ -334,7 +334,7 @@ def run_probe(checkpoint: str, data: str, cfg: ProbeConfig | None = None) -> dic
     if not multi_label and len(set(y["train"].tolist())) < 2:
         raise ProbeError(f"{label_paths(data, 'train')[1]}: the readable train clips hold one class only; "
                          "a classifier needs at least two")
-    metric = "mAP" if multi_label else "accuracy"
+    metric = headline_metric(multi_label)
     valid_in_test = shared_clips(keys["valid"], keys["test"])["either"]
     held = None  # train rows C and the layer are chosen on, when valid cannot be (None: valid)
     if valid_in_test:

@@ -12,7 +12,7 @@ from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 
 from ..models.class_scores import probabilities
-from ..metrics import classification_metrics
+from ..metrics import SPLIT_METRICS, classification_metrics
 from .mae_ast_criterion import skipped_batch_loss
 
 LOSS_CHOICES = ChoiceEnum(["auto", "ce", "bce"])
@@ -99,7 +99,7 @@ class Classification_Criterion(FairseqCriterion):
         for log in batches:
             metrics.log_concat_tensor(SCORES_KEY, log["scores"])
             metrics.log_concat_tensor(TARGETS_KEY, log["targets"])
-        for key in ("mAP", "auc", "d_prime") if multi else ("accuracy",):
+        for key in SPLIT_METRICS[multi]:
             metrics.log_derived(key, _metric(key, multi))
 
     @staticmethod

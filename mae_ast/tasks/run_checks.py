@@ -17,9 +17,8 @@ from omegaconf.errors import ConfigKeyError
 from .. import provenance
 from ..checkpoints import CLASSIFIER, PRETRAINING, CheckpointError, as_dict, config_section, read_checkpoint
 from ..data.features import FeatureSpec
+from ..metrics import SPLIT_METRICS, headline_metric
 
-SINGLE_LABEL_METRICS = ("loss", "accuracy")
-MULTI_LABEL_METRICS = ("loss", "mAP", "auc", "d_prime")
 logger = logging.getLogger(__name__)
 
 
@@ -84,10 +83,10 @@ def check_settings(task_cfg: Any, spec: FeatureSpec, min_frames: int) -> None:
 def check_metric(root: Any, multi_label: bool) -> None:
     """A best-checkpoint metric this label mode never logs is a ``KeyError`` after an epoch."""
     metric = str(root.checkpoint.best_checkpoint_metric)
-    allowed = MULTI_LABEL_METRICS if multi_label else SINGLE_LABEL_METRICS
+    allowed = ("loss", *SPLIT_METRICS[bool(multi_label)])
     if metric not in allowed:
         mode = "multi-label (task.multi_label=true)" if multi_label else "single-label"
-        suggestion = "mAP" if multi_label else "accuracy"
+        suggestion = headline_metric(bool(multi_label))
         raise RunConfigError(
             f"checkpoint.best_checkpoint_metric={metric} is not logged by {mode} validation, which logs "
             f"{', '.join(allowed)}: set checkpoint.best_checkpoint_metric={suggestion}")
