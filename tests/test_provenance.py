@@ -203,7 +203,7 @@ def test_evaluate_reports_provenance_overlap_and_selection(run, data, tmp_path, 
     assert prov["overlap_with_training"]["pretraining"]["splits"]["train"] == {
         "by_path": 0, "by_content": 0, "either": 0, "n_clips": 24}
 
-    capsys.readouterr()
+    assert f"trained on: finetuning {data}; pretraining " in capsys.readouterr().err  # said on the console too
     assert tool(evaluate, ckpt, data, "--split", "train", "--json", out, "--device", "cpu") == 3
     err = capsys.readouterr().err
     assert "WARNING" in err and "TRAINING data" in err and "--allow-overlap" in err

@@ -213,6 +213,8 @@ def provenance_notes(report: dict, split: str) -> tuple[list[str], list[str]]:
         out.append(f"{report['checkpoint']} has no provenance record ({report.get('error') or 'it predates records'}): "
                    "cannot check that this split was not trained on")
         return warnings, out
+    out.append("trained on: " + "; ".join(f"{phase} {s.get('data') or s.get('status')}"
+                                          for phase, s in report["trained_on"].items()))
     for phase, found in report["overlap_with_training"].items():
         if "splits" not in found:
             out.append(f"{phase}: {found.get('status')} ({found.get('reason') or found.get('checkpoint') or ''}): "
