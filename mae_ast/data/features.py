@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -39,14 +39,20 @@ class FeatureSpec:
     deltas: bool = False
     frame_length_ms: float = 25.0
     frame_shift_ms: float = 10.0
+    # The task config's (and checkpoints' ``cfg.model.features``) name of each field it sets.
+    TASK_FIELDS: ClassVar[dict[str, str]] = {"sample_rate": "sample_rate", "feature_dim": "num_mel_bins",
+                                             "deltas": "deltas"}
 
     @classmethod
     def from_task_cfg(cls, cfg: Any) -> FeatureSpec:
-        """The spec a task config (dataclass, DictConfig, dict or namespace) describes;
-        ``feature_dim`` is the mel bins, a missing ``deltas`` off (released checkpoints)."""
-        return cls(sample_rate=int(_cfg_get(cfg, "sample_rate", 16000)),
-                   num_mel_bins=int(_cfg_get(cfg, "feature_dim", 128)),
-                   deltas=bool(_cfg_get(cfg, "deltas", False)))
+        """The spec a task config (dataclass, DictConfig, dict or namespace) describes, a field
+        missing or None at its default (a missing ``deltas`` off: released checkpoints)."""
+        types = {"sample_rate": int, "num_mel_bins": int, "deltas": bool}
+        return cls(**{attr: types[attr](_cfg_get(cfg, key, getattr(cls, attr))) for key, attr in cls.TASK_FIELDS.items()})
+
+    def task_fields(self) -> dict:
+        """This spec under the task config's names: what a checkpoint records as its features."""
+        return {key: getattr(self, attr) for key, attr in self.TASK_FIELDS.items()}
 
     @property
     def width(self) -> int:

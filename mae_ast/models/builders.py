@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 from types import SimpleNamespace
 
-from ..data.features import FeatureSpec
 from .mae_ast import MAE_AST, MAE_AST_Config
 
 ENCODER_FIELDS = {f.name for f in dataclasses.fields(MAE_AST_Config)} - {"_name"}
@@ -29,9 +28,9 @@ PRETRAINING_ARCHITECTURE = {
     "conv_pos": 128, "conv_pos_groups": 16, "checkpoint_activations": False, "compile_blocks": False,
     "max_token_length": 48000, "save_sine_tables": True,
 }
-# Task fields a pretraining checkpoint may leave out (older configs).
-TASK_DEFAULTS = {"feature_type": "fbank", "feature_dim": 128, "mask_type": "random_mask",
-                 "deltas": False, "sample_rate": 16000}
+# Task fields a pretraining checkpoint may leave out (older configs); the feature fields'
+# defaults are FeatureSpec's.
+TASK_DEFAULTS = {"feature_type": "fbank", "mask_type": "random_mask"}
 
 
 def task_namespace(**fields) -> SimpleNamespace:
@@ -65,8 +64,6 @@ def encoder_config(model_cfg: dict) -> dict:
     return {k: v for k, v in model_cfg.items() if k in ENCODER_FIELDS}
 
 
-def features_of(spec: FeatureSpec) -> dict:
-    return {"sample_rate": spec.sample_rate, "feature_dim": spec.num_mel_bins, "deltas": spec.deltas}
 
 
 def build_pretraining(model_cfg: dict, task_cfg: dict) -> MAE_AST:

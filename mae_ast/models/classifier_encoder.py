@@ -12,7 +12,8 @@ import logging
 from typing import Any
 
 from ..checkpoints import PRETRAINING
-from .builders import PRETRAINING_ARCHITECTURE, build_backbone, encoder_config, features_of, strip_pretraining
+from ..data.features import FeatureSpec
+from .builders import PRETRAINING_ARCHITECTURE, build_backbone, encoder_config, strip_pretraining
 from .classifier_config import DROPOUT_FIELDS
 from .mae_ast import MAE_AST
 
@@ -38,7 +39,7 @@ def classifier_encoder(cfg: Any, task: Any) -> tuple[MAE_AST, dict]:
         return with_dropouts(backbone.train().requires_grad_(True), encoder, dropouts)
     # Every field spelled out: the checkpoint rebuilds the same model whatever the defaults become.
     encoder = {**PRETRAINING_ARCHITECTURE, **asked}
-    backbone = build_backbone(encoder, task.explicit_features())  # refuses unknown fields first
+    backbone = build_backbone(encoder, FeatureSpec.from_task_cfg(task.cfg).task_fields())  # refuses unknown fields first
     logger.info(f"model.pretrained_checkpoint=null: encoder randomly initialised, architecture of "
                 f"config/pretrain/mae_ast.yaml{f' with {asked}' if asked else ''}: {describe_encoder(encoder)}")
     return backbone, encoder
@@ -49,7 +50,7 @@ def with_dropouts(backbone: MAE_AST, encoder: dict, dropouts: dict) -> tuple[MAE
     if not dropouts:
         return backbone, encoder
     encoder = {**encoder, **dropouts}
-    rebuilt = build_backbone(encoder, features_of(backbone.feature_spec))
+    rebuilt = build_backbone(encoder, backbone.feature_spec.task_fields())
     rebuilt.load_state_dict(backbone.state_dict(), strict=True)
     return rebuilt, encoder
 

@@ -15,7 +15,6 @@ import torch.nn as nn
 
 from .._fairseq import BaseFairseqModel, register_model
 from ..data.augment import augment_normalised
-from .builders import features_of
 from .classifier_config import MAE_AST_Classifier_Config
 from .classifier_encoder import classifier_encoder
 from .head_norm import build_head_norm, mean_over_valid
@@ -47,7 +46,7 @@ class MAE_AST_Classifier(BaseFairseqModel):
         self.cfg = cfg
         self.backbone = backbone
         self.encoder_cfg = dict(encoder)
-        self.features = features_of(backbone.feature_spec)
+        self.features = backbone.feature_spec.task_fields()
         self.augment = {"freqm": 0, "timem": 0, "noise": False, **(augment or {})}
         dim = backbone.cfg.encoder_embed_dim
         self.head_norm = resolve_head_norm(cfg)

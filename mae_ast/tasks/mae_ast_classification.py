@@ -26,7 +26,6 @@ from .run_checks import check_metric, check_resume, check_settings, launch_path
 from .validation_notes import log_validation_notes
 
 logger = logging.getLogger(__name__)
-SPEC_FIELDS = {"sample_rate": "sample_rate", "feature_dim": "num_mel_bins", "deltas": "deltas"}
 
 
 @dataclass
@@ -73,15 +72,9 @@ class MAE_AST_Classification_Task(MAE_AST_Audio_Task):
             self.label_set = read_label_descriptors(label_paths(self.cfg.data, "train")[2])
         return self.label_set.names
 
-    def explicit_features(self) -> dict:
-        """A random-init encoder's features: the task's settings, else the defaults."""
-        spec = FeatureSpec()
-        return {k: getattr(self.cfg, k) if getattr(self.cfg, k) is not None else getattr(spec, a)
-                for k, a in SPEC_FIELDS.items()}
-
     def use_feature_spec(self, spec: FeatureSpec) -> None:
         """Adopt the model's input features; refuse explicit task settings that differ."""
-        for key, attr in SPEC_FIELDS.items():
+        for key, attr in FeatureSpec.TASK_FIELDS.items():
             mine = getattr(self.cfg, key)
             if mine is not None and mine != getattr(spec, attr):
                 raise ValueError(
@@ -132,7 +125,7 @@ class MAE_AST_Classification_Task(MAE_AST_Audio_Task):
 
     def load_dataset(self, split: str, **kwargs) -> None:
         if self.feature_spec is None:  # fairseq builds the model first; other callers get this
-            self.feature_spec = FeatureSpec.from_task_cfg(self.explicit_features())
+            self.feature_spec = FeatureSpec.from_task_cfg(self.cfg)
         manifest, labels, descriptors = label_paths(self.cfg.data, split)
         train = split == "train"
         label_set = read_label_descriptors(descriptors)
