@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 from types import SimpleNamespace
 
+from ..data.features import FeatureSpec
 from .mae_ast import MAE_AST, MAE_AST_Config
 
 ENCODER_FIELDS = {f.name for f in dataclasses.fields(MAE_AST_Config)} - {"_name"}
@@ -28,9 +29,9 @@ PRETRAINING_ARCHITECTURE = {
     "conv_pos": 128, "conv_pos_groups": 16, "checkpoint_activations": False, "compile_blocks": False,
     "max_token_length": 48000, "save_sine_tables": True,
 }
-# Task fields a pretraining checkpoint may leave out (older configs); the feature fields'
-# defaults are FeatureSpec's.
-TASK_DEFAULTS = {"feature_type": "fbank", "mask_type": "random_mask"}
+# Task fields a pretraining checkpoint may leave out (older configs), spelled out: the
+# original's model reads task_cfg.feature_dim itself.
+TASK_DEFAULTS = {"feature_type": "fbank", "mask_type": "random_mask", **FeatureSpec().task_fields()}
 
 
 def task_namespace(**fields) -> SimpleNamespace:
