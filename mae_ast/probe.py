@@ -138,6 +138,8 @@ def fingerprint(checkpoint: str, split: Split, pool: str) -> str:
     """What a cached split's features depend on: the checkpoint file (size, sampled bytes,
     mtime), the manifest's text and the pooling. Labels are not in it: they are read fresh;
     nor are the clips' files, whose sizes and mtimes ``load_cached`` checks one by one."""
+    if os.path.isdir(checkpoint):  # an exported folder: its weights file
+        checkpoint = os.path.join(checkpoint, "model.safetensors")
     stat = os.stat(checkpoint)
     entries = "\n".join(f"{p}\t{s}" for p, s in zip(split.manifest.paths, split.manifest.sizes))
     return json.dumps({"version": CACHE_VERSION, "checkpoint": os.path.realpath(checkpoint),
@@ -163,7 +165,7 @@ def load_cached(path: str, key: str, split: Split) -> bool:
                 logger.warning(f"{path}: {len(changed)} clip(s) changed since the features were cached (size or "
                                f"mtime), first {split.manifest.paths[changed[0]]}; recomputing")
                 return False
-            gone = int((now[:, 0] < 0).sum())
+            gone = int(((now[:, 0] < 0) & (saved[:, 0] >= 0)).sum())  # not those missing when cached
             if gone:
                 logger.info(f"{path}: {gone} clip file(s) gone since caching; their cached features are used")
             split.features, split.kept, split.skipped = f["features"], f["kept"], list(f["skipped"])
@@ -369,7 +371,7 @@ def run_probe(checkpoint: str, data: str, cfg: ProbeConfig | None = None) -> dic
         "pool": cfg.pool,
         "layer": chosen,
         "layer_choice": ("the last (default)" if cfg.layer is None else "given") if len(layers) == 1
-        else f"best {'valid' if held is None else 'held-out train'} {metric} of layers 1..{len(layers)}",
+        else f"best {'valid' if held is None else 'held-out train'} {metric} of layers {'1..' + str(len(layers)) if cfg.layer == 'all' else ', '.join(map(str, layers))}",
         "C": fit.C,
         "C_grid": list(cfg.grid),
         "selection": f"C (and layer) with the best {on}; ties to the lower log-loss",

@@ -259,6 +259,7 @@ def test_predict_takes_a_manifest_and_reports_overlap_with_training(run, data, t
     silent = tmp_path / "silent.wav"
     sf.write(silent, np.zeros(16000, np.float32), 16000)
     assert tool(predict, ckpt, data / "test.tsv", silent, "--json", out, "--device", "cpu") == 0
+    assert f"mae-ast-predict: trained on: finetuning {data}" in capsys.readouterr().err
     report = json.loads(out.read_text())
     assert len(report["files"]) == len((data / "test.tsv").read_text().splitlines())  # the test clips + silence
     assert report["overlap_with_training"] == 0 and report["checkpoint_hash"] == provenance.checkpoint_hash(str(ckpt))

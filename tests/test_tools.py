@@ -279,7 +279,8 @@ def test_named_splits_must_exist(tmp_path, capsys):
     assert "dev_other.tsv:2" in capsys.readouterr().err
     for args, message in (([str(data), "--splits", "train,test"], "no test.tsv; write it first, or name only the "
                            "splits the folder has (--splits dev_other,train)"),
-                          ([str(data), "--splits", "train.tsv"], "not file names")):
+                          ([str(data), "--splits", "train.tsv"], "not file names"),
+                          ([str(tmp_path / "none"), "--splits", "train"], "none: not a folder")):
         with pytest.raises(SystemExit) as exit_:
             validate.main(args)
         assert exit_.value.code == 2 and message in capsys.readouterr().err

@@ -146,7 +146,10 @@ class Stamp:
 def write_sidecar(manifest_path: str, paths: Sequence[str]) -> str:
     """Hash ``paths`` (the manifest's clips, in its order) and write the sidecar; its path."""
     stamp = Stamp.of(manifest_path, paths)  # before hashing: a clip rewritten meanwhile reads as changed
-    pk, ck = clip_keys(paths)
+    return _save_sidecar(manifest_path, stamp, *clip_keys(paths))
+
+
+def _save_sidecar(manifest_path: str, stamp: Stamp, pk: np.ndarray, ck: np.ndarray) -> str:
     out = sidecar_path(manifest_path)
     tmp = out + ".tmp.npz"
     np.savez(tmp, path_keys=pk, content_keys=ck, sizes=stamp.stats[:, 0], mtimes=stamp.stats[:, 1],
@@ -157,7 +160,7 @@ def write_sidecar(manifest_path: str, paths: Sequence[str]) -> str:
 
 def manifest_keys(manifest_path: str, paths: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """``(path_keys, content_keys)`` of a manifest's clips: from its sidecar while its ``Stamp``
-    is current, else hashed now."""
+    is current, else hashed now (and a stale sidecar rewritten, so the next run reads it)."""
     side = sidecar_path(manifest_path)
     try:
         with np.load(side) as z:
@@ -166,10 +169,15 @@ def manifest_keys(manifest_path: str, paths: Sequence[str]) -> tuple[np.ndarray,
             if not stale:
                 return z["path_keys"].copy(), z["content_keys"].copy()
     except FileNotFoundError:
-        stale = None
+        return clip_keys(paths)
     except (OSError, KeyError, ValueError) as err:  # unreadable, or from before roots were stamped
         stale = f"unreadable or older ({type(err).__name__}: {err})"
-    if stale:  # at AudioSet scale hashing reads ~0.4 TB: say why, and how to stop it
-        logger.warning(f"{side}: not used ({stale}); hashing {len(paths)} clips. Rewrite it with "
-                       "mae-ast-manifest or mae-ast-prepare")
-    return clip_keys(paths)
+    # At AudioSet scale hashing reads ~0.4 TB: once, not at every run.
+    logger.warning(f"{side}: stale ({stale}); hashing {len(paths)} clips and rewriting it")
+    stamp = Stamp.of(manifest_path, paths)
+    pk, ck = clip_keys(paths)
+    try:
+        _save_sidecar(manifest_path, stamp, pk, ck)
+    except OSError as err:
+        logger.warning(f"{side}: cannot rewrite it ({err}): every run will hash these clips again")
+    return pk, ck

@@ -90,6 +90,8 @@ def split_list(text: str) -> list[str]:
 
 def check_splits(parser: argparse.ArgumentParser, data: str, splits: list[str]) -> None:
     """``parser.error`` (exit 2) unless ``data`` holds each split's ``{split}.tsv``: one named is never skipped."""
+    if not os.path.isdir(data):
+        parser.error(f"{data}: not a folder; give the data folder holding {{split}}.tsv")
     missing = [f"{s}.tsv" for s in splits if not os.path.isfile(os.path.join(data, f"{s}.tsv"))]
     if missing:
         have = ",".join(sorted(f[:-4] for f in os.listdir(data) if f.endswith(".tsv")))

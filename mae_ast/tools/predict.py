@@ -21,7 +21,7 @@ from ..data.audio_io import AUDIO_EXTENSIONS, AudioError
 from ..data.manifest import ManifestError
 from ._common import (
     add_batch_and_device, add_window_args, check_scoring_args, exit_code, json_safe, list_inputs, open_classifier,
-    tool_parser, write_json,
+    provenance_notes, tool_parser, write_json,
 )
 
 
@@ -162,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mae-ast-predict: {len(errors)} input(s) could not be scored, {len(results)} scored", file=sys.stderr)
     scored = [r["path"] for r in results]
     seen = provenance.overlap_report(clf.checkpoint.state, args.checkpoint, scored)
+    for note in provenance_notes(seen, "scored")[1]:  # what it was trained on (its own warning below)
+        print(f"mae-ast-predict: {note}", file=sys.stderr)
     if seen["training"]:
         named = [scored[i] for i in seen["trained_clips"][:3]]
         print(f"mae-ast-predict: WARNING: {seen['training']} of {len(scored)} scored file(s) were in the "

@@ -39,7 +39,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("data", help="folder with {train,valid,test}.tsv, {split}.lbl and label_descriptors.csv")
     p.add_argument("--layer", type=layer_arg, default=None,
                    help="encoder layer 1..L (-1 = the last) whose features are probed, or 'all' (each layer "
-                        "fitted, the best on valid kept) (default: the last)")
+                        "fitted, the best on valid kept: on held-out train when valid shares test clips) (default: the last)")
     p.add_argument("--pool", choices=POOLS, default="mean", help="pooling over a clip's time steps (default: mean)")
     labels = p.add_mutually_exclusive_group()
     labels.add_argument("--multi-label", dest="multi_label", action="store_const", const=True, default=None,
@@ -61,11 +61,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def report(result: dict) -> str:
     metric = result["metric"]
     lines = []
+    on = "valid" if result["selection_split"] == "valid" else "held-out train"
     if len(result["layers"]) > 1:
-        lines += [f"layer {row['layer']:>2}  C={row['C']:<8.3g} valid {metric} {metric_text(row['valid_' + metric])}"
+        lines += [f"layer {row['layer']:>2}  C={row['C']:<8.3g} {on} {metric} {metric_text(row['valid_' + metric])}"
                   for row in result["layers"]]
     n = result["n_clips"]
-    on = "valid" if result["selection_split"] == "valid" else "held-out train"
     lines += [
         f"layer      {result['layer']} ({result['layer_choice']})",
         f"C          {result['C']:g} (best {on} {metric} over {len(result['C_grid'])} values "
