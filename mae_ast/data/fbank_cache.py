@@ -115,7 +115,7 @@ class FbankCache:
         table = np.load(idx_path)
         rows = self._rows_for(table, dataset, idx_path)
         self.index = table[rows, 1:]
-        if change := dataclasses.replace(stamp, stats=stamp.stats[rows]).clips_change(dataset.paths):
+        if change := dataclasses.replace(stamp, stats=stamp.stats[rows]).clips_change(dataset.paths, dataset.lines):
             raise CacheError(f"{meta_path}: {change}: its features would be the old audio's; rewrite it with "
                              "mae-ast-cache")
         self.dim = self.meta["width"]

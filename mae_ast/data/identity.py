@@ -130,8 +130,9 @@ class Stamp:
                                                    f"{manifest_path}'s clips are under {now.root} (an "
                                                    "identical manifest in another folder)")
 
-    def clips_change(self, paths: Sequence[str]) -> str | None:
-        """None while ``paths`` are the files stamped (a stat each: seconds for 2 M); else what changed."""
+    def clips_change(self, paths: Sequence[str], lines: Sequence[int] | None = None) -> str | None:
+        """None while ``paths`` are the files stamped (a stat each: seconds for 2 M); else what
+        changed, with the first one's manifest line when ``lines`` are given."""
         if len(paths) != len(self.stats):
             return f"computed for {len(self.stats)} clips, not {len(paths)}"
         now = np.stack(file_stats(paths), axis=1)
@@ -140,7 +141,8 @@ class Stamp:
             return None
         (was, _), (size, _) = self.stats[changed[0]], now[changed[0]]
         what = f"size {was} -> {size} bytes" if was != size else "same size, modified since"
-        return f"{len(changed)} of {len(paths)} clips changed since, e.g. {paths[changed[0]]} ({what})"
+        line = f"line {lines[changed[0]]}: " if lines is not None else ""
+        return f"{len(changed)} of {len(paths)} clips changed since, e.g. {paths[changed[0]]} ({line}{what})"
 
 
 def write_sidecar(manifest_path: str, paths: Sequence[str]) -> str:
