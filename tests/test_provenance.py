@@ -300,5 +300,5 @@ def test_fbank_cache_refuses_regenerated_audio_and_another_folder(tmp_path):
     # regenerated under the same name and length: same size, new mtime
     sf.write(one / "audio" / "b.wav", 0.2 * np.random.default_rng(5).standard_normal(16000).astype(np.float32), 16000)
     os.utime(one / "audio" / "b.wav", ns=(1, 1))
-    with pytest.raises(CacheError, match=r"1 of 2 clips changed .*b\.wav \(same size, modified"):
+    with pytest.raises(CacheError, match=r"1 of 2 clips changed .*b\.wav \(manifest line 3: same size, modified"):
         MAE_AST_Dataset(str(one / "valid.tsv")).use_cache(cache, "valid")

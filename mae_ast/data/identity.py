@@ -141,7 +141,7 @@ class Stamp:
             return None
         (was, _), (size, _) = self.stats[changed[0]], now[changed[0]]
         what = f"size {was} -> {size} bytes" if was != size else "same size, modified since"
-        line = f"line {lines[changed[0]]}: " if lines is not None else ""
+        line = f"manifest line {lines[changed[0]]}: " if lines is not None else ""
         return f"{len(changed)} of {len(paths)} clips changed since, e.g. {paths[changed[0]]} ({line}{what})"
 
 
