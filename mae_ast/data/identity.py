@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .manifest import root_folder
+
 logger = logging.getLogger(__name__)
 
 SAMPLE_BYTES = 64 * 1024
@@ -114,11 +116,11 @@ class Stamp:
 
     @classmethod
     def of(cls, manifest_path: str, paths: Sequence[str]) -> Stamp:
-        """Now. The root is the manifest's first line from its folder, as ``read_manifest`` joins it."""
+        """Now. The root is ``manifest.root_folder`` of the manifest's first line."""
         with open(manifest_path, "rb") as f:
             text = f.read()
-        root = text.split(b"\n", 1)[0].decode("utf-8-sig", "surrogateescape").strip()
-        root = real_path(os.path.join(os.path.dirname(os.path.abspath(manifest_path)), root))
+        first = text.split(b"\n", 1)[0].decode("utf-8-sig", "surrogateescape").strip()
+        root = real_path(root_folder(manifest_path, first))
         return cls(digest64(text), root, np.stack(file_stats(paths), axis=1))
 
     def manifest_change(self, manifest_path: str) -> str | None:

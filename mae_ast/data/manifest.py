@@ -114,6 +114,12 @@ class Manifest:
         return len(self.sizes)
 
 
+def root_folder(manifest_path: str, first_line: str) -> str:
+    """The folder a manifest's entries are under, from its first line (stripped): relative to
+    the manifest's folder, not the working directory (fairseq-hydra-train changes it)."""
+    return os.path.join(os.path.dirname(os.path.abspath(manifest_path)), first_line)
+
+
 def read_manifest(manifest_path: str, min_keep: int | None = None, max_keep: int | None = None) -> Manifest:
     """Entries shorter than ``min_keep`` or longer than ``max_keep`` samples are skipped and
     counted, as the original did; a malformed line is a ``ManifestError`` naming it."""
@@ -123,8 +129,7 @@ def read_manifest(manifest_path: str, min_keep: int | None = None, max_keep: int
         root = f.readline().strip()
         if not root:
             raise ManifestError(f"{manifest_path}:1: first line must be the root folder")
-        # From the manifest's folder, not the working directory (fairseq-hydra-train changes it).
-        root = os.path.join(os.path.dirname(os.path.abspath(manifest_path)), root)
+        root = root_folder(manifest_path, root)
         if not os.path.isdir(root):
             # Every clip would be skipped as missing and fairseq would train on nothing.
             raise ManifestError(f"{manifest_path}:1: root folder {root} does not exist; the first line "
