@@ -6,7 +6,6 @@ README, "Linear probe: the standard number".
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -34,7 +33,7 @@ POOLS = ("mean", "max")
 # Of train, held out to choose C and layer when the valid split shares clips with test (ESC-50's
 # folders: valid = test = the held-out fold), so that no choice is made on the scored clips.
 HOLDOUT_FRACTION = 0.2
-CACHE_VERSION = 2  # 2: clip file stats saved beside the features
+CACHE_VERSION = 3  # 3: the manifest's identity.Stamp saved beside the features
 
 
 class ProbeError(ValueError):
@@ -58,6 +57,7 @@ class Split:
     """One split's labels and pooled features of its readable clips."""
 
     name: str
+    manifest_path: str
     manifest: Manifest
     labels: list[list[int]]  # per manifest entry
     features: np.ndarray | None = None  # (layers, kept clips, dim) float32
@@ -90,7 +90,7 @@ def read_splits(data: str, multi_label: bool | None) -> tuple[LabelSet, dict[str
         if not manifest.paths:
             raise ProbeError(f"{manifest_path}: no clips; every split needs at least one")
         # Unless told, read as multi-label: the mode is decided over all splits below.
-        splits[name] = Split(name, manifest, read_labels(label_path, label_set, manifest.entries,
+        splits[name] = Split(name, manifest_path, manifest, read_labels(label_path, label_set, manifest.entries,
                                                          multi_label is not False, manifest=manifest_path))
     several = any(len(r) > 1 for s in splits.values() for r in s.labels)
     mode = several if multi_label is None else multi_label
@@ -134,66 +134,57 @@ def extract_split(model, split: Split, pool: str, batch_size: int) -> None:
     split.features = np.stack([rows[i] for i in split.kept], axis=1)
 
 
-def fingerprint(checkpoint: str, split: Split, pool: str) -> str:
-    """What a cached split's features depend on: the checkpoint file (size, sampled bytes,
-    mtime), the manifest's text and the pooling. Labels are not in it: they are read fresh;
-    nor are the clips' files, whose sizes and mtimes ``load_cached`` checks one by one."""
+def fingerprint(checkpoint: str, pool: str) -> str:
+    """What cached features depend on besides their clips: the checkpoint file (size, sampled
+    bytes, mtime) and the pooling. Labels are not in it: they are read fresh. The clips are the
+    cache's ``identity.Stamp``."""
     if os.path.isdir(checkpoint):  # an exported folder: its weights file
         checkpoint = os.path.join(checkpoint, "model.safetensors")
-    stat = os.stat(checkpoint)
-    entries = "\n".join(f"{p}\t{s}" for p, s in zip(split.manifest.paths, split.manifest.sizes))
     return json.dumps({"version": CACHE_VERSION, "checkpoint": os.path.realpath(checkpoint),
-                       "checkpoint_key": str(identity.content_key(checkpoint)), "checkpoint_mtime_ns": stat.st_mtime_ns,
-                       "clips": hashlib.sha256(entries.encode("utf-8", "surrogateescape")).hexdigest(),
-                       "pool": pool}, sort_keys=True)
+                       "checkpoint_key": str(identity.content_key(checkpoint)),
+                       "checkpoint_mtime_ns": os.stat(checkpoint).st_mtime_ns, "pool": pool}, sort_keys=True)
 
 
 def load_cached(path: str, key: str, split: Split) -> bool:
-    """Fill ``split`` from the cache file when it was written for ``key`` and no clip file has
-    changed size or mtime since (a clip whose file is gone keeps its cached features); False
-    otherwise."""
+    """Fill ``split`` from the cache file when it was written for ``key`` and its ``Stamp`` is
+    current (a clip whose file is gone since keeps its cached features); False otherwise."""
     if not os.path.isfile(path):
         return False
     try:
         with np.load(path, allow_pickle=False) as f:
-            if str(f["key"]) != key:
-                logger.info(f"{path}: written for another checkpoint, clip list or pooling; recomputing")
+            stamp = identity.Stamp.read(f)
+            stale = ("written for another checkpoint or pooling" if str(f["key"]) != key else
+                     stamp.manifest_change(split.manifest_path)
+                     or stamp.clips_change(split.manifest.paths, split.manifest.lines, missing_ok=True))
+            if stale:
+                logger.warning(f"{path}: {stale}; recomputing")
                 return False
-            saved, now = f["stats"], np.stack(identity.file_stats(split.manifest.paths), axis=1)
-            changed = np.flatnonzero((now[:, 0] >= 0) & (now != saved).any(axis=1))
-            if len(changed):
-                logger.warning(f"{path}: {len(changed)} clip(s) changed since the features were cached (size or "
-                               f"mtime), first {split.manifest.paths[changed[0]]}; recomputing")
-                return False
-            gone = int(((now[:, 0] < 0) & (saved[:, 0] >= 0)).sum())  # not those missing when cached
-            if gone:
-                logger.info(f"{path}: {gone} clip file(s) gone since caching; their cached features are used")
             split.features, split.kept, split.skipped = f["features"], f["kept"], list(f["skipped"])
     except (OSError, KeyError, ValueError) as err:
-        logger.warning(f"{path}: unreadable feature cache ({err}); recomputing")
+        logger.warning(f"{path}: unreadable or older feature cache ({err}); recomputing")
         return False
     return True
 
 
-def save_cached(path: str, key: str, split: Split, stats: np.ndarray) -> None:
+def save_cached(path: str, key: str, split: Split, stamp: identity.Stamp) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = path + ".tmp.npz"  # written whole, then renamed: an interrupted run leaves no half file
     np.savez(tmp, key=np.array(key), features=split.features, kept=split.kept,
-             skipped=np.array(split.skipped, dtype=str), stats=stats)
+             skipped=np.array(split.skipped, dtype=str), **stamp.arrays())
     os.replace(tmp, path)
 
 
 def features(model, checkpoint: str, split: Split, cfg: ProbeConfig) -> None:
     """``split``'s pooled features: from ``cfg.cache`` when current, else extracted (and cached)."""
     path = os.path.join(cfg.cache, f"{split.name}.{cfg.pool}.npz") if cfg.cache else None
-    key = fingerprint(checkpoint, split, cfg.pool) if path else ""
+    key = fingerprint(checkpoint, cfg.pool) if path else ""
     if path and load_cached(path, key, split):
         return
-    # Stats taken before reading: a file rewritten while it is read makes the next run recompute.
-    stats = np.stack(identity.file_stats(split.manifest.paths), axis=1) if path else None
+    # Stamped before reading: a file rewritten while it is read makes the next run recompute.
+    stamp = identity.Stamp.of(split.manifest_path, split.manifest.paths) if path else None
     extract_split(model, split, cfg.pool, cfg.batch_size)
     if path:
-        save_cached(path, key, split, stats)
+        save_cached(path, key, split, stamp)
 
 
 def class_scores(clf, x: np.ndarray, num_classes: int, multi_label: bool) -> np.ndarray:
@@ -289,9 +280,9 @@ def fit_layer(x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray, y_v
     return best[1]
 
 
-def split_keys(data: str, split: Split) -> tuple[np.ndarray, np.ndarray]:
+def split_keys(split: Split) -> tuple[np.ndarray, np.ndarray]:
     """``(path_keys, content_keys)`` of the split's kept clips (``identity``)."""
-    pk, ck = identity.manifest_keys(label_paths(data, split.name)[0], split.manifest.paths)
+    pk, ck = identity.manifest_keys(split.manifest_path, split.manifest.paths)
     return pk[split.kept], ck[split.kept]
 
 
@@ -330,7 +321,7 @@ def run_probe(checkpoint: str, data: str, cfg: ProbeConfig | None = None) -> dic
         if split.skipped:
             logger.warning(f"{split.name}: {len(split.skipped)} clip(s) left out, first: {split.skipped[0]}")
     train, valid, test = (splits[s] for s in SPLITS)
-    keys = {name: split_keys(data, split) for name, split in splits.items()}
+    keys = {name: split_keys(split) for name, split in splits.items()}
     C = label_set.num_classes
     y = {s.name: s.targets(C, multi_label) for s in splits.values()}
     if not multi_label and len(set(y["train"].tolist())) < 2:

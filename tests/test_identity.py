@@ -2,6 +2,7 @@
 
 import os
 import shutil
+from pathlib import Path
 from unittest import mock
 
 import numpy as np
@@ -89,3 +90,26 @@ def test_sidecar_of_a_copied_folder_gives_the_copys_path_keys(tmp_path):
     with mock.patch("mae_ast.data.identity.clip_keys", side_effect=AssertionError("hashed again")):
         again = manifest_keys(str(tmp_path / "copy" / "train.tsv"), paths)
     assert np.array_equal(again[0], pk) and np.array_equal(again[1], ck)
+
+
+def test_stamp_names_the_changed_clip_and_may_let_a_gone_clip_pass(tmp_path):
+    from mae_ast.data.identity import Stamp
+
+    paths = [str(tmp_path / f"{i}.bin") for i in range(3)]
+    for i, p in enumerate(paths):
+        Path(p).write_bytes(bytes([i]) * 10)
+    tsv = tmp_path / "train.tsv"
+    tsv.write_text(str(tmp_path) + "\n" + "".join(f"{i}.bin\t10\n" for i in range(3)))
+    with open(tmp_path / "s.npz", "wb") as f:
+        np.savez(f, **Stamp.of(str(tsv), paths).arrays())
+    with np.load(tmp_path / "s.npz") as z:  # the saved form reads back to the same stamp
+        stamp = Stamp.read(z)
+    assert stamp.manifest_change(str(tsv)) is None and stamp.clips_change(paths) is None
+    os.remove(paths[1])  # gone: a change, unless the caller keeps what it made from the file
+    assert "1 of 3 clips changed" in stamp.clips_change(paths, [2, 3, 4])
+    assert "manifest line 3" in stamp.clips_change(paths, [2, 3, 4])
+    assert stamp.clips_change(paths, missing_ok=True) is None
+    Path(paths[2]).write_bytes(b"other size")  # rewritten: a change either way
+    assert paths[2] in stamp.clips_change(paths, missing_ok=True)
+    tsv.write_text(tsv.read_text() + "3.bin\t10\n")
+    assert "another version" in stamp.manifest_change(str(tsv))

@@ -115,6 +115,16 @@ class Stamp:
     stats: np.ndarray
 
     @classmethod
+    def read(cls, saved) -> Stamp:
+        """From the arrays ``arrays()`` gave, as loaded from an npz (``KeyError`` if absent)."""
+        return cls(int(saved["manifest_key"]), str(saved["root"]), np.stack([saved["sizes"], saved["mtimes"]], axis=1))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The stamp as npz fields (beside a record's own arrays)."""
+        return {"sizes": self.stats[:, 0], "mtimes": self.stats[:, 1],
+                "manifest_key": np.uint64(self.manifest_key), "root": np.str_(self.root)}
+
+    @classmethod
     def of(cls, manifest_path: str, paths: Sequence[str]) -> Stamp:
         """Now. The root is ``manifest.root_folder`` of the manifest's first line."""
         with open(manifest_path, "rb") as f:
@@ -132,13 +142,15 @@ class Stamp:
                                                    f"{manifest_path}'s clips are under {now.root} (an "
                                                    "identical manifest in another folder)")
 
-    def clips_change(self, paths: Sequence[str], lines: Sequence[int] | None = None) -> str | None:
+    def clips_change(self, paths: Sequence[str], lines: Sequence[int] | None = None,
+                     missing_ok: bool = False) -> str | None:
         """None while ``paths`` are the files stamped (a stat each: seconds for 2 M); else what
-        changed, with the first one's manifest line when ``lines`` are given."""
+        changed, with the first one's manifest line when ``lines`` are given. ``missing_ok``: a
+        file gone since is not a change (the record made from it stays usable)."""
         if len(paths) != len(self.stats):
             return f"computed for {len(self.stats)} clips, not {len(paths)}"
         now = np.stack(file_stats(paths), axis=1)
-        changed = np.flatnonzero((self.stats != now).any(axis=1))
+        changed = np.flatnonzero((self.stats != now).any(axis=1) & ((now[:, 0] >= 0) | (not missing_ok)))
         if not len(changed):
             return None
         (was, _), (size, _) = self.stats[changed[0]], now[changed[0]]
@@ -156,8 +168,7 @@ def write_sidecar(manifest_path: str, paths: Sequence[str]) -> str:
 def _save_sidecar(manifest_path: str, stamp: Stamp, pk: np.ndarray, ck: np.ndarray) -> str:
     out = sidecar_path(manifest_path)
     tmp = out + ".tmp.npz"
-    np.savez(tmp, path_keys=pk, content_keys=ck, sizes=stamp.stats[:, 0], mtimes=stamp.stats[:, 1],
-             manifest_key=np.uint64(stamp.manifest_key), root=np.str_(stamp.root))
+    np.savez(tmp, path_keys=pk, content_keys=ck, **stamp.arrays())
     os.replace(tmp, out)
     return out
 
@@ -168,7 +179,7 @@ def manifest_keys(manifest_path: str, paths: Sequence[str]) -> tuple[np.ndarray,
     side = sidecar_path(manifest_path)
     try:
         with np.load(side) as z:
-            stamp = Stamp(int(z["manifest_key"]), str(z["root"]), np.stack([z["sizes"], z["mtimes"]], axis=1))
+            stamp = Stamp.read(z)
             stale = stamp.manifest_change(manifest_path) or stamp.clips_change(paths)
             if not stale:
                 return z["path_keys"].copy(), z["content_keys"].copy()
