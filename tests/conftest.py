@@ -5,6 +5,8 @@ import importlib.util
 import json
 import os
 import re
+import select
+import signal
 import subprocess
 import sys
 import tempfile
@@ -112,30 +114,99 @@ def cli_env() -> dict[str, str]:
     return dict(os.environ, OMP_NUM_THREADS="1", HYDRA_FULL_ERROR="1", PYTHONWARNINGS="ignore")
 
 
-def run_cli(*cmd: object, timeout: int = 600, cwd: Path = ROOT, check: bool = False) -> subprocess.CompletedProcess:
-    """The one way tests run a command line tool; ``check`` asserts exit 0 with its output."""
+class WarmStart:
+    """``tests/cli_server.py``, started once: it forks each ``mae-ast-*`` command from a process
+    or ``fairseq-hydra-train`` command from a process that has already imported torch and fairseq,
+    which a fresh interpreter spends ~6 s on here. ``MAE_AST_TEST_EXEC=1`` starts every command as
+    its own process instead."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen | None = None
+        self.names: set[str] = set()
+
+    def serves(self, cmd: list[str]) -> bool:
+        if os.environ.get("MAE_AST_TEST_EXEC") == "1" or Path(cmd[0]).parent != BIN:
+            return False
+        if self.proc is None or self.proc.poll() is not None:
+            server = [sys.executable, str(Path(__file__).with_name("cli_server.py"))]
+            self.names = set(subprocess.run([*server, "--names"], capture_output=True, text=True, check=True,
+                                            env=cli_env()).stdout.split())
+            self.proc = subprocess.Popen(server, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                         bufsize=1, env=cli_env(), cwd=ROOT)
+        return Path(cmd[0]).name in self.names
+
+    def run(self, cmd: list[str], timeout: int, cwd: Path) -> subprocess.CompletedProcess:
+        with tempfile.TemporaryDirectory() as tmp:
+            out, err = Path(tmp, "out"), Path(tmp, "err")
+            request = {"argv": cmd, "cwd": str(cwd), "env": cli_env(), "out": str(out), "err": str(err)}
+            self.proc.stdin.write(json.dumps(request) + "\n")
+            self.proc.stdin.flush()
+            pid = self.reply(None)["pid"]
+            done = self.reply(timeout)
+            timed_out = done is None
+            if timed_out:
+                os.killpg(pid, signal.SIGKILL)
+                done = self.reply(None)
+            stdout, stderr = out.read_text(errors="replace"), err.read_text(errors="replace")
+        if timed_out:
+            raise subprocess.TimeoutExpired(cmd, timeout, stdout, stderr)
+        return subprocess.CompletedProcess(cmd, done["rc"], stdout, stderr)
+
+    def reply(self, timeout: float | None) -> dict | None:
+        """The server's next line (read unbuffered, so no line waits in a buffer select cannot
+        see); None if ``timeout`` passes first."""
+        fd, line, end = self.proc.stdout.fileno(), b"", None if timeout is None else time.monotonic() + timeout
+        while not line.endswith(b"\n"):
+            if end is not None and not select.select([fd], [], [], max(0.0, end - time.monotonic()))[0]:
+                return None
+            byte = os.read(fd, 1)
+            if not byte:
+                raise RuntimeError("tests/cli_server.py ended; its stderr is in the test output")
+            line += byte
+        return json.loads(line)
+
+    def close(self) -> None:
+        if self.proc is not None:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=60)
+
+
+WARM = WarmStart()
+
+
+def pytest_sessionfinish(session):
+    WARM.close()
+
+
+def run_cli(*cmd: object, timeout: int = 600, cwd: Path = ROOT, check: bool = False,
+            fresh: bool = False) -> subprocess.CompletedProcess:
+    """The one way tests run a command line tool; ``check`` asserts exit 0 with its output.
+    ``fresh``: a process of its own, not a fork of the warm start (``WarmStart``)."""
     cmd = [str(c) for c in cmd]
     if Path(cmd[0]).name == "fairseq-hydra-train" and not _RUNNING["slow"]:
         pytest.fail("this test starts fairseq-hydra-train: mark it @pytest.mark.slow")
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=cli_env(), cwd=cwd)
+    if not fresh and WARM.serves(cmd):
+        proc = WARM.run(cmd, timeout, cwd)
+    else:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=cli_env(), cwd=cwd)
     if check:
         assert proc.returncode == 0, f"{cmd[0]} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
     return proc
 
 
 def fairseq_train(config: str, run_dir: Path, *overrides: object, save_dir: Path | None = None,
-                  timeout: int = 600, check: bool = False) -> subprocess.CompletedProcess:
+                  timeout: int = 600, check: bool = False, fresh: bool = False) -> subprocess.CompletedProcess:
     """fairseq-hydra-train with one of the repo's configs (``pretrain/mae_ast``, ``finetune/base``...)."""
     config_dir, name = config.rsplit("/", 1)
     return run_cli(BIN / "fairseq-hydra-train", "--config-dir", ROOT / "config" / config_dir, "--config-name", name,
                    f"common.user_dir={ROOT / 'mae_ast'}", f"hydra.run.dir={run_dir}",
                    f"checkpoint.save_dir={save_dir or run_dir / 'checkpoints'}", *overrides,
-                   timeout=timeout, check=check)
+                   timeout=timeout, check=check, fresh=fresh)
 
 
-def hydra_train(run_dir: Path, *overrides: str, data: Path = DEMO, timeout: int = 600):
+def hydra_train(run_dir: Path, *overrides: str, data: Path = DEMO, timeout: int = 600, fresh: bool = False):
     """Pretraining with the repo's config on ``data``; returns the CompletedProcess."""
-    return fairseq_train("pretrain/mae_ast", run_dir, f"task.data={data}", *overrides, timeout=timeout)
+    return fairseq_train("pretrain/mae_ast", run_dir, f"task.data={data}", *overrides, timeout=timeout, fresh=fresh)
 
 
 # 64-d fixtures: every default-width (768) run is a test's own (the seed commands);

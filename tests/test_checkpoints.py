@@ -13,7 +13,7 @@ import soundfile as sf
 import torch
 
 import mae_ast
-from conftest import BIN, DEMO, ROOT
+from conftest import BIN, DEMO, ROOT, run_cli
 from mae_ast.checkpoints import CheckpointError, read_checkpoint
 from mae_ast.classifier import load_classifier
 from conftest import finetune, write_data
@@ -38,8 +38,8 @@ def test_a_classifiers_encoder_serves_features(classifier_ckpt, tmp_path):
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
 
     out = tmp_path / "feats"
-    proc = subprocess.run([str(BIN / "mae-ast-extract"), str(classifier_ckpt), str(DEMO / "audio" / "speech_00.flac"),
-                           "--out", str(out), "--device", "cpu"], capture_output=True, text=True)
+    proc = run_cli(BIN / "mae-ast-extract", classifier_ckpt, DEMO / "audio" / "speech_00.flac",
+                   "--out", out, "--device", "cpu")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert np.load(out / "speech_00.flac.npy").shape[1] == model.cfg.encoder_embed_dim
 
@@ -51,8 +51,7 @@ def test_a_classifiers_encoder_serves_features(classifier_ckpt, tmp_path):
 
 
 def test_show_and_load_classifier_say_which_kind_they_need(classifier_ckpt, patch_checkpoint, tmp_path):
-    proc = subprocess.run([str(BIN / "mae-ast-show"), str(classifier_ckpt), str(DEMO / "audio" / "speech_00.flac"),
-                           "--out", str(tmp_path / "x.png")], capture_output=True, text=True)
+    proc = run_cli(BIN / "mae-ast-show", classifier_ckpt, DEMO / "audio" / "speech_00.flac", "--out", tmp_path / "x.png")
     assert proc.returncode == 1 and "is a fine-tuned classifier (mae_ast_classifier), not a pretraining" in proc.stderr
     assert "mae-ast-predict" in proc.stderr
     with pytest.raises(CheckpointError, match="is a pretraining checkpoint, not a fine-tuned classifier"):

@@ -2,13 +2,12 @@
 caches, and feeds a real fairseq-hydra-train run."""
 
 import shutil
-import subprocess
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import BIN, DEMO, hydra_train, logged
+from conftest import BIN, DEMO, hydra_train, logged, run_cli
 from mae_ast.data import MAE_AST_Dataset
 from mae_ast.data.audio_io import AudioError
 from mae_ast.data.fbank_cache import CacheError, write_cache
@@ -45,8 +44,7 @@ def _data_with_a_broken_file(tmp_path):
 
 def test_unusable_clips_stay_skipped_with_their_reason(tmp_path):
     data = _data_with_a_broken_file(tmp_path)
-    proc = subprocess.run([str(BIN / "mae-ast-cache"), str(data), "--out", str(tmp_path / "cache"),
-                           "--splits", "train", "--workers", "1"], capture_output=True, text=True)
+    proc = run_cli(BIN / "mae-ast-cache", data, "--out", tmp_path / "cache", "--splits", "train", "--workers", "1")
     assert proc.returncode == 1 and "broken.flac" in proc.stderr
     assert "train: 24 of 25 clips cached" in proc.stdout
     ds = MAE_AST_Dataset(str(data / "train.tsv"), min_keep_sample_size=32000)
@@ -93,8 +91,7 @@ def test_cache_of_an_older_mae_ast_cache_is_refused(tmp_path):
 @pytest.mark.slow
 def test_training_reads_the_cache(tmp_path):
     cache = tmp_path / "cache"
-    proc = subprocess.run([str(BIN / "mae-ast-cache"), str(DEMO), "--out", str(cache), "--workers", "2"],
-                          capture_output=True, text=True)
+    proc = run_cli(BIN / "mae-ast-cache", DEMO, "--out", cache, "--workers", "2")
     assert proc.returncode == 0, proc.stderr[-2000:]
     run = tmp_path / "run"
     proc = hydra_train(run, "model.encoder_layers=1", "model.decoder_layers=1", "common.cpu=true",

@@ -7,36 +7,29 @@ offline; and the card's loading snippet runs as written in the clean venv."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 
 import pytest
 import torch
 
-from conftest import ROOT
+from conftest import BIN, run_cli
 from test_hf_export import clean_python, run_clean
 
 pytest.importorskip("safetensors", reason="the hf extra is not installed (pip install -e '.[hf]')")
 
-BIN = os.path.dirname(sys.executable)
 
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=300, cwd=ROOT,
-                          env=dict(os.environ, PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore"))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
+def cli(tool: str, *args: str) -> subprocess.CompletedProcess:
+    return run_cli(BIN / tool, *args, timeout=300, check=True)
 
 
 def test_the_card_says_what_the_checkpoint_holds(finetuned_checkpoint, tmp_path):
     state = torch.load(finetuned_checkpoint, weights_only=True)
     data = state["cfg"]["task"]["data"]
-    cli("mae_ast.tools.evaluate", str(finetuned_checkpoint), data, "--split", "valid", "--json",
+    cli("mae-ast-evaluate", str(finetuned_checkpoint), data, "--split", "valid", "--json",
         str(tmp_path / "valid.json"), "--device", "cpu")
     metrics = json.loads((tmp_path / "valid.json").read_text())
-    cli("mae_ast.tools.export_hf", str(finetuned_checkpoint), str(tmp_path / "clf"), "--eval",
+    cli("mae-ast-export-hf", str(finetuned_checkpoint), str(tmp_path / "clf"), "--eval",
         str(tmp_path / "valid.json"))
     card = (tmp_path / "clf" / "README.md").read_text()
 
@@ -62,13 +55,13 @@ def test_the_card_says_what_the_checkpoint_holds(finetuned_checkpoint, tmp_path)
     # A checkpoint without a record (released ones) says so.
     del state["task_state"]
     torch.save(state, tmp_path / "no_record.pt")
-    cli("mae_ast.tools.export_hf", str(tmp_path / "no_record.pt"), str(tmp_path / "bare"))
+    cli("mae-ast-export-hf", str(tmp_path / "no_record.pt"), str(tmp_path / "bare"))
     card = (tmp_path / "bare" / "README.md").read_text()
     assert "No provenance record" in card and "## Evaluation" not in card
 
 
 def test_the_cards_loading_snippet_runs_offline(patch_checkpoint, tmp_path):
-    cli("mae_ast.tools.export_hf", str(patch_checkpoint), str(tmp_path / "enc"))
+    cli("mae-ast-export-hf", str(patch_checkpoint), str(tmp_path / "enc"))
     card = (tmp_path / "enc" / "README.md").read_text()
     assert "pipeline_tag: feature-extraction" in card and "AutoModelForAudioClassification" in card
     code = re.search(r"```python\n(.*?)```", card, re.S).group(1).replace('"PATH"', repr(str(tmp_path / "enc")))

@@ -24,7 +24,7 @@ import torch
 
 import mae_ast
 from mae_ast import hear
-from conftest import DEMO, ROOT, task_cfg, tiny_model
+from conftest import BIN, DEMO, ROOT, run_cli, task_cfg, tiny_model
 from mae_ast.classifier import load_classifier
 from mae_ast.data import read_audio
 from mae_ast.hf import remote_code
@@ -84,9 +84,7 @@ def save_checkpoint(model, path: Path) -> Path:
 
 
 def export(checkpoint: Path, out: Path) -> Path:
-    proc = subprocess.run([sys.executable, "-m", "mae_ast.tools.export_hf", str(checkpoint), str(out)],
-                          capture_output=True, text=True, timeout=300, cwd=ROOT,
-                          env=dict(os.environ, PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore"))
+    proc = run_cli(BIN / "mae-ast-export-hf", checkpoint, out, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
 
@@ -237,10 +235,8 @@ def check_against_package(report: dict, exported: dict[str, Path], checkpoints: 
 
 def check_pipeline_matches_predict(pipeline_out: list, checkpoint: Path, wavs: list[Path], tmp: Path) -> None:
     report = tmp / "predict.json"
-    proc = subprocess.run([str(Path(sys.executable).parent / "mae-ast-predict"), str(checkpoint),
-                           *[str(w)[:-4] + ".wav" for w in wavs], "--top-k", "3", "--json", str(report),
-                           "--device", "cpu"], capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore"))
+    proc = run_cli(BIN / "mae-ast-predict", checkpoint, *[str(w)[:-4] + ".wav" for w in wavs], "--top-k", "3",
+                   "--json", report, "--device", "cpu", timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     files = json.loads(report.read_text())["files"]
     for ours, theirs in zip(files, pipeline_out):

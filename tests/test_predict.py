@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import cli_env
+from conftest import run_cli
 from test_finetune_e2e import KEYWORDS, finetune, pretrain
 
 from mae_ast.classifier import load_classifier
@@ -43,8 +43,7 @@ def long_clip(tmp_path_factory) -> Path:
 
 
 def predict(*args: object) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "mae-ast-predict"), *map(str, args)], capture_output=True, text=True,
-                          timeout=300, env=cli_env())
+    return run_cli(BIN / "mae-ast-predict", *args, timeout=300)
 
 
 def expected_windows(frames: int, length: int, hop: int) -> int:

@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 
 from audio_files import noise_file
-from conftest import BIN, ROOT
+from conftest import BIN, run_cli
 from mae_ast.data.labels import (
     LabelError, LabelSet, read_label_descriptors, read_labels, write_label_descriptors,
     write_labels,
@@ -22,8 +22,7 @@ AS_CLASSES = [("/m/09x0r", "Speech"), ("/m/0ytgt", "Child speech, kid speaking")
 
 def prepare(*args) -> subprocess.CompletedProcess:
     """The real console script, as a user runs it."""
-    return subprocess.run([str(BIN / "mae-ast-prepare"), *map(str, args)], capture_output=True, text=True,
-                          cwd=ROOT, timeout=120)
+    return run_cli(BIN / "mae-ast-prepare", *args, timeout=120)
 
 
 def load(data: Path, split: str, multi_label: bool = False) -> tuple[list[str], list[int], list[list[int]]]:

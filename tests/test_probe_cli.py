@@ -6,10 +6,8 @@ refused with the file named."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from conftest import BIN, run_cli
 from mae_ast.data.datadir import write_split
 from mae_ast.data.labels import LabelSet, write_label_descriptors
 from mae_ast.data.manifest import read_manifest
@@ -81,10 +80,8 @@ def one_thread():
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    """The command as a user runs it (``python -m`` stands in for the installed script)."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore", PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "mae_ast.tools.probe", *map(str, args)], capture_output=True,
-                          text=True, timeout=300, env=env, cwd=ROOT)
+    """The command as a user runs it."""
+    return run_cli(BIN / "mae-ast-probe", *args, timeout=300)
 
 
 def reference_features(model, data: Path, split: str) -> tuple[list[np.ndarray], np.ndarray]:

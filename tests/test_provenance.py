@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import BIN, DEMO, hydra_train
+from conftest import BIN, DEMO, hydra_train, run_cli
 from mae_ast import provenance
 from mae_ast.data import identity
 from conftest import finetune, write_data
@@ -52,8 +52,7 @@ def run(tmp_path_factory, data, patch_checkpoint) -> Path:
 
 
 def cli(tool: str, *args) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONWARNINGS="ignore")
-    return subprocess.run([str(BIN / tool), *map(str, args)], capture_output=True, text=True, timeout=300, env=env)
+    return run_cli(BIN / tool, *args, timeout=300)
 
 
 # ---- the record ------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import BIN, ROOT
+from conftest import BIN, ROOT, run_cli
 from mae_ast.tools.recipe_advice import plan_run, run_warnings
 
 
@@ -49,9 +49,7 @@ def test_small_valid_split_points_to_the_last_checkpoint(clips, warned):
 
 
 def validate(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
-    return subprocess.run([str(BIN / "mae-ast-validate"), *args], capture_output=True, text=True, timeout=600,
-                          env=env, cwd=ROOT)
+    return run_cli(BIN / "mae-ast-validate", *args)
 
 
 def test_validate_prints_the_advice_on_a_recipe():

@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from conftest import BIN, DEMO, ROOT, hydra_train, logged
+from conftest import BIN, DEMO, ROOT, hydra_train, logged, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -151,8 +151,7 @@ def test_training_runs_through_bad_files_naming_each_once(tmp_path, messy_data):
 
 def test_validate_cli_finds_every_broken_file(messy_data):
     data, broken = messy_data
-    proc = subprocess.run([str(BIN / "mae-ast-validate"), str(data), "--workers", "2"],
-                          capture_output=True, text=True, timeout=600)
+    proc = run_cli(BIN / "mae-ast-validate", data, "--workers", "2")
     assert proc.returncode == 1
     for name, reason in broken.items():
         lines = [x for x in proc.stderr.splitlines() if f"/{name}:" in x]
@@ -164,8 +163,7 @@ def test_validate_cli_finds_every_broken_file(messy_data):
 
 
 def test_validate_cli_passes_clean_data():
-    proc = subprocess.run([str(BIN / "mae-ast-validate"), str(DEMO), "--workers", "1"],
-                          capture_output=True, text=True, timeout=600)
+    proc = run_cli(BIN / "mae-ast-validate", DEMO, "--workers", "1")
     assert proc.returncode == 0 and "OK: every file decodes" in proc.stdout
 
 

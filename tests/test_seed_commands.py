@@ -45,7 +45,7 @@ def test_readme_holds_the_three_seed_commands():
 @pytest.mark.parametrize("index,expected_mask", [(0, (0.74, 0.76)), (1, (0.74, 0.76)), (2, (0.15, 0.45))])
 def test_seed_command_trains_and_checkpoint_reloads(tmp_path, index, expected_mask):
     run = tmp_path / "run"
-    proc = hydra_train(run, *seed_overrides(COMMANDS[index], run))
+    proc = hydra_train(run, *seed_overrides(COMMANDS[index], run), fresh=True)  # as a user starts it
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     train = logged(run, "train")
     assert train and int(train[-1]["train_num_updates"]) == 2

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from audio_files import encode_audio, sine
-from conftest import BIN, DEMO, ROOT
+from conftest import BIN, DEMO, ROOT, run_cli
 import mae_ast
 from mae_ast.checkpoints import CheckpointError
 
@@ -64,9 +64,8 @@ def test_manifest_tool_writes_original_format(tmp_path):
     shutil.copytree(DEMO / "audio", audio)
     (audio / "broken.flac").write_bytes(b"nope" * 10)
     out = tmp_path / "manifests"
-    proc = subprocess.run([str(BIN / "mae-ast-manifest"), str(audio), "--out", str(out),
-                           "--valid-percent", "0.2", "--test-percent", "0.1", "--seed", "3"],
-                          capture_output=True, text=True)
+    proc = run_cli(str(BIN / "mae-ast-manifest"), str(audio), "--out", str(out),
+                           "--valid-percent", "0.2", "--test-percent", "0.1", "--seed", "3")
     assert proc.returncode == 1  # one unreadable file
     assert "broken.flac" in proc.stderr and "41 files found" in proc.stdout
     rows = {}
@@ -97,8 +96,8 @@ def test_manifest_tool_writes_original_format(tmp_path):
                        for decoded, size, rate in mkv), mkv
     # The same seed gives the same split.
     again = tmp_path / "again"
-    subprocess.run([str(BIN / "mae-ast-manifest"), str(audio), "--out", str(again), "--valid-percent", "0.2",
-                    "--test-percent", "0.1", "--seed", "3"], capture_output=True)
+    run_cli(str(BIN / "mae-ast-manifest"), str(audio), "--out", str(again), "--valid-percent", "0.2",
+                    "--test-percent", "0.1", "--seed", "3")
     assert (again / "valid.tsv").read_text() == (out / "valid.tsv").read_text()
 
 
@@ -109,8 +108,8 @@ def test_extract_cli_writes_features_and_reports_bad_files(tmp_path, frame_check
     shutil.copy(DEMO / "audio" / "env_06.mkv", audio / "sub" / "b.mkv")
     (audio / "bad.wav").write_bytes(b"RIFF" + os.urandom(100))
     out = tmp_path / "feats"
-    proc = subprocess.run([str(BIN / "mae-ast-extract"), str(frame_checkpoint), str(audio), "--out", str(out),
-                           "--layer", "1", "--batch-size", "2", "--device", "cpu"], capture_output=True, text=True)
+    proc = run_cli(str(BIN / "mae-ast-extract"), str(frame_checkpoint), str(audio), "--out", str(out),
+                           "--layer", "1", "--batch-size", "2", "--device", "cpu")
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "bad.wav" in proc.stderr and "wrote 2 feature files (layer 1 of 2" in proc.stdout
     a = np.load(out / "a.flac.npy")
@@ -131,8 +130,8 @@ def test_extract_cli_writes_features_and_reports_bad_files(tmp_path, frame_check
 def test_show_cli_writes_a_png(request, tmp_path, which):
     ckpt = request.getfixturevalue(which)
     png = tmp_path / "fig.png"
-    proc = subprocess.run([str(BIN / "mae-ast-show"), str(ckpt), str(DEMO / "audio" / "speech_02.flac"),
-                           "--out", str(png)], capture_output=True, text=True)
+    proc = run_cli(str(BIN / "mae-ast-show"), str(ckpt), str(DEMO / "audio" / "speech_02.flac"),
+                           "--out", str(png))
     assert proc.returncode == 0, proc.stderr[-2000:]
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
@@ -158,8 +157,8 @@ def test_extract_keeps_extensions_and_reads_every_audio_extension(tmp_path, fram
     sf.write(audio / "a.wav", read_audio(str(DEMO / "audio" / "speech_01.flac")).numpy(), 16000)
     _opus(audio / "c.opus")
     out = tmp_path / "feats"
-    proc = subprocess.run([str(BIN / "mae-ast-extract"), str(frame_checkpoint), str(audio), "--out", str(out),
-                           "--device", "cpu"], capture_output=True, text=True)
+    proc = run_cli(str(BIN / "mae-ast-extract"), str(frame_checkpoint), str(audio), "--out", str(out),
+                           "--device", "cpu")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "wrote 3 feature files" in proc.stdout
     assert sorted(p.name for p in out.iterdir()) == ["a.flac.npy", "a.wav.npy", "c.opus.npy"]
@@ -170,8 +169,7 @@ def test_extract_refuses_inputs_that_share_an_output_before_writing(tmp_path, fr
     manifest = tmp_path / "twice.tsv"
     manifest.write_text(f"{DEMO / 'audio'}\nspeech_00.flac\t1\nspeech_00.flac\t1\n")
     out = tmp_path / "feats"
-    proc = subprocess.run([str(BIN / "mae-ast-extract"), str(frame_checkpoint), str(manifest), "--out", str(out)],
-                          capture_output=True, text=True)
+    proc = run_cli(str(BIN / "mae-ast-extract"), str(frame_checkpoint), str(manifest), "--out", str(out))
     assert proc.returncode == 2 and "would both be written to speech_00.flac.npy" in proc.stderr
     assert not out.exists()
 
@@ -185,8 +183,8 @@ def test_extract_writes_only_under_out(tmp_path, frame_checkpoint):
     manifest = tmp_path / "root" / "test.tsv"
     manifest.write_text(f"{tmp_path / 'root'}\n../x/a.flac\t1\nb.flac\t1\n")
     out = tmp_path / "out" / "feats"
-    proc = subprocess.run([str(BIN / "mae-ast-extract"), str(frame_checkpoint), str(manifest), "--out", str(out),
-                           "--device", "cpu"], capture_output=True, text=True)
+    proc = run_cli(str(BIN / "mae-ast-extract"), str(frame_checkpoint), str(manifest), "--out", str(out),
+                           "--device", "cpu")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "wrote 2 feature files" in proc.stdout
     written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.npy"))
@@ -211,8 +209,8 @@ def test_show_computes_the_checkpoints_own_features(tmp_path):
         image = (loaded.normalize(loaded.feature_spec.compute(wav)[None])[0, :frames]).numpy()
         assert np.allclose(panels["input"], image, atol=1e-5)
         png = tmp_path / "fig.png"
-        proc = subprocess.run([str(BIN / "mae-ast-show"), ckpt, str(DEMO / "audio" / "speech_02.flac"),
-                               "--out", str(png)], capture_output=True, text=True)
+        proc = run_cli(str(BIN / "mae-ast-show"), ckpt, str(DEMO / "audio" / "speech_02.flac"),
+                               "--out", str(png))
         assert proc.returncode == 0 and png.exists(), proc.stderr[-2000:]
         assert "DEBUG" not in proc.stderr and "DEBUG" not in proc.stdout
 
@@ -221,8 +219,8 @@ def test_show_and_load_report_bad_input_in_one_line(tmp_path, frame_checkpoint):
     """Item 17: no traceback for bad audio, and a text file is named as such."""
     (tmp_path / "notes.txt").write_text("these are my notes\n")
     (tmp_path / "x.flac").mkdir()
-    proc = subprocess.run([str(BIN / "mae-ast-show"), str(frame_checkpoint), str(tmp_path / "x.flac"),
-                           "--out", str(tmp_path / "fig.png")], capture_output=True, text=True)
+    proc = run_cli(str(BIN / "mae-ast-show"), str(frame_checkpoint), str(tmp_path / "x.flac"),
+                           "--out", str(tmp_path / "fig.png"))
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "x.flac: is a directory, not an audio file" in proc.stderr
     with pytest.raises(CheckpointError, match="not a torch checkpoint \\(the file is text"):
@@ -238,8 +236,7 @@ def test_manifest_tool_never_writes_an_empty_split(tmp_path):
     for name in ("speech_00.flac", "speech_01.flac", "env_00.flac", "env_01.flac", "speech_02.flac"):
         shutil.copy(DEMO / "audio" / name, audio / name)
     out = tmp_path / "m"
-    proc = subprocess.run([str(BIN / "mae-ast-manifest"), str(audio), "--out", str(out)],
-                          capture_output=True, text=True)
+    proc = run_cli(str(BIN / "mae-ast-manifest"), str(audio), "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     assert len((out / "valid.tsv").read_text().splitlines()) == 2  # root + one clip
     assert len((out / "train.tsv").read_text().splitlines()) == 5
@@ -256,10 +253,10 @@ def test_validate_flags_clips_shorter_than_one_patch(tmp_path):
     ok_len = int(DEMO.joinpath("train.tsv").read_text().split("speech_00.flac\t")[1].split()[0])
     (tmp_path / "train.tsv").write_text(f"audio\nshort.wav\t2000\nok.flac\t{ok_len}\n")
     run = [str(BIN / "mae-ast-validate"), str(tmp_path), "--workers", "1"]
-    proc = subprocess.run(run, capture_output=True, text=True)
+    proc = run_cli(*run)
     assert proc.returncode == 1
     assert "train.tsv:2" in proc.stderr and "shorter than one patch (16 frames" in proc.stderr
-    frame_model = subprocess.run(run + ["--patch-frames", "2"], capture_output=True, text=True)
+    frame_model = run_cli(*run, "--patch-frames", "2")
     assert frame_model.returncode == 0, frame_model.stderr
 
 
