@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import types
 from pathlib import Path
@@ -115,47 +116,60 @@ def cli_env() -> dict[str, str]:
 
 
 class WarmStart:
-    """``tests/cli_server.py``, started once: it forks each ``mae-ast-*`` command from a process
-    or ``fairseq-hydra-train`` command from a process that has already imported torch and fairseq,
-    which a fresh interpreter spends ~6 s on here. ``MAE_AST_TEST_EXEC=1`` starts every command as
-    its own process instead."""
+    """``tests/cli_server.py``: it forks each ``mae-ast-*`` or ``fairseq-hydra-train`` command from
+    a process that has already imported torch and fairseq, which a fresh interpreter spends ~6 s on
+    here. One server per command running at once (tests run fine-tunes from threads), each used
+    by one caller at a time. ``MAE_AST_TEST_EXEC=1`` starts every command as its own process."""
+
+    SERVER = [sys.executable, str(Path(__file__).with_name("cli_server.py"))]
 
     def __init__(self) -> None:
-        self.proc: subprocess.Popen | None = None
-        self.names: set[str] = set()
+        self.lock = threading.Lock()
+        self.idle: list[subprocess.Popen] = []
+        self.names: set[str] | None = None
 
     def serves(self, cmd: list[str]) -> bool:
         if os.environ.get("MAE_AST_TEST_EXEC") == "1" or Path(cmd[0]).parent != BIN:
             return False
-        if self.proc is None or self.proc.poll() is not None:
-            server = [sys.executable, str(Path(__file__).with_name("cli_server.py"))]
-            self.names = set(subprocess.run([*server, "--names"], capture_output=True, text=True, check=True,
-                                            env=cli_env()).stdout.split())
-            self.proc = subprocess.Popen(server, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                         bufsize=1, env=cli_env(), cwd=ROOT)
+        with self.lock:
+            if self.names is None:
+                self.names = set(subprocess.run([*self.SERVER, "--names"], capture_output=True, text=True,
+                                                check=True, env=cli_env()).stdout.split())
         return Path(cmd[0]).name in self.names
 
     def run(self, cmd: list[str], timeout: int, cwd: Path) -> subprocess.CompletedProcess:
+        with self.lock:
+            server = self.idle.pop() if self.idle else None
+        if server is None or server.poll() is not None:
+            server = subprocess.Popen(self.SERVER, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                      bufsize=1, env=cli_env(), cwd=ROOT)
         with tempfile.TemporaryDirectory() as tmp:
             out, err = Path(tmp, "out"), Path(tmp, "err")
             request = {"argv": cmd, "cwd": str(cwd), "env": cli_env(), "out": str(out), "err": str(err)}
-            self.proc.stdin.write(json.dumps(request) + "\n")
-            self.proc.stdin.flush()
-            pid = self.reply(None)["pid"]
-            done = self.reply(timeout)
-            timed_out = done is None
-            if timed_out:
-                os.killpg(pid, signal.SIGKILL)
-                done = self.reply(None)
+            try:
+                server.stdin.write(json.dumps(request) + "\n")
+                server.stdin.flush()
+                pid = self.reply(server, None)["pid"]
+                done = self.reply(server, timeout)
+                timed_out = done is None
+                if timed_out:
+                    os.killpg(pid, signal.SIGKILL)
+                    done = self.reply(server, None)
+            except BaseException:  # interrupted mid-command: this server's replies are out of step
+                server.kill()
+                raise
             stdout, stderr = out.read_text(errors="replace"), err.read_text(errors="replace")
+        with self.lock:
+            self.idle.append(server)
         if timed_out:
             raise subprocess.TimeoutExpired(cmd, timeout, stdout, stderr)
         return subprocess.CompletedProcess(cmd, done["rc"], stdout, stderr)
 
-    def reply(self, timeout: float | None) -> dict | None:
+    @staticmethod
+    def reply(server: subprocess.Popen, timeout: float | None) -> dict | None:
         """The server's next line (read unbuffered, so no line waits in a buffer select cannot
         see); None if ``timeout`` passes first."""
-        fd, line, end = self.proc.stdout.fileno(), b"", None if timeout is None else time.monotonic() + timeout
+        fd, line, end = server.stdout.fileno(), b"", None if timeout is None else time.monotonic() + timeout
         while not line.endswith(b"\n"):
             if end is not None and not select.select([fd], [], [], max(0.0, end - time.monotonic()))[0]:
                 return None
@@ -166,9 +180,11 @@ class WarmStart:
         return json.loads(line)
 
     def close(self) -> None:
-        if self.proc is not None:
-            self.proc.stdin.close()
-            self.proc.wait(timeout=60)
+        with self.lock:
+            servers, self.idle = self.idle, []
+        for server in servers:
+            server.stdin.close()
+            server.wait(timeout=60)
 
 
 WARM = WarmStart()

@@ -4,7 +4,6 @@ file, and a fine-tuned classifier's encoder usable wherever features are read
 
 import re
 import shutil
-import subprocess
 import sys
 
 import numpy as np
@@ -85,12 +84,7 @@ def test_every_loader_and_tool_describes_a_bad_file_alike(tmp_path, patch_checkp
     audio = str(DEMO / "audio" / "speech_00.flac")
     tools = (("mae-ast-extract", ["--out", str(tmp_path / "o")]), ("mae-ast-show", ["--out", str(tmp_path / "x.png")]),
              ("mae-ast-predict", []), ("mae-ast-evaluate", []))
-    procs = {}  # the four CLIs at once: most of each one's time is importing
     for tool, extra in tools:
-        args = [str(bad), str(DEMO)] if tool == "mae-ast-evaluate" else [str(bad), audio]
-        procs[tool] = subprocess.Popen([str(BIN / tool), *args, *extra], stdout=subprocess.PIPE,
-                                       stderr=subprocess.PIPE, text=True)
-    for tool, proc in procs.items():
-        _, stderr = proc.communicate(timeout=300)
-        assert proc.returncode != 0 and re.search(f"{bad}: {message}", stderr), (tool, stderr[-1500:])
+        proc = run_cli(BIN / tool, bad, DEMO if tool == "mae-ast-evaluate" else audio, *extra, timeout=300)
+        assert proc.returncode != 0 and re.search(f"{bad}: {message}", proc.stderr), (tool, proc.stderr[-1500:])
     shutil.rmtree(tmp_path / "o", ignore_errors=True)
