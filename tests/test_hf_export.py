@@ -372,3 +372,35 @@ def test_exported_code_is_the_package_hf_files(exported):
                 if isinstance(node, (ast.Import, ast.ImportFrom)) and not getattr(node, "level", 0):
                     top = (node.module if isinstance(node, ast.ImportFrom) else node.names[0].name).split(".")[0]
                     assert top in remote_code.ALLOWED_IMPORTS, top
+
+
+def test_the_exported_classifier_computes_the_loss_it_was_fine_tuned_with(exported, checkpoints, wavs, tmp_path):
+    """config.json records criterion.loss, and the forward's loss with labels is that loss,
+    averaged over clips: a single-label model trained with loss=bce (SSAST's Speech Commands
+    recipe) keeps BCE when fine-tuned further in transformers, instead of cross-entropy."""
+    from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+
+    from mae_ast.tools.export_hf import export as export_folder
+
+    state = torch.load(checkpoints["classifier"], weights_only=True)
+    state["cfg"]["criterion"]["loss"] = "bce"
+    torch.save(state, tmp_path / "bce.pt")
+    export_folder(str(tmp_path / "bce.pt"), str(tmp_path / "bce"))
+    clips = [np.load(w) for w in wavs]
+    for folder, loss in ((exported["classifier"], "ce"), (tmp_path / "bce", "bce"), (exported["multi_label"], "bce")):
+        assert json.loads((folder / "config.json").read_text())["loss"] == loss
+        fe = AutoFeatureExtractor.from_pretrained(folder, trust_remote_code=True)
+        model = AutoModelForAudioClassification.from_pretrained(folder, trust_remote_code=True).eval()
+        classes = model.config.num_labels
+        labels = torch.arange(len(clips)) % classes
+        with torch.no_grad():
+            out = model(**fe(clips, sampling_rate=16000, return_tensors="pt"), labels=labels)
+        one_hot = torch.nn.functional.one_hot(labels, classes).float()
+        if loss == "ce":
+            want = torch.nn.CrossEntropyLoss()(out.logits, labels)
+        else:  # mean over classes and clips, as torch's BCEWithLogitsLoss
+            want = torch.nn.BCEWithLogitsLoss()(out.logits, one_hot)
+        torch.testing.assert_close(out.loss, want)
+        with torch.no_grad():  # 0/1 rows give the same loss as class indices
+            again = model(**fe(clips, sampling_rate=16000, return_tensors="pt"), labels=one_hot).loss
+        torch.testing.assert_close(again, want)

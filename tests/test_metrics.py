@@ -174,3 +174,22 @@ def test_rejects_bad_inputs():
         roc_auc(np.zeros((3, 2)), np.zeros((3, 3)))
     with pytest.raises(ValueError):
         binary_roc_auc(np.array([0.1, np.nan]), np.array([0, 1]))
+
+
+def test_the_classification_loss_is_torchs_and_auto_follows_the_label_mode():
+    """One loss for the criterion and the exported classifier (``class_scores``), against torch's."""
+    import torch
+    import torch.nn.functional as F
+
+    from mae_ast.models.class_scores import per_clip_loss, resolve_loss
+
+    g = torch.Generator().manual_seed(0)
+    logits, labels = torch.randn(5, 4, generator=g) * 3, torch.tensor([0, 3, 1, 2, 3])
+    one_hot, soft = F.one_hot(labels, 4).float(), torch.softmax(torch.randn(5, 4, generator=g), dim=-1)
+    torch.testing.assert_close(per_clip_loss(logits, one_hot, "ce").mean(), F.cross_entropy(logits, labels))
+    torch.testing.assert_close(per_clip_loss(logits, soft, "ce").mean(), F.cross_entropy(logits, soft))
+    torch.testing.assert_close(per_clip_loss(logits, one_hot, "bce"),
+                               F.binary_cross_entropy_with_logits(logits, one_hot, reduction="none").mean(dim=1))
+    assert per_clip_loss(logits.half(), one_hot, "bce").dtype == torch.float32
+    assert [resolve_loss(loss, multi) for loss, multi in ((None, False), ("auto", True), ("bce", False), ("ce", True))] \
+        == ["ce", "bce", "bce", "ce"]

@@ -6,16 +6,15 @@ float targets. Validation metrics are the whole split's (mAP does not average ov
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from fairseq import metrics
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 
-from ..models.class_scores import probabilities
+from ..models.class_scores import LOSSES, per_clip_loss, probabilities, resolve_loss
 from ..metrics import SPLIT_METRICS, classification_metrics
 from .mae_ast_criterion import skipped_batch_loss
 
-LOSS_CHOICES = ChoiceEnum(["auto", "ce", "bce"])
+LOSS_CHOICES = ChoiceEnum(["auto", *LOSSES])
 # Hidden meters (fairseq prints no key starting with "_") of fairseq's own ConcatTensorMeter,
 # which a resumed run's checkpoint rebuilds by its class name; the split's metric is derived.
 SCORES_KEY, TARGETS_KEY = "_scores", "_targets"
@@ -58,15 +57,11 @@ class Classification_Criterion(FairseqCriterion):
     def __init__(self, task, loss: str = "auto") -> None:
         super().__init__(task)
         self.multi_label = bool(task.cfg.multi_label)
-        self.loss = str(loss) if str(loss) != "auto" else ("bce" if self.multi_label else "ce")
+        self.loss = resolve_loss(loss, self.multi_label)
 
     def compute_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Summed over clips (fairseq divides by sample_size = clips)."""
-        logits = logits.float()
-        if self.loss == "ce":  # soft targets: -sum t log p, = cross-entropy for one-hot rows
-            return -(target * F.log_softmax(logits, dim=-1)).sum()
-        # Mean over classes per clip, as torch's BCEWithLogitsLoss (SSAST) averages.
-        return F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(dim=-1).sum()
+        return per_clip_loss(logits, target, self.loss).sum()
 
     def forward(self, model, sample: dict, reduce: bool = True):
         if "net_input" not in sample:

@@ -21,7 +21,8 @@ class MAEASTConfig(PretrainedConfig):
 
     def __init__(self, sampling_rate: int = 16000, num_mel_bins: int = 128, deltas: bool = False,
                  time_aligned: bool = True, multi_label: bool = False, target_length: int | None = None,
-                 head_dropout: float = 0.0, head_norm: str = "layernorm", **kwargs: Any) -> None:
+                 head_dropout: float = 0.0, head_norm: str = "layernorm", loss: str | None = None,
+                 **kwargs: Any) -> None:
         for name, default in ENCODER_DEFAULTS.items():
             setattr(self, name, kwargs.pop(name, default))
         self.sampling_rate = int(sampling_rate)
@@ -34,6 +35,7 @@ class MAEASTConfig(PretrainedConfig):
         self.target_length = target_length
         self.head_dropout = float(head_dropout)
         self.head_norm = str(head_norm)
+        self.loss = loss  # the fine-tune's criterion.loss (None: written before it was recorded)
         super().__init__(**kwargs)
 
     @property

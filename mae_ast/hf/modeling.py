@@ -22,6 +22,7 @@ from transformers.modeling_outputs import BaseModelOutput, SequenceClassifierOut
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import logging
 
+from ..models.class_scores import per_clip_loss, resolve_loss
 from ..models.encoder_input import EncoderInput
 from ..models.encoder_layer import MultiheadSelfAttention, TransformerSentenceEncoderLayer
 from ..models.head_norm import build_head_norm, mean_over_valid
@@ -229,15 +230,17 @@ class MAEASTForAudioClassification(MAEASTPreTrainedModel):
                 labels: torch.Tensor | None = None, output_hidden_states: bool | None = None,
                 return_dict: bool | None = None, **kwargs: Any) -> SequenceClassifierOutput | tuple:
         """Logits (their softmax or, ``config.multi_label``, sigmoid: ``load_classifier(...).scores``);
-        with ``labels``, the package's criterion.loss=auto in float32: cross-entropy or BCE (config.json
-        does not say a model trained with loss=bce on single labels: here it gets cross-entropy)."""
+        with ``labels`` (class indices, or ``(B, C)`` 0/1 or soft rows), the loss the model was
+        fine-tuned with (``config.loss``, the criterion's), averaged over clips, in float32."""
         x, states, pad = self.mae_ast.encode(input_values, attention_mask)
         logits = self.head(self.head_drop(self.fc_norm(mean_over_valid(x, pad))))
         loss = None
         if labels is not None:
-            labels, scores = labels.to(logits.device), logits.float()
-            loss = (F.binary_cross_entropy_with_logits(scores, labels.float()) if self.config.multi_label
-                    else F.cross_entropy(scores, labels.float() if labels.is_floating_point() else labels))
+            labels = labels.to(logits.device)
+            if labels.dim() == 1:  # class indices
+                labels = F.one_hot(labels.long(), logits.shape[-1])
+            kind = resolve_loss(getattr(self.config, "loss", None), self.config.multi_label)
+            loss = per_clip_loss(logits, labels, kind).mean()
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
         out = SequenceClassifierOutput(loss=loss, logits=logits,

@@ -24,6 +24,7 @@ FILES = {
     "encoder_fields_mae_ast.py": "hf/encoder_fields.py",
     "feature_extraction_mae_ast.py": "hf/feature_extraction.py",
     "modeling_mae_ast.py": "hf/modeling.py",
+    "class_scores_mae_ast.py": "models/class_scores.py",
     "encoder_input_mae_ast.py": "models/encoder_input.py",
     "encoder_layer_mae_ast.py": "models/encoder_layer.py",
     "fbank_mae_ast.py": "data/fbank.py",

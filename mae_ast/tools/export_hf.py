@@ -22,6 +22,7 @@ from ..hf.folder import CONFIG, EXPORTED_FIELDS, WEIGHTS, to_folder
 from .. import provenance
 from ..loading import open_checkpoint
 from ..models.builders import strip_pretraining
+from ..models.class_scores import resolve_loss
 from ._common import check_output, tool_parser
 
 AUTO_MAP = {
@@ -52,6 +53,7 @@ def export(checkpoint: str, out_dir: str, evaluations: list[str] | None = None) 
                   "label2id": {name: i for i, name in enumerate(clf.class_names)},
                   "multi_label": clf.multi_label, "target_length": clf.target_length,
                   "head_dropout": float(net.cfg.head_dropout), "head_norm": net.head_norm,
+                  "loss": resolve_loss(config_section(ck.state, "criterion").get("loss"), clf.multi_label),
                   "problem_type": "multi_label_classification" if clf.multi_label else "single_label_classification"}
     else:
         backbone = strip_pretraining(ck.model)
