@@ -64,7 +64,7 @@ def split_record(manifest_path: str, label_path: str | None = None) -> dict:
     pk, ck = np.unique(path_keys), np.unique(content_keys[content_keys != 0])
     return {"manifest": manifest_path, "manifest_key": hex64(identity.text_key(manifest_path)),
             "labels": labels, "labels_key": hex64(identity.text_key(labels)) if labels else None,
-            "n_clips": len(manifest.paths), "keys_digest": _digest([pk, ck]),
+            "n_clips": len(manifest.paths), "keys_digest": _digest([pk, ck]), "content_digest": _digest([ck]),
             "path_keys": pk, "content_keys": ck}
 
 
@@ -301,7 +301,8 @@ def overlap_report(state: dict, checkpoint_path: str, paths: Sequence[str],
 
 def same_data(theirs: dict, ours: dict) -> list[str]:
     """What differs between two records' data (per split: labels and clip identities;
-    the pretraining checkpoint), as phrases naming both sides; empty when the same."""
+    the pretraining checkpoint), as phrases naming both sides; empty when the same. The same
+    clips under other paths (a data folder moved or copied: same ``content_digest``) are the same."""
     problems = []
     for name, mine in ours["splits"].items():
         other = theirs["splits"].get(name)
@@ -309,7 +310,8 @@ def same_data(theirs: dict, ours: dict) -> list[str]:
             problems.append(f"split {name}: not in the checkpoint's record (it read "
                             f"{', '.join(theirs['splits']) or 'none'})")
             continue
-        if other["keys_digest"] != mine["keys_digest"] or other["n_clips"] != mine["n_clips"]:
+        moved = other.get("content_digest") is not None and other["content_digest"] == mine.get("content_digest")
+        if (other["keys_digest"] != mine["keys_digest"] and not moved) or other["n_clips"] != mine["n_clips"]:
             problems.append(f"split {name}: the checkpoint was trained on {other['manifest']} ({other['n_clips']} "
                             f"clips), this run reads {mine['manifest']} ({mine['n_clips']} clips), other clips")
         elif other.get("labels_key") != mine.get("labels_key"):

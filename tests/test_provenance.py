@@ -124,7 +124,16 @@ def test_resume_into_a_run_folder_trained_on_other_data_is_refused(run, data, pa
     message = fails(folder, fold2, patch_checkpoint, "optimization.max_update=2")
     assert "trained on other data" in message
     assert str(data / "train.tsv") in message and str(fold2 / "train.tsv") in message
-    # (the same data resumes: test_finetune's resume test runs through this check)
+    # The same clips moved (audio copied elsewhere, the manifests' root rewritten): it resumes.
+    # (The same folder resumes too: test_finetune's resume test runs through this check.)
+    moved = tmp_path / "moved"
+    shutil.copytree(data, moved)
+    shutil.copytree(DEMO / "audio", moved / "audio")
+    for split in ("train", "valid", "test"):
+        lines = (moved / f"{split}.tsv").read_text().splitlines(keepends=True)
+        (moved / f"{split}.tsv").write_text(f"{moved / 'audio'}\n" + "".join(lines[1:]))
+    finetune(folder, moved, patch_checkpoint, "optimization.max_update=2")
+    assert provenance.describe(torch.load(folder / "ck" / "checkpoint_last.pt", weights_only=True))["updates"] == 2
 
 
 @pytest.mark.slow
