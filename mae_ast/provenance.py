@@ -52,6 +52,13 @@ def checkpoint_hash(path: str) -> str:
     return hex64(identity.content_key(path))
 
 
+def _entries_key(manifest_path: str) -> int:
+    """The manifest's text after its root line: the same in a moved or copied data folder."""
+    with open(manifest_path, "rb") as f:
+        f.readline()
+        return identity.digest64(f.read())
+
+
 def split_record(manifest_path: str, label_path: str | None = None) -> dict:
     """One split's record from its manifest (and label file): real paths, their text fingerprints,
     the clip count and the sorted unique ``identity`` path and content keys (numpy)."""
@@ -64,7 +71,8 @@ def split_record(manifest_path: str, label_path: str | None = None) -> dict:
     pk, ck = np.unique(path_keys), np.unique(content_keys[content_keys != 0])
     return {"manifest": manifest_path, "manifest_key": hex64(identity.text_key(manifest_path)),
             "labels": labels, "labels_key": hex64(identity.text_key(labels)) if labels else None,
-            "n_clips": len(manifest.paths), "keys_digest": _digest([pk, ck]), "content_digest": _digest([ck]),
+            "n_clips": len(manifest.paths), "keys_digest": _digest([pk, ck]),
+            "content_digest": _digest([content_keys, np.array([_entries_key(manifest_path)], np.uint64)]),
             "path_keys": pk, "content_keys": ck}
 
 
@@ -301,8 +309,9 @@ def overlap_report(state: dict, checkpoint_path: str, paths: Sequence[str],
 
 def same_data(theirs: dict, ours: dict) -> list[str]:
     """What differs between two records' data (per split: labels and clip identities;
-    the pretraining checkpoint), as phrases naming both sides; empty when the same. The same
-    clips under other paths (a data folder moved or copied: same ``content_digest``) are the same."""
+    the pretraining checkpoint), as phrases naming both sides; empty when the same. A data folder
+    moved or copied is the same data: its ``content_digest`` (the manifest's entries and each
+    entry's content key, in order) is the same."""
     problems = []
     for name, mine in ours["splits"].items():
         other = theirs["splits"].get(name)

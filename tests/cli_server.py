@@ -3,10 +3,14 @@ once (~6 s on the 2-core CI machine), then forks a child per command that runs t
 entry point as its ``.venv/bin`` script does (``sys.exit(main())``), with the command's argv,
 working directory, environment and stdout/stderr files. Only the interpreter's start and those
 imports are shared; everything the command does runs in the child. Served: ``mae-ast-*`` and
-``fairseq-hydra-train`` (``fairseq_cli`` itself is imported in the child: at import it sets up
-the root logger, which the tools must not inherit). One difference from separate processes: the
-children share one ``str`` hash seed, so ``conftest.run_cli(fresh=True)`` keeps tests that need
-a process of their own (the seed commands, kills, distributed runs) as real starts.
+``fairseq-hydra-train`` (``fairseq_cli`` is imported by the child, as a fresh process would).
+
+What differs from separate processes, none of which the served commands depend on: children of
+one server share its ``str`` hash seed and numpy's global RNG state as left by the imports;
+fairseq's ``import_user_module`` finds ``mae_ast`` already imported (its ``__init__`` registers
+every task, model and criterion, so nothing is missed); non-daemon threads are not joined at exit;
+stdin is /dev/null. ``conftest.run_cli(fresh=True)`` starts a real process where that matters
+(the seed commands, a determinism check); kills and distributed runs start their own processes.
 
 Protocol (one JSON object per line): request ``{"argv", "cwd", "env", "out", "err"}`` on stdin;
 replies ``{"pid": N}`` when the child starts and ``{"rc": N}`` when it ends.
@@ -16,6 +20,7 @@ import atexit
 import importlib.metadata
 import json
 import os
+import signal
 import sys
 import traceback
 
@@ -41,7 +46,7 @@ def run_child(req: dict, target: str) -> int:
         code = getattr(importlib.import_module(module), func)()
         code = 0 if code is None else code
     except SystemExit as exit_:
-        code = exit_.code
+        code = 0 if exit_.code is None else exit_.code
     except BaseException:
         traceback.print_exc()
         code = 1
@@ -69,11 +74,19 @@ def serve() -> None:
             code = 1
             try:
                 code = run_child(req, targets[os.path.basename(req["argv"][0])])
+            except BaseException:  # before its output was redirected (cwd gone...): the server's stderr
+                traceback.print_exc()
             finally:
                 os._exit(code)
         reply.write(json.dumps({"pid": pid}) + "\n")
         reply.flush()
-        _, status = os.waitpid(pid, 0)
+        try:
+            _, status = os.waitpid(pid, 0)
+        except BaseException:  # the server stopped (Ctrl-C): the command it ran does not outlive it
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            finally:
+                raise
         rc = os.waitstatus_to_exitcode(status)
         reply.write(json.dumps({"rc": rc}) + "\n")
         reply.flush()

@@ -1,6 +1,7 @@
 """Shared fixtures: tiny configs, the demo data, torchaudio's reference code, and a
 checkpoint written by a real fairseq-hydra-train run."""
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -146,6 +147,9 @@ class WarmStart:
         with tempfile.TemporaryDirectory() as tmp:
             out, err = Path(tmp, "out"), Path(tmp, "err")
             request = {"argv": cmd, "cwd": str(cwd), "env": cli_env(), "out": str(out), "err": str(err)}
+            out.touch()
+            err.touch()
+            pid = None
             try:
                 server.stdin.write(json.dumps(request) + "\n")
                 server.stdin.flush()
@@ -153,9 +157,11 @@ class WarmStart:
                 done = self.reply(server, timeout)
                 timed_out = done is None
                 if timed_out:
-                    os.killpg(pid, signal.SIGKILL)
+                    self.kill(pid)
                     done = self.reply(server, None)
-            except BaseException:  # interrupted mid-command: this server's replies are out of step
+            except BaseException:  # interrupted (Ctrl-C...): end the command, as subprocess.run does
+                if pid is not None:
+                    self.kill(pid)
                 server.kill()
                 raise
             stdout, stderr = out.read_text(errors="replace"), err.read_text(errors="replace")
@@ -164,6 +170,12 @@ class WarmStart:
         if timed_out:
             raise subprocess.TimeoutExpired(cmd, timeout, stdout, stderr)
         return subprocess.CompletedProcess(cmd, done["rc"], stdout, stderr)
+
+    @staticmethod
+    def kill(pid: int) -> None:
+        """The command and whatever it started (its own session: ``cli_server.run_child``)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
 
     @staticmethod
     def reply(server: subprocess.Popen, timeout: float | None) -> dict | None:

@@ -380,6 +380,7 @@ def test_the_exported_classifier_computes_the_loss_it_was_fine_tuned_with(export
     recipe) keeps BCE when fine-tuned further in transformers, instead of cross-entropy."""
     from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
+    from mae_ast.checkpoints import CheckpointError
     from mae_ast.tools.export_hf import export as export_folder
 
     state = torch.load(checkpoints["classifier"], weights_only=True)
@@ -404,3 +405,8 @@ def test_the_exported_classifier_computes_the_loss_it_was_fine_tuned_with(export
         with torch.no_grad():  # 0/1 rows give the same loss as class indices
             again = model(**fe(clips, sampling_rate=16000, return_tensors="pt"), labels=one_hot).loss
         torch.testing.assert_close(again, want)
+        with pytest.raises(ValueError, match=r"labels of shape \(\d+, 1\)"), torch.no_grad():
+            model(**fe(clips, sampling_rate=16000, return_tensors="pt"), labels=labels[:, None])
+    # A folder holds less than its .pt (the loss, provenance): it is not exported again.
+    with pytest.raises(CheckpointError, match="already an exported folder; pass the .pt"):
+        export_folder(str(exported["classifier"]), str(tmp_path / "again"))

@@ -193,3 +193,5 @@ def test_the_classification_loss_is_torchs_and_auto_follows_the_label_mode():
     assert per_clip_loss(logits.half(), one_hot, "bce").dtype == torch.float32
     assert [resolve_loss(loss, multi) for loss, multi in ((None, False), ("auto", True), ("bce", False), ("ce", True))] \
         == ["ce", "bce", "bce", "ce"]
+    with pytest.raises(ValueError, match="loss 'focal': not one of auto, ce, bce"):
+        resolve_loss("focal", False)

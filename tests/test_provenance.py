@@ -86,6 +86,32 @@ def test_record_keys_inline_or_in_a_fingerprinted_file(tmp_path, monkeypatch):
     assert provenance.describe({"model": {}})["status"] == "unknown"  # released checkpoints
 
 
+def test_a_moved_data_folder_is_the_same_data_and_swapped_audio_is_not(tmp_path):
+    def record(folder: Path) -> dict:
+        splits = {s: (str(folder / f"{s}.tsv"), str(folder / f"{s}.lbl")) for s in ("train", "valid")}
+        return provenance.build_record("finetuning", str(folder), splits, "train", ["valid"])
+
+    def moved(folder: Path, data: Path) -> Path:
+        shutil.copytree(data, folder)
+        shutil.copytree(DEMO / "audio", folder / "audio")
+        for split in ("train", "valid", "test"):
+            lines = (folder / f"{split}.tsv").read_text().splitlines(keepends=True)
+            (folder / f"{split}.tsv").write_text(f"{folder / 'audio'}\n" + "".join(lines[1:]))
+        return folder
+
+    data = write_data(tmp_path / "data")
+    ours = record(data)
+    assert provenance.same_data(ours, record(moved(tmp_path / "moved", data))) == []
+    # The same files under the same names, two of them with each other's audio: other data.
+    swapped = moved(tmp_path / "swapped", data)
+    a, b = [swapped / "audio" / line.split("\t")[0] for line in (data / "train.tsv").read_text().splitlines()[1:3]]
+    a.rename(tmp_path / "tmp.flac")
+    b.rename(a)
+    (tmp_path / "tmp.flac").rename(b)
+    problems = provenance.same_data(ours, record(swapped))
+    assert len(problems) == 1 and problems[0].startswith("split train: the checkpoint was trained on"), problems
+
+
 @pytest.mark.slow
 def test_checkpoints_record_their_data_and_the_encoders_pretraining(run, data, patch_checkpoint):
     pre = torch.load(patch_checkpoint, weights_only=True)

@@ -65,7 +65,7 @@ def test_manifest_tool_writes_original_format(tmp_path):
     (audio / "broken.flac").write_bytes(b"nope" * 10)
     out = tmp_path / "manifests"
     proc = run_cli(str(BIN / "mae-ast-manifest"), str(audio), "--out", str(out),
-                           "--valid-percent", "0.2", "--test-percent", "0.1", "--seed", "3")
+                   "--valid-percent", "0.2", "--test-percent", "0.1", "--seed", "3")
     assert proc.returncode == 1  # one unreadable file
     assert "broken.flac" in proc.stderr and "41 files found" in proc.stdout
     rows = {}
@@ -96,8 +96,8 @@ def test_manifest_tool_writes_original_format(tmp_path):
                        for decoded, size, rate in mkv), mkv
     # The same seed gives the same split.
     again = tmp_path / "again"
-    run_cli(str(BIN / "mae-ast-manifest"), str(audio), "--out", str(again), "--valid-percent", "0.2",
-                    "--test-percent", "0.1", "--seed", "3")
+    run_cli(BIN / "mae-ast-manifest", audio, "--out", again, "--valid-percent", "0.2", "--test-percent", "0.1",
+            "--seed", "3", fresh=True)  # its own process: another str hash seed
     assert (again / "valid.tsv").read_text() == (out / "valid.tsv").read_text()
 
 
@@ -109,7 +109,7 @@ def test_extract_cli_writes_features_and_reports_bad_files(tmp_path, frame_check
     (audio / "bad.wav").write_bytes(b"RIFF" + os.urandom(100))
     out = tmp_path / "feats"
     proc = run_cli(str(BIN / "mae-ast-extract"), str(frame_checkpoint), str(audio), "--out", str(out),
-                           "--layer", "1", "--batch-size", "2", "--device", "cpu")
+                   "--layer", "1", "--batch-size", "2", "--device", "cpu")
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "bad.wav" in proc.stderr and "wrote 2 feature files (layer 1 of 2" in proc.stdout
     a = np.load(out / "a.flac.npy")
@@ -131,7 +131,7 @@ def test_show_cli_writes_a_png(request, tmp_path, which):
     ckpt = request.getfixturevalue(which)
     png = tmp_path / "fig.png"
     proc = run_cli(str(BIN / "mae-ast-show"), str(ckpt), str(DEMO / "audio" / "speech_02.flac"),
-                           "--out", str(png))
+                   "--out", str(png))
     assert proc.returncode == 0, proc.stderr[-2000:]
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
@@ -158,7 +158,7 @@ def test_extract_keeps_extensions_and_reads_every_audio_extension(tmp_path, fram
     _opus(audio / "c.opus")
     out = tmp_path / "feats"
     proc = run_cli(str(BIN / "mae-ast-extract"), str(frame_checkpoint), str(audio), "--out", str(out),
-                           "--device", "cpu")
+                   "--device", "cpu")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "wrote 3 feature files" in proc.stdout
     assert sorted(p.name for p in out.iterdir()) == ["a.flac.npy", "a.wav.npy", "c.opus.npy"]
@@ -184,7 +184,7 @@ def test_extract_writes_only_under_out(tmp_path, frame_checkpoint):
     manifest.write_text(f"{tmp_path / 'root'}\n../x/a.flac\t1\nb.flac\t1\n")
     out = tmp_path / "out" / "feats"
     proc = run_cli(str(BIN / "mae-ast-extract"), str(frame_checkpoint), str(manifest), "--out", str(out),
-                           "--device", "cpu")
+                   "--device", "cpu")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "wrote 2 feature files" in proc.stdout
     written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.npy"))
@@ -210,7 +210,7 @@ def test_show_computes_the_checkpoints_own_features(tmp_path):
         assert np.allclose(panels["input"], image, atol=1e-5)
         png = tmp_path / "fig.png"
         proc = run_cli(str(BIN / "mae-ast-show"), ckpt, str(DEMO / "audio" / "speech_02.flac"),
-                               "--out", str(png))
+                       "--out", str(png))
         assert proc.returncode == 0 and png.exists(), proc.stderr[-2000:]
         assert "DEBUG" not in proc.stderr and "DEBUG" not in proc.stdout
 
@@ -220,7 +220,7 @@ def test_show_and_load_report_bad_input_in_one_line(tmp_path, frame_checkpoint):
     (tmp_path / "notes.txt").write_text("these are my notes\n")
     (tmp_path / "x.flac").mkdir()
     proc = run_cli(str(BIN / "mae-ast-show"), str(frame_checkpoint), str(tmp_path / "x.flac"),
-                           "--out", str(tmp_path / "fig.png"))
+                   "--out", str(tmp_path / "fig.png"))
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "x.flac: is a directory, not an audio file" in proc.stderr
     with pytest.raises(CheckpointError, match="not a torch checkpoint \\(the file is text"):

@@ -237,8 +237,11 @@ class MAEASTForAudioClassification(MAEASTPreTrainedModel):
         loss = None
         if labels is not None:
             labels = labels.to(logits.device)
-            if labels.dim() == 1:  # class indices
+            if labels.dim() == 1 and not labels.is_floating_point():  # class indices
                 labels = F.one_hot(labels.long(), logits.shape[-1])
+            if labels.shape != logits.shape:  # a (B, 1) column would broadcast into a wrong number
+                raise ValueError(f"labels of shape {tuple(labels.shape)}: give (B,) class indices or (B, "
+                                 f"{logits.shape[-1]}) 0/1 or soft rows for logits {tuple(logits.shape)}")
             kind = resolve_loss(getattr(self.config, "loss", None), self.config.multi_label)
             loss = per_clip_loss(logits, labels, kind).mean()
         if output_hidden_states is None:

@@ -16,6 +16,8 @@ def probabilities(logits: torch.Tensor, multi_label: bool) -> torch.Tensor:
 def resolve_loss(loss: str | None, multi_label: bool) -> str:
     """``criterion.loss``: ``auto`` (or unrecorded) is BCE for multi-label, cross-entropy otherwise."""
     loss = "auto" if loss is None else str(loss)
+    if loss not in ("auto", *LOSSES):
+        raise ValueError(f"loss {loss!r}: not one of auto, {', '.join(LOSSES)}")
     return loss if loss != "auto" else ("bce" if multi_label else "ce")
 
 

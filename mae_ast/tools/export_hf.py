@@ -18,7 +18,7 @@ from typing import Any
 from ..checkpoints import CLASSIFIER, PRETRAINING, CheckpointError, config_section
 from ..classifier import Classifier
 from ..hf import remote_code
-from ..hf.folder import CONFIG, EXPORTED_FIELDS, WEIGHTS, to_folder
+from ..hf.folder import CONFIG, EXPORTED_FIELDS, WEIGHTS, is_exported, to_folder
 from .. import provenance
 from ..loading import open_checkpoint
 from ..models.builders import strip_pretraining
@@ -42,6 +42,8 @@ def export(checkpoint: str, out_dir: str, evaluations: list[str] | None = None) 
 
     from .. import __version__
 
+    if is_exported(checkpoint):  # its config.json holds less than the .pt (training settings, provenance)
+        raise CheckpointError(f"{checkpoint}: already an exported folder; pass the .pt it was exported from")
     ck = open_checkpoint(checkpoint, kinds=(PRETRAINING, CLASSIFIER))  # CheckpointError names a bad file
     results = [read_evaluation(p) for p in evaluations or []]
     if ck.kind == CLASSIFIER:
