@@ -17,6 +17,7 @@ replies ``{"pid": N}`` when the child starts and ``{"rc": N}`` when it ends.
 """
 
 import atexit
+import contextlib
 import importlib.metadata
 import json
 import os
@@ -83,10 +84,9 @@ def serve() -> None:
         try:
             _, status = os.waitpid(pid, 0)
         except BaseException:  # the server stopped (Ctrl-C): the command it ran does not outlive it
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
-            finally:
-                raise
+            raise
         rc = os.waitstatus_to_exitcode(status)
         reply.write(json.dumps({"rc": rc}) + "\n")
         reply.flush()
