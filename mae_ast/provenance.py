@@ -52,13 +52,6 @@ def checkpoint_hash(path: str) -> str:
     return hex64(identity.content_key(path))
 
 
-def _entries_key(manifest_path: str) -> int:
-    """The manifest's text after its root line: the same in a moved or copied data folder."""
-    with open(manifest_path, "rb") as f:
-        f.readline()
-        return identity.digest64(f.read())
-
-
 def split_record(manifest_path: str, label_path: str | None = None) -> dict:
     """One split's record from its manifest (and label file): real paths, their text fingerprints,
     the clip count and the sorted unique ``identity`` path and content keys (numpy)."""
@@ -69,11 +62,14 @@ def split_record(manifest_path: str, label_path: str | None = None) -> dict:
     path_keys, content_keys = identity.manifest_keys(manifest_path, manifest.paths)
     labels = identity.real_path(label_path) if label_path and os.path.isfile(label_path) else None
     pk, ck = np.unique(path_keys), np.unique(content_keys[content_keys != 0])
-    return {"manifest": manifest_path, "manifest_key": hex64(identity.text_key(manifest_path)),
+    with open(manifest_path, "rb") as f:
+        text = f.read()
+    # The entries after the root line: the same in a moved or copied data folder.
+    entries_key = np.array([identity.digest64(text.partition(b"\n")[2])], np.uint64)
+    return {"manifest": manifest_path, "manifest_key": hex64(identity.digest64(text)),
             "labels": labels, "labels_key": hex64(identity.text_key(labels)) if labels else None,
             "n_clips": len(manifest.paths), "keys_digest": _digest([pk, ck]),
-            "content_digest": _digest([content_keys, np.array([_entries_key(manifest_path)], np.uint64)]),
-            "path_keys": pk, "content_keys": ck}
+            "content_digest": _digest([content_keys, entries_key]), "path_keys": pk, "content_keys": ck}
 
 
 def build_record(kind: str, data: str, splits: dict[str, tuple[str, str | None]], train_subset: str,
