@@ -50,7 +50,7 @@ def time_features(model_kind: str, clips: int, seconds: float, batch_size: int) 
             path = os.path.join(tmp, f"{name}.tsv")
             with open(path, "w") as f:
                 f.write("\n".join(part) + "\n")
-            split = Split(name, read_manifest(path), [[0]] * (len(part) - 1))
+            split = Split(name, path, read_manifest(path), [[0]] * (len(part) - 1))
             start, cpu = time.perf_counter(), time.process_time()
             extract_split(model, split, "mean", batch_size)
             elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu

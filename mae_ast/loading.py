@@ -127,9 +127,7 @@ def resolve_layers(layer: Any, depth: int) -> list[int]:
     chosen = list(layer) if isinstance(layer, (list, tuple)) else [layer]
     if not chosen:
         raise ValueError("layer=[]: name at least one layer")
-    out = []
     for k in chosen:
         if isinstance(k, bool) or not isinstance(k, int) or not (1 <= k <= depth or -depth <= k <= -1):
             raise ValueError(f"layer {k!r} is not an encoder layer: this checkpoint has layers 1..{depth} (-1 = last)")
-        out.append(k if k > 0 else depth + 1 + k)
-    return out
+    return [k if k > 0 else depth + 1 + k for k in chosen]

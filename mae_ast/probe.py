@@ -10,7 +10,7 @@ import json
 import logging
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -20,7 +20,7 @@ from .data.datadir import SPLITS
 from .data import identity
 from .data.labels import LabelSet, read_label_descriptors, read_labels
 from .data.manifest import Manifest, read_manifest
-from .loading import Checkpoint, encode_clips, open_checkpoint, ready, resolve_layers
+from .loading import encode_clips, open_checkpoint, ready, resolve_layers
 from .metrics import classification_metrics, headline_metric
 from .provenance import overlap_counts, overlap_report
 
@@ -166,25 +166,22 @@ def load_cached(path: str, key: str, split: Split) -> bool:
     return True
 
 
-def save_cached(path: str, key: str, split: Split, stamp: identity.Stamp) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+def features(model, checkpoint: str, split: Split, cfg: ProbeConfig) -> None:
+    """``split``'s pooled features: from ``cfg.cache`` when current, else extracted (and cached)."""
+    if not cfg.cache:
+        return extract_split(model, split, cfg.pool, cfg.batch_size)
+    path = os.path.join(cfg.cache, f"{split.name}.{cfg.pool}.npz")
+    key = fingerprint(checkpoint, cfg.pool)
+    if load_cached(path, key, split):
+        return
+    # Stamped before reading: a file rewritten while it is read makes the next run recompute.
+    stamp = identity.Stamp.of(split.manifest_path, split.manifest.paths)
+    extract_split(model, split, cfg.pool, cfg.batch_size)
+    os.makedirs(os.path.abspath(cfg.cache), exist_ok=True)
     tmp = path + ".tmp.npz"  # written whole, then renamed: an interrupted run leaves no half file
     np.savez(tmp, key=np.array(key), features=split.features, kept=split.kept,
              skipped=np.array(split.skipped, dtype=str), **stamp.arrays())
     os.replace(tmp, path)
-
-
-def features(model, checkpoint: str, split: Split, cfg: ProbeConfig) -> None:
-    """``split``'s pooled features: from ``cfg.cache`` when current, else extracted (and cached)."""
-    path = os.path.join(cfg.cache, f"{split.name}.{cfg.pool}.npz") if cfg.cache else None
-    key = fingerprint(checkpoint, cfg.pool) if path else ""
-    if path and load_cached(path, key, split):
-        return
-    # Stamped before reading: a file rewritten while it is read makes the next run recompute.
-    stamp = identity.Stamp.of(split.manifest_path, split.manifest.paths) if path else None
-    extract_split(model, split, cfg.pool, cfg.batch_size)
-    if path:
-        save_cached(path, key, split, stamp)
 
 
 def class_scores(clf, x: np.ndarray, num_classes: int, multi_label: bool) -> np.ndarray:
@@ -244,18 +241,18 @@ def refit(x_train: np.ndarray, y_train: np.ndarray, fit: Fit, multi_label: bool,
 
     scaler = StandardScaler().fit(x_train)
     head = fit_head(scaler.transform(x_train), y_train, fit.C, multi_label, cfg.max_iter)
-    return Fit(fit.C, fit.valid, fit.valid_log_loss, fit.by_C, make_pipeline(scaler, head))
+    return replace(fit, clf=make_pipeline(scaler, head))
 
 
-def holdout(y: np.ndarray, multi_label: bool, fraction: float = HOLDOUT_FRACTION, seed: int = 0) -> np.ndarray:
-    """A seeded mask of ``fraction`` of the train rows, drawn per class when single-label (a
+def holdout(y: np.ndarray, multi_label: bool) -> np.ndarray:
+    """A seeded mask of ``HOLDOUT_FRACTION`` of the train rows, drawn per class when single-label (a
     class with one clip keeps it for fitting): the probe's valid when valid holds test clips."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(0)
     out = np.zeros(len(y), dtype=bool)
     groups = [np.arange(len(y))] if multi_label else [np.flatnonzero(y == c) for c in np.unique(y)]
     for rows in groups:
         if len(rows) > 1:
-            out[rng.choice(rows, max(1, round(fraction * len(rows))), replace=False)] = True
+            out[rng.choice(rows, max(1, round(HOLDOUT_FRACTION * len(rows))), replace=False)] = True
     return out
 
 
@@ -280,23 +277,9 @@ def fit_layer(x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray, y_v
     return best[1]
 
 
-def split_keys(split: Split) -> tuple[np.ndarray, np.ndarray]:
-    """``(path_keys, content_keys)`` of the split's kept clips (``identity``)."""
-    pk, ck = identity.manifest_keys(split.manifest_path, split.manifest.paths)
-    return pk[split.kept], ck[split.kept]
-
-
 def shared_clips(keys: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.ndarray]) -> dict:
     """``overlap_counts`` of clips ``keys`` among clips ``other``, by real path or content."""
     return overlap_counts(*keys, np.sort(other[0]), np.sort(other[1]))[1]
-
-
-def provenance(checkpoint: Checkpoint, keys: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict:
-    """``provenance.overlap_report`` of the test split (as mae-ast-evaluate writes it), plus
-    ``probe_train_overlap``: test clips that are also clips of the probe's own train split."""
-    report = overlap_report(checkpoint.state, checkpoint.path, [], keys["test"])
-    report["probe_train_overlap"] = shared_clips(keys["test"], keys["train"])
-    return report
 
 
 def layers_to_fit(layer: int | str | list[int] | None, depth: int) -> list[int]:
@@ -321,7 +304,9 @@ def run_probe(checkpoint: str, data: str, cfg: ProbeConfig | None = None) -> dic
         if split.skipped:
             logger.warning(f"{split.name}: {len(split.skipped)} clip(s) left out, first: {split.skipped[0]}")
     train, valid, test = (splits[s] for s in SPLITS)
-    keys = {name: split_keys(split) for name, split in splits.items()}
+    # (path_keys, content_keys) of each split's kept clips
+    keys = {name: tuple(k[s.kept] for k in identity.manifest_keys(s.manifest_path, s.manifest.paths))
+            for name, s in splits.items()}
     C = label_set.num_classes
     y = {s.name: s.targets(C, multi_label) for s in splits.values()}
     if not multi_label and len(set(y["train"].tolist())) < 2:
@@ -354,6 +339,11 @@ def run_probe(checkpoint: str, data: str, cfg: ProbeConfig | None = None) -> dic
     on = (f"valid {metric}" if held is None else
           f"{metric} on a seeded {HOLDOUT_FRACTION:.0%} of train held out (valid shares {valid_in_test} clips "
           "with test), refitted on all of train")
+    if len(layers) == 1:
+        layer_choice = "the last (default)" if cfg.layer is None else "given"
+    else:
+        named = f"1..{len(layers)}" if cfg.layer == "all" else ", ".join(map(str, layers))
+        layer_choice = f"best {'valid' if held is None else 'held-out train'} {metric} of layers {named}"
     return {
         "checkpoint": checkpoint,
         "data": data,
@@ -361,8 +351,7 @@ def run_probe(checkpoint: str, data: str, cfg: ProbeConfig | None = None) -> dic
         "metric": metric,
         "pool": cfg.pool,
         "layer": chosen,
-        "layer_choice": ("the last (default)" if cfg.layer is None else "given") if len(layers) == 1
-        else f"best {'valid' if held is None else 'held-out train'} {metric} of layers {'1..' + str(len(layers)) if cfg.layer == 'all' else ', '.join(map(str, layers))}",
+        "layer_choice": layer_choice,
         "C": fit.C,
         "C_grid": list(cfg.grid),
         "selection": f"C (and layer) with the best {on}; ties to the lower log-loss",
@@ -374,7 +363,9 @@ def run_probe(checkpoint: str, data: str, cfg: ProbeConfig | None = None) -> dic
         "n_clips": {s.name: int(len(s.kept)) for s in splits.values()} | {"selection": len(y_select)},
         "skipped_clips": {s.name: len(s.skipped) for s in splits.values()},
         "dim": int(train.features.shape[-1]),
-        "provenance": provenance(opened, keys),
+        # The test split's report as mae-ast-evaluate writes it, plus test clips in the probe's own train split.
+        "provenance": overlap_report(opened.state, opened.path, [], keys["test"])
+        | {"probe_train_overlap": shared_clips(keys["test"], keys["train"])},
     }
 
 

@@ -141,18 +141,13 @@ def to_state(record: dict, save_dir: str | None = None) -> dict:
         if not os.path.isfile(path):  # content-addressed: written once per record
             tmp = path + f".{os.getpid()}.tmp.npz"
             # Sorted keys as their gaps (~44 bits each at 2 M clips), deflated: ~25 MB instead of 32.
-            np.savez_compressed(tmp, **{k.replace("/", "__"): _gaps(a) for k, a in arrays.items()})
+            # ``np.cumsum`` (``load``) inverts them, uint64 arithmetic wrapping alike both ways.
+            np.savez_compressed(tmp, **{k.replace("/", "__"): np.diff(a.astype(np.uint64), prepend=np.uint64(0))
+                                        for k, a in arrays.items()})
             os.replace(tmp, path)
         state["keys_file"] = path
     state["keys_digest"] = digest
     return state
-
-
-def _gaps(sorted_keys: np.ndarray) -> np.ndarray:
-    """The first key, then each key's distance to the one before (``np.cumsum`` inverts it,
-    uint64 arithmetic wrapping alike both ways)."""
-    a = np.ascontiguousarray(sorted_keys, dtype=np.uint64)
-    return np.concatenate([a[:1], np.diff(a)]) if len(a) else a
 
 
 def _head(pre: dict) -> dict:
@@ -177,15 +172,6 @@ def _strip(record: dict) -> dict:
     return out
 
 
-def _find_keys_file(named: str, checkpoint_path: str | None) -> str | None:
-    """The keys file where the record names it, else in ``provenance/`` beside the checkpoint (a moved run)."""
-    candidates = [named]
-    if checkpoint_path:
-        candidates.append(os.path.join(os.path.dirname(os.path.abspath(checkpoint_path)), "provenance",
-                                       os.path.basename(named)))
-    return next((c for c in candidates if os.path.isfile(c)), None)
-
-
 def _record_state(state: dict) -> dict | None:
     """The stored record of a checkpoint dict (its ``task_state``), or a record itself."""
     if "version" in state and "splits" in state:
@@ -202,8 +188,12 @@ def load(state: dict, checkpoint_path: str | None = None) -> dict | None:
     if "keys" in stored:
         arrays = {k: v.numpy().view(np.uint64) if isinstance(v, torch.Tensor) else np.asarray(v, np.uint64)
                   for k, v in stored["keys"].items()}
-    else:
-        path = _find_keys_file(stored["keys_file"], checkpoint_path)
+    else:  # where the record names it, else in provenance/ beside the checkpoint (a moved run)
+        candidates = [stored["keys_file"]]
+        if checkpoint_path:
+            candidates.append(os.path.join(os.path.dirname(os.path.abspath(checkpoint_path)), "provenance",
+                                           os.path.basename(stored["keys_file"])))
+        path = next((c for c in candidates if os.path.isfile(c)), None)
         if path is None:
             raise ProvenanceError(f"{checkpoint_path or 'checkpoint'}: its provenance keys file "
                                   f"{stored['keys_file']} is missing; copy the run's provenance/ folder "

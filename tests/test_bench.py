@@ -48,6 +48,15 @@ def test_finetune_step_bench_runs_each_recipe(tmp_path):
 
 
 @pytest.mark.slow
+def test_probe_time_bench_runs_the_probes_own_extraction_and_fit(tmp_path):
+    # It builds mae_ast.probe's own Split, so a change to that signature must fail here.
+    result = _run("probe_time.py", "--clips", "2", "--seconds", "2", "--fit-clips", "200", "--dim", "32",
+                  "--classes", "5", out=tmp_path)
+    row = result["rows"][0]
+    assert row["s_per_clip"] > 0 and row["fit_s"] > 0
+
+
+@pytest.mark.slow
 @pytest.mark.skipif(not (REF_DIR / "kaldi.py").exists(),
                     reason="no .cache/torchaudio_ref (scripts/setup.sh fetches it)")
 def test_data_pipeline_bench_compares_features_with_the_original(tmp_path):

@@ -200,23 +200,10 @@ def check_path(path: str) -> None:
         raise AudioError(path, "file is empty (0 bytes)")
 
 
-def check_contract(path: str, wav: torch.Tensor) -> None:
-    """The input contract (``fbank.check_clip``: finite samples on the [-1, 1] scale) for a
-    decoded file, as an ``AudioError`` naming it. A float WAV of int16-scale samples decodes
-    without error, and its features would be ~90 dB too hot: every reader refuses it here."""
-    try:
-        check_clip(wav, path)
-    except ValueError as err:
-        reason = str(err).removeprefix(f"{path}: ")
-        # check_clip's own fix (divide by 32768) is for arrays; a file is fixed where it was written
-        fix = ": re-save the file as PCM or scaled float" if "[-1, 1] scale" in reason else ""
-        raise AudioError(path, reason + fix) from None
-
-
 def decode_audio(path: str, expected_samples: int | None = None,
                  allow_silence: bool = False) -> tuple[torch.Tensor, int]:
     """Mono float32 waveform of ``path`` in [-1, 1] at the file's own rate, and that rate;
-    samples off the input contract raise ``AudioError`` (``check_contract``). ``expected_samples``:
+    samples off the input contract (``fbank.check_clip``) raise ``AudioError``. ``expected_samples``:
     the manifest's length at that rate; a clip shorter beyond the tolerance raises
     ``AudioError("truncated: ...")``."""
     check_path(path)
@@ -226,7 +213,13 @@ def decode_audio(path: str, expected_samples: int | None = None,
         if wav.size == 0:
             raise AudioError(path, "file holds no samples")
         waveform = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))  # no copy: float32 already
-        check_contract(path, waveform)
+        try:  # a float WAV of int16-scale samples decodes without error, its features ~90 dB too hot
+            check_clip(waveform, path)
+        except ValueError as err:
+            reason = str(err).removeprefix(f"{path}: ")
+            # check_clip's own fix (divide by 32768) is for arrays; a file is fixed where it was written
+            fix = ": re-save the file as PCM or scaled float" if "[-1, 1] scale" in reason else ""
+            raise AudioError(path, reason + fix) from None
         if not allow_silence and not np.any(wav):
             # Nothing to learn, and almost always a failed download; evaluation scores silent clips.
             raise AudioError(path, "digital silence (all samples are zero)")

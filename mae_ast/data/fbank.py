@@ -59,9 +59,7 @@ def mel_scale(freq: torch.Tensor | float) -> torch.Tensor | float:
 
 
 @functools.lru_cache(maxsize=16)
-def mel_banks(
-    num_bins: int, fft_size: int, sample_rate: float, low_freq: float, high_freq: float
-) -> torch.Tensor:
+def mel_banks(num_bins: int, fft_size: int, sample_rate: float, low_freq: float, high_freq: float) -> torch.Tensor:
     """Triangular mel filters, (num_bins, fft_size // 2 + 1); the Nyquist column is zero
     as in Kaldi, which builds filters over the first fft_size // 2 bins only."""
     nyquist = 0.5 * sample_rate
@@ -75,9 +73,7 @@ def mel_banks(
     left = mel_low + edge * delta
     center = mel_low + (edge + 1.0) * delta
     right = mel_low + (edge + 2.0) * delta
-    fft_mel = mel_scale(
-        (sample_rate / fft_size) * torch.arange(fft_size // 2, dtype=torch.float32)
-    ).unsqueeze(0)
+    fft_mel = mel_scale((sample_rate / fft_size) * torch.arange(fft_size // 2, dtype=torch.float32)).unsqueeze(0)
     up = (fft_mel - left) / (center - left)
     down = (right - fft_mel) / (right - center)
     banks = torch.clamp(torch.minimum(up, down), min=0.0)
@@ -90,32 +86,22 @@ def povey_window(size: int) -> torch.Tensor:
     return torch.hann_window(size, periodic=False).pow(0.85)
 
 
-def fbank(
-    waveform: torch.Tensor,
-    num_mel_bins: int = 128,
-    sample_rate: int = 16000,
-    frame_length_ms: float = 25.0,
-    frame_shift_ms: float = 10.0,
-    preemphasis: float = 0.97,
-    low_freq: float = 20.0,
-    high_freq: float = 0.0,
-) -> torch.Tensor:
+def fbank(waveform: torch.Tensor, num_mel_bins: int = 128, sample_rate: int = 16000, frame_length_ms: float = 25.0,
+          frame_shift_ms: float = 10.0, preemphasis: float = 0.97, low_freq: float = 20.0,
+          high_freq: float = 0.0) -> torch.Tensor:
     """Log-mel fbank of ``waveform`` (``(N,)`` or ``(B, N)``, scale [-1, 1]).
 
     Returns ``(frames, num_mel_bins)`` or ``(B, frames, num_mel_bins)`` in float32 on the
     input's device. Raises ``ValueError`` when the input is shorter than one window.
     """
     squeeze = waveform.dim() == 1
-    wav = waveform.unsqueeze(0) if squeeze else waveform
+    wav = (waveform.unsqueeze(0) if squeeze else waveform).float()
     if wav.dim() != 2:
         raise ValueError(f"fbank expects (N,) or (B, N) audio, got shape {tuple(waveform.shape)}")
-    wav = wav.float()
     window_size = int(sample_rate * frame_length_ms * 0.001)
     window_shift = int(sample_rate * frame_shift_ms * 0.001)
     if wav.shape[-1] < window_size:
-        raise ValueError(
-            f"audio of {wav.shape[-1]} samples is shorter than one {window_size}-sample window"
-        )
+        raise ValueError(f"audio of {wav.shape[-1]} samples is shorter than one {window_size}-sample window")
     fft_size = 1 << (window_size - 1).bit_length()
 
     power = _power_spectrum(wav.unfold(-1, window_size, window_shift), fft_size, preemphasis)

@@ -112,19 +112,7 @@ class FbankCache:
         if written != spec:
             raise CacheError(f"{meta_path}: written with {written.describe()}, the task asks {spec.describe()}; "
                              "rewrite it with mae-ast-cache (--feature-dim/--deltas/--sample-rate as the task)")
-        table = np.load(idx_path)
-        rows = self._rows_for(table, dataset, idx_path)
-        self.index = table[rows, 1:]
-        if change := dataclasses.replace(stamp, stats=stamp.stats[rows]).clips_change(dataset.paths, dataset.lines):
-            raise CacheError(f"{meta_path}: {change}: its features would be the old audio's; rewrite it with "
-                             "mae-ast-cache")
-        self.dim = self.meta["width"]
-        self.bin_path, self.dtype = bin_path, np.dtype(self.meta["dtype"])
-        self.paths = dataset.paths
-        self._frames = None  # opened lazily: each dataloader worker maps the file itself
-
-    def _rows_for(self, table: np.ndarray, dataset, idx_path: str) -> np.ndarray:
-        """The table's row of each of the dataset's entries, looked up by manifest line."""
+        table = np.load(idx_path)  # found by manifest line
         row_of = {int(line): r for r, line in enumerate(table[:, 0])}
         absent = [line for line in dataset.lines if line not in row_of]
         if absent:
@@ -133,7 +121,15 @@ class FbankCache:
                 f"the cache (e.g. line {absent[0]}); it was written with --min-sample-size "
                 f"{self.meta['min_keep']} / --max-keep-size {self.meta['max_keep']}: rewrite it with "
                 "mae-ast-cache without them (the default caches every entry)")
-        return np.array([row_of[line] for line in dataset.lines], dtype=np.int64)
+        rows = np.array([row_of[line] for line in dataset.lines], dtype=np.int64)
+        self.index = table[rows, 1:]
+        if change := dataclasses.replace(stamp, stats=stamp.stats[rows]).clips_change(dataset.paths, dataset.lines):
+            raise CacheError(f"{meta_path}: {change}: its features would be the old audio's; rewrite it with "
+                             "mae-ast-cache")
+        self.dim = self.meta["width"]
+        self.bin_path, self.dtype = bin_path, np.dtype(self.meta["dtype"])
+        self.paths = dataset.paths
+        self._frames = None  # opened lazily: each dataloader worker maps the file itself
 
     def __getitem__(self, i: int) -> torch.Tensor:
         start, count = self.index[i]

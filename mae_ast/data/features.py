@@ -27,11 +27,6 @@ MAX_CHANNELS = 8
 FBANK_CHUNK_FRAMES = 4000
 
 
-def _cfg_get(cfg: Any, key: str, default: Any) -> Any:
-    value = cfg.get(key, default) if isinstance(cfg, dict) else getattr(cfg, key, default)
-    return default if value is None else value
-
-
 @dataclass(frozen=True)
 class FeatureSpec:
     sample_rate: int = 16000
@@ -47,8 +42,11 @@ class FeatureSpec:
     def from_task_cfg(cls, cfg: Any) -> FeatureSpec:
         """The spec a task config (dataclass, DictConfig, dict or namespace) describes, a field
         missing or None at its default (a missing ``deltas`` off: released checkpoints)."""
-        types = {"sample_rate": int, "num_mel_bins": int, "deltas": bool}
-        return cls(**{attr: types[attr](_cfg_get(cfg, key, getattr(cls, attr))) for key, attr in cls.TASK_FIELDS.items()})
+        types, fields = {"sample_rate": int, "num_mel_bins": int, "deltas": bool}, {}
+        for key, attr in cls.TASK_FIELDS.items():
+            value = cfg.get(key) if isinstance(cfg, dict) else getattr(cfg, key, None)
+            fields[attr] = getattr(cls, attr) if value is None else types[attr](value)
+        return cls(**fields)
 
     def task_fields(self) -> dict:
         """This spec under the task config's names: what a checkpoint records as its features."""
@@ -175,11 +173,9 @@ class FeatureSpec:
     def check_width(self, width: int, what: str = "input") -> None:
         """Refuse features of another width (patches would be cut on the wrong grid)."""
         if width != self.width:
-            raise ValueError(
-                f"{what} has {width} feature columns per frame, but this model expects "
-                f"{self.describe()}; compute features with the model's feature_spec.compute(wav), "
-                f"or pass waveforms"
-            )
+            raise ValueError(f"{what} has {width} feature columns per frame, but this model expects "
+                             f"{self.describe()}; compute features with the model's feature_spec.compute(wav), "
+                             f"or pass waveforms")
 
 
 def as_waveform(x: Any, index: int = 0) -> torch.Tensor:

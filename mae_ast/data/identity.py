@@ -80,10 +80,9 @@ def overlap(keys: np.ndarray, other_sorted: np.ndarray) -> np.ndarray:
     return (other_sorted[at] == keys) & (keys != 0)
 
 
-# ``{split}.keys.npz`` beside ``{split}.tsv``: its clips' keys and ``Stamp``, so a run reads
-# 2 M clips' keys in under a second instead of rehashing.
-
 def sidecar_path(manifest_path: str) -> str:
+    """``{split}.keys.npz`` beside ``{split}.tsv``: its clips' keys and ``Stamp``, so a run reads
+    2 M clips' keys in under a second instead of rehashing."""
     return manifest_path.removesuffix(".tsv") + ".keys.npz"
 
 
@@ -93,15 +92,16 @@ def text_key(path: str) -> int:
         return digest64(f.read())
 
 
-def file_stats(paths: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    sizes, mtimes = np.zeros(len(paths), np.int64), np.zeros(len(paths), np.int64)
+def file_stats(paths: Sequence[str]) -> np.ndarray:
+    """(N, 2) int64 size and mtime ns of each file; -1 for a file that cannot be stat'ed."""
+    stats = np.full((len(paths), 2), -1, np.int64)
     for i, p in enumerate(paths):
         try:
             st = os.stat(p)
-            sizes[i], mtimes[i] = st.st_size, st.st_mtime_ns
         except OSError:
-            sizes[i] = mtimes[i] = -1
-    return sizes, mtimes
+            continue
+        stats[i] = st.st_size, st.st_mtime_ns
+    return stats
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,7 @@ class Stamp:
             text = f.read()
         first = text.split(b"\n", 1)[0].decode("utf-8-sig", "surrogateescape").strip()
         root = real_path(root_folder(manifest_path, first))
-        return cls(digest64(text), root, np.stack(file_stats(paths), axis=1))
+        return cls(digest64(text), root, file_stats(paths))
 
     def manifest_change(self, manifest_path: str) -> str | None:
         """None while the manifest is the same text in the same place; else what changed."""
@@ -149,7 +149,7 @@ class Stamp:
         file gone since is not a change (the record made from it stays usable)."""
         if len(paths) != len(self.stats):
             return f"computed for {len(self.stats)} clips, not {len(paths)}"
-        now = np.stack(file_stats(paths), axis=1)
+        now = file_stats(paths)
         changed = np.flatnonzero((self.stats != now).any(axis=1) & ((now[:, 0] >= 0) | (not missing_ok)))
         if not len(changed):
             return None

@@ -25,6 +25,7 @@ from .manifest import PackedEntries
 HEADER = ["index", "mid", "display_name"]
 _INT = re.compile(r"-?\d+")
 logger = logging.getLogger(__name__)
+_WARNED: set[str] = set()  # label files already warned about as read unchecked
 
 
 class LabelError(ValueError):
@@ -132,31 +133,22 @@ def read_label_descriptors(path: str) -> LabelSet:
     if not headerless and [h.strip() for h in first] != HEADER:
         raise LabelError(f"{path}:1: header must be '{','.join(HEADER)}' (or none: data2vec's first row "
                          f"'0,mid,name'), got {','.join(first)!r}")
-    by_index: dict[int, tuple[str, str, int]] = {}
-    rows = [(1, first)] if headerless else []
-    for lineno, cells in rows + [(reader.line_num, row) for row in reader]:
-        if any(cell.strip() for cell in cells):
-            _descriptor_row(path, lineno, cells, by_index, headerless)
-    return _label_set(path, by_index)
-
-
-def _descriptor_row(path: str, lineno: int, row: list[str], by_index: dict[int, tuple[str, str, int]],
-                    headerless: bool) -> None:
-    if headerless and len(row) > 3:  # data2vec's files leave commas in names unquoted
-        row = row[:2] + [",".join(row[2:])]
-    if len(row) != 3:
-        raise LabelError(f"{path}:{lineno}: expected 3 fields index,mid,display_name, got {len(row)}; "
-                         "quote display names that contain commas")
-    index, mid, name = (cell.strip() for cell in row)
-    if not _INT.fullmatch(index):
-        raise LabelError(f"{path}:{lineno}: index {index!r} is not an integer")
-    if int(index) in by_index:
-        first = by_index[int(index)][2]
-        raise LabelError(f"{path}:{lineno}: index {index} already given on line {first}; give each index once")
-    by_index[int(index)] = (mid, name, lineno)
-
-
-def _label_set(path: str, by_index: dict[int, tuple[str, str, int]]) -> LabelSet:
+    by_index: dict[int, tuple[str, str, int]] = {}  # index -> (mid, name, line)
+    for lineno, cells in ([(1, first)] if headerless else []) + [(reader.line_num, row) for row in reader]:
+        if not any(cell.strip() for cell in cells):
+            continue
+        if headerless and len(cells) > 3:  # data2vec's files leave commas in names unquoted
+            cells = cells[:2] + [",".join(cells[2:])]
+        if len(cells) != 3:
+            raise LabelError(f"{path}:{lineno}: expected 3 fields index,mid,display_name, got {len(cells)}; "
+                             "quote display names that contain commas")
+        index, mid, name = (cell.strip() for cell in cells)
+        if not _INT.fullmatch(index):
+            raise LabelError(f"{path}:{lineno}: index {index!r} is not an integer")
+        if int(index) in by_index:
+            raise LabelError(f"{path}:{lineno}: index {index} already given on line {by_index[int(index)][2]}; "
+                             "give each index once")
+        by_index[int(index)] = (mid, name, lineno)
     if not by_index:
         raise LabelError(f"{path}: no classes; add one row index,mid,display_name per class")
     count = len(by_index)
@@ -250,7 +242,11 @@ def read_label_rows(path: str, label_set: LabelSet, entries: int | Sequence[str]
     except _Irregular:
         rows, order = _read_lines(path, read_text(path), label_set, entries, multi_label, manifest)
     if order is None or isinstance(entries, int):
-        _warn_unchecked(path, manifest)
+        if (key := os.path.abspath(path)) not in _WARNED:  # once per label file and process
+            _WARNED.add(key)
+            logger.warning(f"{path}: its lines do not name their clips, so each label is given to the clip on the "
+                           f"same line of {manifest} without a check that it belongs to it; write "
+                           "'clip<TAB>labels' lines (mae-ast-prepare does) to have them checked")
         return rows
     if not np.array_equal(order, np.arange(len(order))):
         logger.info(f"{path}: lines realigned to the order of {manifest} by the clip each line names")
@@ -476,19 +472,6 @@ _KINDS = {"path": lambda d, f: map(str.__add__, d, f),
           "path without extension": lambda d, f: map(str.__add__, d, _stems(f)),
           "name": lambda d, f: f, "stem": lambda d, f: _stems(f),
           "youtube id": lambda d, f: youtube_ids(n if n.rfind(".") >= 13 else _stems([n])[0] for n in f)}
-
-
-_WARNED: set[str] = set()
-
-
-def _warn_unchecked(path: str, manifest: str) -> None:
-    """Once per label file and process: its labels are taken in line order, unchecked."""
-    key = os.path.abspath(path)
-    if key not in _WARNED:
-        _WARNED.add(key)
-        logger.warning(f"{path}: its lines do not name their clips, so each label is given to the clip on the "
-                       f"same line of {manifest} without a check that it belongs to it; write "
-                       "'clip<TAB>labels' lines (mae-ast-prepare does) to have them checked")
 
 
 def clip_name(line: str) -> str | None:

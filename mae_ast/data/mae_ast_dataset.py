@@ -54,7 +54,6 @@ class MAE_AST_Dataset(FairseqDataset):
         self.cache = None  # an FbankCache (use_cache) replaces decoding and fbank
         # Packed (see ``manifest``): forked dataloader workers share them without copying.
         self.paths, self.lines, self.entries = manifest.paths, manifest.lines, manifest.entries
-        self.root = manifest.root
         self.sizes = manifest.sizes  # samples at each file's own rate; never written into
         if feature_spec is not None and sample_rate not in (None, feature_spec.sample_rate):
             raise ValueError(f"sample_rate={sample_rate} contradicts the feature spec ({feature_spec.describe()})")

@@ -80,11 +80,7 @@ class _Packer:
 
     def add(self, entry: str) -> None:
         cut = entry.rfind("/") + 1
-        folder = entry[:cut]
-        fid = self.folder_id.get(folder)
-        if fid is None:
-            fid = self.folder_id[folder] = len(self.folder_id)
-        self.folder_of.append(fid)
+        self.folder_of.append(self.folder_id.setdefault(entry[:cut], len(self.folder_id)))
         self.names += entry[cut:].encode("utf-8")
         self.offsets.append(len(self.names))
 

@@ -86,9 +86,8 @@ class MAE_AST_Audio_Task(FairseqTask):
         return state
 
     def load_state_dict(self, state_dict: dict) -> None:
-        state_dict = dict(state_dict or {})
-        state_dict.pop("provenance", None)  # this run records its own
-        super().load_state_dict(state_dict)
+        # This run records its own provenance.
+        super().load_state_dict({k: v for k, v in (state_dict or {}).items() if k != "provenance"})
 
     @property
     def logger(self) -> logging.Logger:
@@ -117,9 +116,8 @@ class MAE_AST_Audio_Task(FairseqTask):
             dataset.use_cache(self.cfg.fbank_cache, split)
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
-        loss, sample_size, logging_output = super().train_step(
-            sample, model, criterion, optimizer, update_num, ignore_grad
-        )
+        loss, sample_size, logging_output = super().train_step(sample, model, criterion, optimizer, update_num,
+                                                               ignore_grad)
         # This host sync costs little: fairseq's grad-norm check waits for backward anyway.
         if "net_input" in sample and not bool(torch.isfinite(loss)):  # fairseq skips the step; name its clips
             ids = sample["id"].tolist()

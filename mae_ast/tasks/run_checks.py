@@ -86,12 +86,10 @@ def check_metric(root: Any, multi_label: bool) -> None:
     allowed = ("loss", *SPLIT_METRICS[bool(multi_label)])
     if metric not in allowed:
         mode = "multi-label (task.multi_label=true)" if multi_label else "single-label"
-        suggestion = headline_metric(bool(multi_label))
         raise RunConfigError(
             f"checkpoint.best_checkpoint_metric={metric} is not logged by {mode} validation, which logs "
-            f"{', '.join(allowed)}: set checkpoint.best_checkpoint_metric={suggestion}")
-    maximize = bool(root.checkpoint.maximize_best_checkpoint_metric)
-    if maximize != (metric != "loss"):
+            f"{', '.join(allowed)}: set checkpoint.best_checkpoint_metric={headline_metric(bool(multi_label))}")
+    if bool(root.checkpoint.maximize_best_checkpoint_metric) != (metric != "loss"):
         raise RunConfigError(f"checkpoint.best_checkpoint_metric={metric} is better when "
                              f"{'lower' if metric == 'loss' else 'higher'}: set "
                              f"checkpoint.maximize_best_checkpoint_metric={str(metric != 'loss').lower()}")
@@ -167,11 +165,9 @@ def check_pretraining_resume(root: Any, model: Any, record: dict) -> None:
 
 def check_other_checkpoints(checkpoint_cfg: Any, resumed: str | None) -> None:
     """Refuse a save dir holding ``checkpoint*.pt`` files when this run resumes none of them
-    (``resumed``, ``restore_path``'s file, is not in it): they are another run's (e.g. its
-    ``checkpoint_best.pt`` left after ``checkpoint_last.pt`` was removed), and fairseq would
-    overwrite them (its first validation replaces ``checkpoint_best.pt`` whatever that scored),
-    leaving a folder of two runs' files. A resumed file's siblings are its run's (its data is
-    ``check_same_data``'s)."""
+    (``resumed``, ``restore_path``'s file, is not in it): they are another run's (a resumed
+    file's siblings are its own run's), and fairseq would overwrite them (its first validation
+    replaces ``checkpoint_best.pt`` whatever that scored)."""
     if getattr(checkpoint_cfg, "no_save", False):  # nothing will be written
         return
     save_dir = os.path.realpath(str(checkpoint_cfg.save_dir))
@@ -267,6 +263,7 @@ def lock_run_folder(root: Any) -> str | None:
     while True:
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
         except FileExistsError:
             try:
                 with open(path) as f:
@@ -286,10 +283,8 @@ def lock_run_folder(root: Any) -> str | None:
             logger.warning(f"{path}: left by PID {their_pid}, which has ended; taking the run folder over")
             with contextlib.suppress(FileNotFoundError):
                 os.remove(path)
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(f"{host} {me}\n")
-        break
+    with os.fdopen(fd, "w") as f:
+        f.write(f"{host} {me}\n")
 
     def release() -> None:
         with contextlib.suppress(OSError), open(path) as f:

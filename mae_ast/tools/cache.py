@@ -49,11 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     check_inputs_and_output(parser, args.data, args.splits, args.out)
 
+    spec = FeatureSpec(sample_rate=args.sample_rate, num_mel_bins=args.feature_dim, deltas=args.deltas)
     bad = 0
     for split in args.splits:
-        manifest = os.path.join(args.data, f"{split}.tsv")
-        spec = FeatureSpec(sample_rate=args.sample_rate, num_mel_bins=args.feature_dim, deltas=args.deltas)
-        dataset = MAE_AST_Dataset(manifest, min_keep_sample_size=args.min_sample_size,
+        dataset = MAE_AST_Dataset(os.path.join(args.data, f"{split}.tsv"), min_keep_sample_size=args.min_sample_size,
                                   max_keep_sample_size=args.max_keep_size, feature_spec=spec)
         meta = write_cache(dataset, split, args.out, workers=args.workers, dtype=args.dtype)
         for path, reason in meta["skipped"].items():

@@ -75,18 +75,12 @@ def score_split(clf: Classifier, dataset: ClassificationDataset, batch_size: int
             if len(sample["source"]) > clf.target_length:
                 n_long += 1
                 if crop == "windows":
-                    windows = clf.scores_feature_windows(sample["source"], hop, batch_size)
-                    batch_scores[i] = clf.aggregate(windows)
+                    batch_scores[i] = clf.aggregate(clf.scores_feature_windows(sample["source"], hop, batch_size))
         scores.append(batch_scores.numpy())
         targets.append(batch["target"].numpy())
     if not scores:
         raise ManifestError(f"{dataset.manifest_path}: no readable clip to evaluate ({skipped} skipped)")
     return np.concatenate(scores), np.concatenate(targets), skipped, n_long
-
-
-def table(result: dict) -> str:
-    width = max(len(k) for k in result)
-    return "\n".join(f"{k:<{width}}  {metric_text(v)}" for k, v in result.items())
 
 
 def notes(result: dict, clf: Classifier, crop: str) -> list[str]:
@@ -131,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
               "selected_on_scored_clips": bool(report["selection_only"]) if report["status"] == "recorded" else None}
     if args.crop == "windows":
         result["hop_s"] = hop * clf.feature_spec.shift_samples / clf.feature_spec.sample_rate
-    print(table(result))
+    width = max(map(len, result))
+    print("\n".join(f"{k:<{width}}  {metric_text(v)}" for k, v in result.items()))
     for note in notes(result, clf, args.crop):
         print(f"mae-ast-evaluate: {note}", file=sys.stderr)
     if skipped:

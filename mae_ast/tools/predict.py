@@ -74,20 +74,14 @@ def find_files(inputs: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
     return files, errors
 
 
-def window_spans(clf: Classifier, num_samples: int, starts: list[int]) -> list[tuple[float, float]]:
-    """Seconds covered by each window's frames (a padded single window covers the file)."""
-    spec = clf.feature_spec
-    rate = spec.sample_rate
-    span = spec.samples_for_frames(clf.target_length)
-    return [(s * spec.shift_samples / rate, min(s * spec.shift_samples + span, num_samples) / rate) for s in starts]
-
-
 def predict_file(clf: Classifier, path: str, hop: int, how: str, crop: str, batch_size: int) -> Prediction:
     """Scores of one file; ``AudioError`` when it cannot be read or is too short for one patch."""
-    wav = clf.feature_spec.read(path, allow_silence=True)  # AudioError also when off the [-1, 1] scale
-    seconds = len(wav) / clf.feature_spec.sample_rate
+    spec = clf.feature_spec
+    wav = spec.read(path, allow_silence=True)  # AudioError also when off the [-1, 1] scale
+    rate = spec.sample_rate
+    seconds = len(wav) / rate
     # Counted before computing: fbank raises ValueError below one window
-    frames, min_frames = clf.feature_spec.frames(len(wav)), clf.model.backbone.grid.min_frames
+    frames, min_frames = spec.frames(len(wav)), clf.model.backbone.grid.min_frames
     if frames < min_frames:
         raise AudioError(path, f"{seconds:.3f} s gives {frames} frames, fewer than one patch ({min_frames} frames)")
     feat = clf.clip_features(wav)
@@ -95,7 +89,10 @@ def predict_file(clf: Classifier, path: str, hop: int, how: str, crop: str, batc
     if crop == "start":
         feat = feat[: clf.target_length]
     window_scores = clf.scores_feature_windows(feat, hop, batch_size)
-    spans = window_spans(clf, len(wav), window_starts(len(feat), clf.target_length, hop))
+    # Seconds covered by each window's frames (a padded single window covers the file).
+    shift, span = spec.shift_samples, spec.samples_for_frames(clf.target_length)
+    spans = [(s * shift / rate, min(s * shift + span, len(wav)) / rate)
+             for s in window_starts(len(feat), clf.target_length, hop)]
     return Prediction(path, seconds, clf.aggregate(window_scores, how), window_scores, spans, long)
 
 
@@ -170,10 +167,9 @@ def main(argv: list[str] | None = None) -> int:
               f"checkpoint's TRAINING data (e.g. {named}): their scores say nothing about unseen audio. Pass "
               "--allow-overlap to score training files on purpose", file=sys.stderr)
     if args.json:
-        spec = clf.feature_spec
         report = {"checkpoint": args.checkpoint, "class_names": clf.class_names, "multi_label": clf.multi_label,
                   "aggregate": how, "crop": args.crop,
-                  "window_s": clf.input_seconds, "hop_s": spec.seconds(hop),
+                  "window_s": clf.input_seconds, "hop_s": clf.feature_spec.seconds(hop),
                   "n_windowed": n_long if args.crop == "windows" else 0,
                   "n_cropped": n_long if args.crop == "start" else 0, "files": results,
                   "errors": [{"path": p, "error": r} for p, r in errors],

@@ -80,14 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     for name, src in (("folders", "folder with one subfolder per class"),
                       ("csv", "CSV file with header path,labels[,split]")):
         p = layout(name, src, f"{name}: any labelled clips")
-        p.add_argument("--valid-percent", type=float, help=f"share of each class for valid (default {DEFAULT_FRACTION})")
-        p.add_argument("--test-percent", type=float, help=f"share of each class for test (default {DEFAULT_FRACTION})")
+        for split in ("valid", "test"):
+            p.add_argument(f"--{split}-percent", type=float,
+                           help=f"share of each class for {split} (default {DEFAULT_FRACTION})")
     return parser
-
-
-def options(args: argparse.Namespace) -> PrepareOptions:
-    given = {k: v for k, v in vars(args).items() if k in PrepareOptions.__dataclass_fields__ and v is not None}
-    return PrepareOptions(**given)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         check_fractions(getattr(args, "valid_percent", None), getattr(args, "test_percent", None))
     except SplitError as err:
         parser.error(str(err))
-    opts = options(args)
+    given = {k: v for k, v in vars(args).items() if k in PrepareOptions.__dataclass_fields__ and v is not None}
+    opts = PrepareOptions(**given)
     try:
         kind, exists = ("file", os.path.isfile) if args.layout == "csv" else ("folder", os.path.isdir)
         if not exists(args.src):

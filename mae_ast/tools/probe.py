@@ -13,7 +13,7 @@ from ..checkpoints import CheckpointError
 from ..data.audio_io import AudioError
 from ..data.labels import LabelError
 from ..data.manifest import ManifestError
-from ..probe import C_GRID, POOLS, ProbeConfig, ProbeError, run_probe
+from ..probe import POOLS, ProbeConfig, ProbeError, run_probe
 from ._common import (
     add_batch_and_device, check_output, exit_code, json_safe, metric_text, print_provenance, tool_parser,
     write_json,
@@ -38,8 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("checkpoint", help="pretraining or classifier checkpoint, or an mae-ast-export-hf folder")
     p.add_argument("data", help="folder with {train,valid,test}.tsv, {split}.lbl and label_descriptors.csv")
     p.add_argument("--layer", type=layer_arg, default=None,
-                   help="encoder layer 1..L (-1 = the last) whose features are probed, or 'all' (each layer "
-                        "fitted, the best on valid kept: on held-out train when valid shares test clips) (default: the last)")
+                   help="encoder layer 1..L (-1 = the last) whose features are probed, or 'all' (each layer fitted, "
+                        "the best on valid kept: on held-out train when valid shares test clips) (default: the last)")
     p.add_argument("--pool", choices=POOLS, default="mean", help="pooling over a clip's time steps (default: mean)")
     labels = p.add_mutually_exclusive_group()
     labels.add_argument("--multi-label", dest="multi_label", action="store_const", const=True, default=None,
@@ -80,8 +80,8 @@ def report(result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    cfg = ProbeConfig(layer=args.layer, pool=args.pool, grid=C_GRID, multi_label=args.multi_label,
-                      batch_size=args.batch_size, device=args.device, cache=args.cache)
+    cfg = ProbeConfig(layer=args.layer, pool=args.pool, multi_label=args.multi_label, batch_size=args.batch_size,
+                      device=args.device, cache=args.cache)
     try:
         result = run_probe(args.checkpoint, args.data, cfg)
     except (CheckpointError, ProbeError, LabelError, ManifestError, AudioError) as err:

@@ -39,8 +39,7 @@ def validate_split(manifest: str, workers: int, spec: FeatureSpec | None = None,
     # Items made as the pool takes them (its pipe holds a few chunks), results read in
     # order: memory stays the packed manifest's at 2 M clips, not a tuple per clip.
     items = ((m.paths[i], int(m.lines[i]), int(m.sizes[i]), spec, min_frames) for i in range(len(m.paths)))
-    reasons: collections.Counter = collections.Counter()
-    problems = []
+    reasons, problems = collections.Counter(), []
     results = pool_map(check_file, items, workers, chunksize=8)
     for lineno, path, reason in tqdm(results, total=len(m.paths), desc=os.path.basename(manifest), unit="file"):
         if reason is not None:
@@ -51,11 +50,9 @@ def validate_split(manifest: str, workers: int, spec: FeatureSpec | None = None,
 
 def summary_reason(reason: str) -> str:
     """The kind of problem, for the table: numbers and details dropped."""
-    for kind in ("truncated", "shorter than one patch", "shorter than one", "file not found", "is a directory",
-                 "not on the [-1, 1] scale"):
-        if kind in reason:
-            return kind
-    return reason.split(" (")[0]
+    kinds = ("truncated", "shorter than one patch", "shorter than one", "file not found", "is a directory",
+             "not on the [-1, 1] scale")
+    return next((kind for kind in kinds if kind in reason), reason.split(" (")[0])
 
 
 def check_labels(data: str, split: str) -> str | None:

@@ -77,7 +77,7 @@ class PrepareOptions:
     notes: list[str] = field(default_factory=list)  # for the user: folders that are no class etc.
 
 
-def write_data_dir(data: DataDir, lengths: Lengths, notes: list[str] | None = None) -> tuple[list[tuple], list[str]]:
+def write_data_dir(data: DataDir, lengths: Lengths, notes: list[str]) -> tuple[list[tuple], list[str]]:
     """Write the folder; returns summary rows (split, clips, classes, missing, unreadable) and
     the stale files removed. Classes of an evaluation split that train lacks go to ``notes``
     (a model cannot learn them)."""
@@ -96,7 +96,7 @@ def write_data_dir(data: DataDir, lengths: Lengths, notes: list[str] | None = No
                                [c.labels for c in kept], label_set, data.missing.get(split))
         rows.append((data.row_name(split), len(kept), len(present_in[split]), len(data.missing.get(split, [])),
                      len(clips) - len(kept)))
-    for split in ("valid", "test") if notes is not None else ():
+    for split in ("valid", "test"):
         absent = sorted(present_in.get(split, set()) - present_in.get("train", set()))
         if absent:
             shown = ", ".join(repr(data.names[i]) for i in absent[:10]) + (" ..." if len(absent) > 10 else "")
