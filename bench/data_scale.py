@@ -112,7 +112,7 @@ def _collate_pid(items: list[int]) -> tuple[int, int]:
     return os.getpid(), sum(items)
 
 
-_START_DIR = tempfile.mkdtemp(prefix="data_scale_")
+_START_DIR = ""  # set by measure_workers; its forked workers inherit it
 
 
 def _record_start(_worker_id: int) -> None:
@@ -124,19 +124,24 @@ def _record_start(_worker_id: int) -> None:
 def measure_workers(ds, workers: int, batch: int = 1000) -> list[dict]:
     import torch
 
-    loader = torch.utils.data.DataLoader(
-        _HotPath(ds), batch_size=batch, num_workers=workers, collate_fn=_collate_pid, persistent_workers=True,
-        prefetch_factor=2, worker_init_fn=_record_start)
-    pids = {pid for pid, _ in loader}
-    # persistent workers stay alive after the epoch: read them before the loader goes
-    out = []
-    for pid in pids:
-        with open(os.path.join(_START_DIR, str(pid))) as f:
-            start = json.load(f)
-        end = smaps(pid)
-        out.append({"pid": pid, "uss_start": start["uss"], "uss_end": end["uss"], "pss_end": end["pss"],
-                    "growth": end["uss"] - start["uss"]})
-    del loader
+    global _START_DIR
+    _START_DIR = tempfile.mkdtemp(prefix="data_scale_")  # made here, not at import: importers leave nothing
+    try:
+        loader = torch.utils.data.DataLoader(
+            _HotPath(ds), batch_size=batch, num_workers=workers, collate_fn=_collate_pid, persistent_workers=True,
+            prefetch_factor=2, worker_init_fn=_record_start)
+        pids = {pid for pid, _ in loader}
+        # persistent workers stay alive after the epoch: read them before the loader goes
+        out = []
+        for pid in pids:
+            with open(os.path.join(_START_DIR, str(pid))) as f:
+                start = json.load(f)
+            end = smaps(pid)
+            out.append({"pid": pid, "uss_start": start["uss"], "uss_end": end["uss"], "pss_end": end["pss"],
+                        "growth": end["uss"] - start["uss"]})
+        del loader
+    finally:
+        shutil.rmtree(_START_DIR, ignore_errors=True)
     return out
 
 
@@ -325,10 +330,7 @@ def main() -> None:
     parser.add_argument("--layout", default="packed", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        try:
-            print(json.dumps(measure_one(args.one, args.layout, args.workers)))
-        finally:
-            shutil.rmtree(_START_DIR, ignore_errors=True)
+        print(json.dumps(measure_one(args.one, args.layout, args.workers)))
         return
     sizes = [int(s) for s in args.sizes.split(",") if s]
     rows = measure_sizes(sizes, args.layouts.split(","), args.workers)
