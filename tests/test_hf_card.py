@@ -42,8 +42,22 @@ def test_the_card_says_what_the_checkpoint_holds(finetuned_checkpoint, tmp_path)
     assert all(name in card for name in config["id2label"].values())
     assert f"data folder: {data}" in card and "train.tsv" in card and "valid.tsv" in card
     assert f"updates: {state['optimizer_history'][-1]['num_updates']}" in card
-    assert "valid.json" in card and f"accuracy {metrics['accuracy']:.4g}" in card
+    assert "valid.json` (split `valid`, crop start)" in card and f"accuracy {metrics['accuracy']:.4g}" in card
+    # valid is the split the run selected its checkpoint on: the card says so beside the number.
+    assert metrics["selected_on_scored_clips"] and "selected on these clips" in card
     assert "trust_remote_code=True" in card
+
+    # An evaluation of another checkpoint, or a file mae-ast-evaluate did not write, is refused
+    # (the card would publish another model's number); nothing is exported.
+    other = dict(state, extra_state={**(state.get("extra_state") or {}), "note": "another save"})
+    torch.save(other, tmp_path / "other.pt")
+    (tmp_path / "probe.json").write_text(json.dumps({"checkpoint": str(finetuned_checkpoint), "layer": 2, "C": 100}))
+    for ckpt, result, says in ((tmp_path / "other.pt", "valid.json", "evaluate the checkpoint you export"),
+                               (finetuned_checkpoint, "probe.json", "not a mae-ast-evaluate --json file")):
+        out = run_cli(BIN / "mae-ast-export-hf", str(ckpt), str(tmp_path / "refused"), "--eval",
+                      str(tmp_path / result), timeout=300)
+        assert out.returncode == 1 and says in out.stderr and str(tmp_path / result) in out.stderr, out.stderr
+        assert not (tmp_path / "refused" / "config.json").exists()
 
     # The provenance record the fine-tuning run stored: each split with its clip count.
     from mae_ast.provenance import describe

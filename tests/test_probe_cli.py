@@ -177,6 +177,15 @@ def test_probe_cli_equals_sklearn_on_fresh_audio(frame_checkpoint, data, tmp_pat
                                                                                   "either": 1}
     assert probe_cli.main(args + ["--allow-overlap"]) == 0
 
+    # A test clip that cannot be read: the test score leaves it out, and that exits 1 (as
+    # mae-ast-evaluate does) unless --allow-skipped.
+    root, *entries = (leak / "test.tsv").read_text().splitlines()
+    gone = next(leak / root / e.split("\t")[0] for e in entries if "tone_0" not in e)  # root: from the folder
+    gone.unlink()
+    assert probe_cli.main(args + ["--allow-overlap"]) == 1
+    assert json.loads(again.read_text())["skipped_clips"]["test"] == 1
+    assert probe_cli.main(args + ["--allow-overlap", "--allow-skipped"]) == 0
+
 
 def test_probe_never_chooses_on_test_clips_and_recomputes_changed_clips(frame_checkpoint, data, tmp_path,
                                                                          one_thread):

@@ -45,7 +45,7 @@ def export(checkpoint: str, out_dir: str, evaluations: list[str] | None = None) 
     if is_exported(checkpoint):  # its config.json holds less than the .pt (training settings, provenance)
         raise CheckpointError(f"{checkpoint}: already an exported folder; pass the .pt it was exported from")
     ck = open_checkpoint(checkpoint, kinds=(PRETRAINING, CLASSIFIER))  # CheckpointError names a bad file
-    results = [read_evaluation(p) for p in evaluations or []]
+    results = [read_evaluation(p, checkpoint) for p in evaluations or []]
     if ck.kind == CLASSIFIER:
         clf = Classifier(ck)
         net, backbone, spec = clf.model, clf.model.backbone, clf.feature_spec
@@ -122,18 +122,48 @@ def provenance_lines(summary: dict) -> list[str]:
     return lines
 
 
-def read_evaluation(path: str) -> dict:
+# What every mae-ast-evaluate --json file holds besides its metrics.
+EVALUATION_KEYS = ("split", "crop", "checkpoint_hash", "overlap_with_training", "selected_on_scored_clips")
+
+
+def read_evaluation(path: str, checkpoint: str) -> dict:
+    """A ``mae-ast-evaluate --json`` file of ``checkpoint`` itself (by its hash): the card must
+    not publish another model's number, nor a number without its split."""
     try:
         with open(path) as f:
-            return {"file": os.path.basename(path), **json.load(f)}
-    except (OSError, json.JSONDecodeError) as err:
+            result = {"file": os.path.basename(path), **json.load(f)}
+    except (OSError, json.JSONDecodeError, TypeError) as err:
         raise CheckpointError(f"{path}: not a mae-ast-evaluate --json file ({err})") from err
+    missing = [k for k in EVALUATION_KEYS if k not in result]
+    if missing:
+        raise CheckpointError(f"{path}: not a mae-ast-evaluate --json file (no {', '.join(missing)}); pass the "
+                              "files mae-ast-evaluate CHECKPOINT DATA --json writes")
+    ours = provenance.checkpoint_hash(checkpoint)
+    if result["checkpoint_hash"] != ours:
+        raise CheckpointError(f"{path}: scores checkpoint {result.get('checkpoint')} (hash "
+                              f"{result['checkpoint_hash']}), not {checkpoint} (hash {ours}): evaluate the "
+                              f"checkpoint you export (mae-ast-evaluate {checkpoint} DATA --json ...) and pass that "
+                              "file")
+    return result
 
 
 def _numbers(result: dict) -> list[tuple[str, Any]]:
-    """The scalar metrics of an evaluation file (``metrics`` if it has one, else its top level)."""
-    body = result.get("metrics") if isinstance(result.get("metrics"), dict) else result
-    return [(k, v) for k, v in body.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    """The scalar metrics and counts of an evaluation file."""
+    return [(k, v) for k, v in result.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in EVALUATION_KEYS]
+
+
+def evaluation_line(result: dict) -> str:
+    """One card line: the file, what it scored, its numbers, and what a reader must know of them."""
+    cautions = []
+    if result["overlap_with_training"]:
+        cautions.append(f"{result['overlap_with_training']} of these clips were in the checkpoint's training "
+                        "data: not a held-out score")
+    if result["selected_on_scored_clips"]:
+        cautions.append("the checkpoint was selected on these clips (its validation split): an optimistic number")
+    numbers = ", ".join(f"{k} {v:.4g}" for k, v in _numbers(result))
+    return (f"- `{result['file']}` (split `{result['split']}`, crop {result['crop']}): {numbers}"
+            + "".join(f"; **{c}**" for c in cautions))
 
 
 def model_card(config: dict, preprocessor: dict, record: dict, results: list[dict], n_params: int) -> str:
@@ -173,8 +203,7 @@ def model_card(config: dict, preprocessor: dict, record: dict, results: list[dic
     lines += provenance_lines(record["provenance"])
     if results:
         lines += ["", "## Evaluation", ""]
-        for result in results:
-            lines.append(f"- `{result['file']}`: " + ", ".join(f"{k} {v:.4g}" for k, v in _numbers(result)))
+        lines += [evaluation_line(result) for result in results]
     example = ("out = model(**inputs)\nscores = out.logits.softmax(-1)" if classifier and not config["multi_label"]
                else "out = model(**inputs)\nscores = out.logits.sigmoid()" if classifier
                else "out = model(**inputs, output_hidden_states=True)\nout.last_hidden_state, out.attention_mask")

@@ -50,6 +50,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--allow-overlap", action="store_true",
                    help="exit 0 even when test clips were in the checkpoint's training data or the probe's train split "
                         "(otherwise a loud warning and exit 3)")
+    p.add_argument("--allow-skipped", action="store_true",
+                   help="exit 0 even when unreadable test clips were left out of the test score (else exit 1)")
     p.add_argument("--cache", help="folder for the pooled features of each split, reused while current")
     add_batch_and_device(p, 16, "clips")
     args = p.parse_args(argv)
@@ -97,9 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     skipped = {k: v for k, v in result["skipped_clips"].items() if v}
     if skipped:
         print(f"mae-ast-probe: unreadable clips left out: {skipped}", file=sys.stderr)
+    partial = bool(skipped.get("test")) and not args.allow_skipped  # evaluate's rule: a partial score is no pass
+    if partial:
+        print(f"mae-ast-probe: the test score leaves out {skipped['test']} of its clips (named above); "
+              "--allow-skipped accepts that", file=sys.stderr)
     if args.json:
         write_json(args.json, json_safe(result))
-    return exit_code(leaked, args.allow_overlap)
+    return exit_code(leaked, args.allow_overlap, partial)
 
 
 if __name__ == "__main__":
