@@ -260,7 +260,9 @@ def overlap_report(state: dict, checkpoint_path: str, paths: Sequence[str],
     where there is no record (an exported folder, a directory, carries none)."""
     pk, ck = keys if keys is not None else identity.clip_keys(list(paths))
     exported = os.path.isdir(checkpoint_path)
+    known = pk[pk != 0]  # a repeated entry is scored again: its clip weighs twice in the number
     report: dict[str, Any] = {"checkpoint": os.path.abspath(checkpoint_path), "n_scored_clips": len(pk),
+                              "repeated_clips": int(len(known) - len(np.unique(known))),
                               "checkpoint_hash": None if exported else checkpoint_hash(checkpoint_path)}
     try:
         record = load(state, checkpoint_path)

@@ -112,6 +112,21 @@ def test_a_moved_data_folder_is_the_same_data_and_swapped_audio_is_not(tmp_path)
     assert len(problems) == 1 and problems[0].startswith("split train: the checkpoint was trained on"), problems
 
 
+def test_a_clip_listed_twice_in_the_scored_split_is_said_before_the_number(tmp_path):
+    from mae_ast.tools._common import provenance_notes
+
+    ckpt = tmp_path / "model.pt"
+    torch.save({"model": {}}, ckpt)  # no record: the repeat is said all the same
+    clips = [str(DEMO / "audio" / line.split("\t")[0]) for line in (DEMO / "valid.tsv").read_text().splitlines()[1:4]]
+    # the same file by another spelling of its path is the same clip
+    again = os.path.join(os.path.dirname(clips[0]), ".", os.path.basename(clips[0]))
+    report = provenance.overlap_report({}, str(ckpt), clips + [again])
+    assert report["repeated_clips"] == 1 and report["n_scored_clips"] == 4
+    _, notes = provenance_notes(report, "test")
+    assert any(n.startswith("split test lists a clip again 1 time(s)") for n in notes), notes
+    assert provenance.overlap_report({}, str(ckpt), clips)["repeated_clips"] == 0
+
+
 @pytest.mark.slow
 def test_checkpoints_record_their_data_and_the_encoders_pretraining(run, data, patch_checkpoint):
     pre = torch.load(patch_checkpoint, weights_only=True)

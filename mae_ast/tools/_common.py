@@ -211,6 +211,9 @@ def provenance_notes(report: dict, split: str) -> tuple[list[str], list[str]]:
     on the scored clips, and a checkpoint without a record, are notes."""
     warnings, out = [], []
     n = report["n_scored_clips"]
+    if report.get("repeated_clips"):
+        out.append(f"split {split} lists a clip again {report['repeated_clips']} time(s) (the same real path): "
+                   "each copy is scored, so the number counts those clips more than once; list each clip once")
     if report["status"] != "recorded":
         out.append(f"{report['checkpoint']} has no provenance record ({report.get('error') or 'it predates records'}): "
                    "cannot check that this split was not trained on")
