@@ -107,7 +107,7 @@ def test_stamp_names_the_changed_clip_and_may_let_a_gone_clip_pass(tmp_path):
     assert stamp.manifest_change(str(tsv)) is None and stamp.clips_change(paths) is None
     os.remove(paths[1])  # gone: a change, unless the caller keeps what it made from the file
     assert "1 of 3 clips changed" in stamp.clips_change(paths, [2, 3, 4])
-    assert "manifest line 3" in stamp.clips_change(paths, [2, 3, 4])
+    assert "(manifest line 3: deleted since)" in stamp.clips_change(paths, [2, 3, 4])
     assert stamp.clips_change(paths, missing_ok=True) is None
     Path(paths[2]).write_bytes(b"other size")  # rewritten: a change either way
     assert paths[2] in stamp.clips_change(paths, missing_ok=True)

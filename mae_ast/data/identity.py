@@ -154,7 +154,8 @@ class Stamp:
         if not len(changed):
             return None
         (was, _), (size, _) = self.stats[changed[0]], now[changed[0]]
-        what = f"size {was} -> {size} bytes" if was != size else "same size, modified since"
+        what = ("deleted since" if size < 0 else "created since" if was < 0 else
+                f"size {was} -> {size} bytes" if was != size else "same size, modified since")
         line = f"manifest line {lines[changed[0]]}: " if lines is not None else ""
         return f"{len(changed)} of {len(paths)} clips changed since, e.g. {paths[changed[0]]} ({line}{what})"
 
